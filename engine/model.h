@@ -1,0 +1,86 @@
+// The in-memory model: hyperparameters and weight tensors, independent of the
+// file they came from. Loaders (models/) fill it; the forward pass reads it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/formats.h"
+
+namespace nibble {
+
+// How RoPE pairs the dimensions of a head: llama2.c and GGUF rotate adjacent
+// pairs (x[2i], x[2i+1]); Hugging Face checkpoints rotate halves (x[i], x[i+d/2]).
+enum class RopeStyle : uint8_t { adjacent_pairs, halves };
+
+struct ModelConfig {
+    std::string architecture = "llama";
+    int dim = 0;          // embedding width
+    int hidden_dim = 0;   // FFN width
+    int n_layers = 0;
+    int n_heads = 0;
+    int n_kv_heads = 0;   // < n_heads: grouped-query attention
+    int vocab_size = 0;
+    int max_seq_len = 0;  // context the model was trained for
+    float rope_theta = 10000.0f;
+    float norm_eps = 1e-5f;
+    RopeStyle rope_style = RopeStyle::adjacent_pairs;
+
+    int head_dim() const { return dim / n_heads; }
+    int kv_dim() const { return n_kv_heads * head_dim(); }
+    // Throws std::runtime_error naming the first inconsistency.
+    void validate() const;
+};
+
+// A named weight: a packed matrix (vectors such as norm weights are 1 x n, f32).
+struct Tensor {
+    std::string name;
+    MatrixView view;
+
+    bool empty() const { return view.data == nullptr; }
+    int64_t rows() const { return view.layout.rows; }
+    int64_t cols() const { return view.layout.cols; }
+    WeightFormat format() const { return view.layout.format; }
+    const float* f32() const { return reinterpret_cast<const float*>(view.data); }
+};
+
+struct LayerWeights {
+    Tensor attn_norm;                // [dim]
+    Tensor wq, wk, wv, wo;           // [dim][dim], [kv_dim][dim] x2, [dim][dim]
+    Tensor ffn_norm;                 // [dim]
+    Tensor w_gate, w_up, w_down;     // [hidden][dim] x2, [dim][hidden]
+};
+
+struct Model {
+    ModelConfig config;
+    Tensor token_embedding;  // [vocab][dim]
+    std::vector<LayerWeights> layers;
+    Tensor output_norm;      // [dim]
+    Tensor output;           // [vocab][dim]; may share data with token_embedding
+    // Serialized SentencePiece ModelProto when the file carries a vocabulary.
+    std::string tokenizer_proto;
+    std::string source_path;
+    std::string source_format;  // "llama2c", "llama2c-q80", "gguf", "nibble"
+    // Keeps mmaps and owned buffers that tensors point into alive.
+    std::vector<std::shared_ptr<const void>> storage;
+
+    // Every tensor in canonical order (the output is listed even when shared).
+    std::vector<const Tensor*> tensors() const;
+    std::vector<Tensor*> tensors();
+    // Checks config and every tensor's shape; throws std::runtime_error.
+    void validate() const;
+    // Total bytes of the distinct weight blobs.
+    size_t weight_bytes() const;
+    int64_t parameter_count() const;
+};
+
+// Canonical tensor names (GGUF's): "token_embd.weight", "blk.3.attn_q.weight", ...
+std::string layer_tensor_name(int layer, const char* short_name);
+
+// Allocates an owned, zeroed, 64-byte aligned blob for `layout`, registers it in
+// model.storage and returns a tensor pointing at it (writable through data()).
+Tensor make_owned_tensor(Model& model, const std::string& name, const PackedLayout& layout);
+inline uint8_t* writable(const Tensor& t) { return const_cast<uint8_t*>(t.view.data); }
+
+}  // namespace nibble

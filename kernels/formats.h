@@ -1,0 +1,96 @@
+// Weight formats and the byte layout of a packed weight matrix.
+//
+// Every weight matrix W[rows][cols] (row-major, y = W x) is one contiguous blob.
+// For the grouped formats each row is split into groups of `group_size`
+// consecutive columns (32, 64, 128 or 256); a row whose length is not a multiple
+// of the group size ends in a short group, padded with zero weights up to
+// padded_cols = groups_per_row * group_size.
+//
+// Sections of a blob, in this order, each starting at a multiple of 64 bytes:
+//   codes        q8: int8 [rows][padded_cols]
+//                q4/q4a/nf4: uint8 [rows][padded_cols/2], two 4-bit codes per byte,
+//                packed in chunks of 32 columns: chunk k of a row is 16 bytes and
+//                byte j holds column 32k+j in its low nibble and column 32k+j+16 in
+//                its high nibble (llama.cpp's Q4_0 order: one AND and one shift
+//                give 16 consecutive columns each).
+//   scales       one per group, index row*groups_per_row + g:
+//                fp16, or int8 codes when double-quantized (see below).
+//   mins         q4a only: one per group, same encoding as scales.
+//   dq_params    double quantization only: for the scales stream (and the mins
+//                stream for q4a) one fp32 offset followed by one fp32 block scale
+//                per 256 groups.
+//
+// Dequantization of column c of row r, group g = c / group_size, q = code:
+//   q8:   w = d * q                  q in -127..127 (int8)
+//   q4:   w = d * (q - 8)            q in 0..15 (signed code q-8 in -8..7)
+//   q4a:  w = d * q + m              q in 0..15, m = group minimum
+//   nf4:  w = d * NF4[q]             d = group absmax, NF4 = QLoRA code book
+// Double quantization (QLoRA) of a per-group stream s (scales or mins):
+//   s_i = offset + block_scale[i / 256] * int8_code_i, offset = mean(s).
+//
+// Bits per weight at group size G: q4/nf4 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G;
+// with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace nibble {
+
+enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4 };
+
+const char* format_name(WeightFormat format);
+std::optional<WeightFormat> parse_format(const std::string& name);
+inline bool is_grouped(WeightFormat f) { return f != WeightFormat::f32 && f != WeightFormat::f16; }
+inline bool is_4bit(WeightFormat f) {
+    return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4;
+}
+
+// Double quantization groups the per-group scales in blocks of this many.
+inline constexpr int64_t kDoubleQuantBlock = 256;
+// Nibbles are packed in chunks of this many columns (see above).
+inline constexpr int64_t kNibbleChunk = 32;
+// Every section of a blob, and every blob in a file, starts at a multiple of this.
+inline constexpr size_t kSectionAlign = 64;
+
+inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+// Where each section of a packed matrix lies, in bytes from the blob start.
+struct PackedLayout {
+    WeightFormat format = WeightFormat::f32;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    int group_size = 0;  // 0 for f32 / f16
+    bool double_quant = false;
+
+    int64_t groups_per_row = 0;
+    int64_t padded_cols = 0;
+    size_t codes_offset = 0, codes_bytes = 0;
+    size_t scales_offset = 0, scales_bytes = 0;
+    size_t mins_offset = 0, mins_bytes = 0;
+    size_t dq_offset = 0, dq_bytes = 0;  // [offset, block scales...] per stream
+    size_t total_bytes = 0;
+
+    int64_t n_groups() const { return rows * groups_per_row; }
+    int64_t dq_blocks() const {
+        return (n_groups() + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
+    }
+    size_t row_code_bytes() const { return codes_bytes / size_t(rows > 0 ? rows : 1); }
+    double bits_per_weight() const {
+        return rows * cols > 0 ? 8.0 * double(total_bytes) / double(rows * cols) : 0.0;
+    }
+};
+
+// Computes the layout; throws std::invalid_argument for an impossible shape or
+// group size (group sizes must be 32, 64, 128 or 256).
+PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int group_size = 0,
+                         bool double_quant = false);
+
+// A packed matrix in memory (mmap'd or owned elsewhere): layout plus blob pointer.
+struct MatrixView {
+    PackedLayout layout;
+    const uint8_t* data = nullptr;
+};
+
+}  // namespace nibble

@@ -1,0 +1,102 @@
+// Scalar reference kernels: row dequantization and the FP32 matmul built on it.
+#include <cstring>
+#include <vector>
+
+#include "kernels/codebooks.h"
+#include "kernels/fp16.h"
+#include "kernels/group_params.h"
+#include "kernels/matmul.h"
+
+namespace nibble {
+
+namespace {
+
+// 4-bit code of padded column c in a row's packed bytes (chunks of 32, see formats.h).
+inline int nibble_at(const uint8_t* row_codes, int64_t c) {
+    const int64_t chunk = c / kNibbleChunk;
+    const int64_t j = c % kNibbleChunk;
+    const uint8_t byte = row_codes[chunk * (kNibbleChunk / 2) + (j % (kNibbleChunk / 2))];
+    return j < kNibbleChunk / 2 ? (byte & 0x0f) : (byte >> 4);
+}
+
+}  // namespace
+
+void dequantize_row(const MatrixView& w, int64_t row, float* out) {
+    const PackedLayout& l = w.layout;
+    const int64_t cols = l.cols;
+    switch (l.format) {
+        case WeightFormat::f32:
+            std::memcpy(out, w.data + size_t(row * cols) * 4, size_t(cols) * 4);
+            return;
+        case WeightFormat::f16: {
+            const uint8_t* src = w.data + size_t(row * cols) * 2;
+            for (int64_t c = 0; c < cols; ++c) {
+                uint16_t h;
+                std::memcpy(&h, src + 2 * c, 2);
+                out[c] = fp16_to_fp32(h);
+            }
+            return;
+        }
+        default: break;
+    }
+    const int64_t gpr = l.groups_per_row;
+    const int64_t group = l.group_size;
+    if (l.format == WeightFormat::q8) {
+        const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset) +
+                              row * l.padded_cols;
+        for (int64_t c = 0; c < cols; ++c) {
+            out[c] = group_param(w, GroupStream::scales, row * gpr + c / group) * float(codes[c]);
+        }
+        return;
+    }
+    const uint8_t* codes = w.data + l.codes_offset + size_t(row * l.padded_cols / 2);
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t gi = row * gpr + c / group;
+        const float d = group_param(w, GroupStream::scales, gi);
+        const int q = nibble_at(codes, c);
+        switch (l.format) {
+            case WeightFormat::q4: out[c] = d * float(q - 8); break;
+            case WeightFormat::q4a: out[c] = d * float(q) + group_param(w, GroupStream::mins, gi); break;
+            case WeightFormat::nf4: out[c] = d * kNf4Codebook[q]; break;
+            default: break;
+        }
+    }
+}
+
+namespace reference {
+
+void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
+    const int64_t rows = w.layout.rows;
+    const int64_t cols = w.layout.cols;
+    if (w.layout.format == WeightFormat::f32) {  // no dequantization needed
+        const float* wf = reinterpret_cast<const float*>(w.data);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int t = 0; t < n_tokens; ++t) {
+                const float* xt = x + size_t(t) * size_t(cols);
+                const float* wr = wf + size_t(r) * size_t(cols);
+                float sum = 0.0f;
+                for (int64_t c = 0; c < cols; ++c) sum += wr[c] * xt[c];
+                y[size_t(t) * size_t(rows) + size_t(r)] = sum;
+            }
+        }
+        return;
+    }
+#pragma omp parallel
+    {
+        std::vector<float> row_values(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            dequantize_row(w, r, row_values.data());
+            for (int t = 0; t < n_tokens; ++t) {
+                const float* xt = x + size_t(t) * size_t(cols);
+                float sum = 0.0f;
+                for (int64_t c = 0; c < cols; ++c) sum += row_values[size_t(c)] * xt[c];
+                y[size_t(t) * size_t(rows) + size_t(r)] = sum;
+            }
+        }
+    }
+}
+
+}  // namespace reference
+}  // namespace nibble

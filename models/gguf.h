@@ -1,0 +1,13 @@
+// GGUF v3 model files (F32 / F16 tensors) with their embedded vocabulary.
+#pragma once
+#include <memory>
+
+#include "engine/mapped_file.h"
+#include "engine/model.h"
+
+namespace nibble {
+
+// Builds a Model from a GGUF file; F32 tensors are used in place from the mapping.
+Model load_gguf(std::shared_ptr<MappedFile> file);
+
+}  // namespace nibble

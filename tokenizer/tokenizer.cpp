@@ -1,0 +1,2 @@
+// Placeholder: the tokenizer implementation lands with its own change.
+#include "tokenizer/tokenizer.h"

@@ -1,0 +1,66 @@
+// Tokenization, all done by libsentencepiece. Vocabularies that arrive in other
+// forms (llama2.c tokenizer.bin, GGUF tokenizer.ggml.* arrays) are converted to
+// a SentencePiece ModelProto in memory first.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/vocab.h"
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace nibble {
+
+class Tokenizer {
+public:
+    // A SentencePiece .model file, or a llama2.c tokenizer.bin (detected by content).
+    // Throws std::runtime_error("<path>: <problem>") for a missing or bad file.
+    static Tokenizer from_file(const std::string& path);
+    // A vocabulary carried by a model file (GGUF arrays, tokenizer.bin contents).
+    static Tokenizer from_vocab(const Vocab& vocab);
+    // A serialized SentencePiece ModelProto (what .model files hold).
+    static Tokenizer from_serialized_proto(const std::string& proto, const std::string& origin);
+
+    Tokenizer(Tokenizer&&) noexcept;
+    Tokenizer& operator=(Tokenizer&&) noexcept;
+    ~Tokenizer();
+
+    // SentencePiece encoding (dummy prefix as the model says), optionally with BOS first.
+    std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
+    // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped).
+    std::string decode(const std::vector<int32_t>& ids) const;
+
+    int32_t bos_id() const;
+    int32_t eos_id() const;
+    int32_t vocab_size() const;
+    // The ModelProto bytes, to embed the tokenizer in a nibble model file.
+    const std::string& serialized_proto() const { return proto_; }
+
+private:
+    Tokenizer() = default;
+    std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+    std::string proto_;
+};
+
+// Turns generated ids into text as they arrive, holding back bytes of an
+// incomplete UTF-8 character. The text of prompt + generation printed piece by
+// piece equals Tokenizer::decode of the whole sequence.
+class StreamDecoder {
+public:
+    explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
+    // Returns the new text that `id` completes (possibly empty).
+    std::string push(int32_t id);
+    void reset();
+
+private:
+    const Tokenizer* tokenizer_;
+    std::vector<int32_t> ids_;
+    size_t emitted_bytes_ = 0;
+};
+
+}  // namespace nibble
