@@ -1,2 +1,206 @@
-// Placeholder: the tokenizer implementation lands with its own change.
+// Tokenizer on libsentencepiece: .model files are loaded as they are; other
+// vocabularies are serialized to a ModelProto first (sentencepiece_proto.cpp).
 #include "tokenizer/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+#include "tokenizer/llama2c_vocab.h"
+#include "tokenizer/sentencepiece_proto.h"
+
+namespace nibble {
+namespace {
+
+std::string read_whole_file(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) throw std::runtime_error(path + ": cannot open file");
+    std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (file.bad()) throw std::runtime_error(path + ": read error");
+    return bytes;
+}
+
+Tokenizer tokenizer_from_vocab(const Vocab& vocab, const std::string& origin) {
+    return Tokenizer::from_serialized_proto(serialize_model_proto(vocab, origin), origin);
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+Tokenizer Tokenizer::from_file(const std::string& path) {
+    const std::string bytes = read_whole_file(path);
+    if (bytes.empty()) throw std::runtime_error(path + ": empty file");
+    if (looks_like_llama2c_vocab(bytes)) {
+        return tokenizer_from_vocab(parse_llama2c_vocab(bytes, path), path);
+    }
+    return from_serialized_proto(bytes, path);
+}
+
+Tokenizer Tokenizer::from_vocab(const Vocab& vocab) {
+    return tokenizer_from_vocab(vocab, "vocab");
+}
+
+Tokenizer Tokenizer::from_serialized_proto(const std::string& proto, const std::string& origin) {
+    Tokenizer tokenizer;
+    tokenizer.processor_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
+    const auto status = tokenizer.processor_->LoadFromSerializedProto(proto);
+    if (!status.ok()) {
+        throw std::runtime_error(origin + ": not a usable SentencePiece model (" +
+                                 status.ToString() + ")");
+    }
+    if (tokenizer.processor_->GetPieceSize() <= 0) {
+        throw std::runtime_error(origin + ": SentencePiece model has no pieces");
+    }
+    tokenizer.proto_ = proto;
+
+    // The stream anchor: the first plain piece that decodes to some text on
+    // its own. Any such piece works; usually it is the first piece after the
+    // byte pieces.
+    const sentencepiece::SentencePieceProcessor& sp = *tokenizer.processor_;
+    for (int id = 0; id < sp.GetPieceSize(); ++id) {
+        if (sp.IsControl(id) || sp.IsUnknown(id) || sp.IsUnused(id) || sp.IsByte(id)) continue;
+        std::string text;
+        if (!sp.Decode(std::vector<int>{id}, &text).ok() || text.empty()) continue;
+        tokenizer.stream_anchor_id_ = id;
+        tokenizer.stream_anchor_text_ = std::move(text);
+        break;
+    }
+    return tokenizer;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) const {
+    std::vector<int> ids;
+    const auto status = processor_->Encode(text, &ids);
+    if (!status.ok())
+        throw std::runtime_error("tokenizer: encode failed (" + status.ToString() + ")");
+    if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
+    return ids;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+    const int32_t n = vocab_size();
+    for (int32_t id : ids) {
+        if (id < 0 || id >= n) {
+            throw std::runtime_error("tokenizer: token id " + std::to_string(id) +
+                                     " outside the vocabulary of " + std::to_string(n));
+        }
+    }
+    std::string text;
+    const auto status = processor_->Decode(ids, &text);
+    if (!status.ok())
+        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+    return text;
+}
+
+int32_t Tokenizer::bos_id() const {
+    return processor_->bos_id();
+}
+int32_t Tokenizer::eos_id() const {
+    return processor_->eos_id();
+}
+int32_t Tokenizer::vocab_size() const {
+    return processor_->GetPieceSize();
+}
+
+// ---------------------------------------------------------------------------
+// StreamDecoder
+//
+// SentencePiece decoding is local once some text exists: a piece's text
+// depends only on the piece, except that (a) while the text is still empty a
+// leading U+2581 is dropped (the dummy prefix), and (b) a run of byte pieces
+// <0xNN> is joined and read as UTF-8, invalid bytes becoming U+FFFD. So the
+// decoder keeps a window of ids since the last "commit point" (a plain piece
+// after which text exists) and decodes [anchor] + window, where the anchor is
+// a fixed plain piece that puts the decoder mid-text; the window's text is the
+// result minus the anchor's text. Within the window, the trailing byte pieces
+// that form an incomplete UTF-8 character are held back until resolved.
+
+namespace {
+
+// Bytes of a UTF-8 sequence that starts with `lead`; 1 for bytes that cannot
+// start a multi-byte sequence (ASCII, stray continuations, C0/C1/F5..FF).
+size_t utf8_sequence_length(uint8_t lead) {
+    if (lead >= 0xC2 && lead <= 0xDF) return 2;
+    if (lead >= 0xE0 && lead <= 0xEF) return 3;
+    if (lead >= 0xF0 && lead <= 0xF4) return 4;
+    return 1;
+}
+
+bool is_continuation(uint8_t byte) {
+    return (byte & 0xC0) == 0x80;
+}
+
+// Number of trailing ids that are byte pieces forming the start of a UTF-8
+// character that more byte pieces could still complete.
+size_t incomplete_utf8_tail(const sentencepiece::SentencePieceProcessor& sp,
+                            const std::vector<int32_t>& ids) {
+    // At most 3 trailing bytes can be an incomplete 4-byte character.
+    size_t run = 0;
+    uint8_t bytes[3];
+    while (run < 3 && run < ids.size() && sp.IsByte(ids[ids.size() - 1 - run])) {
+        const std::string& piece = sp.IdToPiece(ids[ids.size() - 1 - run]);  // "<0xNN>"
+        bytes[run] = static_cast<uint8_t>(std::stoi(piece.substr(3, 2), nullptr, 16));
+        ++run;
+    }
+    // bytes[0] is the last byte. Find the nearest byte that is not a
+    // continuation: the character that the tail belongs to starts there.
+    for (size_t back = 0; back < run; ++back) {
+        if (is_continuation(bytes[back])) continue;
+        const size_t have = back + 1;
+        return have < utf8_sequence_length(bytes[back]) ? have : 0;
+    }
+    return 0;
+}
+
+}  // namespace
+
+std::string StreamDecoder::push(int32_t id) {
+    const sentencepiece::SentencePieceProcessor& sp = *tokenizer_->processor_;
+    if (id < 0 || id >= sp.GetPieceSize()) {
+        throw std::runtime_error("tokenizer: token id " + std::to_string(id) +
+                                 " outside the vocabulary of " + std::to_string(sp.GetPieceSize()));
+    }
+    ids_.push_back(id);
+    const size_t hold = incomplete_utf8_tail(sp, ids_);
+
+    const bool anchored = text_started_ && tokenizer_->stream_anchor_id_ >= 0;
+    std::vector<int> window;
+    window.reserve(ids_.size() + 1);
+    if (anchored) window.push_back(tokenizer_->stream_anchor_id_);
+    window.insert(window.end(), ids_.begin(), ids_.end() - static_cast<ptrdiff_t>(hold));
+    std::string text;
+    const auto status = sp.Decode(window, &text);
+    if (!status.ok())
+        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+    const size_t skip = anchored ? tokenizer_->stream_anchor_text_.size() : 0;
+    const size_t stable_end = std::max(text.size(), skip);
+
+    std::string out;
+    if (skip + emitted_bytes_ < stable_end) {
+        out = text.substr(skip + emitted_bytes_);
+        emitted_bytes_ = stable_end - skip;
+    }
+    // Commit after a plain piece once text exists: nothing later changes the
+    // text so far. Without an anchor the window just keeps growing.
+    const bool plain = !sp.IsByte(id) && !sp.IsControl(id);
+    if (hold == 0 && plain && (text_started_ || stable_end > skip) &&
+        tokenizer_->stream_anchor_id_ >= 0) {
+        ids_.clear();
+        emitted_bytes_ = 0;
+        text_started_ = true;
+    }
+    return out;
+}
+
+void StreamDecoder::reset() {
+    ids_.clear();
+    emitted_bytes_ = 0;
+    text_started_ = false;
+}
+
+}  // namespace nibble

@@ -42,9 +42,14 @@ public:
     const std::string& serialized_proto() const { return proto_; }
 
 private:
+    friend class StreamDecoder;
     Tokenizer() = default;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
     std::string proto_;
+    // A plain piece whose text is never empty: StreamDecoder decodes a window of
+    // recent ids after it, so that the window is decoded as mid-text (-1: none).
+    int32_t stream_anchor_id_ = -1;
+    std::string stream_anchor_text_;
 };
 
 // Turns generated ids into text as they arrive, holding back bytes of an
@@ -59,8 +64,9 @@ public:
 
 private:
     const Tokenizer* tokenizer_;
-    std::vector<int32_t> ids_;
-    size_t emitted_bytes_ = 0;
+    std::vector<int32_t> ids_;   // ids since the last commit point
+    size_t emitted_bytes_ = 0;   // bytes of the text of ids_ already returned
+    bool text_started_ = false;  // some text was committed before ids_
 };
 
 }  // namespace nibble
