@@ -1,7 +1,58 @@
-// The nibble command line: subcommands run, info, perplexity, quantize, bench.
+// The nibble command line: dispatches to a subcommand and turns every failure
+// into one line on stderr and a non-zero exit code.
 #include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
 
-int main() {
-    std::puts("nibble");
-    return 0;
+#include <cxxopts.hpp>
+
+#include "apps/commands.h"
+
+namespace {
+
+void print_usage() {
+    std::fputs(
+        "usage: nibble <command> [options]\n"
+        "commands:\n"
+        "  run         generate text:      nibble run -m MODEL -p PROMPT -n N\n"
+        "  info        describe a model:   nibble info MODEL\n"
+        "  perplexity  score a text:       nibble perplexity -m MODEL -f TEXT\n"
+        "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
+        "run 'nibble <command> --help' for its options\n",
+        stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+        print_usage();
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string command = argv[1];
+    int (*handler)(int, char**) = nullptr;
+    if (command == "run") handler = nibble::app::run_command;
+    if (command == "info") handler = nibble::app::info_command;
+    if (command == "perplexity") handler = nibble::app::perplexity_command;
+    if (command == "quantize") handler = nibble::app::quantize_command;
+    if (handler == nullptr) {
+        std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
+                     command.c_str());
+        return 2;
+    }
+    const std::string program = "nibble " + command;
+    argv[1] = const_cast<char*>(program.c_str());
+    try {
+        return handler(argc - 1, argv + 1);
+    } catch (const nibble::app::UsageError& e) {
+        std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+        return 2;
+    } catch (const cxxopts::exceptions::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+        return 1;
+    }
 }

@@ -1,0 +1,30 @@
+// Subcommands of the nibble command line. Each takes the arguments after its
+// name (argv[0] is "nibble <command>") and returns the process exit code.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "engine/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nibble::app {
+
+int run_command(int argc, char** argv);
+int info_command(int argc, char** argv);
+int perplexity_command(int argc, char** argv);
+int quantize_command(int argc, char** argv);
+
+// An invalid option or value: reported as "nibble <command>: <message>", exit 2.
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// The tokenizer for a model: --tokenizer PATH when given, else the one the file
+// carries, else a tokenizer file next to the model (tokenizer.model,
+// tokenizer.bin, tok<vocab>.model, tok<vocab>.bin) whose vocabulary size matches.
+Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_path);
+
+// Sets the OpenMP thread count; n <= 0 means the number of physical cores.
+int set_threads(int n);
+
+}  // namespace nibble::app

@@ -1,0 +1,65 @@
+// Helpers shared by the subcommands: tokenizer lookup and thread count.
+#include <omp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apps/commands.h"
+
+namespace nibble::app {
+
+Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_path) {
+    auto checked = [&](Tokenizer t, const std::string& origin) {
+        if (t.vocab_size() != model.config.vocab_size) {
+            throw std::runtime_error(origin + ": tokenizer has " + std::to_string(t.vocab_size()) +
+                                     " tokens, the model " +
+                                     std::to_string(model.config.vocab_size));
+        }
+        return t;
+    };
+    if (!tokenizer_path.empty()) return checked(Tokenizer::from_file(tokenizer_path), tokenizer_path);
+    if (!model.tokenizer_proto.empty()) {
+        return checked(Tokenizer::from_serialized_proto(model.tokenizer_proto, model.source_path),
+                       model.source_path);
+    }
+    const auto dir = std::filesystem::path(model.source_path).parent_path();
+    const std::string vocab = std::to_string(model.config.vocab_size);
+    for (const std::string& name : std::vector<std::string>{"tokenizer.model", "tokenizer.bin", "tok" + vocab + ".model",
+                                   "tok" + vocab + ".bin"}) {
+        const auto candidate = dir / name;
+        if (!std::filesystem::is_regular_file(candidate)) continue;
+        try {
+            Tokenizer t = Tokenizer::from_file(candidate.string());
+            if (t.vocab_size() == model.config.vocab_size) return t;
+        } catch (const std::exception&) {
+            // not a usable tokenizer: keep looking
+        }
+    }
+    throw std::runtime_error(model.source_path +
+                             ": the file carries no tokenizer and none was found next to it; "
+                             "pass --tokenizer PATH");
+}
+
+int set_threads(int n) {
+    if (n <= 0) {
+        // Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.
+        std::ifstream cpuinfo("/proc/cpuinfo");
+        std::set<std::pair<int, int>> cores;
+        int physical = 0;
+        for (std::string line; std::getline(cpuinfo, line);) {
+            const auto value = [&] { return std::atoi(line.substr(line.find(':') + 1).c_str()); };
+            if (line.rfind("physical id", 0) == 0) physical = value();
+            if (line.rfind("core id", 0) == 0) cores.insert({physical, value()});
+        }
+        n = cores.empty() ? int(std::thread::hardware_concurrency()) : int(cores.size());
+        if (n <= 0) n = 1;
+    }
+    omp_set_num_threads(n);
+    return n;
+}
+
+}  // namespace nibble::app

@@ -1,0 +1,139 @@
+// The LLaMA forward pass (RMSNorm, RoPE, grouped-query attention over the KV
+// cache, SwiGLU FFN), for a batch of tokens from one or more sequences.
+#include "engine/forward.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "engine/layer_ops.h"
+#include "kernels/matmul.h"
+
+namespace nibble {
+
+InferenceState::InferenceState(const Model& model, const RuntimeOptions& options)
+    : model_(&model),
+      options_(options),
+      kv_(model.config,
+          options.n_sequences,
+          options.context > 0 ? options.context : model.config.max_seq_len,
+          options.kv_type) {
+    const ModelConfig& c = model.config;
+    if (options_.context <= 0) options_.context = c.max_seq_len;
+    if (options_.max_batch <= 0) throw std::invalid_argument("max_batch must be positive");
+    const size_t b = size_t(options_.max_batch);
+    x_.resize(b * size_t(c.dim));
+    xb_.resize(b * size_t(c.dim));
+    q_.resize(b * size_t(c.dim));
+    k_.resize(b * size_t(c.kv_dim()));
+    v_.resize(b * size_t(c.kv_dim()));
+    att_out_.resize(b * size_t(c.dim));
+    hidden_gate_.resize(b * size_t(c.hidden_dim));
+    hidden_up_.resize(b * size_t(c.hidden_dim));
+    final_rows_.resize(b * size_t(c.dim));
+    logits_.resize(b * size_t(c.vocab_size));
+    scores_.resize(size_t(omp_get_max_threads()) * size_t(options_.context));
+    const int head_dim = c.head_dim();
+    for (int i = 0; i < head_dim / 2; ++i) {
+        rope_freq_.push_back(1.0f / std::pow(c.rope_theta, float(2 * i) / float(head_dim)));
+    }
+}
+
+// For every (token, head): softmax(q k^T / sqrt(head_dim)) v over the cache
+// positions 0..pos of the token's sequence. Query head h reads kv head
+// h / (n_heads / n_kv_heads).
+void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
+    const ModelConfig& c = model_->config;
+    const int head_dim = c.head_dim();
+    const int group = c.n_heads / c.n_kv_heads;
+    const float inv_sqrt = 1.0f / std::sqrt(float(head_dim));
+    const int n_work = int(batch.size()) * c.n_heads;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int work = 0; work < n_work; ++work) {
+        const int b = work / c.n_heads;
+        const int h = work % c.n_heads;
+        const BatchToken& tok = batch[size_t(b)];
+        const float* q = &q_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
+        float* scores = &scores_[size_t(omp_get_thread_num()) * size_t(options_.context)];
+        const int kv_head = h / group;
+        for (int t = 0; t <= tok.pos; ++t) {
+            scores[t] = kv_.key_dot(tok.seq, layer, t, kv_head, q) * inv_sqrt;
+        }
+        softmax(scores, tok.pos + 1);
+        float* out = &att_out_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
+        for (int i = 0; i < head_dim; ++i) out[i] = 0.0f;
+        for (int t = 0; t <= tok.pos; ++t) {
+            kv_.accumulate_value(tok.seq, layer, t, kv_head, scores[t], out);
+        }
+    }
+}
+
+const float* InferenceState::forward(std::span<const BatchToken> batch) {
+    const ModelConfig& c = model_->config;
+    const int n = int(batch.size());
+    if (n <= 0 || n > options_.max_batch) {
+        throw std::invalid_argument("batch of " + std::to_string(n) + " tokens (max " +
+                                    std::to_string(options_.max_batch) + ")");
+    }
+    for (const BatchToken& t : batch) {
+        if (t.token < 0 || t.token >= c.vocab_size || t.pos < 0 || t.pos >= options_.context ||
+            t.seq < 0 || t.seq >= options_.n_sequences) {
+            throw std::out_of_range("token " + std::to_string(t.token) + " at position " +
+                                    std::to_string(t.pos) + " of sequence " +
+                                    std::to_string(t.seq) + " is outside the model or context");
+        }
+    }
+    const size_t dim = size_t(c.dim), kv_dim = size_t(c.kv_dim());
+    float* x = x_.data();
+    for (int b = 0; b < n; ++b) {
+        dequantize_row(model_->token_embedding.view, batch[size_t(b)].token, x + size_t(b) * dim);
+    }
+
+    for (int l = 0; l < c.n_layers; ++l) {
+        const LayerWeights& w = model_->layers[size_t(l)];
+        // Attention block: x += Wo attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn)
+        for (int b = 0; b < n; ++b) {
+            rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.attn_norm.f32(), c.dim,
+                    c.norm_eps);
+        }
+        matmul(w.wq.view, xb_.data(), n, q_.data());
+        matmul(w.wk.view, xb_.data(), n, k_.data());
+        matmul(w.wv.view, xb_.data(), n, v_.data());
+        for (int b = 0; b < n; ++b) {
+            const BatchToken& tok = batch[size_t(b)];
+            rope(&q_[size_t(b) * dim], c.n_heads, c.head_dim(), tok.pos, rope_freq_.data(),
+                 c.rope_style);
+            rope(&k_[size_t(b) * kv_dim], c.n_kv_heads, c.head_dim(), tok.pos, rope_freq_.data(),
+                 c.rope_style);
+            kv_.store(tok.seq, l, tok.pos, &k_[size_t(b) * kv_dim], &v_[size_t(b) * kv_dim]);
+        }
+        attention(batch, l);
+        matmul(w.wo.view, att_out_.data(), n, xb_.data());
+        add_into(x, xb_.data(), n * c.dim);
+
+        // Feed-forward block: x += W_down (silu(W_gate xn) * (W_up xn))
+        for (int b = 0; b < n; ++b) {
+            rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
+                    c.norm_eps);
+        }
+        matmul(w.w_gate.view, xb_.data(), n, hidden_gate_.data());
+        matmul(w.w_up.view, xb_.data(), n, hidden_up_.data());
+        swiglu(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
+        matmul(w.w_down.view, hidden_gate_.data(), n, xb_.data());
+        add_into(x, xb_.data(), n * c.dim);
+    }
+
+    // Final norm and classifier, only for the tokens whose logits are wanted.
+    int n_out = 0;
+    for (int b = 0; b < n; ++b) {
+        if (!batch[size_t(b)].want_logits) continue;
+        rmsnorm(&final_rows_[size_t(n_out) * dim], x + size_t(b) * dim,
+                model_->output_norm.f32(), c.dim, c.norm_eps);
+        ++n_out;
+    }
+    if (n_out > 0) matmul(model_->output.view, final_rows_.data(), n_out, logits_.data());
+    return logits_.data();
+}
+
+}  // namespace nibble

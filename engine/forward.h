@@ -1,0 +1,59 @@
+// The transformer forward pass over a batch of tokens that may belong to several
+// sequences, each with its own positions in its own KV cache slot.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+
+namespace nibble {
+
+// One token of a batch: its id, its position in its sequence, the sequence's
+// KV cache slot, and whether its logits are wanted.
+struct BatchToken {
+    int32_t token = 0;
+    int32_t pos = 0;
+    int32_t seq = 0;
+    bool want_logits = false;
+};
+
+struct RuntimeOptions {
+    int context = 0;        // 0: the model's max_seq_len
+    int max_batch = 64;     // tokens per forward call
+    int n_sequences = 1;    // KV cache slots
+    KvType kv_type = KvType::f32;
+};
+
+// All activation buffers and the KV cache, allocated once. forward() allocates nothing.
+class InferenceState {
+public:
+    InferenceState(const Model& model, const RuntimeOptions& options);
+
+    // Runs the model on `batch` (at most max_batch tokens). Within a batch the
+    // tokens of one sequence must come in increasing positions, and every earlier
+    // position of that sequence must already be in the cache (or in this batch).
+    // Returns the logits of the tokens with want_logits, one row of vocab_size
+    // floats each, in batch order.
+    const float* forward(std::span<const BatchToken> batch);
+
+    const Model& model() const { return *model_; }
+    const RuntimeOptions& options() const { return options_; }
+    int context() const { return options_.context; }
+    const KvCache& kv_cache() const { return kv_; }
+
+private:
+    void attention(std::span<const BatchToken> batch, int layer);
+
+    const Model* model_;
+    RuntimeOptions options_;
+    KvCache kv_;
+    // [max_batch][...] activation rows
+    std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
+    std::vector<float> final_rows_;   // normalised rows whose logits are wanted
+    std::vector<float> scores_;       // [threads][context] attention weights
+    std::vector<float> rope_freq_;    // [head_dim / 2]
+};
+
+}  // namespace nibble

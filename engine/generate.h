@@ -1,0 +1,39 @@
+// Text generation for one sequence: prompt processing in batches, then
+// token-by-token decoding with a sampler, streaming text as it is produced.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/forward.h"
+#include "engine/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nibble {
+
+struct GenerationResult {
+    std::vector<int32_t> tokens;  // prompt followed by the generated tokens
+    int n_prompt = 0;
+    int n_generated = 0;
+    int n_decode_evals = 0;  // single-token forward passes timed in generation_seconds
+    double prompt_seconds = 0.0;
+    double generation_seconds = 0.0;
+    double prompt_tokens_per_second() const {
+        return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0.0;
+    }
+    double generation_tokens_per_second() const {
+        return generation_seconds > 0 ? n_decode_evals / generation_seconds : 0.0;
+    }
+};
+
+// Feeds `prompt` (which should start with BOS) into sequence slot 0 from
+// position 0, then samples up to n_predict tokens, stopping at EOS or BOS or
+// when the context is full. on_text receives each new piece of text, the
+// decoded prompt first. Throws std::invalid_argument when the prompt does not
+// fit in the context.
+GenerationResult generate(InferenceState& state, const Tokenizer& tokenizer,
+                          const std::vector<int32_t>& prompt, int n_predict, Sampler& sampler,
+                          const std::function<void(const std::string&)>& on_text);
+
+}  // namespace nibble

@@ -1,0 +1,130 @@
+// KV cache storage in FP32, FP16 or INT8 (one scale per head vector).
+#include "engine/kv_cache.h"
+
+#include <stdexcept>
+
+#include "kernels/vec_ops.h"
+
+namespace nibble {
+
+const char* kv_type_name(KvType t) {
+    switch (t) {
+        case KvType::f32: return "f32";
+        case KvType::f16: return "f16";
+        case KvType::int8: return "int8";
+    }
+    return "?";
+}
+
+std::optional<KvType> parse_kv_type(const std::string& name) {
+    for (auto t : {KvType::f32, KvType::f16, KvType::int8}) {
+        if (name == kv_type_name(t)) return t;
+    }
+    return std::nullopt;
+}
+
+KvCache::KvCache(const ModelConfig& config, int n_sequences, int context, KvType type)
+    : n_layers_(config.n_layers),
+      kv_dim_(config.kv_dim()),
+      head_dim_(config.head_dim()),
+      n_kv_heads_(config.n_kv_heads),
+      context_(context),
+      n_sequences_(n_sequences),
+      type_(type) {
+    if (context <= 0 || n_sequences <= 0) {
+        throw std::invalid_argument("KV cache needs a positive context and sequence count");
+    }
+    const size_t n_slots = size_t(n_sequences) * size_t(n_layers_) * size_t(context);
+    const size_t n = n_slots * size_t(kv_dim_);
+    switch (type) {
+        case KvType::f32:
+            keys_f32_.resize(n);
+            values_f32_.resize(n);
+            break;
+        case KvType::f16:
+            keys_f16_.resize(n);
+            values_f16_.resize(n);
+            break;
+        case KvType::int8:
+            keys_i8_.resize(n);
+            values_i8_.resize(n);
+            key_scales_.resize(n_slots * size_t(n_kv_heads_));
+            value_scales_.resize(n_slots * size_t(n_kv_heads_));
+            break;
+    }
+}
+
+size_t KvCache::bytes() const {
+    return keys_f32_.size() * 8 + keys_f16_.size() * 4 + keys_i8_.size() * 2 +
+           key_scales_.size() * 8;
+}
+
+void KvCache::store(int seq, int layer, int pos, const float* key, const float* value) {
+    const size_t s = slot(seq, layer, pos);
+    const size_t at = s * size_t(kv_dim_);
+    switch (type_) {
+        case KvType::f32:
+            for (int i = 0; i < kv_dim_; ++i) {
+                keys_f32_[at + size_t(i)] = key[i];
+                values_f32_[at + size_t(i)] = value[i];
+            }
+            break;
+        case KvType::f16:
+            convert_f32_to_f16(key, &keys_f16_[at], kv_dim_);
+            convert_f32_to_f16(value, &values_f16_[at], kv_dim_);
+            break;
+        case KvType::int8:
+            for (int h = 0; h < n_kv_heads_; ++h) {
+                const size_t off = size_t(h) * size_t(head_dim_);
+                const size_t scale_at = s * size_t(n_kv_heads_) + size_t(h);
+                key_scales_[scale_at] = quantize_i8(key + off, &keys_i8_[at + off], head_dim_);
+                value_scales_[scale_at] =
+                    quantize_i8(value + off, &values_i8_[at + off], head_dim_);
+            }
+            break;
+    }
+}
+
+float KvCache::key_dot(int seq, int layer, int pos, int kv_head, const float* q) const {
+    const size_t s = slot(seq, layer, pos);
+    const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
+    switch (type_) {
+        case KvType::f32: return dot_f32(&keys_f32_[at], q, head_dim_);
+        case KvType::f16: return dot_f16(&keys_f16_[at], q, head_dim_);
+        case KvType::int8:
+            return dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
+                          q, head_dim_);
+    }
+    return 0.0f;
+}
+
+void KvCache::accumulate_value(int seq, int layer, int pos, int kv_head, float weight,
+                               float* out) const {
+    const size_t s = slot(seq, layer, pos);
+    const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
+    switch (type_) {
+        case KvType::f32: axpy_f32(weight, &values_f32_[at], out, head_dim_); break;
+        case KvType::f16: axpy_f16(weight, &values_f16_[at], out, head_dim_); break;
+        case KvType::int8:
+            axpy_i8(weight * value_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
+                    &values_i8_[at], out, head_dim_);
+            break;
+    }
+}
+
+void KvCache::load_key(int seq, int layer, int pos, int kv_head, float* out) const {
+    for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
+    std::vector<float> unit;  // not on the hot path: used by tests
+    for (int i = 0; i < head_dim_; ++i) {
+        unit.assign(size_t(head_dim_), 0.0f);
+        unit[size_t(i)] = 1.0f;
+        out[i] = key_dot(seq, layer, pos, kv_head, unit.data());
+    }
+}
+
+void KvCache::load_value(int seq, int layer, int pos, int kv_head, float* out) const {
+    for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
+    accumulate_value(seq, layer, pos, kv_head, 1.0f, out);
+}
+
+}  // namespace nibble

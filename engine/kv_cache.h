@@ -1,0 +1,50 @@
+// Key/value cache: for every sequence slot, layer and position, the rotated key
+// and the value of each kv head. Stored in FP32 (exact), FP16 (default) or INT8
+// with one FP32 scale per head vector.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace nibble {
+
+enum class KvType : uint8_t { f32, f16, int8 };
+const char* kv_type_name(KvType t);
+std::optional<KvType> parse_kv_type(const std::string& name);
+
+class KvCache {
+public:
+    KvCache(const ModelConfig& config, int n_sequences, int context, KvType type);
+
+    int context() const { return context_; }
+    int n_sequences() const { return n_sequences_; }
+    KvType type() const { return type_; }
+    size_t bytes() const;
+
+    // Stores key and value (kv_dim floats each) of one token.
+    void store(int seq, int layer, int pos, const float* key, const float* value);
+    // Reads them back as FP32 (head `kv_head`, head_dim floats).
+    void load_key(int seq, int layer, int pos, int kv_head, float* out) const;
+    void load_value(int seq, int layer, int pos, int kv_head, float* out) const;
+    // Dot product of q (head_dim) with the stored key, and out += weight * value.
+    float key_dot(int seq, int layer, int pos, int kv_head, const float* q) const;
+    void accumulate_value(int seq, int layer, int pos, int kv_head, float weight,
+                          float* out) const;
+
+private:
+    size_t slot(int seq, int layer, int pos) const {
+        return (size_t(seq) * size_t(n_layers_) + size_t(layer)) * size_t(context_) + size_t(pos);
+    }
+    int n_layers_, kv_dim_, head_dim_, n_kv_heads_, context_, n_sequences_;
+    KvType type_;
+    // Element storage for keys and values; for int8 one scale per (slot, head).
+    std::vector<float> keys_f32_, values_f32_;
+    std::vector<uint16_t> keys_f16_, values_f16_;
+    std::vector<int8_t> keys_i8_, values_i8_;
+    std::vector<float> key_scales_, value_scales_;
+};
+
+}  // namespace nibble
