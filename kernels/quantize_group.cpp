@@ -1,0 +1,216 @@
+// Per-group scale selection: the simple rules and the least-squares searches.
+#include "kernels/quantize_group.h"
+
+#include <algorithm>
+
+#include "kernels/fp16.h"
+
+namespace nibble {
+
+namespace {
+
+struct Range {
+    float lo = 0.0f, hi = 0.0f;
+    float signed_max = 0.0f;  // the value of largest |w| (first one on ties)
+    float amax() const { return std::fabs(signed_max); }
+};
+
+Range group_range(const float* w, int n) {
+    Range r{w[0], w[0], w[0]};
+    for (int i = 1; i < n; ++i) {
+        r.lo = std::min(r.lo, w[i]);
+        r.hi = std::max(r.hi, w[i]);
+        if (std::fabs(w[i]) > std::fabs(r.signed_max)) r.signed_max = w[i];
+    }
+    return r;
+}
+
+// True if [lo, hi] lies within [a - slack, b + slack].
+bool within(const Range& r, float a, float b, float slack) {
+    return r.lo >= a - slack && r.hi <= b + slack;
+}
+
+// ---- q4: w ~ d*(q - 8), q - 8 in [-8, 7] -------------------------------------
+
+double q4_sse(const float* w, int n, float d) {
+    double sse = 0.0;
+    for (int i = 0; i < n; ++i) {
+        const double e = double(w[i]) - double(d) * double(q4_code(w[i], d) - 8);
+        sse += e * e;
+    }
+    return sse;
+}
+
+// Least-squares scale for fixed codes: minimises sum (w - d q)^2 => d = sum(wq)/sum(qq).
+float q4_refit(const float* w, int n, float d) {
+    double wq = 0.0, qq = 0.0;
+    for (int i = 0; i < n; ++i) {
+        const double q = q4_code(w[i], d) - 8;
+        wq += double(w[i]) * q;
+        qq += q * q;
+    }
+    return qq > 0.0 ? float(wq / qq) : d;
+}
+
+// Tracks the best accepted candidate of a group.
+struct Best {
+    GroupFit fit;
+    double sse = INFINITY;
+    bool found() const { return sse < INFINITY; }
+};
+
+void try_q4(const float* w, int n, const Range& r, float d, Best& best) {
+    const float df = round_to_fp16(d);
+    if (df == 0.0f || !std::isfinite(df)) return;
+    const float a = std::fabs(df);
+    const float lo = df > 0 ? -8.0f * df : 7.0f * df;  // ends of d*[-8, 7]
+    const float hi = df > 0 ? 7.0f * df : -8.0f * df;
+    if (!within(r, lo, hi, kMaxClip * a)) return;
+    const double sse = q4_sse(w, n, df);
+    if (sse < best.sse) best = {{d, 0.0f}, sse};
+}
+
+// ---- q4a: w ~ d*q + m, q in [0, 15] --------------------------------------------
+
+double q4a_sse(const float* w, int n, float d, float m) {
+    double sse = 0.0;
+    for (int i = 0; i < n; ++i) {
+        const double e = double(w[i]) - (double(d) * q4a_code(w[i], d, m) + double(m));
+        sse += e * e;
+    }
+    return sse;
+}
+
+void try_q4a(const float* w, int n, const Range& r, float d, float m, Best& best) {
+    const float df = round_to_fp16(d), mf = round_to_fp16(m);
+    if (!(df > 0.0f) || !std::isfinite(df) || !std::isfinite(mf)) return;
+    if (!within(r, mf, mf + 15.0f * df, kMaxClip * df)) return;
+    const double sse = q4a_sse(w, n, df, mf);
+    if (sse < best.sse) best = {{d, m}, sse};
+}
+
+// Least-squares (d, m) for fixed codes q_i: the normal equations of
+// sum (w - d q - m)^2 are [Sqq Sq; Sq n] [d; m] = [Swq; Sw].
+bool q4a_refit(const float* w, int n, float d, float m, float& d_out, float& m_out) {
+    const float df = round_to_fp16(d), mf = round_to_fp16(m);
+    double sq = 0, sqq = 0, sw = 0, swq = 0;
+    for (int i = 0; i < n; ++i) {
+        const double q = q4a_code(w[i], df, mf);
+        sq += q;
+        sqq += q * q;
+        sw += w[i];
+        swq += double(w[i]) * q;
+    }
+    const double det = double(n) * sqq - sq * sq;
+    if (!(det > 0.0)) return false;
+    const double dd = (double(n) * swq - sq * sw) / det;
+    d_out = float(dd);
+    m_out = float((sw - dd * sq) / double(n));
+    return true;
+}
+
+// ---- nf4: w ~ d*NF4[q] -----------------------------------------------------------
+
+double nf4_sse(const float* w, int n, float d) {
+    double sse = 0.0;
+    for (int i = 0; i < n; ++i) {
+        const double e = double(w[i]) - double(d) * double(kNf4Codebook[nf4_code(w[i], d)]);
+        sse += e * e;
+    }
+    return sse;
+}
+
+float nf4_refit(const float* w, int n, float d) {
+    double wc = 0.0, cc = 0.0;
+    for (int i = 0; i < n; ++i) {
+        const double c = kNf4Codebook[nf4_code(w[i], d)];
+        wc += double(w[i]) * c;
+        cc += c * c;
+    }
+    return cc > 0.0 ? float(wc / cc) : d;
+}
+
+void try_nf4(const float* w, int n, const Range& r, float d, Best& best) {
+    const float df = round_to_fp16(d);
+    if (!(df > 0.0f) || !std::isfinite(df)) return;
+    if (r.amax() > df * (1.0f + kNf4MaxClip)) return;
+    const double sse = nf4_sse(w, n, df);
+    if (sse < best.sse) best = {{d, 0.0f}, sse};
+}
+
+}  // namespace
+
+GroupFit fit_q8_group(const float* w, int n) {
+    return {group_range(w, n).amax() / 127.0f, 0.0f};
+}
+
+GroupFit fit_q4_group(const float* w, int n, ScaleRule rule) {
+    const Range r = group_range(w, n);
+    const float m = r.signed_max;
+    if (m == 0.0f) return {};
+    const GroupFit max7{r.amax() / 7.0f, 0.0f};  // max|w| -> 7, never uses -8
+    const GroupFit minus8{m / -8.0f, 0.0f};      // largest-magnitude value -> -8
+    if (rule == ScaleRule::simple) return max7;
+    if (rule == ScaleRule::q4_minus8) return minus8;
+
+    Best best;
+    try_q4(w, n, r, max7.scale, best);
+    try_q4(w, n, r, minus8.scale, best);
+    // The value m lands on t = m/d: t in [-9, -7] puts it on the negative end of
+    // the code range, t in [6, 8] on the positive end (steps of 0.1); each
+    // candidate is also re-fitted by least squares for the codes it gives.
+    for (int k = 0; k <= 20; ++k) {
+        for (float t : {-9.0f + 0.1f * float(k), 6.0f + 0.1f * float(k)}) {
+            const float d = m / t;
+            try_q4(w, n, r, d, best);
+            try_q4(w, n, r, q4_refit(w, n, round_to_fp16(d)), best);
+        }
+    }
+    // A re-fit of the winner (its codes may differ from the candidate it came from).
+    if (best.found()) try_q4(w, n, r, q4_refit(w, n, round_to_fp16(best.fit.scale)), best);
+    return best.found() ? best.fit : max7;
+}
+
+GroupFit fit_q4a_group(const float* w, int n, ScaleRule rule) {
+    const Range r = group_range(w, n);
+    const float range = r.hi - r.lo;
+    const GroupFit minmax{range / 15.0f, r.lo};
+    if (range == 0.0f || rule != ScaleRule::search) return minmax;
+
+    Best best;
+    // Shrink the interval [lo, hi] by 0..10% of its length from either end
+    // (steps of 2%), then re-fit (d, m) by least squares for the codes.
+    for (int i = 0; i <= 5; ++i) {
+        for (int j = 0; j <= 5; ++j) {
+            const float lo = r.lo + 0.02f * float(i) * range;
+            const float hi = r.hi - 0.02f * float(j) * range;
+            const float d = (hi - lo) / 15.0f;
+            try_q4a(w, n, r, d, lo, best);
+            float dr, mr;
+            if (q4a_refit(w, n, d, lo, dr, mr)) try_q4a(w, n, r, dr, mr, best);
+        }
+    }
+    // Two more re-fit rounds of the winner.
+    for (int it = 0; it < 2 && best.found(); ++it) {
+        float dr, mr;
+        if (q4a_refit(w, n, best.fit.scale, best.fit.min, dr, mr)) try_q4a(w, n, r, dr, mr, best);
+    }
+    return best.found() ? best.fit : minmax;
+}
+
+GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule) {
+    const Range r = group_range(w, n);
+    const GroupFit absmax{r.amax(), 0.0f};  // QLoRA: max|w| -> +-1
+    if (r.amax() == 0.0f || rule != ScaleRule::search) return absmax;
+
+    Best best;
+    // d = f * absmax for f in [0.80, 1.00] (steps of 0.02), each also re-fitted.
+    for (int k = 0; k <= 10; ++k) {
+        const float d = r.amax() * (1.0f - 0.02f * float(k));
+        try_nf4(w, n, r, d, best);
+        try_nf4(w, n, r, nf4_refit(w, n, round_to_fp16(d)), best);
+    }
+    return best.found() ? best.fit : absmax;
+}
+
+}  // namespace nibble

@@ -1,0 +1,71 @@
+// Per-group parameter choice and nearest-code selection for the quantizer.
+//
+// A group is n <= group_size real weights (a short final group has fewer; its
+// padding is not part of the fit). Every fit returns real-valued parameters; the
+// candidates are compared by the squared error they give once the parameters are
+// rounded to fp16 (their stored precision without double quantization) and every
+// weight takes its nearest code.
+//
+// Clipping limit: the search never accepts a candidate under which some weight
+// lies more than kMaxClip*|d| outside the representable interval (q4: d*[-8, 7],
+// q4a: [m, m + 15d], q8: d*[-127, 127]) or, for nf4, more than kNf4MaxClip*|d|
+// outside [-d, d]. So each weight's error is at most max(half a step, that
+// limit) -- the bound the tests check.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/codebooks.h"
+#include "kernels/quantize.h"
+
+namespace nibble {
+
+inline constexpr float kMaxClip = 2.0f;      // q4 / q4a / q8, in units of |d|
+inline constexpr float kNf4MaxClip = 0.25f;  // nf4, in units of |d|
+
+struct GroupFit {
+    float scale = 0.0f;
+    float min = 0.0f;  // q4a only
+};
+
+GroupFit fit_q8_group(const float* w, int n);
+GroupFit fit_q4_group(const float* w, int n, ScaleRule rule);
+GroupFit fit_q4a_group(const float* w, int n, ScaleRule rule);
+GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule);
+
+// Nearest codes for decoded parameters. Each is optimal for any sign of d:
+// |w - d*v| = |d| * |w/d - v|, so the nearest value v to w/d is the answer.
+// A zero scale gives the code of value 0 (q4a: code 0, value m).
+
+// int8 code in -127..127 of w ~ d*q.
+inline int q8_code(float w, float d) {
+    if (d == 0.0f) return 0;
+    const float t = std::fmin(std::fmax(w / d, -127.0f), 127.0f);
+    return int(std::lround(t));
+}
+
+// Stored code 0..15 of w ~ d*(q - 8).
+inline int q4_code(float w, float d) {
+    if (d == 0.0f) return 8;
+    const float t = std::fmin(std::fmax(w / d, -8.0f), 7.0f);
+    return int(std::lround(t)) + 8;
+}
+
+// Code 0..15 of w ~ d*q + m.
+inline int q4a_code(float w, float d, float m) {
+    if (d == 0.0f) return 0;
+    const float t = std::fmin(std::fmax((w - m) / d, 0.0f), 15.0f);
+    return int(std::lround(t));
+}
+
+// Index 0..15 of the NF4 code book value nearest w/d: the number of midpoints
+// between consecutive (ascending) code book values that lie below w/d.
+inline int nf4_code(float w, float d) {
+    if (d == 0.0f) return 7;  // kNf4Codebook[7] == 0
+    const float t = w / d;
+    int q = 0;
+    for (int i = 0; i < 15; ++i) q += t > 0.5f * (kNf4Codebook[i] + kNf4Codebook[i + 1]);
+    return q;
+}
+
+}  // namespace nibble

@@ -1,0 +1,154 @@
+// Quantizer round trips: per-weight error bounds for every format, group size
+// and scale rule; group-size monotonicity; f32/f16; bad input.
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+
+#include "kernels/quant_stats.h"
+#include "kernels/quantize_group.h"
+#include "tests/quant_test_util.h"
+
+using namespace nibble;
+using namespace quant_test;
+
+namespace {
+
+const WeightFormat kGrouped[] = {WeightFormat::q8, WeightFormat::q4, WeightFormat::q4a,
+                                 WeightFormat::nf4};
+const int kGroups[] = {32, 64, 128, 256};
+
+// Largest clipping (distance outside the representable interval, in units of
+// |d|) a rule may cause, without double quantization:
+//  - search: the quantizer's limit (kMaxClip, kNf4MaxClip);
+//  - q4 largest-magnitude -> -8: m lands on -8 (up to fp16 rounding of d = m/-8,
+//    relative 2^-11) and the opposite extreme can be |m| = 8|d|(1 + 2^-11),
+//    beyond the top code 7 by |d|(1 + 8 * 2^-11);
+//  - the other simple rules map the extreme onto the end code up to the fp16
+//    rounding of the parameters (relative 2^-11): q4 7 * 2^-11, q8 127 * 2^-11,
+//    nf4 2^-11 in units of |d|, all below the half step; q4a min/max clips by
+//    at most the fp16 rounding of the minimum and of 15d, 2^-11 * (|min| + 15|d|),
+//    also below half a step for groups spanning zero like the test data.
+double clip_limit(WeightFormat f, ScaleRule rule) {
+    if (rule == ScaleRule::search) return f == WeightFormat::nf4 ? kNf4MaxClip : kMaxClip;
+    if (rule == ScaleRule::q4_minus8 && f == WeightFormat::q4) return 1.0 + 8.0 / 2048.0;
+    return half_step(f);
+}
+
+// Checks every weight of w against the bound of its group's decoded parameters.
+void check_bounds(const std::vector<float>& w, const PackedLayout& l, ScaleRule rule) {
+    const std::vector<uint8_t> blob = quantize_matrix(w.data(), l, QuantizeOptions{rule});
+    const MatrixView view{l, blob.data()};
+    const std::vector<float> out = dequantize_all(view);
+    int64_t bad = 0, bad_clip = 0;
+    for (int64_t r = 0; r < l.rows; ++r) {
+        for (int64_t c = 0; c < l.cols; ++c) {
+            const size_t i = size_t(r * l.cols + c);
+            const Params p = params_at(view, r, c);
+            double clip;
+            const double bound = error_bound(l.format, p, w[i], clip);
+            if (!(std::fabs(double(w[i]) - double(out[i])) <= bound)) ++bad;
+            if (clip > clip_limit(l.format, rule) * std::fabs(p.d) * (1 + 1e-6) + 1e-30) ++bad_clip;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(bad_clip == 0);
+}
+
+}  // namespace
+
+TEST_CASE("every weight is within its format's bound (Gaussian and heavy-tailed, tail groups)") {
+    // 1000 columns: a short final group at every group size.
+    const std::vector<float> data[] = {gaussian(48, 1000, 1), heavy_tailed(48, 1000, 2)};
+    for (const auto& w : data) {
+        for (WeightFormat f : kGrouped) {
+            for (int g : kGroups) {
+                for (ScaleRule rule :
+                     {ScaleRule::search, ScaleRule::simple, ScaleRule::q4_minus8}) {
+                    CAPTURE(format_name(f));
+                    CAPTURE(g);
+                    CAPTURE(int(rule));
+                    check_bounds(w, make_layout(f, 48, 1000, g), rule);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("smaller groups never give a larger MSE") {
+    const std::vector<float> data[] = {gaussian(64, 1024, 3), heavy_tailed(64, 1024, 4)};
+    for (const auto& w : data) {
+        for (WeightFormat f : kGrouped) {
+            for (ScaleRule rule : {ScaleRule::search, ScaleRule::simple}) {
+                double previous = 0.0;
+                for (int g : kGroups) {
+                    CAPTURE(format_name(f));
+                    CAPTURE(g);
+                    const double e = quantized_mse(w, make_layout(f, 64, 1024, g), rule);
+                    CHECK(e >= previous);
+                    previous = e;
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("the search is never worse than the simple rules, group by group") {
+    // The search evaluates both simple q4 rules among its candidates and keeps the
+    // least squared error, so it cannot lose on any single group.
+    const std::vector<float> w = heavy_tailed(16, 512, 5);
+    for (WeightFormat f : kGrouped) {
+        for (int g : kGroups) {
+            CAPTURE(format_name(f));
+            CAPTURE(g);
+            const PackedLayout l = make_layout(f, 16, 512, g);
+            const double search = quantized_mse(w, l, ScaleRule::search);
+            CHECK(search <= quantized_mse(w, l, ScaleRule::simple) * (1 + 1e-9));
+            CHECK(search <= quantized_mse(w, l, ScaleRule::q4_minus8) * (1 + 1e-9));
+        }
+    }
+}
+
+TEST_CASE("f32 is exact and f16 rounds to nearest") {
+    const std::vector<float> w = heavy_tailed(7, 33, 6);
+    const PackedLayout l32 = make_layout(WeightFormat::f32, 7, 33);
+    CHECK(dequantize_all(MatrixView{l32, quantize_matrix(w.data(), l32).data()}) == w);
+    const PackedLayout l16 = make_layout(WeightFormat::f16, 7, 33);
+    const std::vector<uint8_t> blob = quantize_matrix(w.data(), l16);
+    const std::vector<float> out = dequantize_all(MatrixView{l16, blob.data()});
+    for (size_t i = 0; i < w.size(); ++i) CHECK(out[i] == round_to_fp16(w[i]));
+}
+
+TEST_CASE("quantization_error reports MSE, relative RMS and max error") {
+    const std::vector<float> w = gaussian(32, 256, 7);
+    const PackedLayout l = make_layout(WeightFormat::q4, 32, 256, 64);
+    const std::vector<uint8_t> blob = quantize_matrix(w.data(), l);
+    const std::vector<float> out = dequantize_all(MatrixView{l, blob.data()});
+    double err2 = 0, ref2 = 0, max_abs = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+        const double e = double(w[i]) - double(out[i]);
+        err2 += e * e;
+        ref2 += double(w[i]) * double(w[i]);
+        max_abs = std::max(max_abs, std::fabs(e));
+    }
+    const QuantError q = quantization_error(w.data(), MatrixView{l, blob.data()});
+    CHECK(q.mse == doctest::Approx(err2 / double(w.size())).epsilon(1e-12));
+    CHECK(q.rel_rms == doctest::Approx(std::sqrt(err2 / ref2)).epsilon(1e-12));
+    CHECK(q.max_abs == max_abs);
+    CHECK(q.rel_rms > 0.05);  // 4-bit error on N(0,1) is ~0.09 relative RMS
+    CHECK(q.rel_rms < 0.12);
+}
+
+TEST_CASE("bad input throws") {
+    std::vector<float> w = gaussian(4, 64, 8);
+    const PackedLayout l = make_layout(WeightFormat::q4, 4, 64, 32);
+    w[70] = NAN;
+    CHECK_THROWS_AS(quantize_matrix(w.data(), l), std::runtime_error);
+    w[70] = INFINITY;
+    CHECK_THROWS_AS(quantize_matrix(w.data(), l), std::runtime_error);
+    w[70] = 1e7f;  // scale ~1e6 does not fit in fp16
+    CHECK_THROWS_AS(quantize_matrix(w.data(), l), std::runtime_error);
+    // With double quantization the scales are stored as fp32 block parameters.
+    CHECK_NOTHROW(quantize_matrix(w.data(), make_layout(WeightFormat::q4, 4, 64, 32, true)));
+    CHECK_THROWS_AS(quantize_matrix(w.data(), make_layout(WeightFormat::f16, 4, 64)),
+                    std::runtime_error);
+}
