@@ -144,8 +144,8 @@ class Reader {
     // Throws unless `count` values of at least `min_size` bytes each can still fit.
     void check_count(uint64_t count, size_t min_size, const std::string& what) const {
         if (count > remaining() / min_size) {
-            fail(what + " count " + std::to_string(count) + " is impossible: only " +
-                 std::to_string(remaining()) + " bytes remain");
+            fail(what + " count " + std::to_string(count) + " cannot fit in the " +
+                 std::to_string(remaining()) + " bytes that remain (truncated or corrupted)");
         }
     }
 
@@ -392,21 +392,16 @@ GgufFile GgufFile::parse(std::shared_ptr<MappedFile> file) {
             r.fail("tensor " + t.name + " has " + std::to_string(t.dims[0]) +
                    " columns, not a multiple of its block size " + std::to_string(size->block));
         }
-        // n_bytes = (product of dims / block) * block bytes, with overflow checks
-        // against the file size (no valid tensor is larger than the file).
-        const uint64_t limit = file->size();
-        uint64_t n_blocks = uint64_t(t.dims[0] / size->block);
-        bool too_big = false;
+        // n_bytes = (product of dims / block) * block bytes, refusing overflow.
+        uint64_t n_bytes = uint64_t(t.dims[0] / size->block) * size->bytes;
+        bool overflow = false;
         for (size_t d = 1; d < t.dims.size(); ++d) {
-            const uint64_t e = uint64_t(t.dims[d]);
-            if (e != 0 && n_blocks > limit / e) too_big = true;
-            n_blocks *= e;
-            if (n_blocks > limit) too_big = true;
+            overflow |= __builtin_mul_overflow(n_bytes, uint64_t(t.dims[d]), &n_bytes);
         }
-        if (too_big || n_blocks > limit / size->bytes) {
-            r.fail("tensor " + t.name + " is larger than the file");
+        if (overflow || n_bytes > std::numeric_limits<size_t>::max()) {
+            r.fail("tensor " + t.name + " has an impossible size (dims overflow 64 bits)");
         }
-        t.n_bytes = size_t(n_blocks) * size->bytes;
+        t.n_bytes = size_t(n_bytes);
         if (t.offset % g.alignment_ != 0) {
             r.fail("tensor " + t.name + " offset " + std::to_string(t.offset) +
                    " is not a multiple of the alignment " + std::to_string(g.alignment_));

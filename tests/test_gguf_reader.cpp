@@ -269,15 +269,14 @@ TEST_CASE("corrupted headers fail cleanly") {
     patched(
         "five_dims.gguf", [&](auto& b) { put_u32(b, info, 5); }, "dimensions");
     patched(
-        "huge_dims.gguf", [&](auto& b) { put_u64(b, info + 4 + 8, uint64_t(1) << 40); },
-        "larger than the file");
+        "huge_dims.gguf", [&](auto& b) { put_u64(b, info + 4 + 8, uint64_t(1) << 40); }, "outside");
     patched(
         "overflow_dims.gguf",
         [&](auto& b) {
             put_u64(b, info + 4, uint64_t(1) << 32);
             put_u64(b, info + 4 + 8, uint64_t(1) << 32);
         },
-        "larger than the file");
+        "impossible size");
     patched(
         "negative_dim.gguf", [&](auto& b) { put_u64(b, info + 4, ~uint64_t(0)); }, "negative");
     patched(
