@@ -18,6 +18,8 @@
 #include <bit>
 #include <cstdint>
 #include <stdexcept>
+#include <string_view>
+#include <unordered_map>
 
 namespace nibble {
 namespace {
@@ -86,6 +88,18 @@ std::string serialize_model_proto(const Vocab& vocab, const std::string& origin)
     check_id(vocab.unk_id, "unknown", false);
     check_id(vocab.bos_id, "BOS", true);
     check_id(vocab.eos_id, "EOS", true);
+
+    // SentencePiece keeps control and normal pieces in separate maps and so
+    // would accept a piece twice; a vocabulary with duplicates is corrupt.
+    std::unordered_map<std::string_view, size_t> first_id;
+    first_id.reserve(n);
+    for (size_t id = 0; id < n; ++id) {
+        const auto [it, inserted] = first_id.emplace(vocab.pieces[id], id);
+        if (!inserted) {
+            throw std::runtime_error(origin + ": piece " + std::to_string(id) + " repeats piece " +
+                                     std::to_string(it->second));
+        }
+    }
 
     std::string proto;
     bool has_bytes = false;

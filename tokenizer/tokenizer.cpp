@@ -157,6 +157,22 @@ size_t incomplete_utf8_tail(const sentencepiece::SentencePieceProcessor& sp,
     return 0;
 }
 
+// Text of the first `count` ids, decoded after the piece `anchor` (when it is
+// not -1) so that they read as the middle of a text; includes the anchor's text.
+std::string decode_window(const sentencepiece::SentencePieceProcessor& sp, int32_t anchor,
+                          const std::vector<int32_t>& ids, size_t count) {
+    std::vector<int> window;
+    window.reserve(count + 1);
+    if (anchor >= 0) window.push_back(anchor);
+    for (size_t i = 0; i < count; ++i) window.push_back(ids[i]);
+    std::string text;
+    const auto status = sp.Decode(window, &text);
+    if (!status.ok()) {
+        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+    }
+    return text;
+}
+
 }  // namespace
 
 std::string StreamDecoder::push(int32_t id) {
@@ -169,14 +185,8 @@ std::string StreamDecoder::push(int32_t id) {
     const size_t hold = incomplete_utf8_tail(sp, ids_);
 
     const bool anchored = text_started_ && tokenizer_->stream_anchor_id_ >= 0;
-    std::vector<int> window;
-    window.reserve(ids_.size() + 1);
-    if (anchored) window.push_back(tokenizer_->stream_anchor_id_);
-    window.insert(window.end(), ids_.begin(), ids_.end() - static_cast<ptrdiff_t>(hold));
-    std::string text;
-    const auto status = sp.Decode(window, &text);
-    if (!status.ok())
-        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+    const std::string text =
+        decode_window(sp, anchored ? tokenizer_->stream_anchor_id_ : -1, ids_, ids_.size() - hold);
     const size_t skip = anchored ? tokenizer_->stream_anchor_text_.size() : 0;
     const size_t stable_end = std::max(text.size(), skip);
 
@@ -194,6 +204,17 @@ std::string StreamDecoder::push(int32_t id) {
         emitted_bytes_ = 0;
         text_started_ = true;
     }
+    return out;
+}
+
+std::string StreamDecoder::flush() {
+    const sentencepiece::SentencePieceProcessor& sp = *tokenizer_->processor_;
+    const bool anchored = text_started_ && tokenizer_->stream_anchor_id_ >= 0;
+    const std::string text =
+        decode_window(sp, anchored ? tokenizer_->stream_anchor_id_ : -1, ids_, ids_.size());
+    const size_t skip = (anchored ? tokenizer_->stream_anchor_text_.size() : 0) + emitted_bytes_;
+    std::string out = skip < text.size() ? text.substr(skip) : std::string();
+    reset();
     return out;
 }
 

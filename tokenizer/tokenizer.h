@@ -60,6 +60,9 @@ public:
     explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
     // Returns the new text that `id` completes (possibly empty).
     std::string push(int32_t id);
+    // Ends the sequence: returns the held-back tail as decode renders it (an
+    // incomplete character becomes U+FFFD), then starts over like reset().
+    std::string flush();
     void reset();
 
 private:

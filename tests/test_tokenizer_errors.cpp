@@ -1,0 +1,123 @@
+// Bad tokenizer files and vocabularies throw std::runtime_error naming the file.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "tokenizer/llama2c_vocab.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+const std::string data_dir = NIBBLE_DATA_DIR;
+
+std::string read_file(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    REQUIRE(file.good());
+    return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+}
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("nibble_test_tokenizer_" + name)).string();
+    std::ofstream file(path, std::ios::binary);
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    REQUIRE(file.good());
+    return path;
+}
+
+// Loading `path` must throw a runtime_error whose message starts with the path.
+void check_load_fails(const std::string& path) {
+    CAPTURE(path);
+    bool threw = false;
+    try {
+        (void)nibble::Tokenizer::from_file(path);
+    } catch (const std::runtime_error& e) {
+        threw = true;
+        const std::string message = e.what();
+        CAPTURE(message);
+        CHECK(message.rfind(path + ": ", 0) == 0);
+        CHECK(message.find('\n') == std::string::npos);
+    }
+    CHECK(threw);
+}
+
+}  // namespace
+
+TEST_CASE("missing and empty files") {
+    check_load_fails(data_dir + "/no_such_tokenizer.model");
+    const std::string empty = write_temp("empty.bin", "");
+    check_load_fails(empty);
+    std::remove(empty.c_str());
+}
+
+TEST_CASE("truncated tokenizer.bin at every kind of boundary") {
+    const std::string bytes = read_file(data_dir + "/tok512.bin");
+    for (size_t size : {size_t{1}, size_t{3}, size_t{4}, size_t{6}, size_t{10}, size_t{20},
+                        bytes.size() / 2, bytes.size() - 1}) {
+        const std::string path = write_temp("truncated.bin", bytes.substr(0, size));
+        check_load_fails(path);
+        std::remove(path.c_str());
+    }
+    // Still whole: loads.
+    const std::string whole = write_temp("whole.bin", bytes);
+    CHECK(nibble::Tokenizer::from_file(whole).vocab_size() == 512);
+    std::remove(whole.c_str());
+}
+
+TEST_CASE("corrupted tokenizer.bin lengths") {
+    std::string bytes = read_file(data_dir + "/tok512.bin");
+    // Length of token 0 (offset 8): negative, huge, beyond max_token_length.
+    for (uint32_t length : {0xFFFFFFFFu, 0x7FFFFFFFu, 8u, 0u}) {
+        std::string bad = bytes;
+        for (int i = 0; i < 4; ++i) bad[8 + i] = static_cast<char>(length >> (8 * i));
+        const std::string path = write_temp("badlen.bin", bad);
+        check_load_fails(path);
+        std::remove(path.c_str());
+    }
+}
+
+TEST_CASE("random bytes and truncated .model") {
+    std::mt19937 rng(7);
+    std::string noise(4096, '\0');
+    for (char& c : noise) c = static_cast<char>(rng());
+    noise[0] = '\x0a';  // not a plausible tokenizer.bin header either way
+    const std::string path = write_temp("random.model", noise);
+    check_load_fails(path);
+    std::remove(path.c_str());
+
+    const std::string model = read_file(data_dir + "/tok512.model");
+    for (size_t size : {size_t{2}, size_t{100}, model.size() / 2, model.size() - 3}) {
+        const std::string cut = write_temp("cut.model", model.substr(0, size));
+        check_load_fails(cut);
+        std::remove(cut.c_str());
+    }
+}
+
+TEST_CASE("bad vocabularies and ids") {
+    nibble::Vocab vocab;
+    CHECK_THROWS_AS(nibble::Tokenizer::from_vocab(vocab), std::runtime_error);
+    vocab.pieces = {"<unk>", "<s>", "</s>", "a"};
+    vocab.scores = {0, 0, 0};
+    vocab.types = {nibble::PieceType::unknown, nibble::PieceType::control,
+                   nibble::PieceType::control, nibble::PieceType::normal};
+    CHECK_THROWS_AS(nibble::Tokenizer::from_vocab(vocab), std::runtime_error);
+    vocab.scores.push_back(0);
+    CHECK(nibble::Tokenizer::from_vocab(vocab).vocab_size() == 4);
+    vocab.bos_id = 9;
+    CHECK_THROWS_AS(nibble::Tokenizer::from_vocab(vocab), std::runtime_error);
+    vocab.bos_id = 1;
+    vocab.pieces[3] = "<s>";  // duplicate piece
+    CHECK_THROWS_AS(nibble::Tokenizer::from_vocab(vocab), std::runtime_error);
+
+    const auto tokenizer = nibble::Tokenizer::from_file(data_dir + "/tok512.bin");
+    CHECK_THROWS_AS(tokenizer.decode({1, 512}), std::runtime_error);
+    CHECK_THROWS_AS(tokenizer.decode({-1}), std::runtime_error);
+    nibble::StreamDecoder stream(tokenizer);
+    CHECK_THROWS_AS(stream.push(100000), std::runtime_error);
+}
