@@ -103,4 +103,11 @@ TEST_CASE("tokenizer.model and converted tokenizer.bin agree on a corpus excerpt
     CHECK(a.size() > 3000);
     CHECK(a == b);
     CHECK(model.decode(a) == bin.decode(b));
+
+    // Streaming the whole excerpt token by token gives the same text.
+    nibble::StreamDecoder stream(bin);
+    std::string streamed;
+    for (int32_t id : b) streamed += stream.push(id);
+    streamed += stream.flush();
+    CHECK(streamed == bin.decode(b));
 }
