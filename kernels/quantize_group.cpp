@@ -52,6 +52,27 @@ float q4_refit(const float* w, int n, float d) {
     return qq > 0.0 ? float(wq / qq) : d;
 }
 
+// Cheap score of a candidate scale d for the search: the codes it gives (with d
+// rounded to fp16), and the least-squares re-fit d* = sum(wq)/sum(qq) for those
+// codes, whose squared error is sum(w^2) - sum(wq)^2/sum(qq).
+struct Refit {
+    float d = 0.0f, m = 0.0f;
+    double sse = INFINITY;
+};
+
+Refit q4_candidate(const float* w, int n, float d, double sum_w2) {
+    const float inv = 1.0f / round_to_fp16(d);
+    float wq = 0.0f, qq = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float t = std::fmin(std::fmax(w[i] * inv, -8.0f), 7.0f);
+        const float q = float(int(t + 8.5f) - 8);
+        wq += w[i] * q;
+        qq += q * q;
+    }
+    if (qq == 0.0f) return {};
+    return {wq / qq, 0.0f, sum_w2 - double(wq) * double(wq) / double(qq)};
+}
+
 // Tracks the best accepted candidate of a group.
 struct Best {
     GroupFit fit;
@@ -109,6 +130,28 @@ bool q4a_refit(const float* w, int n, float d, float m, float& d_out, float& m_o
     return true;
 }
 
+// Cheap score of a candidate (d, m): codes for the fp16-rounded parameters, then
+// the least-squares (d*, m*) for them; its squared error is
+// sum(w^2) - d* sum(wq) - m* sum(w) (residual orthogonal to the fit).
+Refit q4a_candidate(const float* w, int n, float d, float m, double sum_w, double sum_w2) {
+    const float df = round_to_fp16(d), mf = round_to_fp16(m);
+    if (!(df > 0.0f)) return {};
+    const float inv = 1.0f / df;
+    float sq = 0.0f, sqq = 0.0f, swq = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float t = std::fmin(std::fmax((w[i] - mf) * inv, 0.0f), 15.0f);
+        const float q = float(int(t + 0.5f));
+        sq += q;
+        sqq += q * q;
+        swq += w[i] * q;
+    }
+    const double det = double(n) * sqq - double(sq) * sq;
+    if (!(det > 0.0)) return {};
+    const double dd = (double(n) * swq - double(sq) * sum_w) / det;
+    const double mm = (sum_w - dd * sq) / double(n);
+    return {float(dd), float(mm), sum_w2 - dd * swq - mm * sum_w};
+}
+
 // ---- nf4: w ~ d*NF4[q] -----------------------------------------------------------
 
 double nf4_sse(const float* w, int n, float d) {
@@ -128,6 +171,21 @@ float nf4_refit(const float* w, int n, float d) {
         cc += c * c;
     }
     return cc > 0.0 ? float(wc / cc) : d;
+}
+
+// Cheap score of a candidate scale: codes for fp16(d), re-fit d* = sum(wc)/sum(cc)
+// over the code book values c, squared error sum(w^2) - sum(wc)^2/sum(cc).
+Refit nf4_candidate(const float* w, int n, float d, double sum_w2) {
+    const float df = round_to_fp16(d);
+    if (!(df > 0.0f)) return {};
+    float wc = 0.0f, cc = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float c = kNf4Codebook[nf4_code(w[i], df)];
+        wc += w[i] * c;
+        cc += c * c;
+    }
+    if (cc == 0.0f) return {};
+    return {wc / cc, 0.0f, sum_w2 - double(wc) * double(wc) / double(cc)};
 }
 
 void try_nf4(const float* w, int n, const Range& r, float d, Best& best) {
@@ -153,20 +211,30 @@ GroupFit fit_q4_group(const float* w, int n, ScaleRule rule) {
     if (rule == ScaleRule::simple) return max7;
     if (rule == ScaleRule::q4_minus8) return minus8;
 
-    Best best;
+    Best best;  // exact squared errors, fp16 scales, nearest codes
     try_q4(w, n, r, max7.scale, best);
     try_q4(w, n, r, minus8.scale, best);
     // The value m lands on t = m/d: t in [-9, -7] puts it on the negative end of
-    // the code range, t in [6, 8] on the positive end (steps of 0.1); each
-    // candidate is also re-fitted by least squares for the codes it gives.
+    // the code range, t in [6, 8] on the positive end (steps of 0.1). Candidates
+    // are ranked by the error of their least-squares re-fit; the winner, raw and
+    // re-fitted, is then evaluated exactly.
+    double sum_w2 = 0.0;
+    for (int i = 0; i < n; ++i) sum_w2 += double(w[i]) * double(w[i]);
+    float winner = 0.0f;
+    Refit winner_refit;
     for (int k = 0; k <= 20; ++k) {
         for (float t : {-9.0f + 0.1f * float(k), 6.0f + 0.1f * float(k)}) {
             const float d = m / t;
-            try_q4(w, n, r, d, best);
-            try_q4(w, n, r, q4_refit(w, n, round_to_fp16(d)), best);
+            if (round_to_fp16(d) == 0.0f) continue;
+            const Refit rf = q4_candidate(w, n, d, sum_w2);
+            if (rf.sse < winner_refit.sse) winner = d, winner_refit = rf;
         }
     }
-    // A re-fit of the winner (its codes may differ from the candidate it came from).
+    if (winner != 0.0f) {
+        try_q4(w, n, r, winner, best);
+        try_q4(w, n, r, winner_refit.d, best);
+    }
+    // A re-fit of the exact winner (its codes may differ from its candidate's).
     if (best.found()) try_q4(w, n, r, q4_refit(w, n, round_to_fp16(best.fit.scale)), best);
     return best.found() ? best.fit : max7;
 }
@@ -177,18 +245,26 @@ GroupFit fit_q4a_group(const float* w, int n, ScaleRule rule) {
     const GroupFit minmax{range / 15.0f, r.lo};
     if (range == 0.0f || rule != ScaleRule::search) return minmax;
 
-    Best best;
+    Best best;  // exact squared errors, fp16 parameters, nearest codes
+    try_q4a(w, n, r, minmax.scale, minmax.min, best);
     // Shrink the interval [lo, hi] by 0..10% of its length from either end
-    // (steps of 2%), then re-fit (d, m) by least squares for the codes.
+    // (steps of 2%). Candidates are ranked by the error of their least-squares
+    // re-fit; the winner, raw and re-fitted, is then evaluated exactly.
+    double sum_w = 0.0, sum_w2 = 0.0;
+    for (int i = 0; i < n; ++i) sum_w += w[i], sum_w2 += double(w[i]) * double(w[i]);
+    GroupFit winner;
+    Refit winner_refit;
     for (int i = 0; i <= 5; ++i) {
         for (int j = 0; j <= 5; ++j) {
             const float lo = r.lo + 0.02f * float(i) * range;
             const float hi = r.hi - 0.02f * float(j) * range;
-            const float d = (hi - lo) / 15.0f;
-            try_q4a(w, n, r, d, lo, best);
-            float dr, mr;
-            if (q4a_refit(w, n, d, lo, dr, mr)) try_q4a(w, n, r, dr, mr, best);
+            const Refit rf = q4a_candidate(w, n, (hi - lo) / 15.0f, lo, sum_w, sum_w2);
+            if (rf.sse < winner_refit.sse) winner = {(hi - lo) / 15.0f, lo}, winner_refit = rf;
         }
+    }
+    if (winner_refit.sse < INFINITY) {
+        try_q4a(w, n, r, winner.scale, winner.min, best);
+        try_q4a(w, n, r, winner_refit.d, winner_refit.m, best);
     }
     // Two more re-fit rounds of the winner.
     for (int it = 0; it < 2 && best.found(); ++it) {
@@ -203,13 +279,25 @@ GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule) {
     const GroupFit absmax{r.amax(), 0.0f};  // QLoRA: max|w| -> +-1
     if (r.amax() == 0.0f || rule != ScaleRule::search) return absmax;
 
-    Best best;
-    // d = f * absmax for f in [0.80, 1.00] (steps of 0.02), each also re-fitted.
-    for (int k = 0; k <= 10; ++k) {
+    Best best;  // exact squared errors, fp16 scales, nearest codes
+    try_nf4(w, n, r, absmax.scale, best);
+    // d = f * absmax for f in [0.80, 1.00] (steps of 0.02), ranked by the error
+    // of their least-squares re-fit; the winner, raw and re-fitted, is then
+    // evaluated exactly.
+    double sum_w2 = 0.0;
+    for (int i = 0; i < n; ++i) sum_w2 += double(w[i]) * double(w[i]);
+    float winner = 0.0f;
+    Refit winner_refit;
+    for (int k = 1; k <= 10; ++k) {
         const float d = r.amax() * (1.0f - 0.02f * float(k));
-        try_nf4(w, n, r, d, best);
-        try_nf4(w, n, r, nf4_refit(w, n, round_to_fp16(d)), best);
+        const Refit rf = nf4_candidate(w, n, d, sum_w2);
+        if (rf.sse < winner_refit.sse) winner = d, winner_refit = rf;
     }
+    if (winner != 0.0f) {
+        try_nf4(w, n, r, winner, best);
+        try_nf4(w, n, r, winner_refit.d, best);
+    }
+    if (best.found()) try_nf4(w, n, r, nf4_refit(w, n, round_to_fp16(best.fit.scale)), best);
     return best.found() ? best.fit : absmax;
 }
 

@@ -41,21 +41,21 @@ GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule);
 inline int q8_code(float w, float d) {
     if (d == 0.0f) return 0;
     const float t = std::fmin(std::fmax(w / d, -127.0f), 127.0f);
-    return int(std::lround(t));
+    return int(t + 127.5f) - 127;  // round half up; t + 127.5 >= 0.5, so truncation floors
 }
 
 // Stored code 0..15 of w ~ d*(q - 8).
 inline int q4_code(float w, float d) {
     if (d == 0.0f) return 8;
     const float t = std::fmin(std::fmax(w / d, -8.0f), 7.0f);
-    return int(std::lround(t)) + 8;
+    return int(t + 8.5f);  // round half up of t, plus 8 (positive, so truncation floors)
 }
 
 // Code 0..15 of w ~ d*q + m.
 inline int q4a_code(float w, float d, float m) {
     if (d == 0.0f) return 0;
     const float t = std::fmin(std::fmax((w - m) / d, 0.0f), 15.0f);
-    return int(std::lround(t));
+    return int(t + 0.5f);
 }
 
 // Index 0..15 of the NF4 code book value nearest w/d: the number of midpoints
