@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "kernels/quant_stats.h"
 #include "kernels/quantize_group.h"
@@ -64,7 +65,7 @@ TEST_CASE("every weight is within its format's bound (Gaussian and heavy-tailed,
             for (int g : kGroups) {
                 for (ScaleRule rule :
                      {ScaleRule::search, ScaleRule::simple, ScaleRule::q4_minus8}) {
-                    CAPTURE(format_name(f));
+                    CAPTURE(std::string(format_name(f)));
                     CAPTURE(g);
                     CAPTURE(int(rule));
                     check_bounds(w, make_layout(f, 48, 1000, g), rule);
@@ -81,7 +82,7 @@ TEST_CASE("smaller groups never give a larger MSE") {
             for (ScaleRule rule : {ScaleRule::search, ScaleRule::simple}) {
                 double previous = 0.0;
                 for (int g : kGroups) {
-                    CAPTURE(format_name(f));
+                    CAPTURE(std::string(format_name(f)));
                     CAPTURE(g);
                     const double e = quantized_mse(w, make_layout(f, 64, 1024, g), rule);
                     CHECK(e >= previous);
@@ -98,7 +99,7 @@ TEST_CASE("the search is never worse than the simple rules, group by group") {
     const std::vector<float> w = heavy_tailed(16, 512, 5);
     for (WeightFormat f : kGrouped) {
         for (int g : kGroups) {
-            CAPTURE(format_name(f));
+            CAPTURE(std::string(format_name(f)));
             CAPTURE(g);
             const PackedLayout l = make_layout(f, 16, 512, g);
             const double search = quantized_mse(w, l, ScaleRule::search);
