@@ -1,0 +1,64 @@
+// Small AVX2 helpers shared by the kernels in this folder (compiled with
+// -mavx2 -mfma -mf16c; only reached after run-time dispatch checked the CPU).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/formats.h"
+#include "kernels/group_params.h"
+#include "kernels/row_params.h"
+
+namespace nibble::kernels::avx2 {
+
+// Sum of the 8 lanes, in a fixed order.
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// sum_i a[i] * b[i], 8 lanes at a time then a scalar tail (fixed order).
+inline float dot(const float* a, const float* b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum(acc);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+// One row's group parameters of `stream` as floats (fp16 via F16C, 8 at a time).
+inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
+    const PackedLayout& l = w.layout;
+    if (l.double_quant) {
+        decode_dq_row(w, stream, row, out);
+        return;
+    }
+    const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
+    const uint8_t* src = w.data + offset + 2 * size_t(row * l.groups_per_row);
+    int64_t g = 0;
+    for (; g + 8 <= l.groups_per_row; g += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * g));
+        _mm256_storeu_ps(out + g, _mm256_cvtph_ps(h));
+    }
+    for (; g < l.groups_per_row; ++g) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * g, 2);
+        out[g] = fp16_to_fp32(h);
+    }
+}
+
+// Per-thread scratch for decoded row parameters; grows only.
+struct RowScratch {
+    std::vector<float> data;
+    float* fit(size_t n) {
+        if (data.size() < n) data.resize(n);
+        return data.data();
+    }
+};
+
+}  // namespace nibble::kernels::avx2

@@ -1,0 +1,16 @@
+// Run-time CPU feature detection for kernel dispatch (one binary, any x86-64 or
+// aarch64 CPU, never an illegal instruction).
+#pragma once
+
+namespace nibble {
+
+struct CpuFeatures {
+    bool avx2 = false;     // x86: AVX2 + FMA + F16C all present (what kernels/avx2 needs)
+    bool neon = false;     // aarch64: Advanced SIMD (always present)
+    bool dotprod = false;  // aarch64: SDOT/UDOT (FEAT_DotProd, HWCAP_ASIMDDP)
+};
+
+// Detected once, then cached.
+const CpuFeatures& cpu_features();
+
+}  // namespace nibble

@@ -1,0 +1,207 @@
+// Portable fast path (no intrinsics): the same integer math as the SIMD kernels,
+// for CPUs without AVX2 or NEON, and a chunked FP32-activation path.
+#include <vector>
+
+#include "kernels/matmul_variants.h"
+#include "kernels/row_params.h"
+
+namespace nibble::kernels::scalar {
+
+namespace {
+
+// Per-thread scratch for one row's decoded group parameters; grows only.
+struct RowScratch {
+    std::vector<float> scales, mins;
+    void fit(int64_t groups) {
+        if (int64_t(scales.size()) < groups) {
+            scales.resize(size_t(groups));
+            mins.resize(size_t(groups));
+        }
+    }
+};
+thread_local RowScratch tls_scratch;
+
+// Integer weight values of 32-column chunk k of a row, in column order:
+// q4/q4a the raw code 0..15 (offsets handled via group sums), nf4 the int8
+// code book entry, q8 the int8 code.
+template <WeightFormat F>
+inline void chunk_ints(const uint8_t* row_codes, int64_t k, int8_t* out) {
+    if constexpr (F == WeightFormat::q8) {
+        const int8_t* src = reinterpret_cast<const int8_t*>(row_codes) + 32 * k;
+        for (int j = 0; j < 32; ++j) out[j] = src[j];
+    } else {
+        const uint8_t* src = row_codes + 16 * k;
+        for (int j = 0; j < 16; ++j) {
+            const int lo = src[j] & 0x0f, hi = src[j] >> 4;
+            if constexpr (F == WeightFormat::nf4) {
+                out[j] = kNf4Int8[lo];
+                out[j + 16] = kNf4Int8[hi];
+            } else {
+                out[j] = int8_t(lo);
+                out[j + 16] = int8_t(hi);
+            }
+        }
+    }
+}
+
+template <WeightFormat F>
+void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+               float* y) {
+    const PackedLayout& l = w.layout;
+    const int64_t gpr = l.groups_per_row;
+    const int64_t bpg = qa.blocks_per_group;
+    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    RowScratch& s = tls_scratch;
+    s.fit(gpr);
+    int8_t wq[32];
+    for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        decode_row_params(w, GroupStream::scales, r, s.scales.data());
+        if constexpr (F == WeightFormat::q4a)
+            decode_row_params(w, GroupStream::mins, r, s.mins.data());
+        const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
+        for (int t = 0; t < qa.n_tokens; ++t) {
+            const int8_t* xq = qa.token_q(t);
+            const float* xd = qa.token_d(t);
+            float acc = 0.0f;
+            for (int64_t b = 0; b < qa.n_blocks; ++b) {
+                chunk_ints<F>(codes, b, wq);
+                int32_t isum = 0;
+                for (int j = 0; j < 32; ++j) isum += int32_t(wq[j]) * int32_t(xq[32 * b + j]);
+                acc += (s.scales[size_t(b / bpg)] * kscale) * xd[b] * float(isum);
+            }
+            // Offsets: q4 weights are d*(q-8), q4a weights d*q + m.
+            const float* gs = qa.token_group_sums(t);
+            if constexpr (F == WeightFormat::q4) {
+                float corr = 0.0f;
+                for (int64_t g = 0; g < gpr; ++g) corr += s.scales[size_t(g)] * gs[g];
+                acc -= 8.0f * corr;
+            } else if constexpr (F == WeightFormat::q4a) {
+                float corr = 0.0f;
+                for (int64_t g = 0; g < gpr; ++g) corr += s.mins[size_t(g)] * gs[g];
+                acc += corr;
+            }
+            y[size_t(t) * size_t(l.rows) + size_t(r)] = acc;
+        }
+    }
+}
+
+// FP32 weights of 32-column chunk k of a grouped row (d and m of its group).
+template <WeightFormat F>
+inline void chunk_floats(const uint8_t* row_codes, int64_t k, float d, float m, float* out) {
+    if constexpr (F == WeightFormat::q8) {
+        const int8_t* src = reinterpret_cast<const int8_t*>(row_codes) + 32 * k;
+        for (int j = 0; j < 32; ++j) out[j] = d * float(src[j]);
+    } else {
+        const uint8_t* src = row_codes + 16 * k;
+        for (int j = 0; j < 32; ++j) {
+            const int q = j < 16 ? (src[j] & 0x0f) : (src[j - 16] >> 4);
+            if constexpr (F == WeightFormat::q4) out[j] = d * float(q - 8);
+            if constexpr (F == WeightFormat::q4a) out[j] = d * float(q) + m;
+            if constexpr (F == WeightFormat::nf4) out[j] = d * kNf4Codebook[q];
+        }
+    }
+}
+
+template <WeightFormat F>
+void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                       int64_t r0, int64_t r1, float* y) {
+    const PackedLayout& l = w.layout;
+    const int64_t bpg = l.group_size / 32;
+    const int64_t n_chunks = l.padded_cols / 32;
+    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    RowScratch& s = tls_scratch;
+    s.fit(l.groups_per_row);
+    float wf[32];
+    for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        decode_row_params(w, GroupStream::scales, r, s.scales.data());
+        if constexpr (F == WeightFormat::q4a)
+            decode_row_params(w, GroupStream::mins, r, s.mins.data());
+        for (int t = 0; t < n_tokens; ++t) {
+            const float* xt = x + size_t(t) * size_t(x_stride);
+            float acc = 0.0f;
+            for (int64_t k = 0; k < n_chunks; ++k) {
+                const size_t g = size_t(k / bpg);
+                chunk_floats<F>(codes, k, s.scales[g], F == WeightFormat::q4a ? s.mins[g] : 0.0f,
+                                wf);
+                float part = 0.0f;
+                for (int j = 0; j < 32; ++j) part += wf[j] * xt[32 * k + j];
+                acc += part;
+            }
+            y[size_t(t) * size_t(l.rows) + size_t(r)] = acc;
+        }
+    }
+}
+
+template <WeightFormat F>
+void rows_fp32_dense(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                     int64_t r0, int64_t r1, float* y) {
+    const int64_t cols = w.layout.cols;
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int t = 0; t < n_tokens; ++t) {
+            const float* xt = x + size_t(t) * size_t(x_stride);
+            float acc = 0.0f;
+            if constexpr (F == WeightFormat::f32) {
+                const float* wr = reinterpret_cast<const float*>(w.data) + size_t(r * cols);
+                for (int64_t c = 0; c < cols; ++c) acc += wr[c] * xt[c];
+            } else {
+                const uint8_t* wr = w.data + 2 * size_t(r * cols);
+                for (int64_t c = 0; c < cols; ++c) {
+                    uint16_t h;
+                    std::memcpy(&h, wr + 2 * c, 2);
+                    acc += fp16_to_fp32(h) * xt[c];
+                }
+            }
+            y[size_t(t) * size_t(w.layout.rows) + size_t(r)] = acc;
+        }
+    }
+}
+
+}  // namespace
+
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y) {
+    switch (w.layout.format) {
+        case WeightFormat::q8:
+            rows_int8<WeightFormat::q8>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::q4:
+            rows_int8<WeightFormat::q4>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::q4a:
+            rows_int8<WeightFormat::q4a>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::nf4:
+            rows_int8<WeightFormat::nf4>(w, qa, r0, r1, y);
+            break;
+        default:
+            break;
+    }
+}
+
+void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                      int64_t r0, int64_t r1, float* y) {
+    switch (w.layout.format) {
+        case WeightFormat::f32:
+            rows_fp32_dense<WeightFormat::f32>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+        case WeightFormat::f16:
+            rows_fp32_dense<WeightFormat::f16>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+        case WeightFormat::q8:
+            rows_fp32_grouped<WeightFormat::q8>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+        case WeightFormat::q4:
+            rows_fp32_grouped<WeightFormat::q4>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+        case WeightFormat::q4a:
+            rows_fp32_grouped<WeightFormat::q4a>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+        case WeightFormat::nf4:
+            rows_fp32_grouped<WeightFormat::nf4>(w, x, x_stride, n_tokens, r0, r1, y);
+            break;
+    }
+}
+
+}  // namespace nibble::kernels::scalar

@@ -1,0 +1,58 @@
+// Internal interface between matmul_dispatch.cpp and the per-ISA kernels.
+//
+// A kernel computes the outputs of rows [r0, r1) for every token; the dispatcher
+// splits the rows over threads. Every output is produced by one call in an
+// order that does not depend on r0/r1 or on how many tokens are processed
+// together, so results are bitwise identical for any thread count and GEMM
+// equals repeated GEMV.
+#pragma once
+#include <cstdint>
+
+#include "kernels/activation_quant.h"
+#include "kernels/codebooks.h"
+#include "kernels/formats.h"
+
+namespace nibble::kernels {
+
+// Int8-activation path for q8/q4/q4a/nf4; y is [qa.n_tokens][rows].
+using Int8RowsFn = void (*)(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                            int64_t r1, float* y);
+// FP32-activation path for every format; x is [n_tokens][x_stride] with
+// x_stride = padded_cols and zeros in the padding columns.
+using Fp32RowsFn = void (*)(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                            int64_t r0, int64_t r1, float* y);
+
+// Int8 version of the NF4 code book: round(127 * NF4[q]). Weights become
+// d/127 * kNf4Int8[q], off by at most d * 0.5/127 from d * NF4[q].
+inline constexpr int8_t kNf4Int8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
+                                        10,   20,  31,  43,  56,  71,  92,  127};
+inline constexpr float kNf4Int8Scale = 1.0f / 127.0f;
+
+namespace scalar {
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                      int64_t r0, int64_t r1, float* y);
+}  // namespace scalar
+
+#if defined(__x86_64__)
+namespace avx2 {
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                      int64_t r0, int64_t r1, float* y);
+}  // namespace avx2
+#endif
+
+#if defined(__aarch64__)
+namespace neon {
+void matmul_rows_int8_dotprod(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                              int64_t r1, float* y);
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                      int64_t r0, int64_t r1, float* y);
+}  // namespace neon
+#endif
+
+}  // namespace nibble::kernels

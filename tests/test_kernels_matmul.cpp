@@ -1,0 +1,459 @@
+// Fast matmul kernels (every variant this CPU runs) against reference::matmul:
+// all grouped formats x group sizes x double quantization x token counts x odd
+// shapes, random and adversarial data, with error bounds derived from the int8
+// activation rounding; GEMM == repeated GEMV bitwise; 1 vs 2 threads bitwise.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/codebooks.h"
+#include "kernels/fp16.h"
+#include "kernels/group_params.h"
+#include "kernels/matmul.h"
+#include "kernels/matmul_dispatch.h"
+#include "kernels/matmul_variants.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+using namespace nibble;
+
+namespace {
+
+// How the test blob's codes and parameters are chosen.
+enum class Pattern {
+    random,
+    codes_min,    // every code 0 (q8: -127)
+    codes_max,    // every code 15 (q8: 127)
+    zero_groups,  // every third group has scale (and min) 0
+    tiny_scales,  // |scale| ~ 1e-6 (fp16 subnormals)
+    huge_scales,  // |scale| ~ 1e4
+};
+
+const char* pattern_name(Pattern p) {
+    switch (p) {
+        case Pattern::random:
+            return "random";
+        case Pattern::codes_min:
+            return "codes_min";
+        case Pattern::codes_max:
+            return "codes_max";
+        case Pattern::zero_groups:
+            return "zero_groups";
+        case Pattern::tiny_scales:
+            return "tiny_scales";
+        case Pattern::huge_scales:
+            return "huge_scales";
+    }
+    return "?";
+}
+
+struct TestMatrix {
+    PackedLayout layout;
+    std::vector<uint8_t> blob;
+    MatrixView view() const { return MatrixView{layout, blob.data()}; }
+};
+
+// Typical magnitude of a group parameter under a pattern.
+float param_magnitude(Pattern p) {
+    if (p == Pattern::tiny_scales) return 1e-6f;
+    if (p == Pattern::huge_scales) return 1e4f;
+    return 0.05f;
+}
+
+// Writes one stream of per-group parameters (fp16, or int8 codes + fp32 offset
+// and block scales when double-quantized), following kernels/formats.h.
+void fill_stream(TestMatrix& m, int stream, Pattern p, std::mt19937& rng) {
+    const PackedLayout& l = m.layout;
+    const size_t offset = stream == 0 ? l.scales_offset : l.mins_offset;
+    const float mag = param_magnitude(p);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    const int64_t n = l.n_groups();
+    auto zeroed = [&](int64_t i) { return p == Pattern::zero_groups && i % 3 == 1; };
+    if (!l.double_quant) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float v =
+                zeroed(i) ? 0.0f
+                          : mag * (0.2f + 0.8f * std::fabs(u(rng))) * (u(rng) < 0 ? -1.0f : 1.0f);
+            const uint16_t h = fp32_to_fp16(v);
+            std::memcpy(m.blob.data() + offset + 2 * size_t(i), &h, 2);
+        }
+        return;
+    }
+    std::uniform_int_distribution<int> code(-127, 127);
+    for (int64_t i = 0; i < n; ++i) {
+        m.blob[offset + size_t(i)] = uint8_t(int8_t(zeroed(i) ? 0 : code(rng)));
+    }
+    const size_t stream_floats = 1 + size_t(l.dq_blocks());
+    uint8_t* dq = m.blob.data() + l.dq_offset + size_t(stream) * stream_floats * 4;
+    const float mean = p == Pattern::zero_groups ? 0.0f : mag * 0.3f * u(rng);
+    std::memcpy(dq, &mean, 4);
+    for (int64_t b = 0; b < l.dq_blocks(); ++b) {
+        const float s = mag / 127.0f * (0.5f + 0.5f * std::fabs(u(rng)));
+        std::memcpy(dq + 4 * (1 + size_t(b)), &s, 4);
+    }
+}
+
+TestMatrix make_matrix(WeightFormat f, int64_t rows, int64_t cols, int group, bool dq, Pattern p,
+                       std::mt19937& rng) {
+    TestMatrix m;
+    m.layout = make_layout(f, rows, cols, group, dq);
+    m.blob.assign(m.layout.total_bytes, 0);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    if (f == WeightFormat::f32 || f == WeightFormat::f16) {
+        for (int64_t i = 0; i < rows * cols; ++i) {
+            const float v = u(rng);
+            if (f == WeightFormat::f32) {
+                std::memcpy(m.blob.data() + 4 * i, &v, 4);
+            } else {
+                const uint16_t h = fp32_to_fp16(v);
+                std::memcpy(m.blob.data() + 2 * i, &h, 2);
+            }
+        }
+        return m;
+    }
+    // Codes, padding columns included: the kernels must ignore whatever is there.
+    uint8_t fill = 0;
+    if (p == Pattern::codes_min) fill = f == WeightFormat::q8 ? uint8_t(int8_t(-127)) : 0x00;
+    if (p == Pattern::codes_max) fill = f == WeightFormat::q8 ? 127 : 0xff;
+    for (size_t i = 0; i < m.layout.codes_bytes; ++i) {
+        uint8_t v = uint8_t(byte(rng));
+        if (f == WeightFormat::q8 && v == 0x80) v = 0x81;  // -128 is not a q8 code
+        if (p == Pattern::codes_min || p == Pattern::codes_max) v = fill;
+        m.blob[m.layout.codes_offset + i] = v;
+    }
+    fill_stream(m, 0, p, rng);
+    if (f == WeightFormat::q4a) fill_stream(m, 1, p, rng);
+    return m;
+}
+
+std::vector<float> random_activations(int n_tokens, int64_t cols, std::mt19937& rng) {
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    std::vector<float> x(size_t(n_tokens) * size_t(cols));
+    for (float& v : x) v = n(rng);
+    // An outlier and an all-zero block per token, as real activations have.
+    for (int t = 0; t < n_tokens; ++t) {
+        float* xt = x.data() + size_t(t) * size_t(cols);
+        xt[(7 * t + 3) % cols] = 40.0f;
+        for (int64_t c = 32; c < std::min<int64_t>(cols, 64); ++c) xt[c] = 0.0f;
+    }
+    return x;
+}
+
+// Error allowed for output (t, r) of a fast kernel.
+//  int8 path: x_c is replaced by d_b q_c with |x_c - d_b q_c| <= d_b/2, d_b = amax/127
+//    of its block of 32, so |err| <= sum_c |w_c| d_b/2; nf4 also rounds its code book
+//    to k/127, |w_c - w'_c| <= |d|/254, adding sum_c |d| (|x_c| + d_b/2) / 254.
+//  Both paths: FP32 rounding, a few 1e-7 relative to sum_c M_c |x_c| with M_c the
+//    largest magnitude in the weight's decomposition (q4: 8|d| offset, q4a: 15|d|+|m|).
+double error_bound(const MatrixView& w, const float* xt, int64_t row, bool int8_path) {
+    const PackedLayout& l = w.layout;
+    std::vector<float> wr(size_t(l.cols));
+    dequantize_row(w, row, wr.data());
+    double bound = 1e-30;
+    for (int64_t c0 = 0; c0 < l.cols; c0 += 32) {
+        const int64_t c1 = std::min(l.cols, c0 + 32);
+        double amax = 0.0;
+        for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, double(std::fabs(xt[c])));
+        const double dx = amax / 127.0;
+        for (int64_t c = c0; c < c1; ++c) {
+            double d = 0.0, m = 0.0;
+            if (is_grouped(l.format)) {
+                // |d| and |m| recovered from the dequantized values is not possible in
+                // general, so read them from the blob through the reference decoder.
+                const int64_t gi = row * l.groups_per_row + c / l.group_size;
+                d = std::fabs(double(group_param(w, GroupStream::scales, gi)));
+                if (l.format == WeightFormat::q4a)
+                    m = std::fabs(double(group_param(w, GroupStream::mins, gi)));
+            }
+            const double aw = std::fabs(double(wr[size_t(c)]));
+            const double ax = std::fabs(double(xt[c]));
+            double mag = aw + d;
+            if (l.format == WeightFormat::q4) mag += 8.0 * d;
+            if (l.format == WeightFormat::q4a) mag += 15.0 * d + m;
+            if (l.format == WeightFormat::q8) mag += 127.0 * d;
+            bound += 3e-5 * mag * (ax + dx);
+            if (int8_path) {
+                double wq = aw;
+                if (l.format == WeightFormat::nf4) {
+                    wq += d / 254.0;
+                    bound += d / 254.0 * (ax + dx / 2);
+                }
+                bound += wq * dx / 2;
+            }
+        }
+    }
+    return bound;
+}
+
+// The activations the int8 path really multiplies: each block of 32 rounded to
+// d_b * round(x * 127 / amax_b) as kernels/activation_quant.h specifies.
+std::vector<float> int8_rounded(const std::vector<float>& x, int n_tokens, int64_t cols) {
+    std::vector<float> out(x.size());
+    for (int t = 0; t < n_tokens; ++t) {
+        const float* xt = x.data() + size_t(t) * size_t(cols);
+        float* ot = out.data() + size_t(t) * size_t(cols);
+        for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+            const int64_t c1 = std::min(cols, c0 + 32);
+            float amax = 0.0f;
+            for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(xt[c]));
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (int64_t c = c0; c < c1; ++c)
+                ot[c] = float(std::lrint(xt[c] * inv)) * (amax / 127.0f);
+        }
+    }
+    return out;
+}
+
+// Tight bound against the reference fed with int8_rounded activations x': only
+// FP32 rounding (and, for nf4, the int8 code book: |d|/254 per weight).
+double rounded_bound(const MatrixView& w, const float* xt, int64_t row) {
+    const PackedLayout& l = w.layout;
+    std::vector<float> wr(size_t(l.cols));
+    dequantize_row(w, row, wr.data());
+    double bound = 1e-30;
+    for (int64_t c = 0; c < l.cols; ++c) {
+        const int64_t gi = row * l.groups_per_row + c / l.group_size;
+        const double d = std::fabs(double(group_param(w, GroupStream::scales, gi)));
+        double mag = std::fabs(double(wr[size_t(c)])) + d;
+        if (l.format == WeightFormat::q4) mag += 8.0 * d;
+        if (l.format == WeightFormat::q4a)
+            mag += 15.0 * d + std::fabs(double(group_param(w, GroupStream::mins, gi)));
+        if (l.format == WeightFormat::q8) mag += 127.0 * d;
+        const double ax = std::fabs(double(xt[c]));
+        bound += 3e-6 * mag * ax;
+        if (l.format == WeightFormat::nf4) bound += d / 254.0 * ax;
+    }
+    return bound;
+}
+
+struct Shape {
+    int64_t rows, cols;
+};
+
+constexpr WeightFormat kGrouped[] = {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
+                                     WeightFormat::q8};
+constexpr int kGroupSizes[] = {32, 64, 128, 256};
+constexpr int kTokenCounts[] = {1, 2, 3, 5, 8};
+constexpr Shape kShapes[] = {{7, 172}, {33, 200}, {16, 320}};
+
+std::vector<MatmulKernel> fast_kernels() {
+    std::vector<MatmulKernel> out;
+    for (MatmulKernel k : supported_matmul_kernels()) {
+        if (k != MatmulKernel::reference) out.push_back(k);
+    }
+    return out;
+}
+
+// Restores the global kernel settings when a test case ends.
+struct SettingsGuard {
+    ~SettingsGuard() {
+        set_matmul_kernel(MatmulKernel::automatic);
+        set_matmul_activation_mode(ActivationMode::int8);
+    }
+};
+
+std::string describe(MatmulKernel k, ActivationMode mode, const PackedLayout& l, int n_tokens,
+                     Pattern p) {
+    return std::string(matmul_kernel_name(k)) +
+           (mode == ActivationMode::int8 ? " int8 " : " fp32 ") + format_name(l.format) + " g" +
+           std::to_string(l.group_size) + (l.double_quant ? " dq " : " ") + std::to_string(l.rows) +
+           "x" + std::to_string(l.cols) + " tokens " + std::to_string(n_tokens) + " " +
+           pattern_name(p);
+}
+
+// Runs the selected kernel on m and checks every output against the reference;
+// also checks GEMM against token-by-token GEMV, bitwise.
+void check_against_reference(const TestMatrix& m, MatmulKernel k, ActivationMode mode, int n_tokens,
+                             Pattern p, std::mt19937& rng) {
+    const MatrixView w = m.view();
+    const PackedLayout& l = m.layout;
+    const std::vector<float> x = random_activations(n_tokens, l.cols, rng);
+    std::vector<float> y_ref(size_t(n_tokens) * size_t(l.rows));
+    std::vector<float> y(y_ref.size(), -1.0f);
+    reference::matmul(w, x.data(), n_tokens, y_ref.data());
+    set_matmul_kernel(k);
+    set_matmul_activation_mode(mode);
+    matmul(w, x.data(), n_tokens, y.data());
+    const bool int8_path = mode == ActivationMode::int8 && is_grouped(l.format);
+    int bad = 0;
+    for (int t = 0; t < n_tokens && bad < 3; ++t) {
+        const float* xt = x.data() + size_t(t) * size_t(l.cols);
+        for (int64_t r = 0; r < l.rows && bad < 3; ++r) {
+            const size_t i = size_t(t) * size_t(l.rows) + size_t(r);
+            const double bound = error_bound(w, xt, r, int8_path);
+            const double err = std::fabs(double(y[i]) - double(y_ref[i]));
+            if (!(err <= bound)) {
+                ++bad;
+                INFO(describe(k, mode, l, n_tokens, p), " token ", t, " row ", r, " got ", y[i],
+                     " want ", y_ref[i], " bound ", bound);
+                CHECK(err <= bound);
+            }
+        }
+    }
+    if (int8_path) {
+        // Same products on the rounded activations: only FP32 rounding may differ.
+        const std::vector<float> xr = int8_rounded(x, n_tokens, l.cols);
+        reference::matmul(w, xr.data(), n_tokens, y_ref.data());
+        for (int t = 0; t < n_tokens && bad < 3; ++t) {
+            const float* xt = xr.data() + size_t(t) * size_t(l.cols);
+            for (int64_t r = 0; r < l.rows && bad < 3; ++r) {
+                const size_t i = size_t(t) * size_t(l.rows) + size_t(r);
+                const double bound = rounded_bound(w, xt, r);
+                const double err = std::fabs(double(y[i]) - double(y_ref[i]));
+                if (!(err <= bound)) {
+                    ++bad;
+                    INFO(describe(k, mode, l, n_tokens, p), " (int8-rounded x) token ", t, " row ",
+                         r, " got ", y[i], " want ", y_ref[i], " bound ", bound);
+                    CHECK(err <= bound);
+                }
+            }
+        }
+    }
+    if (n_tokens > 1) {
+        std::vector<float> y1(size_t(l.rows));
+        for (int t = 0; t < n_tokens; ++t) {
+            matmul(w, x.data() + size_t(t) * size_t(l.cols), 1, y1.data());
+            INFO(describe(k, mode, l, n_tokens, p), " token ", t);
+            CHECK(std::memcmp(y1.data(), y.data() + size_t(t) * size_t(l.rows),
+                              y1.size() * sizeof(float)) == 0);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("int8 NF4 code book is round(127 * NF4)") {
+    for (int q = 0; q < 16; ++q) {
+        CHECK(int(kernels::kNf4Int8[q]) == int(std::lround(127.0f * kNf4Codebook[q])));
+    }
+}
+
+TEST_CASE("every fast kernel matches the reference on random data") {
+    SettingsGuard guard;
+    std::mt19937 rng(1234);
+    const auto kernels = fast_kernels();
+    REQUIRE(!kernels.empty());
+    for (MatmulKernel k : kernels) {
+        for (WeightFormat f : kGrouped) {
+            for (int g : kGroupSizes) {
+                for (bool dq : {false, true}) {
+                    for (const Shape& s : kShapes) {
+                        const TestMatrix m =
+                            make_matrix(f, s.rows, s.cols, g, dq, Pattern::random, rng);
+                        for (int n_tokens : kTokenCounts) {
+                            for (ActivationMode mode :
+                                 {ActivationMode::int8, ActivationMode::fp32}) {
+                                check_against_reference(m, k, mode, n_tokens, Pattern::random, rng);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("every fast kernel matches the reference on adversarial data") {
+    SettingsGuard guard;
+    std::mt19937 rng(99);
+    const Pattern patterns[] = {Pattern::codes_min, Pattern::codes_max, Pattern::zero_groups,
+                                Pattern::tiny_scales, Pattern::huge_scales};
+    for (MatmulKernel k : fast_kernels()) {
+        for (WeightFormat f : kGrouped) {
+            for (int g : kGroupSizes) {
+                for (bool dq : {false, true}) {
+                    for (Pattern p : patterns) {
+                        // 200 columns: a short tail group for every group size.
+                        const TestMatrix m = make_matrix(f, 9, 200, g, dq, p, rng);
+                        for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
+                            check_against_reference(m, k, mode, 3, p, rng);
+                            check_against_reference(m, k, mode, 1, p, rng);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("f32 and f16 weights: every fast kernel matches the reference") {
+    SettingsGuard guard;
+    std::mt19937 rng(7);
+    for (MatmulKernel k : fast_kernels()) {
+        for (WeightFormat f : {WeightFormat::f32, WeightFormat::f16}) {
+            for (Shape s : {Shape{7, 172}, Shape{33, 200}, Shape{5, 31}}) {
+                const TestMatrix m = make_matrix(f, s.rows, s.cols, 0, false, Pattern::random, rng);
+                for (int n_tokens : kTokenCounts) {
+                    check_against_reference(m, k, ActivationMode::int8, n_tokens, Pattern::random,
+                                            rng);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("1 and 2 threads give bitwise identical results") {
+#ifdef _OPENMP
+    SettingsGuard guard;
+    std::mt19937 rng(5);
+    const int saved = omp_get_max_threads();
+    for (MatmulKernel k : fast_kernels()) {
+        for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
+                               WeightFormat::q8, WeightFormat::f16}) {
+            const bool grouped = is_grouped(f);
+            const TestMatrix m =
+                make_matrix(f, 301, 1000, grouped ? 64 : 0, false, Pattern::random, rng);
+            for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
+                for (int n_tokens : {1, 3}) {
+                    const std::vector<float> x = random_activations(n_tokens, 1000, rng);
+                    std::vector<float> y1(size_t(301 * n_tokens)), y2(y1.size());
+                    set_matmul_kernel(k);
+                    set_matmul_activation_mode(mode);
+                    omp_set_num_threads(1);
+                    matmul(m.view(), x.data(), n_tokens, y1.data());
+                    omp_set_num_threads(2);
+                    matmul(m.view(), x.data(), n_tokens, y2.data());
+                    INFO(describe(k, mode, m.layout, n_tokens, Pattern::random));
+                    CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
+                }
+            }
+        }
+    }
+    omp_set_num_threads(saved);
+#else
+    MESSAGE("built without OpenMP: single-threaded only");
+#endif
+}
+
+TEST_CASE("kernel selection") {
+    SettingsGuard guard;
+    CHECK(matmul_kernel_supported(MatmulKernel::scalar));
+    CHECK(matmul_kernel_supported(MatmulKernel::reference));
+    for (MatmulKernel k :
+         {MatmulKernel::scalar, MatmulKernel::avx2, MatmulKernel::neon, MatmulKernel::neon_nodot}) {
+        if (matmul_kernel_supported(k)) {
+            set_matmul_kernel(k);
+            CHECK(matmul_kernel() == k);
+        } else {
+            CHECK_THROWS_AS(set_matmul_kernel(k), std::runtime_error);
+        }
+    }
+    set_matmul_kernel(MatmulKernel::automatic);
+    CHECK(matmul_kernel() != MatmulKernel::automatic);
+#if defined(__x86_64__)
+    CHECK(!matmul_kernel_supported(MatmulKernel::neon));
+#endif
+#if defined(__aarch64__)
+    CHECK(matmul_kernel_supported(MatmulKernel::neon));
+    CHECK(!matmul_kernel_supported(MatmulKernel::avx2));
+#endif
+}
