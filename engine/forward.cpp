@@ -49,7 +49,7 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     const int group = c.n_heads / c.n_kv_heads;
     const float inv_sqrt = 1.0f / std::sqrt(float(head_dim));
     const int n_work = int(batch.size()) * c.n_heads;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (n_work * (batch.back().pos + 1) * head_dim > (1 << 14))
     for (int work = 0; work < n_work; ++work) {
         const int b = work / c.n_heads;
         const int h = work % c.n_heads;

@@ -65,6 +65,8 @@ GenerationResult generate(InferenceState& state, const Tokenizer& tokenizer,
         ++result.n_decode_evals;
     }
     result.generation_seconds = seconds_since(gen_start);
+    const std::string tail = stream.flush();  // an incomplete UTF-8 character, if any
+    if (!tail.empty()) on_text(tail);
     return result;
 }
 

@@ -70,7 +70,7 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
     const int64_t cols = w.layout.cols;
     if (w.layout.format == WeightFormat::f32) {  // no dequantization needed
         const float* wf = reinterpret_cast<const float*>(w.data);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols * n_tokens > (1 << 16))
         for (int64_t r = 0; r < rows; ++r) {
             for (int t = 0; t < n_tokens; ++t) {
                 const float* xt = x + size_t(t) * size_t(cols);
@@ -82,7 +82,7 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
         }
         return;
     }
-#pragma omp parallel
+#pragma omp parallel if (rows * cols * n_tokens > (1 << 16))
     {
         std::vector<float> row_values(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
