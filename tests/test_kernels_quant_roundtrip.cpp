@@ -94,17 +94,37 @@ TEST_CASE("smaller groups never give a larger MSE") {
 }
 
 TEST_CASE("the search is never worse than the simple rules, group by group") {
-    // The search evaluates both simple q4 rules among its candidates and keeps the
-    // least squared error, so it cannot lose on any single group.
-    const std::vector<float> w = heavy_tailed(16, 512, 5);
+    // The search evaluates the simple rules among its candidates, with the same
+    // fp16 parameters and nearest codes as the stored blob, and keeps the least
+    // squared error, so it cannot lose on any single group.
+    const int64_t rows = 16, cols = 500;  // a short final group at every size
+    const std::vector<float> w = heavy_tailed(rows, cols, 5);
     for (WeightFormat f : kGrouped) {
         for (int g : kGroups) {
             CAPTURE(std::string(format_name(f)));
             CAPTURE(g);
-            const PackedLayout l = make_layout(f, 16, 512, g);
-            const double search = quantized_mse(w, l, ScaleRule::search);
-            CHECK(search <= quantized_mse(w, l, ScaleRule::simple) * (1 + 1e-9));
-            CHECK(search <= quantized_mse(w, l, ScaleRule::q4_minus8) * (1 + 1e-9));
+            const PackedLayout l = make_layout(f, rows, cols, g);
+            std::vector<float> out[3];
+            const ScaleRule rules[3] = {ScaleRule::search, ScaleRule::simple, ScaleRule::q4_minus8};
+            for (int k = 0; k < 3; ++k) {
+                const std::vector<uint8_t> blob =
+                    quantize_matrix(w.data(), l, QuantizeOptions{rules[k]});
+                out[k] = dequantize_all(MatrixView{l, blob.data()});
+            }
+            int64_t worse = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+                for (int64_t c0 = 0; c0 < cols; c0 += g) {
+                    double sse[3] = {};
+                    for (int64_t c = c0; c < std::min(cols, c0 + g); ++c) {
+                        const size_t i = size_t(r * cols + c);
+                        for (int k = 0; k < 3; ++k) {
+                            sse[k] += (double(w[i]) - out[k][i]) * (double(w[i]) - out[k][i]);
+                        }
+                    }
+                    worse += sse[0] > std::min(sse[1], sse[2]) * (1 + 1e-9) + 1e-12;
+                }
+            }
+            CHECK(worse == 0);
         }
     }
 }
