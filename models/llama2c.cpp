@@ -138,10 +138,8 @@ Model load_llama2c_q80(std::shared_ptr<MappedFile> file) {
     m.source_format = "llama2c-q80";
     const ModelConfig& c = m.config;
     const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), L = c.n_layers;
-    if (group <= 0 || dim % group != 0 || hidden % group != 0) {
-        throw std::runtime_error(path + ": group size " + std::to_string(group) +
-                                 " does not divide the rows (dim " + std::to_string(dim) +
-                                 ", hidden " + std::to_string(hidden) + ")");
+    if (group <= 0 || group > 4096) {
+        throw std::runtime_error(path + ": group size " + std::to_string(group) + " is invalid");
     }
     m.layers.resize(size_t(L));
 
@@ -161,6 +159,11 @@ Model load_llama2c_q80(std::shared_ptr<MappedFile> file) {
     // int8 q[rows*cols] then fp32 s[rows*cols/group]; w = q * s[i / group].
     auto dequantize = [&](const std::string& name, int64_t rows, int64_t cols) {
         const int64_t n = rows * cols;
+        if (n % group != 0) {  // groups run over the flattened tensor
+            throw std::runtime_error(path + ": " + name + " has " + std::to_string(n) +
+                                     " weights, not a multiple of the group size " +
+                                     std::to_string(group));
+        }
         const auto* q = reinterpret_cast<const int8_t*>(cur.take(size_t(n), name.c_str()));
         const uint8_t* s = cur.take(size_t(n / group) * 4, name.c_str());
         Tensor t = make_owned_tensor(m, name, make_layout(WeightFormat::f32, rows, cols));

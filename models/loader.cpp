@@ -25,7 +25,15 @@ Model load_model(const std::string& path) {
     } else if (is_nibble_file(*file)) {
         model = load_nibble_file(file);
     } else {
-        model = load_llama2c(file);
+        // No magic: llama2.c's legacy checkpoint is the only headerless format.
+        try {
+            model = load_llama2c(file);
+        } catch (const std::runtime_error& e) {
+            const std::string reason = e.what();
+            throw std::runtime_error(
+                path + ": not a GGUF, nibble or llama2.c runq file, and not a valid llama2.c "
+                       "checkpoint (" + reason.substr(reason.find(": ") + 2) + ")");
+        }
     }
     return model;
 }

@@ -1,0 +1,129 @@
+// Bad input through the command line: one line on stderr naming the file or
+// option, a non-zero exit code, never a crash.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "test_data.h"
+
+using nibble::test::data_path;
+using nibble::test::read_text;
+
+namespace {
+
+struct Outcome {
+    int exit_code = -1;
+    bool signalled = false;
+    std::string stderr_text;
+};
+
+// Runs `nibble ARGS`, capturing stderr only.
+Outcome run_nibble(const std::string& args) {
+    const std::string command = std::string(NIBBLE_BINARY) + " " + args + " 2>&1 >/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    Outcome out;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.stderr_text.append(buffer, n);
+    const int status = pclose(pipe);
+    out.signalled = WIFSIGNALED(status);
+    out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+}
+
+void expect_error(const std::string& args, int code, const std::string& must_contain) {
+    CAPTURE(args);
+    const Outcome o = run_nibble(args);
+    CAPTURE(o.stderr_text);
+    CHECK_FALSE(o.signalled);
+    CHECK(o.exit_code == code);
+    CHECK(o.stderr_text.find(must_contain) != std::string::npos);
+    // exactly one line
+    CHECK(std::count(o.stderr_text.begin(), o.stderr_text.end(), '\n') == 1);
+    CHECK(o.stderr_text.back() == '\n');
+}
+
+std::string temp_file(const std::string& name, const std::string& bytes) {
+    const auto dir = std::filesystem::temp_directory_path() / "nibble_cli_errors";
+    std::filesystem::create_directories(dir);
+    const auto path = dir / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path.string();
+}
+
+const std::string kTok = " --tokenizer " + data_path("tok512.model");
+
+}  // namespace
+
+TEST_CASE("missing, truncated and corrupted model files") {
+    const std::string model = read_text(data_path("stories260K.bin"));
+    expect_error("run -m /nonexistent/model.bin -p hi", 1, "/nonexistent/model.bin: cannot open");
+    const auto truncated = temp_file("truncated.bin", model.substr(0, 5000));
+    expect_error("run -m " + truncated + kTok, 1, truncated + ": ");
+    expect_error("run -m " + truncated + kTok, 1, "truncated");
+    const auto longer = temp_file("longer.bin", model + std::string(100, '\0'));
+    expect_error("run -m " + longer + kTok, 1, "do not add up");
+    std::string bad_header = model;
+    const int32_t heads = 7;  // dim 64 is not a multiple of 7 heads
+    std::memcpy(bad_header.data() + 12, &heads, 4);
+    const auto bad = temp_file("bad_heads.bin", bad_header);
+    expect_error("run -m " + bad + kTok, 1, "not a multiple of 7 heads");
+    std::string huge_header = model;
+    const int32_t huge = 1 << 30;
+    std::memcpy(huge_header.data(), &huge, 4);
+    const auto huge_path = temp_file("huge_dim.bin", huge_header);
+    expect_error("info " + huge_path, 1, huge_path + ": ");
+    const auto garbage = temp_file("garbage.bin", std::string(3000, 'x'));
+    expect_error("info " + garbage, 1, "not a GGUF, nibble or llama2.c runq file");
+    const auto tiny = temp_file("tiny.bin", "GGUF");
+    expect_error("info " + tiny, 1, "too small");
+    const std::string gguf = read_text(data_path("stories260K.gguf"));
+    const auto cut_gguf = temp_file("cut.gguf", gguf.substr(0, gguf.size() / 2));
+    expect_error("run -m " + cut_gguf, 1, cut_gguf + ": ");
+    const std::string q80 = read_text(data_path("stories260K_q80.bin"));
+    const auto cut_q80 = temp_file("cut_q80.bin", q80.substr(0, q80.size() - 10));
+    expect_error("run -m " + cut_q80 + kTok, 1, cut_q80 + ": truncated");
+}
+
+TEST_CASE("missing, corrupted and mismatched tokenizers") {
+    const std::string model = " -m " + data_path("stories260K.bin");
+    expect_error("run" + model + " --tokenizer /nonexistent/tok.model", 1,
+                 "/nonexistent/tok.model");
+    const auto junk = temp_file("junk.model", std::string(500, '\x07'));
+    expect_error("run" + model + " --tokenizer " + junk, 1, junk + ": ");
+    expect_error("run" + model + " --tokenizer " + data_path("tokenizer.model"), 1,
+                 "tokenizer has 32000 tokens, the model 512");
+    // stories260K.bin carries no tokenizer; none lies next to a copy in /tmp.
+    const auto lonely = temp_file("lonely.bin", read_text(data_path("stories260K.bin")));
+    expect_error("run -m " + lonely, 1, "pass --tokenizer");
+}
+
+TEST_CASE("invalid options and prompts longer than the context") {
+    const std::string model = " -m " + data_path("stories260K.bin") + kTok;
+    expect_error("run" + model + " -c 4 -p \"Once upon a time there was\"", 2,
+                 "--prompt has 7 tokens, more than the context size 4");
+    expect_error("run" + model + " --temp -1", 2, "--temp");
+    expect_error("run" + model + " -n -5", 2, "--n-predict");
+    expect_error("run" + model + " --top-p 2", 2, "--top-p");
+    expect_error("run" + model + " --kv q3", 2, "--kv");
+    expect_error("run" + model + " --frobnicate", 2, "frobnicate");
+    expect_error("run" + model + " -t abc", 2, "abc");
+    expect_error("run -p hello", 2, "--model");
+    expect_error("perplexity" + model, 2, "--file");
+    expect_error("perplexity" + model + " -f /nonexistent/text.txt", 1, "/nonexistent/text.txt");
+    expect_error("frobnicate", 2, "unknown command 'frobnicate'");
+}
+
+TEST_CASE("the quick-start run works and reports speed") {
+    const Outcome o =
+        run_nibble("run -m " + data_path("stories260K.bin") + kTok + " -p \"Once upon a time\" -n 20 --temp 0");
+    CHECK(o.exit_code == 0);
+    CHECK(o.stderr_text.find("tokens/s") != std::string::npos);
+}
