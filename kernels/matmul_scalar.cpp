@@ -49,7 +49,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const int64_t bpg = qa.blocks_per_group;
+    // Blocks per group is a power of two: block b is in group b >> group_shift.
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     RowScratch& s = tls_scratch;
     s.fit(gpr);
@@ -68,7 +69,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 chunk_ints<F>(codes, b, wq);
                 int32_t isum = 0;
                 for (int j = 0; j < 32; ++j) isum += int32_t(wq[j]) * int32_t(xq[32 * b + j]);
-                acc += (s.scales[size_t(b / bpg)] * kscale) * xd[b] * float(isum);
+                acc += (s.scales[size_t(b >> group_shift)] * kscale) * xd[b] * float(isum);
             }
             // Offsets: q4 weights are d*(q-8), q4a weights d*q + m.
             const float* gs = qa.token_group_sums(t);
@@ -107,7 +108,8 @@ template <WeightFormat F>
 void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
                        int64_t r0, int64_t r1, float* y) {
     const PackedLayout& l = w.layout;
-    const int64_t bpg = l.group_size / 32;
+    // 32-column chunks per group is a power of two: chunk k is in group k >> group_shift.
+    const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     RowScratch& s = tls_scratch;
@@ -122,7 +124,7 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
             const float* xt = x + size_t(t) * size_t(x_stride);
             float acc = 0.0f;
             for (int64_t k = 0; k < n_chunks; ++k) {
-                const size_t g = size_t(k / bpg);
+                const size_t g = size_t(k >> group_shift);
                 chunk_floats<F>(codes, k, s.scales[g], F == WeightFormat::q4a ? s.mins[g] : 0.0f,
                                 wf);
                 float part = 0.0f;

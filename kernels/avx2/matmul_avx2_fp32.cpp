@@ -49,17 +49,17 @@ inline void dequant_chunk(const uint8_t* row_codes, int64_t k, float d, float m,
 }
 
 template <WeightFormat F, int T>
-void grouped_tokens(const uint8_t* codes, const float* scales, const float* mins, int64_t bpg,
+void grouped_tokens(const uint8_t* codes, const float* scales, const float* mins, int group_shift,
                     int64_t n_chunks, const float* x, int64_t x_stride, int t0, int64_t row,
                     int64_t n_rows, float* y) {
     __m256 acc[T][4];
     for (int t = 0; t < T; ++t)
         for (int i = 0; i < 4; ++i) acc[t][i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < n_chunks; ++k) {
-        const float d = scales[k / bpg];
+        const float d = scales[k >> group_shift];
         float m = 0.0f;
         if constexpr (F == WeightFormat::q4) m = -8.0f * d;
-        if constexpr (F == WeightFormat::q4a) m = mins[k / bpg];
+        if constexpr (F == WeightFormat::q4a) m = mins[k >> group_shift];
         __m256 w[4];
         dequant_chunk<F>(codes, k, d, m, w);
         for (int t = 0; t < T; ++t) {
@@ -80,7 +80,8 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
                   int64_t r1, float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const int64_t bpg = l.group_size / 32;
+    // 32-column chunks per group is a power of two: chunk k is in group k >> group_shift.
+    const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     float* scales = tls_scratch.fit(size_t(2 * gpr));
@@ -91,10 +92,11 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         int t = 0;
         for (; t + kTokenBlock <= n_tokens; t += kTokenBlock)
-            grouped_tokens<F, kTokenBlock>(codes, scales, mins, bpg, n_chunks, x, x_stride, t, r,
-                                           l.rows, y);
+            grouped_tokens<F, kTokenBlock>(codes, scales, mins, group_shift, n_chunks, x, x_stride,
+                                           t, r, l.rows, y);
         for (; t < n_tokens; ++t)
-            grouped_tokens<F, 1>(codes, scales, mins, bpg, n_chunks, x, x_stride, t, r, l.rows, y);
+            grouped_tokens<F, 1>(codes, scales, mins, group_shift, n_chunks, x, x_stride, t, r,
+                                 l.rows, y);
     }
 }
 

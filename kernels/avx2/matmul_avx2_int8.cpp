@@ -207,7 +207,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const int64_t nb = qa.n_blocks;
-    const int64_t bpg = qa.blocks_per_group;
+    // Blocks per group is a power of two: block b is in group b >> group_shift.
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     const size_t per_row = size_t(4 * nb + 2 * gpr);
     float* scratch = tls_scratch.fit(per_row * kRowBlock);
@@ -224,7 +225,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             if constexpr (F == WeightFormat::q4a)
                 decode_row_params(w, GroupStream::mins, r + i, mins);
             for (int64_t b = 0; b < nb; ++b) {
-                _mm_storeu_ps(scale4 + 4 * b, _mm_set1_ps(scales[b / bpg] * kscale));
+                _mm_storeu_ps(scale4 + 4 * b, _mm_set1_ps(scales[b >> group_shift] * kscale));
             }
             rows[i] =
                 RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scale4, scales, mins};

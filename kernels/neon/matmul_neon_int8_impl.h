@@ -116,7 +116,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const int64_t nb = qa.n_blocks;
-    const int64_t bpg = qa.blocks_per_group;
+    // Blocks per group is a power of two: block b is in group b >> group_shift.
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     const size_t per_row = size_t(nb + 2 * gpr);
     float* scratch = row_scratch(per_row * kRowBlock);
@@ -130,7 +131,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             float* mins = scales + gpr;
             decode_params(w, GroupStream::scales, r + i, scales);
             if constexpr (F == WeightFormat::q4a) decode_params(w, GroupStream::mins, r + i, mins);
-            for (int64_t b = 0; b < nb; ++b) block_scales[b] = scales[b / bpg] * kscale;
+            for (int64_t b = 0; b < nb; ++b) block_scales[b] = scales[b >> group_shift] * kscale;
             rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, block_scales,
                               scales, mins};
         }
