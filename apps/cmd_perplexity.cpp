@@ -20,7 +20,7 @@ int perplexity_command(int argc, char** argv) {
         ("c,ctx-size", "context size (0: the model's); documents are cut to ctx-1 tokens", cxxopts::value<int>()->default_value("0"))
         ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("128"))
         ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f32"))
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {

@@ -27,7 +27,7 @@ int run_command(int argc, char** argv) {
         ("min-p", "min-p sampling (0: off)", cxxopts::value<float>()->default_value("0.05"))
         ("repeat-penalty", "repetition penalty (1: off)", cxxopts::value<float>()->default_value("1.0"))
         ("repeat-last-n", "tokens considered by the penalty", cxxopts::value<int>()->default_value("64"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f32"))
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {

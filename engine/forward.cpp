@@ -57,15 +57,11 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
         const float* q = &q_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
         float* scores = &scores_[size_t(omp_get_thread_num()) * size_t(options_.context)];
         const int kv_head = h / group;
-        for (int t = 0; t <= tok.pos; ++t) {
-            scores[t] = kv_.key_dot(tok.seq, layer, t, kv_head, q) * inv_sqrt;
-        }
-        softmax(scores, tok.pos + 1);
+        const int n_pos = tok.pos + 1;
+        kv_.key_scores(tok.seq, layer, kv_head, q, n_pos, inv_sqrt, scores);
+        softmax(scores, n_pos);
         float* out = &att_out_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
-        for (int i = 0; i < head_dim; ++i) out[i] = 0.0f;
-        for (int t = 0; t <= tok.pos; ++t) {
-            kv_.accumulate_value(tok.seq, layer, t, kv_head, scores[t], out);
-        }
+        kv_.weighted_values(tok.seq, layer, kv_head, scores, n_pos, out);
     }
 }
 

@@ -112,6 +112,47 @@ void KvCache::accumulate_value(int seq, int layer, int pos, int kv_head, float w
     }
 }
 
+void KvCache::key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
+                         float* scores) const {
+    const VecOps& ops = vec_ops();
+    const size_t first = slot(seq, layer, 0);
+    const size_t head_offset = size_t(kv_head) * size_t(head_dim_);
+    for (int t = 0; t < n; ++t) {
+        const size_t s = first + size_t(t);
+        const size_t at = s * size_t(kv_dim_) + head_offset;
+        float dot = 0.0f;
+        switch (type_) {
+            case KvType::f32: dot = ops.dot_f32(&keys_f32_[at], q, head_dim_); break;
+            case KvType::f16: dot = ops.dot_f16(&keys_f16_[at], q, head_dim_); break;
+            case KvType::int8:
+                dot = ops.dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
+                                 q, head_dim_);
+                break;
+        }
+        scores[t] = dot * scale;
+    }
+}
+
+void KvCache::weighted_values(int seq, int layer, int kv_head, const float* weights, int n,
+                              float* out) const {
+    const VecOps& ops = vec_ops();
+    const size_t first = slot(seq, layer, 0);
+    const size_t head_offset = size_t(kv_head) * size_t(head_dim_);
+    for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
+    for (int t = 0; t < n; ++t) {
+        const size_t s = first + size_t(t);
+        const size_t at = s * size_t(kv_dim_) + head_offset;
+        switch (type_) {
+            case KvType::f32: ops.axpy_f32(weights[t], &values_f32_[at], out, head_dim_); break;
+            case KvType::f16: ops.axpy_f16(weights[t], &values_f16_[at], out, head_dim_); break;
+            case KvType::int8:
+                ops.axpy_i8(weights[t] * value_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
+                            &values_i8_[at], out, head_dim_);
+                break;
+        }
+    }
+}
+
 void KvCache::load_key(int seq, int layer, int pos, int kv_head, float* out) const {
     for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
     std::vector<float> unit;  // not on the hot path: used by tests

@@ -33,6 +33,12 @@ public:
     float key_dot(int seq, int layer, int pos, int kv_head, const float* q) const;
     void accumulate_value(int seq, int layer, int pos, int kv_head, float weight,
                           float* out) const;
+    // Attention over positions 0..n-1 of one kv head:
+    // scores[t] = scale * (q . key[t]), and out = sum_t weights[t] * value[t].
+    void key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
+                    float* scores) const;
+    void weighted_values(int seq, int layer, int kv_head, const float* weights, int n,
+                         float* out) const;
 
 private:
     size_t slot(int seq, int layer, int pos) const {

@@ -1,5 +1,6 @@
 // Small vector kernels used by attention and the rest of the layer.
-// Scalar definitions here; dispatch to SIMD variants where they exist.
+// The functions in namespace nibble dispatch at run time (AVX2 when the CPU has
+// it); nibble::vec_scalar holds the portable reference versions.
 #pragma once
 #include <cstdint>
 
@@ -17,5 +18,23 @@ void axpy_i8(float alpha, const int8_t* x, float* y, int n);  // alpha includes 
 void convert_f32_to_f16(const float* x, uint16_t* y, int n);
 // y = round(x / scale) with scale = max|x| / 127 (returned); zero vector gives scale 0.
 float quantize_i8(const float* x, int8_t* y, int n);
+
+// One implementation of every function above.
+struct VecOps {
+    float (*dot_f32)(const float*, const float*, int);
+    float (*dot_f16)(const uint16_t*, const float*, int);
+    float (*dot_i8)(const int8_t*, float, const float*, int);
+    void (*axpy_f32)(float, const float*, float*, int);
+    void (*axpy_f16)(float, const uint16_t*, float*, int);
+    void (*axpy_i8)(float, const int8_t*, float*, int);
+    void (*convert_f32_to_f16)(const float*, uint16_t*, int);
+    float (*quantize_i8)(const float*, int8_t*, int);
+};
+
+const VecOps& vec_ops_scalar();
+// nullptr when the CPU lacks AVX2/FMA/F16C or the build is not x86-64.
+const VecOps* vec_ops_avx2();
+// The table the dispatching functions use (chosen once from the CPU).
+const VecOps& vec_ops();
 
 }  // namespace nibble

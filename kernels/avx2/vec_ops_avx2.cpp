@@ -1,0 +1,131 @@
+// AVX2 + FMA + F16C versions of the small vector kernels (attention over the
+// KV cache, conversions). Each processes 8 floats per step, then a scalar tail.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels/cpu_features.h"
+#include "kernels/fp16.h"
+#include "kernels/vec_ops.h"
+
+namespace nibble {
+
+namespace vec_avx2 {
+
+inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 8 int8 -> 8 floats
+inline __m256 load_i8x8(const int8_t* p) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+}
+
+inline __m256 load_f16x8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+float dot_f32(const float* a, const float* b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum8(acc);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+float dot_f16(const uint16_t* a, const float* b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum8(acc);
+    for (; i < n; ++i) s += fp16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+float dot_i8(const int8_t* a, float scale, const float* b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_i8x8(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum8(acc);
+    for (; i < n; ++i) s += float(a[i]) * b[i];
+    return scale * s;
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int n) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void axpy_f16(float alpha, const uint16_t* x, float* y, int n) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
+}
+
+void axpy_i8(float alpha, const int8_t* x, float* y, int n) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_i8x8(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] += alpha * float(x[i]);
+}
+
+void convert_f32_to_f16(const float* x, uint16_t* y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
+    }
+    for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
+float quantize_i8(const float* x, int8_t* y, int n) {
+    // max |x| over the vector, then round(x / scale) with round-to-nearest-even
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    float amax = _mm_cvtss_f32(m);
+    for (; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    const float scale = amax / 127.0f;
+    const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+        // 8 int32 -> 8 int8 (values are within -127..127)
+        const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        const __m128i q8 = _mm_packs_epi16(q16, q16);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), q8);
+    }
+    for (; i < n; ++i) y[i] = int8_t(std::lrintf(x[i] * inv));
+    return scale;
+}
+
+}  // namespace vec_avx2
+
+const VecOps* vec_ops_avx2() {
+    static const VecOps ops{vec_avx2::dot_f32,  vec_avx2::dot_f16,
+                            vec_avx2::dot_i8,   vec_avx2::axpy_f32,
+                            vec_avx2::axpy_f16, vec_avx2::axpy_i8,
+                            vec_avx2::convert_f32_to_f16, vec_avx2::quantize_i8};
+    return cpu_features().avx2 ? &ops : nullptr;
+}
+
+}  // namespace nibble
