@@ -1,8 +1,10 @@
 // Matmul kernel microbenchmarks: GEMV (1 token) and GEMM (8, 64 tokens) on
 // LLaMA-7B sized matrices, for each kernel variant, activation path and thread
-// count. Reports bytes/s of packed weights read and tokens/s.
+// count. Reports bytes/s of packed weights read and tokens/s. "hot" runs reuse
+// one matrix (it may stay in the 32 MB L3 cache); "cold" GEMV runs cycle through
+// 256 MB of copies so the weights come from DRAM.
 //
-//   bench_kernels --benchmark_filter='q4_g32/4096x4096/tok1/avx2'
+//   bench_kernels --benchmark_filter='q4_g32/4096x4096/tok1/avx2/int8/threads:1/cold'
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -49,28 +51,55 @@ std::vector<uint8_t> random_blob(const PackedLayout& l) {
     return blob;
 }
 
-void run(benchmark::State& state, Config c, MatmulKernel kernel, ActivationMode mode, int n_tokens,
-         int threads) {
+// Working set of the cold-cache runs: copies of the matrix used in turn, so
+// that every matmul streams its weights from DRAM rather than the 32 MB L3.
+constexpr size_t kColdBytes = size_t(256) << 20;
+
+struct Run {
+    Config config;
+    MatmulKernel kernel;
+    ActivationMode mode;
+    int n_tokens;
+    int threads;
+    bool cold;
+};
+
+void run(benchmark::State& state, Run r) {
+    const Config& c = r.config;
     const PackedLayout l = make_layout(c.format, c.rows, c.cols, c.group, false);
-    const std::vector<uint8_t> blob = random_blob(l);
-    const MatrixView w{l, blob.data()};
-    std::vector<float> x(size_t(n_tokens) * size_t(c.cols)), y(size_t(n_tokens) * size_t(c.rows));
+    const size_t copies = r.cold ? (kColdBytes + l.total_bytes - 1) / l.total_bytes : 1;
+    const std::vector<std::vector<uint8_t>> blobs(copies, random_blob(l));
+    std::vector<float> x(size_t(r.n_tokens) * size_t(c.cols));
+    std::vector<float> y(size_t(r.n_tokens) * size_t(c.rows));
     std::mt19937 rng(1);
     std::normal_distribution<float> n(0.0f, 1.0f);
     for (float& v : x) v = n(rng);
-    set_matmul_kernel(kernel);
-    set_matmul_activation_mode(mode);
+    set_matmul_kernel(r.kernel);
+    set_matmul_activation_mode(r.mode);
 #ifdef _OPENMP
-    omp_set_num_threads(threads);
+    omp_set_num_threads(r.threads);
 #endif
+    size_t next = 0;
     for (auto _ : state) {
-        matmul(w, x.data(), n_tokens, y.data());
+        const MatrixView w{l, blobs[next].data()};
+        next = next + 1 == copies ? 0 : next + 1;
+        matmul(w, x.data(), r.n_tokens, y.data());
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(l.total_bytes));
     state.counters["tokens/s"] =
-        benchmark::Counter(double(state.iterations()) * n_tokens, benchmark::Counter::kIsRate);
+        benchmark::Counter(double(state.iterations()) * r.n_tokens, benchmark::Counter::kIsRate);
+}
+
+std::string run_name(const Run& r) {
+    const Config& c = r.config;
+    return std::string(format_name(c.format)) +
+           (c.group ? "_g" + std::to_string(c.group) : std::string()) + "/" +
+           std::to_string(c.rows) + "x" + std::to_string(c.cols) + "/tok" +
+           std::to_string(r.n_tokens) + "/" + matmul_kernel_name(r.kernel) + "/" +
+           (r.mode == ActivationMode::int8 ? "int8" : "fp32") +
+           "/threads:" + std::to_string(r.threads) + (r.cold ? "/cold" : "/hot");
 }
 
 void register_all() {
@@ -89,17 +118,13 @@ void register_all() {
                 if (!is_grouped(c.format) && mode == ActivationMode::fp32) continue;
                 for (int n_tokens : {1, 8, 64}) {
                     for (int threads : {1, 2}) {
-                        const std::string name =
-                            std::string(format_name(c.format)) +
-                            (c.group ? "_g" + std::to_string(c.group) : std::string()) + "/" +
-                            std::to_string(c.rows) + "x" + std::to_string(c.cols) + "/tok" +
-                            std::to_string(n_tokens) + "/" + matmul_kernel_name(k) + "/" +
-                            (mode == ActivationMode::int8 ? "int8" : "fp32") +
-                            "/threads:" + std::to_string(threads);
-                        benchmark::RegisterBenchmark(name.c_str(), run, c, k, mode, n_tokens,
-                                                     threads)
-                            ->Unit(benchmark::kMillisecond)
-                            ->UseRealTime();
+                        for (bool cold : {false, true}) {
+                            if (cold && n_tokens != 1) continue;  // GEMM is compute bound
+                            const Run r{c, k, mode, n_tokens, threads, cold};
+                            benchmark::RegisterBenchmark(run_name(r).c_str(), run, r)
+                                ->Unit(benchmark::kMillisecond)
+                                ->UseRealTime();
+                        }
                     }
                 }
             }
