@@ -457,3 +457,50 @@ TEST_CASE("kernel selection") {
     CHECK(!matmul_kernel_supported(MatmulKernel::avx2));
 #endif
 }
+
+TEST_CASE("int8 activation path: relative RMS error per format") {
+    // Measures how far the int8 path is from the exact product on random data
+    // (and the extra error of nf4's int8 code book); the fp32 path must be exact
+    // to float rounding.
+    SettingsGuard guard;
+    std::mt19937 rng(11);
+    const int64_t rows = 64, cols = 1024;
+    const int n_tokens = 4;
+    for (MatmulKernel k : fast_kernels()) {
+        for (WeightFormat f : kGrouped) {
+            const TestMatrix m = make_matrix(f, rows, cols, 64, false, Pattern::random, rng);
+            std::normal_distribution<float> nd(0.0f, 1.0f);
+            std::vector<float> x(size_t(n_tokens * cols));
+            for (float& v : x) v = nd(rng);
+            std::vector<float> y_ref(size_t(n_tokens * rows)), y(y_ref.size());
+            reference::matmul(m.view(), x.data(), n_tokens, y_ref.data());
+            // Reference on the int8-rounded activations: what remains is FP32
+            // rounding plus, for nf4, the int8 code book.
+            const std::vector<float> xr = int8_rounded(x, n_tokens, cols);
+            std::vector<float> y_ref_rounded(y_ref.size());
+            reference::matmul(m.view(), xr.data(), n_tokens, y_ref_rounded.data());
+            const auto rel_rms = [](const std::vector<float>& a, const std::vector<float>& b) {
+                double num = 0.0, den = 0.0;
+                for (size_t i = 0; i < a.size(); ++i) {
+                    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+                    den += double(b[i]) * b[i];
+                }
+                return std::sqrt(num / den);
+            };
+            set_matmul_kernel(k);
+            set_matmul_activation_mode(ActivationMode::int8);
+            matmul(m.view(), x.data(), n_tokens, y.data());
+            const double int8_total = rel_rms(y, y_ref);
+            const double int8_weights = rel_rms(y, y_ref_rounded);
+            set_matmul_activation_mode(ActivationMode::fp32);
+            matmul(m.view(), x.data(), n_tokens, y.data());
+            const double fp32_total = rel_rms(y, y_ref);
+            MESSAGE(std::string(matmul_kernel_name(k)), " ", std::string(format_name(f)),
+                    " g64 relative RMS error: int8 path ", int8_total,
+                    " (with exact int8 activations ", int8_weights, "), fp32 path ", fp32_total);
+            CHECK(int8_total < 1e-2);
+            CHECK(int8_weights < (f == WeightFormat::nf4 ? 1e-2 : 1e-5));
+            CHECK(fp32_total < 1e-5);
+        }
+    }
+}
