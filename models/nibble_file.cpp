@@ -1,16 +1,536 @@
-// Placeholder until the nibble file format lands (issue 3).
+// nibble model files: writing (streaming) and loading (mmap, validated, no copy).
+// The byte layout is specified in docs/FORMAT.md.
 #include "models/nibble_file.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
+#include <string_view>
 
 namespace nibble {
 
-bool is_nibble_file(const MappedFile&) { return false; }
-Model load_nibble_file(std::shared_ptr<MappedFile> file) {
-    throw std::runtime_error(file->path() + ": nibble files are not supported yet");
+namespace {
+
+using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
+
+// The header must begin with these bytes (after the 8-byte length); the version
+// string follows. Detection compares only this prefix, so a file from a future
+// version is still recognised and then refused with a clear message.
+constexpr std::string_view kMagicPrefix =
+    R"({"__metadata__":{"format":"nibble","nibble_version":")";
+// Largest header accepted (safetensors uses the same bound).
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+// Weights whose f32 blob needs no padding are stored as safetensors F32 with their
+// real shape; everything else is U8 [padded bytes].
+bool stored_as_f32(const PackedLayout& l) {
+    return l.format == WeightFormat::f32 && l.total_bytes % kSectionAlign == 0;
 }
-void save_nibble_file(const Model&, const std::string& path) {
-    throw std::runtime_error(path + ": writing nibble files is not supported yet");
+
+json config_to_json(const ModelConfig& c) {
+    ordered_json j;
+    j["architecture"] = c.architecture;
+    j["dim"] = c.dim;
+    j["hidden_dim"] = c.hidden_dim;
+    j["n_layers"] = c.n_layers;
+    j["n_heads"] = c.n_heads;
+    j["n_kv_heads"] = c.n_kv_heads;
+    j["vocab_size"] = c.vocab_size;
+    j["max_seq_len"] = c.max_seq_len;
+    // float -> double is exact and nlohmann prints doubles so that they parse back
+    // to the same value, so the floats round-trip bit for bit.
+    j["rope_theta"] = double(c.rope_theta);
+    j["norm_eps"] = double(c.norm_eps);
+    j["rope_style"] = c.rope_style == RopeStyle::adjacent_pairs ? "adjacent_pairs" : "halves";
+    return j;
+}
+
+// The canonical tensor names of a model with these hyperparameters, in file order.
+std::vector<std::string> canonical_names(const ModelConfig& c) {
+    std::vector<std::string> names{"token_embd.weight"};
+    for (int l = 0; l < c.n_layers; ++l) {
+        for (const char* s : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
+                              "ffn_gate", "ffn_up", "ffn_down"}) {
+            names.push_back(layer_tensor_name(l, s));
+        }
+    }
+    names.push_back("output_norm.weight");
+    names.push_back("output.weight");
+    return names;
+}
+
+bool output_is_shared(const Model& m) {
+    return m.output.view.data != nullptr && m.output.view.data == m.token_embedding.view.data;
+}
+
+// ---- reading helpers: every accessor checks the JSON type it needs ----
+
+struct HeaderReader {
+    const std::string& path;
+
+    [[noreturn]] void fail(const std::string& what) const {
+        throw std::runtime_error(path + ": " + what);
+    }
+    const json& member(const json& obj, const char* key, const std::string& where) const {
+        if (!obj.is_object()) fail(where + " is not a JSON object");
+        const auto it = obj.find(key);
+        if (it == obj.end()) fail(where + " has no \"" + key + "\"");
+        return *it;
+    }
+    std::string string(const json& obj, const char* key, const std::string& where) const {
+        const json& v = member(obj, key, where);
+        if (!v.is_string()) fail(where + ": \"" + key + "\" is not a string");
+        return v.get<std::string>();
+    }
+    uint64_t unsigned_value(const json& v, const std::string& what) const {
+        if (!v.is_number_unsigned()) fail(what + " is not a non-negative integer");
+        return v.get<uint64_t>();
+    }
+    int int_field(const json& obj, const char* key, const std::string& where) const {
+        const uint64_t v = unsigned_value(member(obj, key, where), where + " \"" + key + "\"");
+        if (v > uint64_t(1) << 30) fail(where + " \"" + key + "\" is implausibly large");
+        return int(v);
+    }
+    float float_field(const json& obj, const char* key, const std::string& where) const {
+        const json& v = member(obj, key, where);
+        if (!v.is_number()) fail(where + " \"" + key + "\" is not a number");
+        const double d = v.get<double>();
+        if (!std::isfinite(d)) fail(where + " \"" + key + "\" is not finite");
+        return float(d);
+    }
+    json parse(std::string_view text, const std::string& what) const {
+        try {
+            return json::parse(text.begin(), text.end());
+        } catch (const json::exception& e) {
+            fail(what + " is not valid JSON (" + e.what() + ")");
+        }
+    }
+};
+
+ModelConfig config_from_json(const HeaderReader& r, const json& j) {
+    const std::string where = "nibble.config";
+    ModelConfig c;
+    c.architecture = r.string(j, "architecture", where);
+    c.dim = r.int_field(j, "dim", where);
+    c.hidden_dim = r.int_field(j, "hidden_dim", where);
+    c.n_layers = r.int_field(j, "n_layers", where);
+    c.n_heads = r.int_field(j, "n_heads", where);
+    c.n_kv_heads = r.int_field(j, "n_kv_heads", where);
+    c.vocab_size = r.int_field(j, "vocab_size", where);
+    c.max_seq_len = r.int_field(j, "max_seq_len", where);
+    c.rope_theta = r.float_field(j, "rope_theta", where);
+    c.norm_eps = r.float_field(j, "norm_eps", where);
+    const std::string style = r.string(j, "rope_style", where);
+    if (style == "adjacent_pairs") {
+        c.rope_style = RopeStyle::adjacent_pairs;
+    } else if (style == "halves") {
+        c.rope_style = RopeStyle::halves;
+    } else {
+        r.fail(where + ": unknown rope_style '" + style + "'");
+    }
+    try {
+        c.validate();
+    } catch (const std::exception& e) {
+        r.fail(e.what());
+    }
+    return c;
+}
+
+PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::string& name) {
+    const std::string where = "nibble.tensors[" + name + "]";
+    const std::string fname = r.string(j, "format", where);
+    const auto format = parse_format(fname);
+    if (!format) r.fail(where + ": unknown format '" + fname + "'");
+    const int rows = r.int_field(j, "rows", where);
+    const int cols = r.int_field(j, "cols", where);
+    const int group = r.int_field(j, "group_size", where);
+    const json& dq = r.member(j, "double_quant", where);
+    if (!dq.is_boolean()) r.fail(where + ": \"double_quant\" is not a boolean");
+    if (!is_grouped(*format) && (group != 0 || dq.get<bool>())) {
+        r.fail(where + ": format " + fname + " takes no group size or double quantization");
+    }
+    try {
+        return make_layout(*format, rows, cols, group, dq.get<bool>());
+    } catch (const std::invalid_argument& e) {
+        r.fail(where + ": " + e.what());
+    }
+}
+
+// A safetensors entry of the header: [begin, end) relative to the data section.
+struct Entry {
+    std::string dtype;
+    std::vector<uint64_t> shape;
+    uint64_t begin = 0, end = 0;
+};
+
+}  // namespace
+
+bool is_nibble_file(const MappedFile& file) {
+    return file.size() >= 8 + kMagicPrefix.size() &&
+           std::memcmp(file.data() + 8, kMagicPrefix.data(), kMagicPrefix.size()) == 0;
+}
+
+Model load_nibble_file(std::shared_ptr<MappedFile> file) {
+    const std::string& path = file->path();
+    const HeaderReader r{path};
+    if (!is_nibble_file(*file)) r.fail("not a nibble model file (no nibble header)");
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | file->data()[i];  // little-endian
+    if (n > kMaxHeaderBytes || n > file->size() - 8) {
+        r.fail("header length " + std::to_string(n) + " does not fit in the file (" +
+               std::to_string(file->size()) + " bytes)");
+    }
+    if ((8 + n) % kSectionAlign != 0) {
+        r.fail("data section starts at byte " + std::to_string(8 + n) + ", not a multiple of " +
+               std::to_string(kSectionAlign));
+    }
+    const uint8_t* data = file->data() + 8 + n;
+    const uint64_t data_size = file->size() - 8 - n;
+    const json header = r.parse(
+        std::string_view(reinterpret_cast<const char*>(file->data() + 8), size_t(n)), "header");
+    if (!header.is_object()) r.fail("header is not a JSON object");
+
+    const json& meta = r.member(header, "__metadata__", "header");
+    const std::string version = r.string(meta, "nibble_version", "__metadata__");
+    if (version != kNibbleFileVersion) {
+        r.fail("nibble file version " + version + " is not supported (this build reads version " +
+               kNibbleFileVersion + "); upgrade nibble");
+    }
+    if (r.string(meta, "format", "__metadata__") != "nibble") r.fail("format is not nibble");
+    const json config_json =
+        r.parse(r.string(meta, "nibble.config", "__metadata__"), "nibble.config");
+    const json infos = r.parse(r.string(meta, "nibble.tensors", "__metadata__"), "nibble.tensors");
+    if (!infos.is_object()) r.fail("nibble.tensors is not a JSON object");
+    const std::string shared_text = r.string(meta, "nibble.shared_output", "__metadata__");
+    if (shared_text != "true" && shared_text != "false") {
+        r.fail("nibble.shared_output is '" + shared_text + "', not true or false");
+    }
+    const bool shared = shared_text == "true";
+    const std::string tok_text = r.string(meta, "nibble.tokenizer_bytes", "__metadata__");
+    if (tok_text.empty() || tok_text.size() > 12 ||
+        !std::all_of(tok_text.begin(), tok_text.end(),
+                     [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        r.fail("nibble.tokenizer_bytes '" + tok_text + "' is not a byte count");
+    }
+    const uint64_t tokenizer_bytes = std::stoull(tok_text);
+
+    // Every safetensors entry: dtype, shape, offsets inside the data section,
+    // 64-byte aligned, together covering the data section without gaps.
+    std::map<std::string, Entry> entries;
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    for (const auto& [name, value] : header.items()) {
+        if (name == "__metadata__") continue;
+        const std::string where = "tensor " + name;
+        Entry e;
+        e.dtype = r.string(value, "dtype", where);
+        const json& shape = r.member(value, "shape", where);
+        if (!shape.is_array()) r.fail(where + ": shape is not an array");
+        for (const json& d : shape) e.shape.push_back(r.unsigned_value(d, where + " shape"));
+        const json& offsets = r.member(value, "data_offsets", where);
+        if (!offsets.is_array() || offsets.size() != 2)
+            r.fail(where + ": data_offsets is not [begin, end]");
+        e.begin = r.unsigned_value(offsets[0], where + " data_offsets");
+        e.end = r.unsigned_value(offsets[1], where + " data_offsets");
+        if (e.begin > e.end || e.end > data_size) {
+            r.fail(where + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                   std::to_string(e.end) + "] outside the data section of " +
+                   std::to_string(data_size) + " bytes");
+        }
+        if (e.begin % kSectionAlign != 0) {
+            r.fail(where + ": offset " + std::to_string(e.begin) + " is not a multiple of " +
+                   std::to_string(kSectionAlign));
+        }
+        ranges.emplace_back(e.begin, e.end);
+        entries.emplace(name, std::move(e));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    uint64_t covered = 0;
+    for (const auto& [b, e] : ranges) {
+        if (b != covered) r.fail("tensor data has a gap or overlap at byte " + std::to_string(b));
+        covered = e;
+    }
+    if (covered != data_size) {
+        r.fail("tensors cover " + std::to_string(covered) + " bytes but the data section has " +
+               std::to_string(data_size) + " (truncated or trailing bytes)");
+    }
+
+    Model m;
+    m.config = config_from_json(r, config_json);
+    m.source_path = path;
+    m.source_format = "nibble";
+    m.layers.resize(size_t(m.config.n_layers));
+
+    std::set<std::string> used;
+    auto tensor = [&](const std::string& name) {
+        const auto info = infos.find(name);
+        if (info == infos.end()) r.fail("nibble.tensors has no entry for " + name);
+        const auto it = entries.find(name);
+        if (it == entries.end()) r.fail("tensor " + name + " is missing");
+        const Entry& e = it->second;
+        const PackedLayout layout = layout_from_json(r, *info, name);
+        const uint64_t size = e.end - e.begin;
+        if (e.dtype == "F32") {
+            const bool shape_ok =
+                layout.format == WeightFormat::f32 &&
+                ((e.shape.size() == 2 && e.shape[0] == uint64_t(layout.rows) &&
+                  e.shape[1] == uint64_t(layout.cols)) ||
+                 (layout.rows == 1 && e.shape.size() == 1 && e.shape[0] == uint64_t(layout.cols)));
+            if (!shape_ok) r.fail("tensor " + name + ": F32 shape does not match nibble.tensors");
+            if (size != layout.total_bytes) {
+                r.fail("tensor " + name + " has " + std::to_string(size) +
+                       " bytes, its layout needs " + std::to_string(layout.total_bytes));
+            }
+        } else if (e.dtype == "U8") {
+            const uint64_t padded = align_up(layout.total_bytes, kSectionAlign);
+            if (e.shape.size() != 1 || e.shape[0] != size) {
+                r.fail("tensor " + name + ": U8 shape does not match its data_offsets");
+            }
+            if (size != padded) {
+                r.fail("tensor " + name + " has " + std::to_string(size) + " bytes, its " +
+                       format_name(layout.format) + " layout needs " + std::to_string(padded));
+            }
+        } else {
+            r.fail("tensor " + name + ": dtype " + e.dtype + " is not U8 or F32");
+        }
+        used.insert(name);
+        Tensor t;
+        t.name = name;
+        t.view.layout = layout;
+        t.view.data = data + e.begin;
+        return t;
+    };
+
+    m.token_embedding = tensor("token_embd.weight");
+    for (int l = 0; l < m.config.n_layers; ++l) {
+        LayerWeights& w = m.layers[size_t(l)];
+        w.attn_norm = tensor(layer_tensor_name(l, "attn_norm"));
+        w.wq = tensor(layer_tensor_name(l, "attn_q"));
+        w.wk = tensor(layer_tensor_name(l, "attn_k"));
+        w.wv = tensor(layer_tensor_name(l, "attn_v"));
+        w.wo = tensor(layer_tensor_name(l, "attn_output"));
+        w.ffn_norm = tensor(layer_tensor_name(l, "ffn_norm"));
+        w.w_gate = tensor(layer_tensor_name(l, "ffn_gate"));
+        w.w_up = tensor(layer_tensor_name(l, "ffn_up"));
+        w.w_down = tensor(layer_tensor_name(l, "ffn_down"));
+    }
+    m.output_norm = tensor("output_norm.weight");
+    if (shared) {
+        if (entries.count("output.weight")) r.fail("output.weight is stored although shared");
+        m.output = m.token_embedding;
+        m.output.name = "output.weight";
+    } else {
+        m.output = tensor("output.weight");
+    }
+
+    if (tokenizer_bytes > 0) {
+        const auto it = entries.find(kNibbleTokenizerTensor);
+        if (it == entries.end())
+            r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " is missing");
+        const Entry& e = it->second;
+        if (e.dtype != "U8" || e.shape.size() != 1 || e.shape[0] != e.end - e.begin ||
+            e.end - e.begin != align_up(tokenizer_bytes, kSectionAlign)) {
+            r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " does not hold " + tok_text +
+                   " bytes");
+        }
+        m.tokenizer_proto.assign(reinterpret_cast<const char*>(data + e.begin),
+                                 size_t(tokenizer_bytes));
+        used.insert(kNibbleTokenizerTensor);
+    }
+    for (const auto& [name, e] : entries) {
+        if (!used.count(name)) r.fail("unexpected tensor " + name);
+    }
+    for (const auto& [name, v] : infos.items()) {
+        if (!used.count(name) && !(shared && name == "output.weight")) {
+            r.fail("nibble.tensors lists unknown tensor " + name);
+        }
+    }
+    try {
+        m.validate();
+    } catch (const std::exception& e) {
+        r.fail(e.what());
+    }
+    m.storage.push_back(std::move(file));
+    return m;
+}
+
+// ---- writing ----
+
+NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& config,
+                                   std::vector<NibbleTensorDecl> tensors, bool shared_output,
+                                   size_t tokenizer_bytes)
+    : path_(path),
+      tmp_path_(path + ".tmp"),
+      tensors_(std::move(tensors)),
+      tokenizer_bytes_(tokenizer_bytes) {
+    try {
+        config.validate();
+    } catch (const std::exception& e) {
+        throw std::runtime_error(path + ": " + e.what());
+    }
+    ordered_json infos = ordered_json::object();
+    ordered_json header = ordered_json::object();
+    ordered_json& meta = header["__metadata__"];
+    meta["format"] = "nibble";
+    meta["nibble_version"] = kNibbleFileVersion;
+    meta["nibble.config"] = config_to_json(config).dump();
+    // nibble.tensors is filled below and stored as a string once complete.
+    meta["nibble.tensors"] = "";
+    meta["nibble.shared_output"] = shared_output ? "true" : "false";
+    meta["nibble.tokenizer_bytes"] = std::to_string(tokenizer_bytes);
+
+    uint64_t at = 0;
+    for (const NibbleTensorDecl& t : tensors_) {
+        if (t.name.empty() || t.name == "__metadata__" || t.name == kNibbleTokenizerTensor ||
+            header.contains(t.name)) {
+            throw std::runtime_error(path + ": bad or duplicate tensor name '" + t.name + "'");
+        }
+        const PackedLayout& l = t.layout;
+        infos[t.name] = {{"format", format_name(l.format)},
+                         {"rows", l.rows},
+                         {"cols", l.cols},
+                         {"group_size", l.group_size},
+                         {"double_quant", l.double_quant}};
+        const uint64_t padded = align_up(l.total_bytes, kSectionAlign);
+        ordered_json entry;
+        if (stored_as_f32(l)) {
+            entry["dtype"] = "F32";
+            entry["shape"] =
+                l.rows == 1 ? ordered_json::array({l.cols}) : ordered_json::array({l.rows, l.cols});
+        } else {
+            entry["dtype"] = "U8";
+            entry["shape"] = ordered_json::array({padded});
+        }
+        entry["data_offsets"] = ordered_json::array({at, at + padded});
+        header[t.name] = entry;
+        at += padded;
+    }
+    if (tokenizer_bytes > 0) {
+        const uint64_t padded = align_up(tokenizer_bytes, kSectionAlign);
+        header[kNibbleTokenizerTensor] = {{"dtype", "U8"},
+                                          {"shape", ordered_json::array({padded})},
+                                          {"data_offsets", ordered_json::array({at, at + padded})}};
+        at += padded;
+    }
+    // (the header object has grown: `meta` may no longer be a valid reference)
+    header["__metadata__"]["nibble.tensors"] = infos.dump();
+
+    // Header padded with spaces so the data section starts at a multiple of 64.
+    std::string text = header.dump();
+    text.append(align_up(8 + text.size(), kSectionAlign) - 8 - text.size(), ' ');
+    file_size_ = 8 + text.size() + at;
+
+    out_ = std::fopen(tmp_path_.c_str(), "wb");
+    if (out_ == nullptr) {
+        throw std::runtime_error(path + ": cannot create " + tmp_path_ + ": " +
+                                 std::strerror(errno));
+    }
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
+    write_padded(len, 8, 8);
+    write_padded(text.data(), text.size(), text.size());
+}
+
+NibbleFileWriter::~NibbleFileWriter() {
+    if (out_ != nullptr) {
+        std::fclose(out_);
+        std::remove(tmp_path_.c_str());
+    }
+}
+
+void NibbleFileWriter::write_padded(const void* data, size_t bytes, size_t padded) {
+    static const uint8_t zeros[kSectionAlign] = {};
+    bool ok = bytes == 0 || std::fwrite(data, 1, bytes, out_) == bytes;
+    for (size_t left = padded - bytes; ok && left > 0;) {
+        const size_t n = std::min(left, sizeof zeros);
+        ok = std::fwrite(zeros, 1, n, out_) == n;
+        left -= n;
+    }
+    if (!ok) throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
+}
+
+void NibbleFileWriter::write_tensor(const std::string& name, const uint8_t* data, size_t bytes) {
+    if (out_ == nullptr) throw std::runtime_error(path_ + ": writer is closed");
+    if (next_ >= tensors_.size() || tensors_[next_].name != name) {
+        throw std::runtime_error(path_ + ": tensor " + name + " written out of the declared order");
+    }
+    const PackedLayout& l = tensors_[next_].layout;
+    if (bytes != l.total_bytes) {
+        throw std::runtime_error(path_ + ": tensor " + name + " has " + std::to_string(bytes) +
+                                 " bytes, declared " + std::to_string(l.total_bytes));
+    }
+    write_padded(data, bytes, align_up(bytes, kSectionAlign));
+    ++next_;
+}
+
+void NibbleFileWriter::write_tokenizer(const std::string& proto) {
+    if (out_ == nullptr) throw std::runtime_error(path_ + ": writer is closed");
+    if (next_ != tensors_.size() || tokenizer_written_ || proto.size() != tokenizer_bytes_) {
+        throw std::runtime_error(path_ + ": tokenizer written out of order or with the wrong size");
+    }
+    write_padded(proto.data(), proto.size(), align_up(proto.size(), kSectionAlign));
+    tokenizer_written_ = true;
+}
+
+void NibbleFileWriter::finish() {
+    if (out_ == nullptr) throw std::runtime_error(path_ + ": writer is closed");
+    if (next_ != tensors_.size() || (tokenizer_bytes_ > 0 && !tokenizer_written_)) {
+        throw std::runtime_error(path_ + ": " + std::to_string(tensors_.size() - next_) +
+                                 " declared tensors were not written");
+    }
+    const bool ok = std::fflush(out_) == 0;
+    const bool closed = std::fclose(out_) == 0;
+    out_ = nullptr;
+    if (!ok || !closed) {
+        std::remove(tmp_path_.c_str());
+        throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp_path_, path_, ec);
+    if (ec) {
+        std::remove(tmp_path_.c_str());
+        throw std::runtime_error(path_ + ": cannot rename " + tmp_path_ + ": " + ec.message());
+    }
+}
+
+void save_nibble_file(const Model& model, const std::string& path) {
+    try {
+        model.validate();
+    } catch (const std::exception& e) {
+        throw std::runtime_error(path + ": " + e.what());
+    }
+    const bool shared = output_is_shared(model);
+    if (shared &&
+        (model.output.view.layout.format != model.token_embedding.view.layout.format ||
+         model.output.view.layout.total_bytes != model.token_embedding.view.layout.total_bytes)) {
+        throw std::runtime_error(path + ": output shares the embedding's data with another layout");
+    }
+    const std::vector<std::string> names = canonical_names(model.config);
+    std::vector<NibbleTensorDecl> decls;
+    std::vector<const Tensor*> order;
+    const auto all = model.tensors();
+    for (size_t i = 0; i < all.size(); ++i) {
+        const Tensor* t = all[i];
+        if (t->name != names[i]) {
+            throw std::runtime_error(path + ": tensor '" + t->name + "' should be named " +
+                                     names[i]);
+        }
+        if (shared && t == &model.output) continue;
+        decls.push_back({t->name, t->view.layout});
+        order.push_back(t);
+    }
+    NibbleFileWriter writer(path, model.config, std::move(decls), shared,
+                            model.tokenizer_proto.size());
+    for (const Tensor* t : order)
+        writer.write_tensor(t->name, t->view.data, t->view.layout.total_bytes);
+    if (!model.tokenizer_proto.empty()) writer.write_tokenizer(model.tokenizer_proto);
+    writer.finish();
 }
 
 }  // namespace nibble

@@ -1,18 +1,78 @@
 // nibble's own model file: a safetensors-compatible container of packed tensors
 // with hyperparameters and tokenizer (specified in docs/FORMAT.md).
+//
+//   uint64 LE  N                    header length
+//   N bytes    JSON header          starts {"__metadata__":{"format":"nibble",
+//                                    "nibble_version":"1",...; padded with spaces
+//                                    so that 8 + N is a multiple of 64
+//   data       tensor blobs         each starting at a multiple of 64, contiguous
 #pragma once
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/mapped_file.h"
 #include "engine/model.h"
 
 namespace nibble {
 
+// The version this build writes and the only one it reads.
+inline constexpr const char* kNibbleFileVersion = "1";
+// Name of the entry holding the serialized SentencePiece ModelProto.
+inline constexpr const char* kNibbleTokenizerTensor = "tokenizer.sentencepiece";
+
 bool is_nibble_file(const MappedFile& file);
-// Tensors point into the mapping; nothing is copied.
+// Tensors point into the mapping; nothing is copied. Every size, offset, shape
+// and format is validated first; problems throw std::runtime_error("<path>: ...").
 Model load_nibble_file(std::shared_ptr<MappedFile> file);
 // Writes `model` (all tensors in their current formats) and its tokenizer.
+// A classifier sharing the embedding's blob is stored once.
 void save_nibble_file(const Model& model, const std::string& path);
+
+// One weight tensor of a file: its canonical name and packed layout.
+struct NibbleTensorDecl {
+    std::string name;
+    PackedLayout layout;
+};
+
+// Streaming writer: the header (every tensor's name, layout and offset) is written
+// first, then the blobs one at a time in the declared order, so a model never has
+// to be in memory at once. Writes to "<path>.tmp" and renames it to `path` in
+// finish(); a writer destroyed before finish() removes the temporary file.
+class NibbleFileWriter {
+  public:
+    // `tensors` in file order: the canonical order of Model::tensors(), without
+    // "output.weight" when shared_output (it then reuses "token_embd.weight").
+    // tokenizer_bytes == 0: the file carries no tokenizer.
+    NibbleFileWriter(const std::string& path, const ModelConfig& config,
+                     std::vector<NibbleTensorDecl> tensors, bool shared_output,
+                     size_t tokenizer_bytes);
+    ~NibbleFileWriter();
+    NibbleFileWriter(const NibbleFileWriter&) = delete;
+    NibbleFileWriter& operator=(const NibbleFileWriter&) = delete;
+
+    // Writes the next declared tensor's blob (exactly layout.total_bytes bytes).
+    void write_tensor(const std::string& name, const uint8_t* data, size_t bytes);
+    // Writes the tokenizer after the last tensor.
+    void write_tokenizer(const std::string& proto);
+    // Checks that everything declared was written, flushes and renames.
+    void finish();
+
+    // Bytes the finished file will have.
+    uint64_t file_size() const { return file_size_; }
+
+  private:
+    void write_padded(const void* data, size_t bytes, size_t padded);
+
+    std::string path_, tmp_path_;
+    std::FILE* out_ = nullptr;
+    std::vector<NibbleTensorDecl> tensors_;
+    size_t next_ = 0;
+    size_t tokenizer_bytes_ = 0;
+    bool tokenizer_written_ = false;
+    uint64_t file_size_ = 0;
+};
 
 }  // namespace nibble
