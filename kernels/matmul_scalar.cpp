@@ -5,21 +5,17 @@
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params.h"
 
-namespace nibble::kernels::scalar {
+namespace nibble::kernels {
+
+float* kernel_scratch(size_t n) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < n) scratch.resize(n);
+    return scratch.data();
+}
+
+namespace scalar {
 
 namespace {
-
-// Per-thread scratch for one row's decoded group parameters; grows only.
-struct RowScratch {
-    std::vector<float> scales, mins;
-    void fit(int64_t groups) {
-        if (int64_t(scales.size()) < groups) {
-            scales.resize(size_t(groups));
-            mins.resize(size_t(groups));
-        }
-    }
-};
-thread_local RowScratch tls_scratch;
 
 // Integer weight values of 32-column chunk k of a row, in column order:
 // q4/q4a the raw code 0..15 (offsets handled via group sums), nf4 the int8
@@ -52,14 +48,13 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     // Blocks per group is a power of two: block b is in group b >> group_shift.
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    RowScratch& s = tls_scratch;
-    s.fit(gpr);
+    float* scales = kernel_scratch(size_t(2 * gpr));
+    float* mins = scales + gpr;
     int8_t wq[32];
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
-        decode_row_params(w, GroupStream::scales, r, s.scales.data());
-        if constexpr (F == WeightFormat::q4a)
-            decode_row_params(w, GroupStream::mins, r, s.mins.data());
+        decode_row_params(w, GroupStream::scales, r, scales);
+        if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);
@@ -69,17 +64,17 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 chunk_ints<F>(codes, b, wq);
                 int32_t isum = 0;
                 for (int j = 0; j < 32; ++j) isum += int32_t(wq[j]) * int32_t(xq[32 * b + j]);
-                acc += (s.scales[size_t(b >> group_shift)] * kscale) * xd[b] * float(isum);
+                acc += (scales[size_t(b >> group_shift)] * kscale) * xd[b] * float(isum);
             }
             // Offsets: q4 weights are d*(q-8), q4a weights d*q + m.
             const float* gs = qa.token_group_sums(t);
             if constexpr (F == WeightFormat::q4) {
                 float corr = 0.0f;
-                for (int64_t g = 0; g < gpr; ++g) corr += s.scales[size_t(g)] * gs[g];
+                for (int64_t g = 0; g < gpr; ++g) corr += scales[size_t(g)] * gs[g];
                 acc -= 8.0f * corr;
             } else if constexpr (F == WeightFormat::q4a) {
                 float corr = 0.0f;
-                for (int64_t g = 0; g < gpr; ++g) corr += s.mins[size_t(g)] * gs[g];
+                for (int64_t g = 0; g < gpr; ++g) corr += mins[size_t(g)] * gs[g];
                 acc += corr;
             }
             y[size_t(t) * size_t(l.rows) + size_t(r)] = acc;
@@ -112,21 +107,19 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    RowScratch& s = tls_scratch;
-    s.fit(l.groups_per_row);
+    float* scales = kernel_scratch(size_t(2 * l.groups_per_row));
+    float* mins = scales + l.groups_per_row;
     float wf[32];
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
-        decode_row_params(w, GroupStream::scales, r, s.scales.data());
-        if constexpr (F == WeightFormat::q4a)
-            decode_row_params(w, GroupStream::mins, r, s.mins.data());
+        decode_row_params(w, GroupStream::scales, r, scales);
+        if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         for (int t = 0; t < n_tokens; ++t) {
             const float* xt = x + size_t(t) * size_t(x_stride);
             float acc = 0.0f;
             for (int64_t k = 0; k < n_chunks; ++k) {
                 const size_t g = size_t(k >> group_shift);
-                chunk_floats<F>(codes, k, s.scales[g], F == WeightFormat::q4a ? s.mins[g] : 0.0f,
-                                wf);
+                chunk_floats<F>(codes, k, scales[g], F == WeightFormat::q4a ? mins[g] : 0.0f, wf);
                 float part = 0.0f;
                 for (int j = 0; j < 32; ++j) part += wf[j] * xt[32 * k + j];
                 acc += part;
@@ -206,4 +199,5 @@ void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int
     }
 }
 
-}  // namespace nibble::kernels::scalar
+}  // namespace scalar
+}  // namespace nibble::kernels

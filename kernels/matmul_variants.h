@@ -6,6 +6,7 @@
 // together, so results are bitwise identical for any thread count and GEMM
 // equals repeated GEMV.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/activation_quant.h"
@@ -13,6 +14,11 @@
 #include "kernels/formats.h"
 
 namespace nibble::kernels {
+
+// Per-thread scratch of at least n floats for decoded row parameters; grows
+// only. Defined in a generic translation unit so that no std:: code is compiled
+// for AVX2 / dotprod targets (an ODR-merged copy could run on a CPU without them).
+float* kernel_scratch(size_t n);
 
 // Int8-activation path for q8/q4/q4a/nf4; y is [qa.n_tokens][rows].
 using Int8RowsFn = void (*)(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,

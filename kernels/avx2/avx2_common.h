@@ -4,7 +4,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <vector>
 
 #include "kernels/formats.h"
 #include "kernels/group_params.h"
@@ -48,17 +47,8 @@ inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t r
     for (; g < l.groups_per_row; ++g) {
         uint16_t h;
         std::memcpy(&h, src + 2 * g, 2);
-        out[g] = fp16_to_fp32(h);
+        out[g] = _cvtsh_ss(h);
     }
 }
-
-// Per-thread scratch for decoded row parameters; grows only.
-struct RowScratch {
-    std::vector<float> data;
-    float* fit(size_t n) {
-        if (data.size() < n) data.resize(n);
-        return data.data();
-    }
-};
 
 }  // namespace nibble::kernels::avx2

@@ -11,7 +11,6 @@ namespace nibble::kernels::avx2 {
 namespace {
 
 constexpr int kTokenBlock = 2;
-thread_local RowScratch tls_scratch;
 
 // NF4[idx] for 8 indices 0..15: two 8-entry permutes, blended on bit 3.
 inline __m256 nf4_lookup(__m256i idx) {
@@ -84,7 +83,7 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    float* scales = tls_scratch.fit(size_t(2 * gpr));
+    float* scales = kernel_scratch(size_t(2 * gpr));
     float* mins = scales + gpr;
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
@@ -117,7 +116,7 @@ inline float load1(const uint8_t* row, int64_t c) {
     } else {
         uint16_t h;
         std::memcpy(&h, row + 2 * c, 2);
-        return fp16_to_fp32(h);
+        return _cvtsh_ss(h);
     }
 }
 

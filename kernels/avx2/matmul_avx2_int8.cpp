@@ -199,8 +199,6 @@ void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row
     for (; t < qa.n_tokens; ++t) micro_kernel<F, R, 1>(rows, qa, t, row0, n_rows, y);
 }
 
-thread_local RowScratch tls_scratch;
-
 template <WeightFormat F>
 void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                float* y) {
@@ -211,11 +209,11 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     const size_t per_row = size_t(4 * nb + 2 * gpr);
-    float* scratch = tls_scratch.fit(per_row * kRowBlock);
+    float* scratch = kernel_scratch(per_row * kRowBlock);
     const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
 
     for (int64_t r = r0; r < r1; r += kRowBlock) {
-        const int n = int(std::min<int64_t>(kRowBlock, r1 - r));
+        const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
         for (int i = 0; i < n; ++i) {
             float* scale4 = scratch + per_row * size_t(i);

@@ -80,7 +80,7 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    float* scales = row_scratch(size_t(2 * gpr));
+    float* scales = kernel_scratch(size_t(2 * gpr));
     float* mins = scales + gpr;
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;

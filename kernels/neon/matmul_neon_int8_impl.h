@@ -120,7 +120,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
     const size_t per_row = size_t(nb + 2 * gpr);
-    float* scratch = row_scratch(per_row * kRowBlock);
+    float* scratch = kernel_scratch(per_row * kRowBlock);
     const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;

@@ -10,9 +10,6 @@
 
 namespace nibble::kernels::neon {
 
-// Per-thread scratch for decoded row parameters (grows only), at least n floats.
-float* row_scratch(size_t n);
-
 // sum_i a[i] * b[i], 4 lanes at a time then a scalar tail (fixed order).
 inline float dot(const float* a, const float* b, int64_t n) {
     float32x4_t acc = vdupq_n_f32(0.0f);
