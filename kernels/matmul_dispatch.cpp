@@ -53,6 +53,8 @@ MatmulKernel kernel_from_env() {
 
 // Below this many multiply-adds a matmul runs on the calling thread only.
 constexpr int64_t kMinParallelWork = int64_t(1) << 18;
+// Activation values below which quantization is not worth a parallel loop.
+constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
 // Rows per OpenMP work item (a multiple of every kernel's row block).
 constexpr int64_t kRowsPerTask = 16;
 
@@ -181,9 +183,15 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
 
     const int64_t n_tasks = (l.rows + kRowsPerTask - 1) / kRowsPerTask;
     const bool parallel = l.rows * l.padded_cols * n_tokens >= kMinParallelWork && n_tasks > 1;
+    // Few tokens (decoding): quantize on the calling thread, which saves a barrier.
+    const bool quantize_in_parallel =
+        use_int8 && parallel && int64_t(n_tokens) * l.cols >= kMinParallelQuantize;
+    if (use_int8 && !quantize_in_parallel) {
+        for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
+    }
 #pragma omp parallel if (parallel)
     {
-        if (use_int8) {
+        if (quantize_in_parallel) {
 #pragma omp for schedule(static)
             for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
         }

@@ -413,7 +413,7 @@ TEST_CASE("1 and 2 threads give bitwise identical results") {
             const TestMatrix m =
                 make_matrix(f, 301, 1000, grouped ? 64 : 0, false, Pattern::random, rng);
             for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
-                for (int n_tokens : {1, 3}) {
+                for (int n_tokens : {1, 3, 40}) {  // 40 x 1000: parallel quantization
                     const std::vector<float> x = random_activations(n_tokens, 1000, rng);
                     std::vector<float> y1(size_t(301 * n_tokens)), y2(y1.size());
                     set_matmul_kernel(k);
