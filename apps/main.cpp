@@ -19,6 +19,8 @@ void print_usage() {
         "  info        describe a model:   nibble info MODEL\n"
         "  perplexity  score a text:       nibble perplexity -m MODEL -f TEXT\n"
         "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
+        "  synth       random-weight model: nibble synth --shape llama2-7b -o FILE\n"
+        "  bench       speed (pp/tg t/s):   nibble bench -m MODEL -t 1,2 --roofline\n"
         "run 'nibble <command> --help' for its options\n",
         stdout);
 }
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
     if (command == "info") handler = nibble::app::info_command;
     if (command == "perplexity") handler = nibble::app::perplexity_command;
     if (command == "quantize") handler = nibble::app::quantize_command;
+    if (command == "synth") handler = nibble::app::synth_command;
+    if (command == "bench") handler = nibble::app::bench_command;
     if (handler == nullptr) {
         std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
                      command.c_str());
