@@ -241,7 +241,7 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         if (e.begin > e.end || e.end > data_size) {
             r.fail(where + ": data_offsets [" + std::to_string(e.begin) + ", " +
                    std::to_string(e.end) + "] outside the data section of " +
-                   std::to_string(data_size) + " bytes");
+                   std::to_string(data_size) + " bytes (truncated file?)");
         }
         if (e.begin % kSectionAlign != 0) {
             r.fail(where + ": offset " + std::to_string(e.begin) + " is not a multiple of " +
