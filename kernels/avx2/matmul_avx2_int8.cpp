@@ -125,27 +125,45 @@ inline __m256i dot_single(const Operands& w, __m256i x) {
     }
 }
 
-// Decoded parameters of one row: codes, per-block scales repeated 4 times
-// (times 1/127 for nf4), group scales and mins.
+// Decoded parameters of one row: codes, group scales (times 1/127 for nf4) and
+// group mins (q4a).
 struct RowData {
     const uint8_t* codes;
-    const float* scale4;
     const float* scales;
     const float* mins;
 };
 
+// Weight scales of pair step p as [d(2p) x4, d(2p+1) x4]. Group size 32
+// (kBlockGroups): one group per block, two consecutive scales spread over the
+// halves; larger groups: both blocks share group p >> pair_shift.
+template <bool kBlockGroups>
+inline __m256 pair_scales(const float* scales, int64_t p, int pair_shift) {
+    if constexpr (kBlockGroups) {
+        const __m128 two =
+            _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(scales + 2 * p)));
+        return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),
+                                        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    } else {
+        return _mm256_broadcast_ss(scales + (p >> pair_shift));
+    }
+}
+
 // R rows x T tokens: every weight step is unpacked once and used for T tokens.
-template <WeightFormat F, int R, int T>
+template <WeightFormat F, bool kBlockGroups, int R, int T>
 void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, int64_t row0,
                   int64_t n_rows, float* y) {
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
+    const int pair_shift = group_shift > 0 ? group_shift - 1 : 0;
     __m256 acc[R][T];
     for (int r = 0; r < R; ++r)
         for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     const int8_t* xq[T];
     const float* xd4[T];
+    const float* xd[T];
     for (int t = 0; t < T; ++t) {
         xq[t] = qa.token_q(t0 + t);
         xd4[t] = qa.token_d4(t0 + t);
+        xd[t] = qa.token_d(t0 + t);
     }
     const int64_t n_pairs = qa.n_blocks / 2;
     for (int64_t p = 0; p < n_pairs; ++p) {
@@ -157,7 +175,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + 64 * p + 32));
             const __m256 dx = _mm256_loadu_ps(xd4[t] + 8 * p);
             for (int r = 0; r < R; ++r) {
-                const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(rows[r].scale4 + 8 * p), dx);
+                const __m256 scale =
+                    _mm256_mul_ps(pair_scales<kBlockGroups>(rows[r].scales, p, pair_shift), dx);
                 const __m256 sum = _mm256_cvtepi32_ps(dot_pair<F>(w[r], x0, x1));
                 acc[r][t] = _mm256_fmadd_ps(sum, scale, acc[r][t]);
             }
@@ -170,7 +189,7 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
         for (int t = 0; t < T; ++t) {
             const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + 32 * b));
             for (int r = 0; r < R; ++r) {
-                const __m256 scale = _mm256_set1_ps(rows[r].scale4[4 * b] * xd4[t][4 * b]);
+                const __m256 scale = _mm256_set1_ps(rows[r].scales[b >> group_shift] * xd[t][b]);
                 const __m256 sum = _mm256_cvtepi32_ps(dot_single<F>(w[r], x));
                 acc[r][t] = _mm256_fmadd_ps(sum, scale, acc[r][t]);
             }
@@ -190,13 +209,23 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
 }
 
 // All tokens for R rows: token blocks of kTokenBlock, then the rest one by one.
-template <WeightFormat F, int R>
+template <WeightFormat F, bool kBlockGroups, int R>
 void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row0, int64_t n_rows,
                 float* y) {
     int t = 0;
     for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
-        micro_kernel<F, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
-    for (; t < qa.n_tokens; ++t) micro_kernel<F, R, 1>(rows, qa, t, row0, n_rows, y);
+        micro_kernel<F, kBlockGroups, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
+    for (; t < qa.n_tokens; ++t) micro_kernel<F, kBlockGroups, R, 1>(rows, qa, t, row0, n_rows, y);
+}
+
+template <WeightFormat F, int R>
+void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row0, int64_t n_rows,
+                float* y) {
+    if (qa.blocks_per_group == 1) {
+        all_tokens<F, true, R>(rows, qa, row0, n_rows, y);
+    } else {
+        all_tokens<F, false, R>(rows, qa, row0, n_rows, y);
+    }
 }
 
 template <WeightFormat F>
@@ -204,11 +233,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const int64_t nb = qa.n_blocks;
-    // Blocks per group is a power of two: block b is in group b >> group_shift.
-    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    const size_t per_row = size_t(4 * nb + 2 * gpr);
+    const size_t per_row = size_t(2 * gpr);
     float* scratch = kernel_scratch(per_row * kRowBlock);
     const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
 
@@ -216,17 +242,15 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
         for (int i = 0; i < n; ++i) {
-            float* scale4 = scratch + per_row * size_t(i);
-            float* scales = scale4 + 4 * nb;
+            float* scales = scratch + per_row * size_t(i);
             float* mins = scales + gpr;
             decode_row_params(w, GroupStream::scales, r + i, scales);
             if constexpr (F == WeightFormat::q4a)
                 decode_row_params(w, GroupStream::mins, r + i, mins);
-            for (int64_t b = 0; b < nb; ++b) {
-                _mm_storeu_ps(scale4 + 4 * b, _mm_set1_ps(scales[b >> group_shift] * kscale));
+            if constexpr (F == WeightFormat::nf4) {
+                for (int64_t g = 0; g < gpr; ++g) scales[g] *= kscale;
             }
-            rows[i] =
-                RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scale4, scales, mins};
+            rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scales, mins};
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);
