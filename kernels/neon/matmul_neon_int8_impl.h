@@ -59,9 +59,8 @@ inline int32x4_t dot_block(const BlockWeights& w, int8x16_t x0, int8x16_t x1) {
 
 struct RowData {
     const uint8_t* codes;
-    const float* block_scales;  // d of each 32-block (times 1/127 for nf4)
-    const float* scales;        // per group
-    const float* mins;          // per group (q4a)
+    const float* scales;  // per group (times 1/127 for nf4)
+    const float* mins;    // per group (q4a)
 };
 
 template <WeightFormat F, int R, int T>
@@ -76,6 +75,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
         xq[t] = qa.token_q(t0 + t);
         xd[t] = qa.token_d(t0 + t);
     }
+    // Blocks per group is a power of two: block b is in group b >> group_shift.
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     for (int64_t b = 0; b < qa.n_blocks; ++b) {
         BlockWeights w[R];
         for (int r = 0; r < R; ++r) w[r] = load_block<F>(rows[r].codes, b);
@@ -83,7 +84,7 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
             const int8x16_t x0 = vld1q_s8(xq[t] + 32 * b);
             const int8x16_t x1 = vld1q_s8(xq[t] + 32 * b + 16);
             for (int r = 0; r < R; ++r) {
-                const float scale = rows[r].block_scales[b] * xd[t][b];
+                const float scale = rows[r].scales[b >> group_shift] * xd[t][b];
                 acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(dot_block(w[r], x0, x1)), scale);
             }
         }
@@ -115,25 +116,21 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const int64_t nb = qa.n_blocks;
-    // Blocks per group is a power of two: block b is in group b >> group_shift.
-    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    const size_t per_row = size_t(nb + 2 * gpr);
+    const size_t per_row = size_t(2 * gpr);
     float* scratch = kernel_scratch(per_row * kRowBlock);
-    const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
         for (int i = 0; i < n; ++i) {
-            float* block_scales = scratch + per_row * size_t(i);
-            float* scales = block_scales + nb;
+            float* scales = scratch + per_row * size_t(i);
             float* mins = scales + gpr;
             decode_params(w, GroupStream::scales, r + i, scales);
             if constexpr (F == WeightFormat::q4a) decode_params(w, GroupStream::mins, r + i, mins);
-            for (int64_t b = 0; b < nb; ++b) block_scales[b] = scales[b >> group_shift] * kscale;
-            rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, block_scales,
-                              scales, mins};
+            if constexpr (F == WeightFormat::nf4) {
+                for (int64_t g = 0; g < gpr; ++g) scales[g] *= kNf4Int8Scale;
+            }
+            rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scales, mins};
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);
