@@ -22,9 +22,10 @@ namespace nibble::kernels::avx2 {
 
 namespace {
 
-// Rows per register block and tokens per register block for GEMM.
+// Rows per register block, and tokens per register block for GEMM (where the
+// signed formats, with more registers per weight step, use half the rows).
 constexpr int kRowBlock = 4;
-constexpr int kTokenBlock = 2;
+constexpr int kTokenBlock = 4;
 
 constexpr bool is_signed_format(WeightFormat f) {
     return f == WeightFormat::q8 || f == WeightFormat::nf4;
@@ -213,8 +214,14 @@ template <WeightFormat F, bool kBlockGroups, int R>
 void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row0, int64_t n_rows,
                 float* y) {
     int t = 0;
-    for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
-        micro_kernel<F, kBlockGroups, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
+    for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock) {
+        if constexpr (is_signed_format(F) && R % 2 == 0) {
+            for (int r = 0; r < R; r += 2)
+                micro_kernel<F, kBlockGroups, 2, kTokenBlock>(rows + r, qa, t, row0 + r, n_rows, y);
+        } else {
+            micro_kernel<F, kBlockGroups, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
+        }
+    }
     for (; t < qa.n_tokens; ++t) micro_kernel<F, kBlockGroups, R, 1>(rows, qa, t, row0, n_rows, y);
 }
 
