@@ -6,7 +6,6 @@
 
 #include "apps/commands.h"
 #include "models/loader.h"
-#include "models/nibble_file.h"
 #include "models/quantize_model.h"
 
 namespace nibble::app {
@@ -90,27 +89,31 @@ int quantize_command(int argc, char** argv) {
     const bool quiet = args.count("quiet") > 0;
     const std::string out_path = args["output"].as<std::string>();
     const Model model = load_model(args["input"].as<std::string>());
-    QuantizeResult result;
-    try {
-        result = quantize_model(model, recipe, quiet ? QuantizeProgress() : draw_progress);
-    } catch (const std::invalid_argument& e) {
-        throw UsageError(e.what());
-    }
 
+    // The tokenizer to embed: --tokenizer, else the input's own, else one found
+    // next to the input (as `nibble run` would find it).
     const std::string tokenizer_path = args["tokenizer"].as<std::string>();
-    if (!tokenizer_path.empty() || result.model.tokenizer_proto.empty()) {
+    std::string tokenizer_proto = model.tokenizer_proto;
+    if (!tokenizer_path.empty() || tokenizer_proto.empty()) {
         try {
-            result.model.tokenizer_proto =
-                resolve_tokenizer(model, tokenizer_path).serialized_proto();
+            tokenizer_proto = resolve_tokenizer(model, tokenizer_path).serialized_proto();
         } catch (const std::exception& e) {
             if (!tokenizer_path.empty()) throw;
             std::fprintf(stderr, "warning: %s; the output needs --tokenizer to run\n", e.what());
         }
     }
-    save_nibble_file(result.model, out_path);
+
+    // Tensor by tensor into the file: the quantized model is never all in memory.
+    QuantizeResult result;
+    try {
+        result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
+                                        quiet ? QuantizeProgress() : draw_progress);
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+    }
     if (!quiet) std::fputs(format_report(result).c_str(), stdout);
     std::printf("wrote %s (%s, tokenizer %s)\n", out_path.c_str(), format_name(recipe.format),
-                result.model.tokenizer_proto.empty() ? "not included" : "included");
+                tokenizer_proto.empty() ? "not included" : "included");
     return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/quant_stats.h"
+#include "models/nibble_file.h"
 
 namespace nibble {
 
@@ -94,20 +95,82 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
                        recipe.double_quant && is_4bit(f));
 }
 
-QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
-                              const QuantizeProgress& progress) {
+namespace {
+
+// Target layouts of every tensor in canonical order, and whether the classifier
+// keeps sharing the embedding's blob.
+struct Plan {
+    std::vector<const Tensor*> sources;
+    std::vector<PackedLayout> layouts;
+    bool shared = false;
+};
+
+Plan make_plan(const Model& source, const QuantizeRecipe& recipe) {
     validate_recipe(recipe);
     source.validate();
-    const auto sources = source.tensors();
+    Plan plan;
+    plan.sources = source.tensors();
     for (const KeepRule& k : recipe.keep) {
         bool any = false;
-        for (const Tensor* t : sources) any = any || (!is_norm(*t) && k.matches(t->name));
+        for (const Tensor* t : plan.sources) any = any || (!is_norm(*t) && k.matches(t->name));
         if (!any) {
             throw std::invalid_argument("--keep: pattern '" + k.pattern +
                                         "' matches no quantizable tensor");
         }
     }
+    for (const Tensor* t : plan.sources) plan.layouts.push_back(target_layout(recipe, *t));
+    plan.shared = source.output.view.data == source.token_embedding.view.data &&
+                  same_layout(plan.layouts.front(), plan.layouts.back());
+    return plan;
+}
 
+// Quantizes (or copies, when the layout is unchanged) one tensor into dst and
+// measures its error against the source weights.
+TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
+                             const QuantizeOptions& options) {
+    std::vector<float> buffer;
+    const float* w = src.f32();
+    if (src.format() != WeightFormat::f32) {
+        buffer = dequantized(src);
+        w = buffer.data();
+    }
+    if (same_layout(layout, src.view.layout)) {
+        std::memcpy(dst, src.view.data, layout.total_bytes);
+    } else {
+        quantize_matrix(w, layout, dst, options);
+    }
+    const QuantError err = quantization_error(w, MatrixView{layout, dst});
+    TensorReport rep;
+    rep.name = src.name;
+    rep.layout = layout;
+    rep.rel_rms = err.rel_rms;
+    rep.mse = err.mse;
+    return rep;
+}
+
+void add_to_totals(QuantizeResult& r, const TensorReport& t) {
+    if (t.shared) return;
+    const int64_t n = t.layout.rows * t.layout.cols;
+    r.weight_bytes += t.layout.total_bytes;
+    r.parameters += n;
+    if (t.name.rfind("blk.", 0) == 0 && t.layout.rows > 1) {
+        r.linear_bytes += t.layout.total_bytes;
+        r.linear_parameters += n;
+    }
+}
+
+TensorReport shared_report(const QuantizeResult& r, const std::string& name) {
+    TensorReport rep = r.tensors.front();
+    rep.name = name;
+    rep.shared = true;
+    return rep;
+}
+
+}  // namespace
+
+QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
+                              const QuantizeProgress& progress) {
+    const Plan plan = make_plan(source, recipe);
     QuantizeResult result;
     Model& m = result.model;
     m.config = source.config;
@@ -115,52 +178,61 @@ QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
     m.source_path = source.source_path;
     m.source_format = source.source_format;
     m.layers.resize(source.layers.size());
-    const auto targets = m.tensors();  // same canonical order as `sources`
-
-    const bool source_shared = source.output.view.data == source.token_embedding.view.data;
-    const PackedLayout embd_layout = target_layout(recipe, source.token_embedding);
-    const bool shared =
-        source_shared && same_layout(embd_layout, target_layout(recipe, source.output));
+    const auto targets = m.tensors();  // same canonical order as plan.sources
 
     QuantizeOptions options;
     options.rule = recipe.rule;
-    const int total = int(sources.size());
+    const int total = int(plan.sources.size());
     for (int i = 0; i < total; ++i) {
-        const Tensor& src = *sources[size_t(i)];
+        const Tensor& src = *plan.sources[size_t(i)];
         Tensor& dst = *targets[size_t(i)];
-        TensorReport rep;
-        rep.name = src.name;
-        if (shared && &src == &source.output) {
+        if (plan.shared && &src == &source.output) {
             dst = m.token_embedding;
             dst.name = src.name;
-            rep = result.tensors.front();
-            rep.name = src.name;
-            rep.shared = true;
+            result.tensors.push_back(shared_report(result, src.name));
         } else {
-            const PackedLayout layout = target_layout(recipe, src);
-            dst = make_owned_tensor(m, src.name, layout);
-            const std::vector<float> w = dequantized(src);
-            if (same_layout(layout, src.view.layout)) {
-                std::memcpy(writable(dst), src.view.data, layout.total_bytes);
-            } else {
-                quantize_matrix(w.data(), layout, writable(dst), options);
-            }
-            const QuantError err = quantization_error(w.data(), dst.view);
-            rep.layout = layout;
-            rep.rel_rms = err.rel_rms;
-            rep.mse = err.mse;
-            const int64_t n = layout.rows * layout.cols;
-            result.weight_bytes += layout.total_bytes;
-            result.parameters += n;
-            if (src.name.rfind("blk.", 0) == 0 && !is_norm(src)) {
-                result.linear_bytes += layout.total_bytes;
-                result.linear_parameters += n;
-            }
+            dst = make_owned_tensor(m, src.name, plan.layouts[size_t(i)]);
+            result.tensors.push_back(
+                quantize_tensor(src, plan.layouts[size_t(i)], writable(dst), options));
         }
-        result.tensors.push_back(rep);
+        add_to_totals(result, result.tensors.back());
         if (progress) progress(i + 1, total, src.name);
     }
     m.validate();
+    return result;
+}
+
+QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe& recipe,
+                                      const std::string& path, const std::string& tokenizer_proto,
+                                      const QuantizeProgress& progress) {
+    const Plan plan = make_plan(source, recipe);
+    std::vector<NibbleTensorDecl> decls;
+    for (size_t i = 0; i < plan.sources.size(); ++i) {
+        if (plan.shared && plan.sources[i] == &source.output) continue;
+        decls.push_back({plan.sources[i]->name, plan.layouts[i]});
+    }
+    NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
+                            tokenizer_proto.size());
+    QuantizeResult result;
+    QuantizeOptions options;
+    options.rule = recipe.rule;
+    std::vector<uint8_t> blob;
+    const int total = int(plan.sources.size());
+    for (int i = 0; i < total; ++i) {
+        const Tensor& src = *plan.sources[size_t(i)];
+        if (plan.shared && &src == &source.output) {
+            result.tensors.push_back(shared_report(result, src.name));
+        } else {
+            const PackedLayout& layout = plan.layouts[size_t(i)];
+            blob.assign(layout.total_bytes, 0);  // bytes between sections stay zero
+            result.tensors.push_back(quantize_tensor(src, layout, blob.data(), options));
+            writer.write_tensor(src.name, blob.data(), blob.size());
+        }
+        add_to_totals(result, result.tensors.back());
+        if (progress) progress(i + 1, total, src.name);
+    }
+    if (!tokenizer_proto.empty()) writer.write_tokenizer(tokenizer_proto);
+    writer.finish();
     return result;
 }
 

@@ -84,6 +84,14 @@ using QuantizeProgress = std::function<void(int done, int total, const std::stri
 QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
                               const QuantizeProgress& progress = nullptr);
 
+// Same, streaming: each tensor is quantized into one temporary buffer and
+// written to the nibble file `path` (with `tokenizer_proto`) before the next, so
+// only the mapped source and one tensor are in memory. The returned result has
+// the report and totals but no model.
+QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe& recipe,
+                                      const std::string& path, const std::string& tokenizer_proto,
+                                      const QuantizeProgress& progress = nullptr);
+
 // The per-tensor table and totals, as printed by `nibble quantize`.
 std::string format_report(const QuantizeResult& result);
 

@@ -218,3 +218,25 @@ TEST_CASE("every input the loader reads can be quantized") {
         }
     }
 }
+
+TEST_CASE("the streaming pipeline writes the same file as save_nibble_file") {
+    Model source = load_model(data_path("stories260K.bin"));
+    source.tokenizer_proto = nibble::test::read_text(data_path("tok512.model"));
+    for (const QuantizeRecipe& r :
+         {recipe(WeightFormat::q4, 32, false), recipe(WeightFormat::q4a, 64, true),
+          recipe(WeightFormat::nf4, 32, true, {"output.weight=q4"})}) {
+        const QuantizeResult in_memory = quantize_model(source, r);
+        const std::string a = temp_path("memory.nbl"), b = temp_path("stream.nbl");
+        save_nibble_file(in_memory.model, a);
+        const QuantizeResult streamed =
+            quantize_model_to_file(source, r, b, source.tokenizer_proto);
+        CHECK(nibble::test::read_text(a) == nibble::test::read_text(b));
+        CHECK(streamed.weight_bytes == in_memory.weight_bytes);
+        REQUIRE(streamed.tensors.size() == in_memory.tensors.size());
+        for (size_t i = 0; i < streamed.tensors.size(); ++i) {
+            CHECK(streamed.tensors[i].rel_rms == in_memory.tensors[i].rel_rms);
+            CHECK(streamed.tensors[i].shared == in_memory.tensors[i].shared);
+        }
+        CHECK_FALSE(std::filesystem::exists(b + ".tmp"));
+    }
+}
