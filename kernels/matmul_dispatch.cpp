@@ -195,7 +195,9 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
 #pragma omp for schedule(static)
             for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
         }
-#pragma omp for schedule(static)
+        // Dynamic: a thread that the OS delays does not hold up the others. Each
+        // output is still computed by one thread in a fixed order.
+#pragma omp for schedule(dynamic) nowait
         for (int64_t task = 0; task < n_tasks; ++task) {
             const int64_t r0 = task * kRowsPerTask;
             const int64_t r1 = std::min(l.rows, r0 + kRowsPerTask);
