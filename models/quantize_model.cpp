@@ -1,6 +1,7 @@
 // The quantization pipeline (see quantize_model.h).
 #include "models/quantize_model.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -124,10 +125,66 @@ Plan make_plan(const Model& source, const QuantizeRecipe& recipe) {
     return plan;
 }
 
+// Rows per slice of the parallel quantizer.
+constexpr int64_t kRowSlice = 64;
+
+// Without double quantization every group is quantized on its own (quantize.h),
+// so slices of rows can be quantized independently, each as a matrix of its own,
+// and their sections copied to the same rows of the full blob: the result is
+// byte for byte that of quantize_matrix on the whole matrix. Each section is
+// row-major (codes: rows x row_code_bytes; scales and mins: rows x groups_per_row
+// parameters), so a slice of rows is one contiguous range of every section.
+void quantize_rows_parallel(const float* w, const PackedLayout& layout, uint8_t* dst,
+                            const QuantizeOptions& options) {
+    const int64_t n_slices = (layout.rows + kRowSlice - 1) / kRowSlice;
+    const size_t param_bytes = 2;  // fp16 per group
+    std::string error;
+#pragma omp parallel
+    {
+        std::vector<uint8_t> part;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t s = 0; s < n_slices; ++s) {
+            const int64_t r0 = s * kRowSlice, rows = std::min(kRowSlice, layout.rows - r0);
+            try {
+                const PackedLayout pl =
+                    make_layout(layout.format, rows, layout.cols, layout.group_size, false);
+                part.assign(pl.total_bytes, 0);
+                quantize_matrix(w + r0 * layout.cols, pl, part.data(), options);
+                const size_t code_row = layout.row_code_bytes();
+                std::memcpy(dst + layout.codes_offset + size_t(r0) * code_row,
+                            part.data() + pl.codes_offset, pl.codes_bytes);
+                const size_t param_row = size_t(layout.groups_per_row) * param_bytes;
+                std::memcpy(dst + layout.scales_offset + size_t(r0) * param_row,
+                            part.data() + pl.scales_offset, pl.scales_bytes);
+                if (layout.mins_bytes > 0) {
+                    std::memcpy(dst + layout.mins_offset + size_t(r0) * param_row,
+                                part.data() + pl.mins_offset, pl.mins_bytes);
+                }
+            } catch (const std::exception& e) {
+#pragma omp critical
+                if (error.empty()) error = e.what();
+            }
+        }
+    }
+    if (!error.empty()) throw std::runtime_error(error);
+}
+
+TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
+                                       const QuantizeOptions& options);
+
 // Quantizes (or copies, when the layout is unchanged) one tensor into dst and
 // measures its error against the source weights.
 TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
                              const QuantizeOptions& options) {
+    try {
+        return quantize_tensor_unchecked(src, layout, dst, options);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(src.name + ": " + e.what());
+    }
+}
+
+TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
+                                       const QuantizeOptions& options) {
     std::vector<float> buffer;
     const float* w = src.f32();
     if (src.format() != WeightFormat::f32) {
@@ -136,6 +193,8 @@ TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint
     }
     if (same_layout(layout, src.view.layout)) {
         std::memcpy(dst, src.view.data, layout.total_bytes);
+    } else if (is_grouped(layout.format) && !layout.double_quant && layout.rows >= 2 * kRowSlice) {
+        quantize_rows_parallel(w, layout, dst, options);
     } else {
         quantize_matrix(w, layout, dst, options);
     }

@@ -2,6 +2,7 @@
 // overrides, norms f32), recipe errors, and the exact size effect of double
 // quantization on a written file.
 #include <doctest/doctest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -239,4 +240,27 @@ TEST_CASE("the streaming pipeline writes the same file as save_nibble_file") {
         }
         CHECK_FALSE(std::filesystem::exists(b + ".tmp"));
     }
+}
+
+TEST_CASE("row slices quantized in parallel equal quantize_matrix on the whole matrix") {
+    omp_set_num_threads(2);
+    for (WeightFormat f :
+         {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::q8}) {
+        for (int g : {32, 64, 256}) {
+            CAPTURE(format_name(f));
+            CAPTURE(g);
+            QuantizeRecipe r = recipe(f, g, false);
+            r.q8_embedding_and_output = false;
+            const Model q = quantize_model(stories(), r).model;
+            // token_embd (512 rows) and ffn_gate (172 rows, a short last slice) take
+            // the sliced path.
+            for (const auto& [src, dst] :
+                 {std::pair{&stories().token_embedding, &q.token_embedding},
+                  std::pair{&stories().layers[2].w_gate, &q.layers[2].w_gate}}) {
+                const std::vector<uint8_t> whole = quantize_matrix(src->f32(), dst->view.layout);
+                CHECK(std::memcmp(whole.data(), dst->view.data, whole.size()) == 0);
+            }
+        }
+    }
+    omp_set_num_threads(1);
 }
