@@ -98,7 +98,7 @@ std::string run_name(const Run& r) {
            (c.group ? "_g" + std::to_string(c.group) : std::string()) + "/" +
            std::to_string(c.rows) + "x" + std::to_string(c.cols) + "/tok" +
            std::to_string(r.n_tokens) + "/" + matmul_kernel_name(r.kernel) + "/" +
-           (r.mode == ActivationMode::int8 ? "int8" : "fp32") +
+           (r.mode == ActivationMode::int8 && is_grouped(c.format) ? "int8" : "fp32") +
            "/threads:" + std::to_string(r.threads) + (r.cold ? "/cold" : "/hot");
 }
 
