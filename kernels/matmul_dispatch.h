@@ -3,7 +3,8 @@
 //
 // By default the fastest variant this CPU supports is used; the environment
 // variable NIBBLE_KERNEL=reference|scalar|avx2|neon|neon_nodot forces one (read
-// once, at the first matmul; an unknown or unsupported value throws).
+// once, at the first matmul; an unknown or unsupported value throws
+// std::runtime_error). set_matmul_kernel() takes precedence over both.
 #pragma once
 #include <vector>
 
