@@ -125,8 +125,10 @@ Plan make_plan(const Model& source, const QuantizeRecipe& recipe) {
     return plan;
 }
 
-// Rows per slice of the parallel quantizer.
+// Rows per slice of the parallel quantizer, and the smallest matrix worth
+// starting threads for.
 constexpr int64_t kRowSlice = 64;
+constexpr int64_t kMinParallelWeights = int64_t(1) << 18;
 
 // Without double quantization every group is quantized on its own (quantize.h),
 // so slices of rows can be quantized independently, each as a matrix of its own,
@@ -193,10 +195,8 @@ TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& la
     }
     if (same_layout(layout, src.view.layout)) {
         std::memcpy(dst, src.view.data, layout.total_bytes);
-    } else if (is_grouped(layout.format) && !layout.double_quant && layout.rows >= 2 * kRowSlice) {
-        quantize_rows_parallel(w, layout, dst, options);
     } else {
-        quantize_matrix(w, layout, dst, options);
+        quantize_matrix_parallel(w, layout, dst, options);
     }
     const QuantError err = quantization_error(w, MatrixView{layout, dst});
     TensorReport rep;
@@ -226,6 +226,16 @@ TensorReport shared_report(const QuantizeResult& r, const std::string& name) {
 }
 
 }  // namespace
+
+void quantize_matrix_parallel(const float* w, const PackedLayout& layout, uint8_t* dst,
+                              const QuantizeOptions& options) {
+    if (is_grouped(layout.format) && !layout.double_quant && layout.rows >= 2 * kRowSlice &&
+        layout.rows * layout.cols >= kMinParallelWeights) {
+        quantize_rows_parallel(w, layout, dst, options);
+    } else {
+        quantize_matrix(w, layout, dst, options);
+    }
+}
 
 QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
                               const QuantizeProgress& progress) {

@@ -84,6 +84,12 @@ using QuantizeProgress = std::function<void(int done, int total, const std::stri
 QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
                               const QuantizeProgress& progress = nullptr);
 
+// quantize_matrix, with slices of rows quantized on the OpenMP threads when the
+// matrix is large and not double-quantized (every group is then independent, so
+// the bytes are exactly those of quantize_matrix).
+void quantize_matrix_parallel(const float* w, const PackedLayout& layout, uint8_t* dst,
+                              const QuantizeOptions& options = {});
+
 // Same, streaming: each tensor is quantized into one temporary buffer and
 // written to the nibble file `path` (with `tokenizer_proto`) before the next, so
 // only the mapped source and one tensor are in memory. The returned result has
