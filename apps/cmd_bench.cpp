@@ -195,7 +195,7 @@ int bench_command(int argc, char** argv) {
         set_threads(nt);
         BandwidthResult bw;
         if (roofline) {
-            bw = measure_read_bandwidth(uint64_t(bw_mib) << 20, 5, nt);
+            bw = measure_read_bandwidth(uint64_t(bw_mib) << 20, 10, nt);
             std::snprintf(line, sizeof line,
                           "memory read bandwidth, %d thread%s: %.2f GB/s (best of %d passes over "
                           "%d MiB; mean %.2f) -> decode roofline %.2f t/s at %.1f MB/token\n",
