@@ -48,22 +48,27 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     // Blocks per group is a power of two: block b is in group b >> group_shift.
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
-    float* scales = kernel_scratch(size_t(2 * gpr));
+    // Scratch: group scales, group mins, then the row's weights as int8.
+    float* scales = kernel_scratch(size_t(2 * gpr + qa.padded_cols / 4));
     float* mins = scales + gpr;
-    int8_t wq[32];
+    int8_t* wq = reinterpret_cast<int8_t*>(mins + gpr);
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
+        for (int64_t b = 0; b < qa.n_blocks; ++b) chunk_ints<F>(codes, b, wq + 32 * b);
         const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);
             const float* xd = qa.token_d(t);
             float acc = 0.0f;
             for (int64_t b = 0; b < qa.n_blocks; ++b) {
-                chunk_ints<F>(codes, b, wq);
+                // int16 products (|w x| <= 127 * 127) summed in int32: a pattern
+                // compilers vectorize (pmaddwd on SSE2).
+                const int8_t* wb = wq + 32 * b;
+                const int8_t* xb = xq + 32 * b;
                 int32_t isum = 0;
-                for (int j = 0; j < 32; ++j) isum += int32_t(wq[j]) * int32_t(xq[32 * b + j]);
+                for (int j = 0; j < 32; ++j) isum += int16_t(wb[j]) * int16_t(xb[j]);
                 acc += (scales[size_t(b >> group_shift)] * kscale) * xd[b] * float(isum);
             }
             // Offsets: q4 weights are d*(q-8), q4a weights d*q + m.
