@@ -130,6 +130,7 @@ inline __m256i dot_single(const Operands& w, __m256i x) {
 // group mins (q4a).
 struct RowData {
     const uint8_t* codes;
+    const uint8_t* prefetch;  // same offset kRowBlock rows further on
     const float* scales;
     const float* mins;
 };
@@ -169,7 +170,14 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
     const int64_t n_pairs = qa.n_blocks / 2;
     for (int64_t p = 0; p < n_pairs; ++p) {
         Operands w[R];
-        for (int r = 0; r < R; ++r) w[r] = load_pair<F>(rows[r].codes, p);
+        for (int r = 0; r < R; ++r) {
+            // Rows are only a few KB: pull in the next row block while this one is
+            // processed, rather than waiting for the stream prefetchers to ramp up.
+            constexpr int kPairBytes = F == WeightFormat::q8 ? 64 : 32;
+            _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + kPairBytes * p),
+                         _MM_HINT_T0);
+            w[r] = load_pair<F>(rows[r].codes, p);
+        }
         for (int t = 0; t < T; ++t) {
             const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + 64 * p));
             const __m256i x1 =
@@ -257,7 +265,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             if constexpr (F == WeightFormat::nf4) {
                 for (int64_t g = 0; g < gpr; ++g) scales[g] *= kscale;
             }
-            rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scales, mins};
+            const uint8_t* codes = w.data + l.codes_offset + size_t(r + i) * row_bytes;
+            rows[i] = RowData{codes, codes + kRowBlock * row_bytes, scales, mins};
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);
