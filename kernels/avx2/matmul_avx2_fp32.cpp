@@ -48,9 +48,9 @@ inline void dequant_chunk(const uint8_t* row_codes, int64_t k, float d, float m,
 }
 
 template <WeightFormat F, int T>
-void grouped_tokens(const uint8_t* codes, const float* scales, const float* mins, int group_shift,
-                    int64_t n_chunks, const float* x, int64_t x_stride, int t0, int64_t row,
-                    int64_t n_rows, float* y) {
+void grouped_tokens(const uint8_t* codes, const uint8_t* next_codes, const float* scales,
+                    const float* mins, int group_shift, int64_t n_chunks, const float* x,
+                    int64_t x_stride, int t0, int64_t row, int64_t n_rows, float* y) {
     __m256 acc[T][4];
     for (int t = 0; t < T; ++t)
         for (int i = 0; i < 4; ++i) acc[t][i] = _mm256_setzero_ps();
@@ -60,6 +60,9 @@ void grouped_tokens(const uint8_t* codes, const float* scales, const float* mins
         if constexpr (F == WeightFormat::q4) m = -8.0f * d;
         if constexpr (F == WeightFormat::q4a) m = mins[k >> group_shift];
         __m256 w[4];
+        // The next row's codes, so the stream does not wait for DRAM at row starts.
+        constexpr int kChunkBytes = F == WeightFormat::q8 ? 32 : 16;
+        _mm_prefetch(reinterpret_cast<const char*>(next_codes + kChunkBytes * k), _MM_HINT_T0);
         dequant_chunk<F>(codes, k, d, m, w);
         for (int t = 0; t < T; ++t) {
             const float* xt = x + size_t(t0 + t) * size_t(x_stride) + 32 * k;
@@ -91,11 +94,11 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         int t = 0;
         for (; t + kTokenBlock <= n_tokens; t += kTokenBlock)
-            grouped_tokens<F, kTokenBlock>(codes, scales, mins, group_shift, n_chunks, x, x_stride,
-                                           t, r, l.rows, y);
+            grouped_tokens<F, kTokenBlock>(codes, codes + row_bytes, scales, mins, group_shift,
+                                           n_chunks, x, x_stride, t, r, l.rows, y);
         for (; t < n_tokens; ++t)
-            grouped_tokens<F, 1>(codes, scales, mins, group_shift, n_chunks, x, x_stride, t, r,
-                                 l.rows, y);
+            grouped_tokens<F, 1>(codes, codes + row_bytes, scales, mins, group_shift, n_chunks, x,
+                                 x_stride, t, r, l.rows, y);
     }
 }
 
