@@ -59,8 +59,9 @@ inline int32x4_t dot_block(const BlockWeights& w, int8x16_t x0, int8x16_t x1) {
 
 struct RowData {
     const uint8_t* codes;
-    const float* scales;  // per group (times 1/127 for nf4)
-    const float* mins;    // per group (q4a)
+    const uint8_t* prefetch;  // same offset kRowBlock rows further on
+    const float* scales;      // per group (times 1/127 for nf4)
+    const float* mins;        // per group (q4a)
 };
 
 template <WeightFormat F, int R, int T>
@@ -79,7 +80,12 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     for (int64_t b = 0; b < qa.n_blocks; ++b) {
         BlockWeights w[R];
-        for (int r = 0; r < R; ++r) w[r] = load_block<F>(rows[r].codes, b);
+        for (int r = 0; r < R; ++r) {
+            // Rows are only a few KB: pull in the next row block meanwhile.
+            constexpr int kBlockBytes = F == WeightFormat::q8 ? 32 : 16;
+            __builtin_prefetch(rows[r].prefetch + kBlockBytes * b);
+            w[r] = load_block<F>(rows[r].codes, b);
+        }
         for (int t = 0; t < T; ++t) {
             const int8x16_t x0 = vld1q_s8(xq[t] + 32 * b);
             const int8x16_t x1 = vld1q_s8(xq[t] + 32 * b + 16);
@@ -130,7 +136,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             if constexpr (F == WeightFormat::nf4) {
                 for (int64_t g = 0; g < gpr; ++g) scales[g] *= kNf4Int8Scale;
             }
-            rows[i] = RowData{w.data + l.codes_offset + size_t(r + i) * row_bytes, scales, mins};
+            const uint8_t* codes = w.data + l.codes_offset + size_t(r + i) * row_bytes;
+            rows[i] = RowData{codes, codes + kRowBlock * row_bytes, scales, mins};
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);
