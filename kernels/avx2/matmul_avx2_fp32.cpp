@@ -90,15 +90,16 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     float* mins = scales + gpr;
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        const uint8_t* next = r + 1 < l.rows ? codes + row_bytes : codes;
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         int t = 0;
         for (; t + kTokenBlock <= n_tokens; t += kTokenBlock)
-            grouped_tokens<F, kTokenBlock>(codes, codes + row_bytes, scales, mins, group_shift,
-                                           n_chunks, x, x_stride, t, r, l.rows, y);
+            grouped_tokens<F, kTokenBlock>(codes, next, scales, mins, group_shift, n_chunks, x,
+                                           x_stride, t, r, l.rows, y);
         for (; t < n_tokens; ++t)
-            grouped_tokens<F, 1>(codes, codes + row_bytes, scales, mins, group_shift, n_chunks, x,
-                                 x_stride, t, r, l.rows, y);
+            grouped_tokens<F, 1>(codes, next, scales, mins, group_shift, n_chunks, x, x_stride, t,
+                                 r, l.rows, y);
     }
 }
 

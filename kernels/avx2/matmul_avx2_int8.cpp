@@ -266,7 +266,10 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 for (int64_t g = 0; g < gpr; ++g) scales[g] *= kscale;
             }
             const uint8_t* codes = w.data + l.codes_offset + size_t(r + i) * row_bytes;
-            rows[i] = RowData{codes, codes + kRowBlock * row_bytes, scales, mins};
+            // (no pointer past the blob: the last row block prefetches itself)
+            const bool has_next = r + i + kRowBlock < l.rows;
+            rows[i] =
+                RowData{codes, has_next ? codes + kRowBlock * row_bytes : codes, scales, mins};
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);
