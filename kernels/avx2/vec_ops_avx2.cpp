@@ -1,11 +1,13 @@
 // AVX2 + FMA + F16C versions of the small vector kernels (attention over the
 // KV cache, conversions). Each processes 8 floats per step, then a scalar tail.
+// Tails use F16C intrinsics, not the inline helpers of kernels/fp16.h: an inline
+// function compiled here with -mavx2 could be the copy the linker keeps for
+// every caller, and would then crash CPUs without AVX2.
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "kernels/cpu_features.h"
-#include "kernels/fp16.h"
 #include "kernels/vec_ops.h"
 
 namespace nibble {
@@ -43,7 +45,7 @@ float dot_f16(const uint16_t* a, const float* b, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), acc);
     float s = hsum8(acc);
-    for (; i < n; ++i) s += fp16_to_fp32(a[i]) * b[i];
+    for (; i < n; ++i) s += _cvtsh_ss(a[i]) * b[i];
     return s;
 }
 
@@ -71,7 +73,7 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int n) {
     for (; i + 8 <= n; i += 8) {
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
     }
-    for (; i < n; ++i) y[i] += alpha * fp16_to_fp32(x[i]);
+    for (; i < n; ++i) y[i] += alpha * _cvtsh_ss(x[i]);
 }
 
 void axpy_i8(float alpha, const int8_t* x, float* y, int n) {
@@ -89,7 +91,7 @@ void convert_f32_to_f16(const float* x, uint16_t* y, int n) {
         const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
     }
-    for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+    for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
 float quantize_i8(const float* x, int8_t* y, int n) {
