@@ -1,6 +1,5 @@
 // nibble info: architecture, hyperparameters and every tensor of a model file.
 #include <cstdio>
-
 #include <cxxopts.hpp>
 
 #include "apps/commands.h"
@@ -10,8 +9,8 @@ namespace nibble::app {
 
 int info_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Describe a model file");
-    options.add_options()("model", "model file", cxxopts::value<std::string>())(
-        "h,help", "show this help");
+    options.add_options()("model", "model file", cxxopts::value<std::string>())("h,help",
+                                                                                "show this help");
     options.parse_positional({"model"});
     options.positional_help("MODEL");
     const auto args = options.parse(argc, argv);
@@ -41,8 +40,9 @@ int info_command(int argc, char** argv) {
         const std::string shape = std::to_string(l.rows) + " x " + std::to_string(l.cols);
         const bool shared = t == &model.output && t->view.data == shared_with;
         std::printf("%-28s %-6s %6s %14s %12zu %7.3f%s\n", t->name.c_str(), format_name(l.format),
-                    l.group_size ? (std::to_string(l.group_size) + (l.double_quant ? "+dq" : "")).c_str()
-                                 : "-",
+                    l.group_size
+                        ? (std::to_string(l.group_size) + (l.double_quant ? "+dq" : "")).c_str()
+                        : "-",
                     shape.c_str(), l.total_bytes, l.bits_per_weight(),
                     shared ? "  (shares token_embd)" : "");
     }

@@ -1,9 +1,8 @@
 // nibble perplexity: document-wise perplexity of a text file (protocol in engine/perplexity.h).
 #include <cstdio>
+#include <cxxopts.hpp>
 #include <fstream>
 #include <sstream>
-
-#include <cxxopts.hpp>
 
 #include "apps/commands.h"
 #include "engine/perplexity.h"
@@ -13,6 +12,7 @@ namespace nibble::app {
 
 int perplexity_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Perplexity of a model on a text file");
+    // clang-format off
     options.add_options()
         ("m,model", "model file", cxxopts::value<std::string>())
         ("f,file", "text file (documents split on <|endoftext|> or lone newlines)", cxxopts::value<std::string>())
@@ -22,6 +22,7 @@ int perplexity_command(int argc, char** argv) {
         ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
         ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
+    // clang-format on
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);

@@ -1,8 +1,7 @@
 // nibble run: generate text from a prompt, streaming it, then report speed.
 #include <cstdio>
-#include <random>
-
 #include <cxxopts.hpp>
+#include <random>
 
 #include "apps/commands.h"
 #include "engine/generate.h"
@@ -12,6 +11,7 @@ namespace nibble::app {
 
 int run_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Generate text with a model");
+    // clang-format off
     options.add_options()
         ("m,model", "model file (llama2.c .bin, GGUF, nibble)", cxxopts::value<std::string>())
         ("tokenizer", "tokenizer (.model or llama2.c tokenizer.bin)", cxxopts::value<std::string>()->default_value(""))
@@ -29,6 +29,7 @@ int run_command(int argc, char** argv) {
         ("repeat-last-n", "tokens considered by the penalty", cxxopts::value<int>()->default_value("64"))
         ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
+    // clang-format on
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);
@@ -71,17 +72,16 @@ int run_command(int argc, char** argv) {
     }
     InferenceState state(model, ro);
     Sampler sampler(sp, model.config.vocab_size);
-    const GenerationResult r = generate(state, tokenizer, prompt, n_predict, sampler,
-                                        [](const std::string& text) {
-                                            std::fwrite(text.data(), 1, text.size(), stdout);
-                                            std::fflush(stdout);
-                                        });
+    const GenerationResult r =
+        generate(state, tokenizer, prompt, n_predict, sampler, [](const std::string& text) {
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+        });
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    std::fprintf(stderr,
-                 "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s\n",
-                 r.n_prompt, r.prompt_tokens_per_second(), r.n_generated,
-                 r.generation_tokens_per_second());
+    std::fprintf(
+        stderr, "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s\n",
+        r.n_prompt, r.prompt_tokens_per_second(), r.n_generated, r.generation_tokens_per_second());
     return 0;
 }
 

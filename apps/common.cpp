@@ -21,15 +21,17 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
         }
         return t;
     };
-    if (!tokenizer_path.empty()) return checked(Tokenizer::from_file(tokenizer_path), tokenizer_path);
+    if (!tokenizer_path.empty())
+        return checked(Tokenizer::from_file(tokenizer_path), tokenizer_path);
     if (!model.tokenizer_proto.empty()) {
         return checked(Tokenizer::from_serialized_proto(model.tokenizer_proto, model.source_path),
                        model.source_path);
     }
     const auto dir = std::filesystem::path(model.source_path).parent_path();
     const std::string vocab = std::to_string(model.config.vocab_size);
-    for (const std::string& name : std::vector<std::string>{"tokenizer.model", "tokenizer.bin", "tok" + vocab + ".model",
-                                   "tok" + vocab + ".bin"}) {
+    for (const std::string& name :
+         std::vector<std::string>{"tokenizer.model", "tokenizer.bin", "tok" + vocab + ".model",
+                                  "tok" + vocab + ".bin"}) {
         const auto candidate = dir / name;
         if (!std::filesystem::is_regular_file(candidate)) continue;
         try {

@@ -2,10 +2,9 @@
 // into one line on stderr and a non-zero exit code.
 #include <cstdio>
 #include <cstring>
+#include <cxxopts.hpp>
 #include <exception>
 #include <string>
-
-#include <cxxopts.hpp>
 
 #include "apps/commands.h"
 

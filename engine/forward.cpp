@@ -15,10 +15,8 @@ namespace nibble {
 InferenceState::InferenceState(const Model& model, const RuntimeOptions& options)
     : model_(&model),
       options_(options),
-      kv_(model.config,
-          options.n_sequences,
-          options.context > 0 ? options.context : model.config.max_seq_len,
-          options.kv_type) {
+      kv_(model.config, options.n_sequences,
+          options.context > 0 ? options.context : model.config.max_seq_len, options.kv_type) {
     const ModelConfig& c = model.config;
     if (options_.context <= 0) options_.context = c.max_seq_len;
     if (options_.max_batch <= 0) throw std::invalid_argument("max_batch must be positive");
@@ -49,7 +47,8 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     const int group = c.n_heads / c.n_kv_heads;
     const float inv_sqrt = 1.0f / std::sqrt(float(head_dim));
     const int n_work = int(batch.size()) * c.n_heads;
-#pragma omp parallel for schedule(dynamic, 1) if (n_work * (batch.back().pos + 1) * head_dim > (1 << 14))
+#pragma omp parallel for schedule(dynamic, \
+                                  1) if (n_work * (batch.back().pos + 1) * head_dim > (1 << 14))
     for (int work = 0; work < n_work; ++work) {
         const int b = work / c.n_heads;
         const int h = work % c.n_heads;
@@ -124,8 +123,8 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
     int n_out = 0;
     for (int b = 0; b < n; ++b) {
         if (!batch[size_t(b)].want_logits) continue;
-        rmsnorm(&final_rows_[size_t(n_out) * dim], x + size_t(b) * dim,
-                model_->output_norm.f32(), c.dim, c.norm_eps);
+        rmsnorm(&final_rows_[size_t(n_out) * dim], x + size_t(b) * dim, model_->output_norm.f32(),
+                c.dim, c.norm_eps);
         ++n_out;
     }
     if (n_out > 0) matmul(model_->output.view, final_rows_.data(), n_out, logits_.data());

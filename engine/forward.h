@@ -20,15 +20,15 @@ struct BatchToken {
 };
 
 struct RuntimeOptions {
-    int context = 0;        // 0: the model's max_seq_len
-    int max_batch = 64;     // tokens per forward call
-    int n_sequences = 1;    // KV cache slots
+    int context = 0;      // 0: the model's max_seq_len
+    int max_batch = 64;   // tokens per forward call
+    int n_sequences = 1;  // KV cache slots
     KvType kv_type = KvType::f32;
 };
 
 // All activation buffers and the KV cache, allocated once. forward() allocates nothing.
 class InferenceState {
-public:
+  public:
     InferenceState(const Model& model, const RuntimeOptions& options);
 
     // Runs the model on `batch` (at most max_batch tokens). Within a batch the
@@ -43,7 +43,7 @@ public:
     int context() const { return options_.context; }
     const KvCache& kv_cache() const { return kv_; }
 
-private:
+  private:
     void attention(std::span<const BatchToken> batch, int layer);
 
     const Model* model_;
@@ -51,9 +51,9 @@ private:
     KvCache kv_;
     // [max_batch][...] activation rows
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
-    std::vector<float> final_rows_;   // normalised rows whose logits are wanted
-    std::vector<float> scores_;       // [threads][context] attention weights
-    std::vector<float> rope_freq_;    // [head_dim / 2]
+    std::vector<float> final_rows_;  // normalised rows whose logits are wanted
+    std::vector<float> scores_;      // [threads][context] attention weights
+    std::vector<float> rope_freq_;   // [head_dim / 2]
 };
 
 }  // namespace nibble

@@ -21,8 +21,7 @@ GenerationResult generate(InferenceState& state, const Tokenizer& tokenizer,
     if (prompt.empty()) throw std::invalid_argument("the prompt has no tokens");
     if (int(prompt.size()) > context) {
         throw std::invalid_argument("the prompt has " + std::to_string(prompt.size()) +
-                                    " tokens, more than the context of " +
-                                    std::to_string(context));
+                                    " tokens, more than the context of " + std::to_string(context));
     }
     GenerationResult result;
     result.tokens.reserve(prompt.size() + size_t(std::max(n_predict, 0)));

@@ -9,9 +9,12 @@ namespace nibble {
 
 const char* kv_type_name(KvType t) {
     switch (t) {
-        case KvType::f32: return "f32";
-        case KvType::f16: return "f16";
-        case KvType::int8: return "int8";
+        case KvType::f32:
+            return "f32";
+        case KvType::f16:
+            return "f16";
+        case KvType::int8:
+            return "int8";
     }
     return "?";
 }
@@ -89,11 +92,13 @@ float KvCache::key_dot(int seq, int layer, int pos, int kv_head, const float* q)
     const size_t s = slot(seq, layer, pos);
     const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
     switch (type_) {
-        case KvType::f32: return dot_f32(&keys_f32_[at], q, head_dim_);
-        case KvType::f16: return dot_f16(&keys_f16_[at], q, head_dim_);
+        case KvType::f32:
+            return dot_f32(&keys_f32_[at], q, head_dim_);
+        case KvType::f16:
+            return dot_f16(&keys_f16_[at], q, head_dim_);
         case KvType::int8:
-            return dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
-                          q, head_dim_);
+            return dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)], q,
+                          head_dim_);
     }
     return 0.0f;
 }
@@ -103,8 +108,12 @@ void KvCache::accumulate_value(int seq, int layer, int pos, int kv_head, float w
     const size_t s = slot(seq, layer, pos);
     const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
     switch (type_) {
-        case KvType::f32: axpy_f32(weight, &values_f32_[at], out, head_dim_); break;
-        case KvType::f16: axpy_f16(weight, &values_f16_[at], out, head_dim_); break;
+        case KvType::f32:
+            axpy_f32(weight, &values_f32_[at], out, head_dim_);
+            break;
+        case KvType::f16:
+            axpy_f16(weight, &values_f16_[at], out, head_dim_);
+            break;
         case KvType::int8:
             axpy_i8(weight * value_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
                     &values_i8_[at], out, head_dim_);
@@ -122,11 +131,16 @@ void KvCache::key_scores(int seq, int layer, int kv_head, const float* q, int n,
         const size_t at = s * size_t(kv_dim_) + head_offset;
         float dot = 0.0f;
         switch (type_) {
-            case KvType::f32: dot = ops.dot_f32(&keys_f32_[at], q, head_dim_); break;
-            case KvType::f16: dot = ops.dot_f16(&keys_f16_[at], q, head_dim_); break;
+            case KvType::f32:
+                dot = ops.dot_f32(&keys_f32_[at], q, head_dim_);
+                break;
+            case KvType::f16:
+                dot = ops.dot_f16(&keys_f16_[at], q, head_dim_);
+                break;
             case KvType::int8:
-                dot = ops.dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
-                                 q, head_dim_);
+                dot = ops.dot_i8(&keys_i8_[at],
+                                 key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)], q,
+                                 head_dim_);
                 break;
         }
         scores[t] = dot * scale;
@@ -143,8 +157,12 @@ void KvCache::weighted_values(int seq, int layer, int kv_head, const float* weig
         const size_t s = first + size_t(t);
         const size_t at = s * size_t(kv_dim_) + head_offset;
         switch (type_) {
-            case KvType::f32: ops.axpy_f32(weights[t], &values_f32_[at], out, head_dim_); break;
-            case KvType::f16: ops.axpy_f16(weights[t], &values_f16_[at], out, head_dim_); break;
+            case KvType::f32:
+                ops.axpy_f32(weights[t], &values_f32_[at], out, head_dim_);
+                break;
+            case KvType::f16:
+                ops.axpy_f16(weights[t], &values_f16_[at], out, head_dim_);
+                break;
             case KvType::int8:
                 ops.axpy_i8(weights[t] * value_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
                             &values_i8_[at], out, head_dim_);

@@ -16,7 +16,7 @@ const char* kv_type_name(KvType t);
 std::optional<KvType> parse_kv_type(const std::string& name);
 
 class KvCache {
-public:
+  public:
     KvCache(const ModelConfig& config, int n_sequences, int context, KvType type);
 
     int context() const { return context_; }
@@ -31,8 +31,7 @@ public:
     void load_value(int seq, int layer, int pos, int kv_head, float* out) const;
     // Dot product of q (head_dim) with the stored key, and out += weight * value.
     float key_dot(int seq, int layer, int pos, int kv_head, const float* q) const;
-    void accumulate_value(int seq, int layer, int pos, int kv_head, float weight,
-                          float* out) const;
+    void accumulate_value(int seq, int layer, int pos, int kv_head, float weight, float* out) const;
     // Attention over positions 0..n-1 of one kv head:
     // scores[t] = scale * (q . key[t]), and out = sum_t weights[t] * value[t].
     void key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
@@ -40,7 +39,7 @@ public:
     void weighted_values(int seq, int layer, int kv_head, const float* weights, int n,
                          float* out) const;
 
-private:
+  private:
     size_t slot(int seq, int layer, int pos) const {
         return (size_t(seq) * size_t(n_layers_) + size_t(layer)) * size_t(context_) + size_t(pos);
     }

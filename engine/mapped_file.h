@@ -8,7 +8,7 @@
 namespace nibble {
 
 class MappedFile {
-public:
+  public:
     // Maps `path`; throws std::runtime_error("<path>: <reason>") on failure.
     static std::shared_ptr<MappedFile> open(const std::string& path);
     ~MappedFile();
@@ -24,7 +24,7 @@ public:
         return a >= data_ && a + n <= data_ + size_;
     }
 
-private:
+  private:
     MappedFile() = default;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;

@@ -15,14 +15,14 @@ void ModelConfig::validate() const {
     };
     if (dim <= 0 || hidden_dim <= 0 || n_layers <= 0 || n_heads <= 0 || n_kv_heads <= 0 ||
         vocab_size <= 0 || max_seq_len <= 0) {
-        fail("dim " + std::to_string(dim) + ", hidden " + std::to_string(hidden_dim) +
-             ", layers " + std::to_string(n_layers) + ", heads " + std::to_string(n_heads) +
-             ", kv heads " + std::to_string(n_kv_heads) + ", vocab " +
-             std::to_string(vocab_size) + ", seq_len " + std::to_string(max_seq_len) +
-             " must all be positive");
+        fail("dim " + std::to_string(dim) + ", hidden " + std::to_string(hidden_dim) + ", layers " +
+             std::to_string(n_layers) + ", heads " + std::to_string(n_heads) + ", kv heads " +
+             std::to_string(n_kv_heads) + ", vocab " + std::to_string(vocab_size) + ", seq_len " +
+             std::to_string(max_seq_len) + " must all be positive");
     }
-    if (dim % n_heads != 0) fail("dim " + std::to_string(dim) + " is not a multiple of " +
-                                 std::to_string(n_heads) + " heads");
+    if (dim % n_heads != 0)
+        fail("dim " + std::to_string(dim) + " is not a multiple of " + std::to_string(n_heads) +
+             " heads");
     if (head_dim() % 2 != 0) fail("head size " + std::to_string(head_dim()) + " is odd");
     if (n_heads % n_kv_heads != 0) {
         fail(std::to_string(n_heads) + " heads are not a multiple of " +
@@ -41,8 +41,8 @@ std::string layer_tensor_name(int layer, const char* short_name) {
 std::vector<const Tensor*> Model::tensors() const {
     std::vector<const Tensor*> out{&token_embedding};
     for (const auto& l : layers) {
-        for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm,
-                                &l.w_gate, &l.w_up, &l.w_down}) {
+        for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate,
+                                &l.w_up, &l.w_down}) {
             out.push_back(t);
         }
     }
@@ -63,16 +63,14 @@ void Model::validate() const {
                   vocab = config.vocab_size;
     if (int(layers.size()) != config.n_layers) {
         throw std::runtime_error("model has " + std::to_string(layers.size()) +
-                                 " layers, hyperparameters say " +
-                                 std::to_string(config.n_layers));
+                                 " layers, hyperparameters say " + std::to_string(config.n_layers));
     }
     auto check = [](const Tensor& t, int64_t rows, int64_t cols, bool must_be_f32) {
         if (t.empty()) throw std::runtime_error("tensor " + t.name + " is missing");
         if (t.rows() != rows || t.cols() != cols) {
-            throw std::runtime_error("tensor " + t.name + " has shape " +
-                                     std::to_string(t.rows()) + "x" + std::to_string(t.cols()) +
-                                     ", expected " + std::to_string(rows) + "x" +
-                                     std::to_string(cols));
+            throw std::runtime_error("tensor " + t.name + " has shape " + std::to_string(t.rows()) +
+                                     "x" + std::to_string(t.cols()) + ", expected " +
+                                     std::to_string(rows) + "x" + std::to_string(cols));
         }
         if (must_be_f32 && t.format() != WeightFormat::f32) {
             throw std::runtime_error("tensor " + t.name + " must be f32");

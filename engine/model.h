@@ -16,11 +16,11 @@ enum class RopeStyle : uint8_t { adjacent_pairs, halves };
 
 struct ModelConfig {
     std::string architecture = "llama";
-    int dim = 0;          // embedding width
-    int hidden_dim = 0;   // FFN width
+    int dim = 0;         // embedding width
+    int hidden_dim = 0;  // FFN width
     int n_layers = 0;
     int n_heads = 0;
-    int n_kv_heads = 0;   // < n_heads: grouped-query attention
+    int n_kv_heads = 0;  // < n_heads: grouped-query attention
     int vocab_size = 0;
     int max_seq_len = 0;  // context the model was trained for
     float rope_theta = 10000.0f;
@@ -46,18 +46,18 @@ struct Tensor {
 };
 
 struct LayerWeights {
-    Tensor attn_norm;                // [dim]
-    Tensor wq, wk, wv, wo;           // [dim][dim], [kv_dim][dim] x2, [dim][dim]
-    Tensor ffn_norm;                 // [dim]
-    Tensor w_gate, w_up, w_down;     // [hidden][dim] x2, [dim][hidden]
+    Tensor attn_norm;             // [dim]
+    Tensor wq, wk, wv, wo;        // [dim][dim], [kv_dim][dim] x2, [dim][dim]
+    Tensor ffn_norm;              // [dim]
+    Tensor w_gate, w_up, w_down;  // [hidden][dim] x2, [dim][hidden]
 };
 
 struct Model {
     ModelConfig config;
     Tensor token_embedding;  // [vocab][dim]
     std::vector<LayerWeights> layers;
-    Tensor output_norm;      // [dim]
-    Tensor output;           // [vocab][dim]; may share data with token_embedding
+    Tensor output_norm;  // [dim]
+    Tensor output;       // [vocab][dim]; may share data with token_embedding
     // Serialized SentencePiece ModelProto when the file carries a vocabulary.
     std::string tokenizer_proto;
     std::string source_path;
@@ -81,6 +81,8 @@ std::string layer_tensor_name(int layer, const char* short_name);
 // Allocates an owned, zeroed, 64-byte aligned blob for `layout`, registers it in
 // model.storage and returns a tensor pointing at it (writable through data()).
 Tensor make_owned_tensor(Model& model, const std::string& name, const PackedLayout& layout);
-inline uint8_t* writable(const Tensor& t) { return const_cast<uint8_t*>(t.view.data); }
+inline uint8_t* writable(const Tensor& t) {
+    return const_cast<uint8_t*>(t.view.data);
+}
 
 }  // namespace nibble

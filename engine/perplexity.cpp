@@ -6,7 +6,9 @@
 
 namespace nibble {
 
-double PerplexityResult::perplexity() const { return std::exp(mean_nll()); }
+double PerplexityResult::perplexity() const {
+    return std::exp(mean_nll());
+}
 
 namespace {
 
@@ -30,7 +32,8 @@ std::vector<std::string> split_documents(const std::string& corpus) {
     const std::string eot = "<|endoftext|>";
     if (text.find(eot) != std::string::npos) {
         size_t start = 0;
-        for (size_t at; (at = text.find(eot, start)) != std::string::npos; start = at + eot.size()) {
+        for (size_t at; (at = text.find(eot, start)) != std::string::npos;
+             start = at + eot.size()) {
             pieces.push_back(text.substr(start, at - start));
         }
         pieces.push_back(text.substr(start));

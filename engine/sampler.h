@@ -10,24 +10,24 @@ namespace nibble {
 
 // Defaults are llama.cpp's.
 struct SamplerParams {
-    float temperature = 0.8f;  // <= 0: greedy (argmax, ties to the lowest id)
-    int top_k = 40;            // <= 0: off
-    float top_p = 0.95f;       // >= 1: off
-    float min_p = 0.05f;       // <= 0: off
+    float temperature = 0.8f;     // <= 0: greedy (argmax, ties to the lowest id)
+    int top_k = 40;               // <= 0: off
+    float top_p = 0.95f;          // >= 1: off
+    float min_p = 0.05f;          // <= 0: off
     float repeat_penalty = 1.0f;  // 1: off
     int repeat_last_n = 64;
     uint64_t seed = 0;
 };
 
 class Sampler {
-public:
+  public:
     Sampler(const SamplerParams& params, int vocab_size);
     // Picks a token; `logits` (vocab_size) is modified by the penalty.
     // `history` holds the sequence so far (prompt and generated tokens).
     int32_t sample(float* logits, std::span<const int32_t> history);
     const SamplerParams& params() const { return params_; }
 
-private:
+  private:
     struct Candidate {
         float logit;
         int32_t id;

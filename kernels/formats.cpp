@@ -7,12 +7,18 @@ namespace nibble {
 
 const char* format_name(WeightFormat format) {
     switch (format) {
-        case WeightFormat::f32: return "f32";
-        case WeightFormat::f16: return "f16";
-        case WeightFormat::q8: return "q8";
-        case WeightFormat::q4: return "q4";
-        case WeightFormat::q4a: return "q4a";
-        case WeightFormat::nf4: return "nf4";
+        case WeightFormat::f32:
+            return "f32";
+        case WeightFormat::f16:
+            return "f16";
+        case WeightFormat::q8:
+            return "q8";
+        case WeightFormat::q4:
+            return "q4";
+        case WeightFormat::q4a:
+            return "q4a";
+        case WeightFormat::nf4:
+            return "nf4";
     }
     return "?";
 }

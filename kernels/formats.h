@@ -42,7 +42,9 @@ enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4 };
 
 const char* format_name(WeightFormat format);
 std::optional<WeightFormat> parse_format(const std::string& name);
-inline bool is_grouped(WeightFormat f) { return f != WeightFormat::f32 && f != WeightFormat::f16; }
+inline bool is_grouped(WeightFormat f) {
+    return f != WeightFormat::f32 && f != WeightFormat::f16;
+}
 inline bool is_4bit(WeightFormat f) {
     return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4;
 }
@@ -54,7 +56,9 @@ inline constexpr int64_t kNibbleChunk = 32;
 // Every section of a blob, and every blob in a file, starts at a multiple of this.
 inline constexpr size_t kSectionAlign = 64;
 
-inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+inline size_t align_up(size_t n, size_t a) {
+    return (n + a - 1) / a * a;
+}
 
 // Where each section of a packed matrix lies, in bytes from the blob start.
 struct PackedLayout {
@@ -73,9 +77,7 @@ struct PackedLayout {
     size_t total_bytes = 0;
 
     int64_t n_groups() const { return rows * groups_per_row; }
-    int64_t dq_blocks() const {
-        return (n_groups() + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
-    }
+    int64_t dq_blocks() const { return (n_groups() + kDoubleQuantBlock - 1) / kDoubleQuantBlock; }
     size_t row_code_bytes() const { return codes_bytes / size_t(rows > 0 ? rows : 1); }
     double bits_per_weight() const {
         return rows * cols > 0 ? 8.0 * double(total_bytes) / double(rows * cols) : 0.0;

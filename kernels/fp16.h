@@ -40,7 +40,7 @@ inline uint16_t fp32_to_fp16(float f) {
     const uint32_t abs = x & 0x7fffffff;
     if (abs >= 0x7f800000u) return uint16_t(sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 : 0));
     if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds above 65504
-    if (abs < 0x38800000u) {                                  // below 2^-14: subnormal half
+    if (abs < 0x38800000u) {                                 // below 2^-14: subnormal half
         if (abs < 0x33000000u) return uint16_t(sign);        // below half of 2^-24
         const uint32_t mant = (abs & 0x7fffff) | 0x800000;
         const int shift = 126 - int(abs >> 23);  // 14 + (113 - exp)
@@ -57,6 +57,8 @@ inline uint16_t fp32_to_fp16(float f) {
 }
 
 // Rounds a float to the nearest value representable in fp16.
-inline float round_to_fp16(float f) { return fp16_to_fp32(fp32_to_fp16(f)); }
+inline float round_to_fp16(float f) {
+    return fp16_to_fp32(fp32_to_fp16(f));
+}
 
 }  // namespace nibble

@@ -3,8 +3,8 @@
 #pragma once
 #include <cstring>
 
-#include "kernels/fp16.h"
 #include "kernels/formats.h"
+#include "kernels/fp16.h"
 
 namespace nibble {
 

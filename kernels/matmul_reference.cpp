@@ -37,13 +37,14 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
             }
             return;
         }
-        default: break;
+        default:
+            break;
     }
     const int64_t gpr = l.groups_per_row;
     const int64_t group = l.group_size;
     if (l.format == WeightFormat::q8) {
-        const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset) +
-                              row * l.padded_cols;
+        const int8_t* codes =
+            reinterpret_cast<const int8_t*>(w.data + l.codes_offset) + row * l.padded_cols;
         for (int64_t c = 0; c < cols; ++c) {
             out[c] = group_param(w, GroupStream::scales, row * gpr + c / group) * float(codes[c]);
         }
@@ -55,10 +56,17 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
         const float d = group_param(w, GroupStream::scales, gi);
         const int q = nibble_at(codes, c);
         switch (l.format) {
-            case WeightFormat::q4: out[c] = d * float(q - 8); break;
-            case WeightFormat::q4a: out[c] = d * float(q) + group_param(w, GroupStream::mins, gi); break;
-            case WeightFormat::nf4: out[c] = d * kNf4Codebook[q]; break;
-            default: break;
+            case WeightFormat::q4:
+                out[c] = d * float(q - 8);
+                break;
+            case WeightFormat::q4a:
+                out[c] = d * float(q) + group_param(w, GroupStream::mins, gi);
+                break;
+            case WeightFormat::nf4:
+                out[c] = d * kNf4Codebook[q];
+                break;
+            default:
+                break;
         }
     }
 }

@@ -56,15 +56,21 @@ float quantize_i8(const float* x, int8_t* y, int n) {
 }  // namespace vec_scalar
 
 const VecOps& vec_ops_scalar() {
-    static const VecOps ops{vec_scalar::dot_f32,  vec_scalar::dot_f16,
-                            vec_scalar::dot_i8,   vec_scalar::axpy_f32,
-                            vec_scalar::axpy_f16, vec_scalar::axpy_i8,
-                            vec_scalar::convert_f32_to_f16, vec_scalar::quantize_i8};
+    static const VecOps ops{vec_scalar::dot_f32,
+                            vec_scalar::dot_f16,
+                            vec_scalar::dot_i8,
+                            vec_scalar::axpy_f32,
+                            vec_scalar::axpy_f16,
+                            vec_scalar::axpy_i8,
+                            vec_scalar::convert_f32_to_f16,
+                            vec_scalar::quantize_i8};
     return ops;
 }
 
 #if !(defined(__x86_64__) || defined(_M_X64))
-const VecOps* vec_ops_avx2() { return nullptr; }
+const VecOps* vec_ops_avx2() {
+    return nullptr;
+}
 #endif
 
 const VecOps& vec_ops() {
@@ -75,19 +81,29 @@ const VecOps& vec_ops() {
     return chosen;
 }
 
-float dot_f32(const float* a, const float* b, int n) { return vec_ops().dot_f32(a, b, n); }
-float dot_f16(const uint16_t* a, const float* b, int n) { return vec_ops().dot_f16(a, b, n); }
+float dot_f32(const float* a, const float* b, int n) {
+    return vec_ops().dot_f32(a, b, n);
+}
+float dot_f16(const uint16_t* a, const float* b, int n) {
+    return vec_ops().dot_f16(a, b, n);
+}
 float dot_i8(const int8_t* a, float scale, const float* b, int n) {
     return vec_ops().dot_i8(a, scale, b, n);
 }
-void axpy_f32(float alpha, const float* x, float* y, int n) { vec_ops().axpy_f32(alpha, x, y, n); }
+void axpy_f32(float alpha, const float* x, float* y, int n) {
+    vec_ops().axpy_f32(alpha, x, y, n);
+}
 void axpy_f16(float alpha, const uint16_t* x, float* y, int n) {
     vec_ops().axpy_f16(alpha, x, y, n);
 }
-void axpy_i8(float alpha, const int8_t* x, float* y, int n) { vec_ops().axpy_i8(alpha, x, y, n); }
+void axpy_i8(float alpha, const int8_t* x, float* y, int n) {
+    vec_ops().axpy_i8(alpha, x, y, n);
+}
 void convert_f32_to_f16(const float* x, uint16_t* y, int n) {
     vec_ops().convert_f32_to_f16(x, y, n);
 }
-float quantize_i8(const float* x, int8_t* y, int n) { return vec_ops().quantize_i8(x, y, n); }
+float quantize_i8(const float* x, int8_t* y, int n) {
+    return vec_ops().quantize_i8(x, y, n);
+}
 
 }  // namespace nibble

@@ -88,9 +88,9 @@ Model load_llama2c(std::shared_ptr<MappedFile> file) {
         }
     };
     m.layers.resize(size_t(L));
-    m.token_embedding = f32_view("token_embd.weight",
-                                 cur.take(size_t(c.vocab_size * dim) * 4, "token embedding"),
-                                 c.vocab_size, dim);
+    m.token_embedding =
+        f32_view("token_embd.weight", cur.take(size_t(c.vocab_size * dim) * 4, "token embedding"),
+                 c.vocab_size, dim);
     per_layer("attn_norm", 1, dim, &LayerWeights::attn_norm);
     per_layer("attn_q", dim, dim, &LayerWeights::wq);
     per_layer("attn_k", kv, dim, &LayerWeights::wk);
@@ -149,10 +149,12 @@ Model load_llama2c_q80(std::shared_ptr<MappedFile> file) {
         return t;
     };
     for (int64_t l = 0; l < L; ++l) {
-        m.layers[size_t(l)].attn_norm = copy_f32(layer_tensor_name(int(l), "attn_norm"), dim, "rms_att");
+        m.layers[size_t(l)].attn_norm =
+            copy_f32(layer_tensor_name(int(l), "attn_norm"), dim, "rms_att");
     }
     for (int64_t l = 0; l < L; ++l) {
-        m.layers[size_t(l)].ffn_norm = copy_f32(layer_tensor_name(int(l), "ffn_norm"), dim, "rms_ffn");
+        m.layers[size_t(l)].ffn_norm =
+            copy_f32(layer_tensor_name(int(l), "ffn_norm"), dim, "rms_ffn");
     }
     m.output_norm = copy_f32("output_norm.weight", dim, "rms_final");
 
@@ -178,7 +180,8 @@ Model load_llama2c_q80(std::shared_ptr<MappedFile> file) {
     m.token_embedding = dequantize("token_embd.weight", c.vocab_size, dim);
     auto per_layer = [&](const char* short_name, int64_t rows, int64_t cols, auto member) {
         for (int64_t l = 0; l < L; ++l) {
-            m.layers[size_t(l)].*member = dequantize(layer_tensor_name(int(l), short_name), rows, cols);
+            m.layers[size_t(l)].*member =
+                dequantize(layer_tensor_name(int(l), short_name), rows, cols);
         }
     };
     per_layer("attn_q", dim, dim, &LayerWeights::wq);

@@ -31,8 +31,10 @@ Model load_model(const std::string& path) {
         } catch (const std::runtime_error& e) {
             const std::string reason = e.what();
             throw std::runtime_error(
-                path + ": not a GGUF, nibble or llama2.c runq file, and not a valid llama2.c "
-                       "checkpoint (" + reason.substr(reason.find(": ") + 2) + ")");
+                path +
+                ": not a GGUF, nibble or llama2.c runq file, and not a valid llama2.c "
+                "checkpoint (" +
+                reason.substr(reason.find(": ") + 2) + ")");
         }
     }
     return model;

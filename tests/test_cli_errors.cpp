@@ -122,8 +122,8 @@ TEST_CASE("invalid options and prompts longer than the context") {
 }
 
 TEST_CASE("the quick-start run works and reports speed") {
-    const Outcome o =
-        run_nibble("run -m " + data_path("stories260K.bin") + kTok + " -p \"Once upon a time\" -n 20 --temp 0");
+    const Outcome o = run_nibble("run -m " + data_path("stories260K.bin") + kTok +
+                                 " -p \"Once upon a time\" -n 20 --temp 0");
     CHECK(o.exit_code == 0);
     CHECK(o.stderr_text.find("tokens/s") != std::string::npos);
 }

@@ -10,8 +10,8 @@
 #include "kernels/matmul_dispatch.h"
 #include "models/loader.h"
 #include "models/quantize_model.h"
-#include "tokenizer/tokenizer.h"
 #include "test_data.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace nibble;
 using nibble::test::data_path;
@@ -80,10 +80,10 @@ TEST_CASE("fast kernels keep perplexity within 0.5% of the reference path") {
         const double fast_int8 = fixture().ppl(m);
         set_matmul_activation_mode(ActivationMode::fp32);
         const double fast_fp32 = fixture().ppl(m);
-        MESSAGE(std::string(format_name(c.format)) << " g" << c.group << std::string(c.dq ? "+dq" : "") << ": reference "
-                                      << ref << ", fast int8 " << fast_int8 << ", fast fp32 "
-                                      << fast_fp32 << " (kernel "
-                                      << std::string(matmul_kernel_name(matmul_kernel())) << ")");
+        MESSAGE(std::string(format_name(c.format))
+                << " g" << c.group << std::string(c.dq ? "+dq" : "") << ": reference " << ref
+                << ", fast int8 " << fast_int8 << ", fast fp32 " << fast_fp32 << " (kernel "
+                << std::string(matmul_kernel_name(matmul_kernel())) << ")");
         CHECK(std::fabs(fast_int8 / ref - 1.0) < 0.005);
         CHECK(std::fabs(fast_fp32 / ref - 1.0) < 0.001);
     }

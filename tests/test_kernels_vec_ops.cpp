@@ -68,22 +68,26 @@ TEST_CASE("AVX2 vector kernels match the scalar reference") {
         auto y1 = d.y, y2 = d.y;
         fast->axpy_f32(0.7f, d.a.data(), y1.data(), n);
         ref.axpy_f32(0.7f, d.a.data(), y2.data(), n);
-        for (int i = 0; i < n; ++i) CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
+        for (int i = 0; i < n; ++i)
+            CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
         y1 = d.y, y2 = d.y;
         fast->axpy_f16(-1.3f, d.h.data(), y1.data(), n);
         ref.axpy_f16(-1.3f, d.h.data(), y2.data(), n);
-        for (int i = 0; i < n; ++i) CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
+        for (int i = 0; i < n; ++i)
+            CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
         y1 = d.y, y2 = d.y;
         fast->axpy_i8(0.02f, d.q.data(), y1.data(), n);
         ref.axpy_i8(0.02f, d.q.data(), y2.data(), n);
-        for (int i = 0; i < n; ++i) CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
+        for (int i = 0; i < n; ++i)
+            CHECK(y1[size_t(i)] == doctest::Approx(y2[size_t(i)]).epsilon(1e-6));
         // conversions and quantization are exact: same rounding rules
         std::vector<uint16_t> h1(static_cast<size_t>(n)), h2(static_cast<size_t>(n));
         fast->convert_f32_to_f16(d.a.data(), h1.data(), n);
         ref.convert_f32_to_f16(d.a.data(), h2.data(), n);
         CHECK(h1 == h2);
         std::vector<int8_t> q1(static_cast<size_t>(n)), q2(static_cast<size_t>(n));
-        CHECK(fast->quantize_i8(d.a.data(), q1.data(), n) == ref.quantize_i8(d.a.data(), q2.data(), n));
+        CHECK(fast->quantize_i8(d.a.data(), q1.data(), n) ==
+              ref.quantize_i8(d.a.data(), q2.data(), n));
         CHECK(q1 == q2);
     }
     // edge values: zeros, fp16 overflow and subnormals, exact halves

@@ -57,14 +57,17 @@ void check_greedy(const std::string& model_file) {
 
 }  // namespace
 
-TEST_CASE("greedy generation reproduces llama2.c from the .bin") { check_greedy("stories260K.bin"); }
+TEST_CASE("greedy generation reproduces llama2.c from the .bin") {
+    check_greedy("stories260K.bin");
+}
 
 TEST_CASE("greedy generation reproduces llama2.c from the GGUF") {
     check_greedy("stories260K.gguf");
 }
 
 TEST_CASE("first-step logits match llama2.c within 1e-4") {
-    const auto ref = nlohmann::json::parse(read_text(data_path("reference/stories260K_logits.json")));
+    const auto ref =
+        nlohmann::json::parse(read_text(data_path("reference/stories260K_logits.json")));
     for (const char* file : {"stories260K.bin", "stories260K.gguf"}) {
         const Model model = load_model(data_path(file));
         for (const auto& c : ref["cases"]) {
@@ -212,7 +215,9 @@ TEST_CASE("the llama2.c runq Q8_0 checkpoint dequantizes within half a step of t
     }
     // and it still tells the story: same first greedy words as the FP32 model
     const Tokenizer tok = Tokenizer::from_file(data_path("tok512.model"));
-    CHECK(greedy_text(q80, tok, "Once upon a time", 12, 8).rfind("Once upon a time, there was", 0) == 0);
+    CHECK(
+        greedy_text(q80, tok, "Once upon a time", 12, 8).rfind("Once upon a time, there was", 0) ==
+        0);
 }
 
 TEST_CASE("sampling: greedy, seeds, top-k 1 and repetition penalty") {

@@ -17,7 +17,7 @@ class SentencePieceProcessor;
 namespace nibble {
 
 class Tokenizer {
-public:
+  public:
     // A SentencePiece .model file, or a llama2.c tokenizer.bin (detected by content).
     // Throws std::runtime_error("<path>: <problem>") for a missing or bad file.
     static Tokenizer from_file(const std::string& path);
@@ -41,7 +41,7 @@ public:
     // The ModelProto bytes, to embed the tokenizer in a nibble model file.
     const std::string& serialized_proto() const { return proto_; }
 
-private:
+  private:
     friend class StreamDecoder;
     Tokenizer() = default;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
@@ -56,7 +56,7 @@ private:
 // incomplete UTF-8 character. The text of prompt + generation printed piece by
 // piece equals Tokenizer::decode of the whole sequence.
 class StreamDecoder {
-public:
+  public:
     explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
     // Returns the new text that `id` completes (possibly empty).
     std::string push(int32_t id);
@@ -65,7 +65,7 @@ public:
     std::string flush();
     void reset();
 
-private:
+  private:
     const Tokenizer* tokenizer_;
     std::vector<int32_t> ids_;   // ids since the last commit point
     size_t emitted_bytes_ = 0;   // bytes of the text of ids_ already returned

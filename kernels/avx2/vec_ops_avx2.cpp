@@ -34,7 +34,8 @@ inline __m256 load_f16x8(const uint16_t* p) {
 float dot_f32(const float* a, const float* b, int n) {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
     float s = hsum8(acc);
     for (; i < n; ++i) s += a[i] * b[i];
     return s;
@@ -43,7 +44,8 @@ float dot_f32(const float* a, const float* b, int n) {
 float dot_f16(const uint16_t* a, const float* b, int n) {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), acc);
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), acc);
     float s = hsum8(acc);
     for (; i < n; ++i) s += _cvtsh_ss(a[i]) * b[i];
     return s;
@@ -62,7 +64,8 @@ void axpy_f32(float alpha, const float* x, float* y, int n) {
     const __m256 va = _mm256_set1_ps(alpha);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     }
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
@@ -99,7 +102,8 @@ float quantize_i8(const float* x, int8_t* y, int n) {
     const __m256 sign_mask = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)));
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
@@ -112,7 +116,8 @@ float quantize_i8(const float* x, int8_t* y, int n) {
     for (; i + 8 <= n; i += 8) {
         const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
         // 8 int32 -> 8 int8 (values are within -127..127)
-        const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        const __m128i q16 =
+            _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
         const __m128i q8 = _mm_packs_epi16(q16, q16);
         _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), q8);
     }
@@ -123,10 +128,14 @@ float quantize_i8(const float* x, int8_t* y, int n) {
 }  // namespace vec_avx2
 
 const VecOps* vec_ops_avx2() {
-    static const VecOps ops{vec_avx2::dot_f32,  vec_avx2::dot_f16,
-                            vec_avx2::dot_i8,   vec_avx2::axpy_f32,
-                            vec_avx2::axpy_f16, vec_avx2::axpy_i8,
-                            vec_avx2::convert_f32_to_f16, vec_avx2::quantize_i8};
+    static const VecOps ops{vec_avx2::dot_f32,
+                            vec_avx2::dot_f16,
+                            vec_avx2::dot_i8,
+                            vec_avx2::axpy_f32,
+                            vec_avx2::axpy_f16,
+                            vec_avx2::axpy_i8,
+                            vec_avx2::convert_f32_to_f16,
+                            vec_avx2::quantize_i8};
     return cpu_features().avx2 ? &ops : nullptr;
 }
 
