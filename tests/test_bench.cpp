@@ -18,22 +18,12 @@ using nibble::test::data_path;
 
 namespace {
 
-struct Outcome {
-    int exit_code = -1;
-    std::string out;  // stdout, or stderr when asked
-};
+using nibble::test::Capture;
+using nibble::test::CliOutcome;
 
-Outcome run_nibble(const std::string& args, bool want_stderr = false) {
-    const std::string redirect = want_stderr ? " 2>&1 >/dev/null" : " 2>/dev/null";
-    FILE* pipe = popen((std::string(NIBBLE_BINARY) + " " + args + redirect).c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    Outcome o;
-    char buffer[4096];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) o.out.append(buffer, n);
-    const int status = pclose(pipe);
-    o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return o;
+CliOutcome run_nibble(const std::string& args, bool want_stderr = false) {
+    return nibble::test::run_nibble(args,
+                                    want_stderr ? Capture::stderr_only : Capture::stdout_only);
 }
 
 const std::string kModel = data_path("stories260K.bin");
@@ -41,10 +31,10 @@ const std::string kModel = data_path("stories260K.bin");
 }  // namespace
 
 TEST_CASE("bench -o json: one row per test with llama-bench's keys") {
-    const Outcome o = run_nibble("bench -m " + kModel + " -p 16 -n 4 -r 2 -t 1 -o json");
-    INFO(o.out);
+    const CliOutcome o = run_nibble("bench -m " + kModel + " -p 16 -n 4 -r 2 -t 1 -o json");
+    INFO(o.text);
     REQUIRE(o.exit_code == 0);
-    const auto rows = nlohmann::json::parse(o.out);
+    const auto rows = nlohmann::json::parse(o.text);
     REQUIRE(rows.is_array());
     REQUIRE(rows.size() == 2);
     const Model m = load_model(kModel);
@@ -85,11 +75,11 @@ TEST_CASE("bench -o json: one row per test with llama-bench's keys") {
 }
 
 TEST_CASE("bench: several thread counts and tests, roofline, markdown") {
-    const Outcome j = run_nibble("bench -m " + kModel +
-                                 " -p 8,16 -n 4 -r 1 -t 1,2 -o json --roofline --bw-mib 16");
-    INFO(j.out);
+    const CliOutcome j = run_nibble("bench -m " + kModel +
+                                    " -p 8,16 -n 4 -r 1 -t 1,2 -o json --roofline --bw-mib 16");
+    INFO(j.text);
     REQUIRE(j.exit_code == 0);
-    const auto rows = nlohmann::json::parse(j.out);
+    const auto rows = nlohmann::json::parse(j.text);
     REQUIRE(rows.size() == 6);
     std::vector<std::string> names;
     for (const auto& row : rows) {
@@ -104,15 +94,15 @@ TEST_CASE("bench: several thread counts and tests, roofline, markdown") {
     CHECK(fraction == doctest::Approx(rows[2]["weight_gbs"].get<double>() /
                                       rows[2]["bandwidth_gbs"].get<double>()));
 
-    const Outcome md =
+    const CliOutcome md =
         run_nibble("bench -m " + kModel + " -p 16 -n 4 -r 1 -t 1 --roofline --bw-mib 16");
-    INFO(md.out);
+    INFO(md.text);
     REQUIRE(md.exit_code == 0);
-    CHECK(md.out.find("| model | size | params | threads | test | t/s | GB/s | roofline |") == 0);
-    CHECK(md.out.find("| 1 | pp16 | ") != std::string::npos);
-    CHECK(md.out.find("| 1 | tg4 | ") != std::string::npos);
-    CHECK(md.out.find("weight bytes per decoded token") != std::string::npos);
-    CHECK(md.out.find("memory read bandwidth, 1 thread: ") != std::string::npos);
+    CHECK(md.text.find("| model | size | params | threads | test | t/s | GB/s | roofline |") == 0);
+    CHECK(md.text.find("| 1 | pp16 | ") != std::string::npos);
+    CHECK(md.text.find("| 1 | tg4 | ") != std::string::npos);
+    CHECK(md.text.find("weight bytes per decoded token") != std::string::npos);
+    CHECK(md.text.find("memory read bandwidth, 1 thread: ") != std::string::npos);
 }
 
 TEST_CASE("decode_weight_bytes and the bandwidth probe") {
@@ -159,10 +149,10 @@ TEST_CASE("bench: bad options exit 2 with one line; a bad model exits 1") {
     };
     for (const Case& c : cases) {
         CAPTURE(c.args);
-        const Outcome o = run_nibble(c.args, true);
-        CAPTURE(o.out);
+        const CliOutcome o = run_nibble(c.args, true);
+        CAPTURE(o.text);
         CHECK(o.exit_code == c.code);
-        CHECK(o.out.find(c.message) != std::string::npos);
-        CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 1);
+        CHECK(o.text.find(c.message) != std::string::npos);
+        CHECK(std::count(o.text.begin(), o.text.end(), '\n') == 1);
     }
 }

@@ -17,43 +17,24 @@ using nibble::test::read_text;
 
 namespace {
 
-struct Outcome {
-    int exit_code = -1;
-    bool signalled = false;
-    std::string stderr_text;
-};
-
-// Runs `nibble ARGS`, capturing stderr only.
-Outcome run_nibble(const std::string& args) {
-    const std::string command = std::string(NIBBLE_BINARY) + " " + args + " 2>&1 >/dev/null";
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    Outcome out;
-    char buffer[4096];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.stderr_text.append(buffer, n);
-    const int status = pclose(pipe);
-    out.signalled = WIFSIGNALED(status);
-    out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
-}
+using nibble::test::Capture;
+using nibble::test::CliOutcome;
+using nibble::test::run_nibble;
 
 void expect_error(const std::string& args, int code, const std::string& must_contain) {
     CAPTURE(args);
-    const Outcome o = run_nibble(args);
-    CAPTURE(o.stderr_text);
+    const CliOutcome o = run_nibble(args, Capture::stderr_only);
+    CAPTURE(o.text);
     CHECK_FALSE(o.signalled);
     CHECK(o.exit_code == code);
-    CHECK(o.stderr_text.find(must_contain) != std::string::npos);
+    CHECK(o.text.find(must_contain) != std::string::npos);
     // exactly one line
-    CHECK(std::count(o.stderr_text.begin(), o.stderr_text.end(), '\n') == 1);
-    CHECK(o.stderr_text.back() == '\n');
+    CHECK(std::count(o.text.begin(), o.text.end(), '\n') == 1);
+    CHECK(o.text.back() == '\n');
 }
 
 std::string temp_file(const std::string& name, const std::string& bytes) {
-    const auto dir = std::filesystem::temp_directory_path() / "nibble_cli_errors";
-    std::filesystem::create_directories(dir);
-    const auto path = dir / name;
+    const auto path = nibble::test::temp_dir("nibble_cli_errors") / name;
     std::ofstream(path, std::ios::binary) << bytes;
     return path.string();
 }
@@ -122,8 +103,9 @@ TEST_CASE("invalid options and prompts longer than the context") {
 }
 
 TEST_CASE("the quick-start run works and reports speed") {
-    const Outcome o = run_nibble("run -m " + data_path("stories260K.bin") + kTok +
-                                 " -p \"Once upon a time\" -n 20 --temp 0");
+    const CliOutcome o = run_nibble(
+        "run -m " + data_path("stories260K.bin") + kTok + " -p \"Once upon a time\" -n 20 --temp 0",
+        Capture::stderr_only);
     CHECK(o.exit_code == 0);
-    CHECK(o.stderr_text.find("tokens/s") != std::string::npos);
+    CHECK(o.text.find("tokens/s") != std::string::npos);
 }

@@ -26,35 +26,21 @@ using nibble::test::read_text;
 namespace {
 
 std::filesystem::path temp_dir() {
-    const auto dir = std::filesystem::temp_directory_path() / "nibble_test_synth";
-    std::filesystem::create_directories(dir);
-    return dir;
+    return nibble::test::temp_dir("nibble_test_synth");
 }
 
-struct Outcome {
-    int exit_code = -1;
-    std::string stderr_text;
-};
+using nibble::test::CliOutcome;
 
 // Runs `nibble ARGS`, capturing stderr only.
-Outcome run_nibble(const std::string& args) {
-    const std::string command = std::string(NIBBLE_BINARY) + " " + args + " 2>&1 >/dev/null";
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    Outcome out;
-    char buffer[4096];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.stderr_text.append(buffer, n);
-    const int status = pclose(pipe);
-    out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
+CliOutcome run_nibble(const std::string& args) {
+    return nibble::test::run_nibble(args, nibble::test::Capture::stderr_only);
 }
 
 std::string synth_file(const std::string& name, const std::string& extra) {
     const std::string path = (temp_dir() / name).string();
-    const Outcome o = run_nibble("synth --shape stories15m --tokenizer " +
-                                 data_path("tokenizer.model") + " -o " + path + " " + extra);
-    INFO(o.stderr_text);
+    const CliOutcome o = run_nibble("synth --shape stories15m --tokenizer " +
+                                    data_path("tokenizer.model") + " -o " + path + " " + extra);
+    INFO(o.text);
     REQUIRE(o.exit_code == 0);
     return path;
 }
@@ -286,11 +272,11 @@ TEST_CASE("synth: bad options give one line and exit code 2; bad files exit 1") 
     };
     for (const Case& c : cases) {
         CAPTURE(c.args);
-        const Outcome o = run_nibble(c.args);
-        CAPTURE(o.stderr_text);
+        const CliOutcome o = run_nibble(c.args);
+        CAPTURE(o.text);
         CHECK(o.exit_code == c.code);
-        CHECK(o.stderr_text.find(c.message) != std::string::npos);
-        CHECK(std::count(o.stderr_text.begin(), o.stderr_text.end(), '\n') == 1);
+        CHECK(o.text.find(c.message) != std::string::npos);
+        CHECK(std::count(o.text.begin(), o.text.end(), '\n') == 1);
     }
     CHECK_FALSE(std::filesystem::exists(out));
 }
