@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/layer_ops.h"
+#include "engine/profile.h"
 #include "kernels/matmul.h"
 
 namespace nibble {
@@ -81,45 +82,86 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
     }
     const size_t dim = size_t(c.dim), kv_dim = size_t(c.kv_dim());
     float* x = x_.data();
-    for (int b = 0; b < n; ++b) {
-        dequantize_row(model_->token_embedding.view, batch[size_t(b)].token, x + size_t(b) * dim);
+    // Each Timed block adds its wall time to the NIBBLE_PROFILE=1 report.
+    using Op = ProfileOp;
+    profile_count_call(n);
+    {
+        Timed t(Op::embedding, n);
+        for (int b = 0; b < n; ++b) {
+            dequantize_row(model_->token_embedding.view, batch[size_t(b)].token,
+                           x + size_t(b) * dim);
+        }
     }
 
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerWeights& w = model_->layers[size_t(l)];
         // Attention block: x += Wo attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn)
-        for (int b = 0; b < n; ++b) {
-            rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.attn_norm.f32(), c.dim,
-                    c.norm_eps);
+        {
+            Timed t(Op::rmsnorm, n);
+            for (int b = 0; b < n; ++b) {
+                rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.attn_norm.f32(), c.dim,
+                        c.norm_eps);
+            }
         }
-        matmul(w.wq.view, xb_.data(), n, q_.data());
-        matmul(w.wk.view, xb_.data(), n, k_.data());
-        matmul(w.wv.view, xb_.data(), n, v_.data());
-        for (int b = 0; b < n; ++b) {
-            const BatchToken& tok = batch[size_t(b)];
-            rope(&q_[size_t(b) * dim], c.n_heads, c.head_dim(), tok.pos, rope_freq_.data(),
-                 c.rope_style);
-            rope(&k_[size_t(b) * kv_dim], c.n_kv_heads, c.head_dim(), tok.pos, rope_freq_.data(),
-                 c.rope_style);
-            kv_.store(tok.seq, l, tok.pos, &k_[size_t(b) * kv_dim], &v_[size_t(b) * kv_dim]);
+        {
+            Timed t(Op::matmul_qkv, n);
+            matmul(w.wq.view, xb_.data(), n, q_.data());
+            matmul(w.wk.view, xb_.data(), n, k_.data());
+            matmul(w.wv.view, xb_.data(), n, v_.data());
         }
-        attention(batch, l);
-        matmul(w.wo.view, att_out_.data(), n, xb_.data());
-        add_into(x, xb_.data(), n * c.dim);
+        {
+            Timed t(Op::rope_kv_store, n);
+            for (int b = 0; b < n; ++b) {
+                const BatchToken& tok = batch[size_t(b)];
+                rope(&q_[size_t(b) * dim], c.n_heads, c.head_dim(), tok.pos, rope_freq_.data(),
+                     c.rope_style);
+                rope(&k_[size_t(b) * kv_dim], c.n_kv_heads, c.head_dim(), tok.pos,
+                     rope_freq_.data(), c.rope_style);
+                kv_.store(tok.seq, l, tok.pos, &k_[size_t(b) * kv_dim], &v_[size_t(b) * kv_dim]);
+            }
+        }
+        {
+            Timed t(Op::attention, n);
+            attention(batch, l);
+        }
+        {
+            Timed t(Op::matmul_wo, n);
+            matmul(w.wo.view, att_out_.data(), n, xb_.data());
+        }
+        {
+            Timed t(Op::residual, n);
+            add_into(x, xb_.data(), n * c.dim);
+        }
 
         // Feed-forward block: x += W_down (silu(W_gate xn) * (W_up xn))
-        for (int b = 0; b < n; ++b) {
-            rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
-                    c.norm_eps);
+        {
+            Timed t(Op::rmsnorm, n);
+            for (int b = 0; b < n; ++b) {
+                rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
+                        c.norm_eps);
+            }
         }
-        matmul(w.w_gate.view, xb_.data(), n, hidden_gate_.data());
-        matmul(w.w_up.view, xb_.data(), n, hidden_up_.data());
-        swiglu(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
-        matmul(w.w_down.view, hidden_gate_.data(), n, xb_.data());
-        add_into(x, xb_.data(), n * c.dim);
+        {
+            Timed t(Op::matmul_gate_up, n);
+            matmul(w.w_gate.view, xb_.data(), n, hidden_gate_.data());
+            matmul(w.w_up.view, xb_.data(), n, hidden_up_.data());
+        }
+        {
+            Timed t(Op::swiglu, n);
+            swiglu(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
+        }
+        {
+            Timed t(Op::matmul_down, n);
+            matmul(w.w_down.view, hidden_gate_.data(), n, xb_.data());
+        }
+        {
+            Timed t(Op::residual, n);
+            add_into(x, xb_.data(), n * c.dim);
+        }
     }
 
     // Final norm and classifier, only for the tokens whose logits are wanted.
+    Timed t(Op::matmul_output, n);
     int n_out = 0;
     for (int b = 0; b < n; ++b) {
         if (!batch[size_t(b)].want_logits) continue;

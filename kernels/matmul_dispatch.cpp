@@ -195,9 +195,13 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
 #pragma omp for schedule(static)
             for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
         }
-        // Dynamic: a thread that the OS delays does not hold up the others. Each
-        // output is still computed by one thread in a fixed order.
-#pragma omp for schedule(dynamic) nowait
+        // Static: each thread gets one contiguous range of rows, so it streams
+        // one run of memory (like a read-bandwidth probe) and its prefetches
+        // stay inside its range. Dynamic 16-row tasks interleaved the two
+        // threads' reads and reached only ~26 GB/s of weights when decoding on
+        // 2 threads against ~36 GB/s static (docs/BENCHMARKS.md, "Where the
+        // time goes"). Each output is computed by one thread in a fixed order.
+#pragma omp for schedule(static) nowait
         for (int64_t task = 0; task < n_tasks; ++task) {
             const int64_t r0 = task * kRowsPerTask;
             const int64_t r1 = std::min(l.rows, r0 + kRowsPerTask);
