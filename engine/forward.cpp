@@ -105,9 +105,8 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::matmul_qkv, n);
-            matmul(w.wq.view, xb_.data(), n, q_.data());
-            matmul(w.wk.view, xb_.data(), n, k_.data());
-            matmul(w.wv.view, xb_.data(), n, v_.data());
+            matmul({{&w.wq.view, q_.data()}, {&w.wk.view, k_.data()}, {&w.wv.view, v_.data()}},
+                   xb_.data(), n);
         }
         {
             Timed t(Op::rope_kv_store, n);
@@ -143,8 +142,8 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::matmul_gate_up, n);
-            matmul(w.w_gate.view, xb_.data(), n, hidden_gate_.data());
-            matmul(w.w_up.view, xb_.data(), n, hidden_up_.data());
+            matmul({{&w.w_gate.view, hidden_gate_.data()}, {&w.w_up.view, hidden_up_.data()}},
+                   xb_.data(), n);
         }
         {
             Timed t(Op::swiglu, n);

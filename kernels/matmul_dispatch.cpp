@@ -2,11 +2,14 @@
 // activation quantization and the split of output rows over OpenMP threads.
 #include "kernels/matmul_dispatch.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/activation_quant.h"
 #include "kernels/cpu_features.h"
@@ -130,15 +133,28 @@ ActivationMode matmul_activation_mode() {
     return g_activation_mode.load();
 }
 
-void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
-    const PackedLayout& l = w.layout;
-    if (n_tokens <= 0 || l.rows <= 0) return;
-    if (w.data == nullptr || x == nullptr || y == nullptr) {
-        throw std::runtime_error("matmul: null weight, activation or output pointer");
+namespace {
+
+// Same format, width and grouping: one quantized (or padded) X serves all.
+bool share_input(const PackedLayout& a, const PackedLayout& b) {
+    return a.format == b.format && a.cols == b.cols && a.padded_cols == b.padded_cols &&
+           a.group_size == b.group_size && a.groups_per_row == b.groups_per_row;
+}
+
+// y_i = W_i x for products[0..n) whose layouts all share_input with the first.
+void matmul_shared_input(const MatmulProduct* products, int n_products, const float* x,
+                         int n_tokens) {
+    const PackedLayout& l = products[0].w->layout;
+    for (int i = 0; i < n_products; ++i) {
+        const MatmulProduct& p = products[i];
+        if (p.w->data == nullptr || x == nullptr || p.y == nullptr) {
+            throw std::runtime_error("matmul: null weight, activation or output pointer");
+        }
     }
     const MatmulKernel kernel = matmul_kernel();
     if (kernel == MatmulKernel::reference) {
-        reference::matmul(w, x, n_tokens, y);
+        for (int i = 0; i < n_products; ++i)
+            reference::matmul(*products[i].w, x, n_tokens, products[i].y);
         return;
     }
     kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
@@ -181,37 +197,78 @@ void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
         xs = padded_x.data();
     }
 
-    const int64_t n_tasks = (l.rows + kRowsPerTask - 1) / kRowsPerTask;
-    const bool parallel = l.rows * l.padded_cols * n_tokens >= kMinParallelWork && n_tasks > 1;
+    // Work items: blocks of kRowsPerTask rows, numbered through all matrices in turn.
+    int64_t n_tasks = 0, total_rows = 0;
+    for (int i = 0; i < n_products; ++i) {
+        n_tasks += (products[i].w->layout.rows + kRowsPerTask - 1) / kRowsPerTask;
+        total_rows += products[i].w->layout.rows;
+    }
+    const bool parallel = total_rows * l.padded_cols * n_tokens >= kMinParallelWork && n_tasks > 1;
     // Few tokens (decoding): quantize on the calling thread, which saves a barrier.
     const bool quantize_in_parallel =
         use_int8 && parallel && int64_t(n_tokens) * l.cols >= kMinParallelQuantize;
     if (use_int8 && !quantize_in_parallel) {
         for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
     }
+    // Rows of tasks [t0, t1) of the whole list, matrix by matrix.
+    const auto run_tasks = [&](int64_t t0, int64_t t1) {
+        int64_t first = 0;  // first task of matrix i
+        for (int i = 0; i < n_products && first < t1; ++i) {
+            const MatrixView& w = *products[i].w;
+            const int64_t count = (w.layout.rows + kRowsPerTask - 1) / kRowsPerTask;
+            const int64_t a = std::max(t0, first) - first, b = std::min(t1, first + count) - first;
+            first += count;
+            if (a >= b) continue;
+            const int64_t r0 = a * kRowsPerTask, r1 = std::min(w.layout.rows, b * kRowsPerTask);
+            if (use_int8) {
+                int8_rows(w, qa, r0, r1, products[i].y);
+            } else {
+                fp32_rows(w, xs, x_stride, n_tokens, r0, r1, products[i].y);
+            }
+        }
+    };
 #pragma omp parallel if (parallel)
     {
         if (quantize_in_parallel) {
 #pragma omp for schedule(static)
             for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
         }
-        // Static: each thread gets one contiguous range of rows, so it streams
+        // Static: each thread gets one contiguous range of tasks, so it streams
         // one run of memory (like a read-bandwidth probe) and its prefetches
         // stay inside its range. Dynamic 16-row tasks interleaved the two
         // threads' reads and reached only ~26 GB/s of weights when decoding on
         // 2 threads against ~36 GB/s static (docs/BENCHMARKS.md, "Where the
-        // time goes"). Each output is computed by one thread in a fixed order.
-#pragma omp for schedule(static) nowait
-        for (int64_t task = 0; task < n_tasks; ++task) {
-            const int64_t r0 = task * kRowsPerTask;
-            const int64_t r1 = std::min(l.rows, r0 + kRowsPerTask);
-            if (use_int8) {
-                int8_rows(w, qa, r0, r1, y);
-            } else {
-                fp32_rows(w, xs, x_stride, n_tokens, r0, r1, y);
-            }
-        }
+        // time goes"). Each output is computed by one thread in a fixed order
+        // whatever the split (the kernels' results do not depend on r0, r1).
+        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+        run_tasks(n_tasks * thread / threads, n_tasks * (thread + 1) / threads);
     }
+}
+
+}  // namespace
+
+void matmul(const MatrixView& w, const float* x, int n_tokens, float* y) {
+    if (n_tokens <= 0 || w.layout.rows <= 0) return;
+    const MatmulProduct product{&w, y};
+    matmul_shared_input(&product, 1, x, n_tokens);
+}
+
+void matmul(std::initializer_list<MatmulProduct> products, const float* x, int n_tokens) {
+    if (n_tokens <= 0) return;
+    constexpr int kMaxProducts = 8;
+    MatmulProduct group[kMaxProducts];
+    int n = 0;
+    // Consecutive products that can share the input go in one call.
+    for (const MatmulProduct& p : products) {
+        if (p.w == nullptr) throw std::runtime_error("matmul: null weight matrix");
+        if (p.w->layout.rows <= 0) continue;
+        if (n > 0 && (n == kMaxProducts || !share_input(group[0].w->layout, p.w->layout))) {
+            matmul_shared_input(group, n, x, n_tokens);
+            n = 0;
+        }
+        group[n++] = p;
+    }
+    if (n > 0) matmul_shared_input(group, n, x, n_tokens);
 }
 
 }  // namespace nibble
