@@ -59,4 +59,10 @@ class ActivationBuffer {
 // Quantizes token t's activations x[0..cols) into qa (portable scalar code).
 void quantize_activation_row(const float* x, int t, const QuantizedActivations& qa);
 
+namespace kernels::avx2 {
+// The same result bit for bit with AVX2 (kernels/avx2; call only when the CPU
+// has AVX2).
+void quantize_activation_row(const float* x, int t, const QuantizedActivations& qa);
+}  // namespace kernels::avx2
+
 }  // namespace nibble

@@ -159,10 +159,12 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
     }
     kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
     kernels::Fp32RowsFn fp32_rows = kernels::scalar::matmul_rows_fp32;
+    void (*quantize_row)(const float*, int, const QuantizedActivations&) = quantize_activation_row;
 #if defined(__x86_64__)
     if (kernel == MatmulKernel::avx2) {
         int8_rows = kernels::avx2::matmul_rows_int8;
         fp32_rows = kernels::avx2::matmul_rows_fp32;
+        quantize_row = kernels::avx2::quantize_activation_row;
     }
 #endif
 #if defined(__aarch64__)
@@ -208,7 +210,7 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
     const bool quantize_in_parallel =
         use_int8 && parallel && int64_t(n_tokens) * l.cols >= kMinParallelQuantize;
     if (use_int8 && !quantize_in_parallel) {
-        for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
+        for (int t = 0; t < n_tokens; ++t) quantize_row(x, t, qa);
     }
     // Rows of tasks [t0, t1) of the whole list, matrix by matrix.
     const auto run_tasks = [&](int64_t t0, int64_t t1) {
@@ -231,7 +233,7 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
     {
         if (quantize_in_parallel) {
 #pragma omp for schedule(static)
-            for (int t = 0; t < n_tokens; ++t) quantize_activation_row(x, t, qa);
+            for (int t = 0; t < n_tokens; ++t) quantize_row(x, t, qa);
         }
         // Static: each thread gets one contiguous range of tasks, so it streams
         // one run of memory (like a read-bandwidth probe) and its prefetches
