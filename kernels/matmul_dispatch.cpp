@@ -60,6 +60,37 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 18;
 constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
 // Rows per OpenMP work item (a multiple of every kernel's row block).
 constexpr int64_t kRowsPerTask = 16;
+// Tasks an owner claims at a time from the front of its range.
+constexpr int64_t kOwnerChunk = 16;
+// Threads with their own task range; beyond this the ranges are shared out.
+constexpr int kMaxRanges = 64;
+
+// A thread's tasks [front, back) packed into one word, so that the owner
+// (taking from the front) and a thief (taking from the back) never both get
+// a task.
+struct alignas(64) TaskRange {
+    std::atomic<uint64_t> span{0};
+
+    void set(int64_t front, int64_t back) {
+        span.store(uint64_t(front) << 32 | uint64_t(back), std::memory_order_relaxed);
+    }
+    // Claims up to n tasks from the front (from_front) or the back into [a, b).
+    bool claim(bool from_front, int64_t n, int64_t& a, int64_t& b) {
+        uint64_t cur = span.load(std::memory_order_relaxed);
+        for (;;) {
+            const int64_t f = int64_t(cur >> 32), k = int64_t(cur & 0xffffffffu);
+            if (f >= k) return false;
+            const int64_t nf = from_front ? std::min(f + n, k) : f;
+            const int64_t nk = from_front ? k : std::max(k - n, f);
+            if (span.compare_exchange_weak(cur, uint64_t(nf) << 32 | uint64_t(nk),
+                                           std::memory_order_acq_rel)) {
+                a = from_front ? f : nk;
+                b = from_front ? nf : k;
+                return true;
+            }
+        }
+    }
+};
 
 }  // namespace
 
@@ -229,21 +260,35 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
             }
         }
     };
+    // Static split with stealing: thread i owns the i-th contiguous range of
+    // tasks and works through it from the front, so it streams one run of
+    // memory (like a read-bandwidth probe) and its prefetches stay inside its
+    // range. Dynamic 16-row tasks interleaved the two threads' reads and
+    // reached only ~26 GB/s of weights when decoding on 2 threads against
+    // ~36 GB/s static (docs/BENCHMARKS.md, "Where the time goes"). A thread
+    // that has finished takes single tasks from the back of the others'
+    // ranges, so one the OS delays does not hold up the matmul. Each output is
+    // computed by one thread in a fixed order whatever the split (the kernels'
+    // results do not depend on r0, r1).
+    const int n_ranges = parallel ? std::min(omp_get_max_threads(), kMaxRanges) : 1;
+    TaskRange ranges[kMaxRanges];
+    for (int i = 0; i < n_ranges; ++i)
+        ranges[i].set(n_tasks * i / n_ranges, n_tasks * (i + 1) / n_ranges);
 #pragma omp parallel if (parallel)
     {
         if (quantize_in_parallel) {
 #pragma omp for schedule(static)
             for (int t = 0; t < n_tokens; ++t) quantize_row(x, t, qa);
         }
-        // Static: each thread gets one contiguous range of tasks, so it streams
-        // one run of memory (like a read-bandwidth probe) and its prefetches
-        // stay inside its range. Dynamic 16-row tasks interleaved the two
-        // threads' reads and reached only ~26 GB/s of weights when decoding on
-        // 2 threads against ~36 GB/s static (docs/BENCHMARKS.md, "Where the
-        // time goes"). Each output is computed by one thread in a fixed order
-        // whatever the split (the kernels' results do not depend on r0, r1).
-        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
-        run_tasks(n_tasks * thread / threads, n_tasks * (thread + 1) / threads);
+        const int me = omp_get_thread_num();
+        int64_t a = 0, b = 0;
+        if (me < n_ranges) {
+            while (ranges[me].claim(true, kOwnerChunk, a, b)) run_tasks(a, b);
+        }
+        for (int k = 1; k < n_ranges; ++k) {
+            TaskRange& other = ranges[(me + k) % n_ranges];
+            while (other.claim(false, 1, a, b)) run_tasks(a, b);
+        }
     }
 }
 

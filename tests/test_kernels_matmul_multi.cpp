@@ -1,6 +1,7 @@
 // matmul() over several weight matrices sharing one input (Wq/Wk/Wv, gate/up):
 // bitwise the same as one matmul() per matrix, for every kernel variant, token
-// counts of 1 (decoding) and several, 1 and 2 threads, row counts that are not
+// counts of 1 (decoding) and several, 1, 2, 3 and 5 threads (each owns a range
+// of rows, finished threads steal from the others), row counts that are not
 // multiples of the 16-row work item, and mixed formats (run one after another).
 #include <doctest/doctest.h>
 
@@ -68,7 +69,7 @@ void check_same_as_separate(const Matrix& a, const Matrix& b, const Matrix& c, i
         single[i].assign(size_t(n_tokens) * size_t(ms[i]->layout.rows), 0.0f);
         matmul(ms[i]->view, x.data(), n_tokens, single[i].data());
     }
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, 3, 5}) {
         CAPTURE(threads);
         set_threads(threads);
         for (int i = 0; i < 3; ++i) fused[i].assign(single[i].size(), -1.0f);
