@@ -48,8 +48,11 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     const int group = c.n_heads / c.n_kv_heads;
     const float inv_sqrt = 1.0f / std::sqrt(float(head_dim));
     const int n_work = int(batch.size()) * c.n_heads;
-#pragma omp parallel for schedule(dynamic, \
-                                  1) if (n_work * (batch.back().pos + 1) * head_dim > (1 << 14))
+    // Threads only pay off above ~2^18 multiply-adds (scores plus weighted values).
+    int64_t positions = 0;
+    for (const BatchToken& tok : batch) positions += tok.pos + 1;
+    const bool parallel = positions * c.n_heads * head_dim * 2 > (int64_t(1) << 18);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int work = 0; work < n_work; ++work) {
         const int b = work / c.n_heads;
         const int h = work % c.n_heads;
