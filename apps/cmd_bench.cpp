@@ -152,15 +152,13 @@ int bench_command(int argc, char** argv) {
     const std::vector<int> gens = parse_int_list("--n-gen", args["n-gen"].as<std::string>(), 1);
     std::vector<int> threads = parse_int_list("--threads", args["threads"].as<std::string>(), 0);
     const int reps = args["repetitions"].as<int>();
-    const int batch_size = args["batch-size"].as<int>();
+    const int batch_size = batch_size_option(args);
     const std::string output = args["output"].as<std::string>();
-    const auto kv = parse_kv_type(args["kv"].as<std::string>());
+    const KvType kv = kv_option(args);
     const int bw_mib = args["bw-mib"].as<int>();
     const bool roofline = args.count("roofline") > 0;
     if (reps < 1) throw UsageError("--repetitions must be >= 1");
-    if (batch_size < 1 || batch_size > 4096) throw UsageError("--batch-size must be in 1..4096");
     if (output != "md" && output != "json") throw UsageError("--output must be md or json");
-    if (!kv) throw UsageError("--kv must be f32, f16 or int8");
     if (bw_mib < 16) throw UsageError("--bw-mib must be >= 16");
     for (int& t : threads) t = t == 0 ? set_threads(0) : t;  // 0: physical cores
 
@@ -171,7 +169,7 @@ int bench_command(int argc, char** argv) {
     RuntimeOptions ro;
     ro.context = std::max(max_prompt, max_gen);
     ro.max_batch = std::min(batch_size, max_prompt);
-    ro.kv_type = *kv;
+    ro.kv_type = kv;
     InferenceState state(model, ro);
     std::vector<BatchToken> batch(size_t(ro.max_batch));
     // Random token ids (llama-bench does the same): the speed does not depend on them.
@@ -227,7 +225,7 @@ int bench_command(int argc, char** argv) {
             row["model_n_params"] = n_params;
             row["n_batch"] = ro.max_batch;
             row["n_threads"] = nt;
-            row["type_kv"] = kv_type_name(*kv);
+            row["type_kv"] = kv_type_name(kv);
             row["test"] = name;
             row["n_prompt"] = test.prompt ? test.n : 0;
             row["n_gen"] = test.prompt ? 0 : test.n;
@@ -265,7 +263,7 @@ int bench_command(int argc, char** argv) {
         std::printf(
             "\nweight bytes per decoded token: %.1f MB (every linear layer, the output "
             "layer, norms, one embedding row); KV cache %s, batch %d\n",
-            double(token_bytes) / 1e6, kv_type_name(*kv), ro.max_batch);
+            double(token_bytes) / 1e6, kv_type_name(kv), ro.max_batch);
         std::printf("%s", notes.c_str());
     }
     return 0;

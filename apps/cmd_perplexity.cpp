@@ -31,11 +31,9 @@ int perplexity_command(int argc, char** argv) {
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     if (!args.count("file")) throw UsageError("missing --file (-f)");
     const int context = args["ctx-size"].as<int>();
-    const int batch = args["batch-size"].as<int>();
+    const int batch = batch_size_option(args);
     if (context < 0 || context == 1) throw UsageError("--ctx-size must be 0 or at least 2");
-    if (batch <= 0 || batch > 4096) throw UsageError("--batch-size must be in 1..4096");
-    const auto kv = parse_kv_type(args["kv"].as<std::string>());
-    if (!kv) throw UsageError("--kv must be f32, f16 or int8");
+    const KvType kv = kv_option(args);
     set_threads(args["threads"].as<int>());
 
     const std::string text_path = args["file"].as<std::string>();
@@ -54,7 +52,7 @@ int perplexity_command(int argc, char** argv) {
     RuntimeOptions ro;
     ro.context = context > 0 ? context : model.config.max_seq_len;
     ro.max_batch = batch;
-    ro.kv_type = *kv;
+    ro.kv_type = kv;
     InferenceState state(model, ro);
     const PerplexityResult r = perplexity(state, docs, tokenizer.bos_id());
     std::printf("documents %d, scored tokens %lld, truncated %d, mean NLL %.6f, perplexity %.6f\n",

@@ -38,7 +38,7 @@ int run_command(int argc, char** argv) {
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     const int n_predict = args["n-predict"].as<int>();
     const int context = args["ctx-size"].as<int>();
-    const int batch = args["batch-size"].as<int>();
+    const int batch = batch_size_option(args);
     SamplerParams sp;
     sp.temperature = args["temp"].as<float>();
     sp.top_k = args["top-k"].as<int>();
@@ -50,13 +50,11 @@ int run_command(int argc, char** argv) {
     sp.seed = seed < 0 ? std::random_device{}() : uint64_t(seed);
     if (n_predict < 0) throw UsageError("--n-predict must be >= 0");
     if (context < 0) throw UsageError("--ctx-size must be >= 0");
-    if (batch <= 0 || batch > 4096) throw UsageError("--batch-size must be in 1..4096");
     if (!(sp.temperature >= 0)) throw UsageError("--temp must be >= 0");
     if (!(sp.top_p > 0 && sp.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
     if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw UsageError("--min-p must be in [0, 1]");
     if (!(sp.repeat_penalty > 0)) throw UsageError("--repeat-penalty must be > 0");
-    const auto kv = parse_kv_type(args["kv"].as<std::string>());
-    if (!kv) throw UsageError("--kv must be f32, f16 or int8");
+    const KvType kv = kv_option(args);
     set_threads(args["threads"].as<int>());
 
     const Model model = load_model(args["model"].as<std::string>());
@@ -64,7 +62,7 @@ int run_command(int argc, char** argv) {
     RuntimeOptions ro;
     ro.context = context > 0 ? context : model.config.max_seq_len;
     ro.max_batch = batch;
-    ro.kv_type = *kv;
+    ro.kv_type = kv;
     const std::vector<int32_t> prompt = tokenizer.encode(args["prompt"].as<std::string>(), true);
     if (int(prompt.size()) > ro.context) {
         throw UsageError("--prompt has " + std::to_string(prompt.size()) +

@@ -1,9 +1,11 @@
 // Subcommands of the nibble command line. Each takes the arguments after its
 // name (argv[0] is "nibble <command>") and returns the process exit code.
 #pragma once
+#include <cxxopts.hpp>
 #include <memory>
 #include <string>
 
+#include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -25,6 +27,11 @@ struct UsageError : std::runtime_error {
 // carries, else a tokenizer file next to the model (tokenizer.model,
 // tokenizer.bin, tok<vocab>.model, tok<vocab>.bin) whose vocabulary size matches.
 Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_path);
+
+// The validated values of the options several commands share:
+// --kv (f32, f16, int8) and --batch-size (1..4096).
+KvType kv_option(const cxxopts::ParseResult& args);
+int batch_size_option(const cxxopts::ParseResult& args);
 
 // Sets the OpenMP thread count; n <= 0 means the number of physical cores.
 int set_threads(int n);

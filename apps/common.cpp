@@ -46,6 +46,18 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
                              "pass --tokenizer PATH");
 }
 
+KvType kv_option(const cxxopts::ParseResult& args) {
+    const auto kv = parse_kv_type(args["kv"].as<std::string>());
+    if (!kv) throw UsageError("--kv must be f32, f16 or int8");
+    return *kv;
+}
+
+int batch_size_option(const cxxopts::ParseResult& args) {
+    const int batch = args["batch-size"].as<int>();
+    if (batch <= 0 || batch > 4096) throw UsageError("--batch-size must be in 1..4096");
+    return batch;
+}
+
 int set_threads(int n) {
     if (n <= 0) {
         // Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.

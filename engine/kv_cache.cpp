@@ -88,39 +88,6 @@ void KvCache::store(int seq, int layer, int pos, const float* key, const float* 
     }
 }
 
-float KvCache::key_dot(int seq, int layer, int pos, int kv_head, const float* q) const {
-    const size_t s = slot(seq, layer, pos);
-    const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
-    switch (type_) {
-        case KvType::f32:
-            return dot_f32(&keys_f32_[at], q, head_dim_);
-        case KvType::f16:
-            return dot_f16(&keys_f16_[at], q, head_dim_);
-        case KvType::int8:
-            return dot_i8(&keys_i8_[at], key_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)], q,
-                          head_dim_);
-    }
-    return 0.0f;
-}
-
-void KvCache::accumulate_value(int seq, int layer, int pos, int kv_head, float weight,
-                               float* out) const {
-    const size_t s = slot(seq, layer, pos);
-    const size_t at = s * size_t(kv_dim_) + size_t(kv_head) * size_t(head_dim_);
-    switch (type_) {
-        case KvType::f32:
-            axpy_f32(weight, &values_f32_[at], out, head_dim_);
-            break;
-        case KvType::f16:
-            axpy_f16(weight, &values_f16_[at], out, head_dim_);
-            break;
-        case KvType::int8:
-            axpy_i8(weight * value_scales_[s * size_t(n_kv_heads_) + size_t(kv_head)],
-                    &values_i8_[at], out, head_dim_);
-            break;
-    }
-}
-
 void KvCache::key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
                          float* scores) const {
     const VecOps& ops = vec_ops();
@@ -169,21 +136,6 @@ void KvCache::weighted_values(int seq, int layer, int kv_head, const float* weig
                 break;
         }
     }
-}
-
-void KvCache::load_key(int seq, int layer, int pos, int kv_head, float* out) const {
-    for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
-    std::vector<float> unit;  // not on the hot path: used by tests
-    for (int i = 0; i < head_dim_; ++i) {
-        unit.assign(size_t(head_dim_), 0.0f);
-        unit[size_t(i)] = 1.0f;
-        out[i] = key_dot(seq, layer, pos, kv_head, unit.data());
-    }
-}
-
-void KvCache::load_value(int seq, int layer, int pos, int kv_head, float* out) const {
-    for (int i = 0; i < head_dim_; ++i) out[i] = 0.0f;
-    accumulate_value(seq, layer, pos, kv_head, 1.0f, out);
 }
 
 }  // namespace nibble

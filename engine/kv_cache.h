@@ -26,12 +26,6 @@ class KvCache {
 
     // Stores key and value (kv_dim floats each) of one token.
     void store(int seq, int layer, int pos, const float* key, const float* value);
-    // Reads them back as FP32 (head `kv_head`, head_dim floats).
-    void load_key(int seq, int layer, int pos, int kv_head, float* out) const;
-    void load_value(int seq, int layer, int pos, int kv_head, float* out) const;
-    // Dot product of q (head_dim) with the stored key, and out += weight * value.
-    float key_dot(int seq, int layer, int pos, int kv_head, const float* q) const;
-    void accumulate_value(int seq, int layer, int pos, int kv_head, float weight, float* out) const;
     // Attention over positions 0..n-1 of one kv head:
     // scores[t] = scale * (q . key[t]), and out = sum_t weights[t] * value[t].
     void key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
