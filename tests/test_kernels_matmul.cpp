@@ -18,6 +18,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "kernels/matmul_variants.h"
+#include "test_skip.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -401,8 +402,8 @@ TEST_CASE("f32 and f16 weights: every fast kernel matches the reference") {
     }
 }
 
-TEST_CASE("1 and 2 threads give bitwise identical results") {
 #ifdef _OPENMP
+TEST_CASE("1 and 2 threads give bitwise identical results") {
     SettingsGuard guard;
     std::mt19937 rng(5);
     const int saved = omp_get_max_threads();
@@ -429,10 +430,11 @@ TEST_CASE("1 and 2 threads give bitwise identical results") {
         }
     }
     omp_set_num_threads(saved);
-#else
-    MESSAGE("built without OpenMP: single-threaded only");
-#endif
 }
+#else
+TEST_CASE("1 and 2 threads give bitwise identical results" *
+          nibble::test::skip_unless(false, "built without OpenMP: single-threaded only")) {}
+#endif
 
 TEST_CASE("kernel selection") {
     SettingsGuard guard;

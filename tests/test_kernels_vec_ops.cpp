@@ -7,6 +7,7 @@
 
 #include "kernels/fp16.h"
 #include "kernels/vec_ops.h"
+#include "test_skip.h"
 
 using namespace nibble;
 
@@ -41,12 +42,11 @@ double dot_bound(const float* a, const float* b, int n) {
 
 }  // namespace
 
-TEST_CASE("AVX2 vector kernels match the scalar reference") {
+TEST_CASE("AVX2 vector kernels match the scalar reference" *
+          nibble::test::skip_unless(vec_ops_avx2() != nullptr,
+                                    "no AVX2 on this CPU: only the scalar kernels exist here")) {
     const VecOps* fast = vec_ops_avx2();
-    if (fast == nullptr) {
-        MESSAGE("no AVX2 on this CPU: only the scalar kernels exist here");
-        return;
-    }
+    REQUIRE(fast != nullptr);
     const VecOps& ref = vec_ops_scalar();
     for (int n : {1, 7, 8, 9, 16, 31, 64, 100, 128, 257}) {
         CAPTURE(n);

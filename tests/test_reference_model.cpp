@@ -220,62 +220,6 @@ TEST_CASE("the llama2.c runq Q8_0 checkpoint dequantizes within half a step of t
         0);
 }
 
-TEST_CASE("sampling: greedy, seeds, top-k 1 and repetition penalty") {
-    std::vector<float> logits = {1.0f, 3.0f, 3.0f, -2.0f, 0.5f};
-    CHECK(argmax(logits.data(), 5) == 1);  // ties go to the lowest id
-    SamplerParams greedy;
-    greedy.temperature = 0.0f;
-    Sampler g(greedy, 5);
-    auto copy = logits;
-    CHECK(g.sample(copy.data(), {}) == 1);
-    // repetition penalty pushes a repeated token below its tie partner
-    SamplerParams penal = greedy;
-    penal.repeat_penalty = 1.5f;
-    Sampler p(penal, 5);
-    copy = logits;
-    const std::vector<int32_t> history = {1};
-    CHECK(p.sample(copy.data(), history) == 2);
-    CHECK(copy[1] == doctest::Approx(2.0f));
-    // same seed, same sequence; different seed, different sequence
-    auto draw = [&](uint64_t seed) {
-        SamplerParams sp;
-        sp.seed = seed;
-        sp.temperature = 1.5f;
-        sp.top_k = 0;
-        sp.top_p = 1.0f;
-        sp.min_p = 0.0f;
-        Sampler s(sp, 5);
-        std::vector<int32_t> out;
-        for (int i = 0; i < 64; ++i) {
-            auto l = logits;
-            out.push_back(s.sample(l.data(), {}));
-        }
-        return out;
-    };
-    CHECK(draw(7) == draw(7));
-    CHECK(draw(7) != draw(8));
-    // top-k 1 is greedy whatever the temperature; min-p 1 keeps only the best
-    SamplerParams k1;
-    k1.top_k = 1;
-    k1.temperature = 5.0f;
-    Sampler s1(k1, 5);
-    for (int i = 0; i < 20; ++i) {
-        auto l = logits;
-        CHECK(s1.sample(l.data(), {}) == 1);
-    }
-    // top-p keeps the smallest prefix reaching p: logits {10, 0, ...} -> only id 0
-    SamplerParams tp;
-    tp.top_k = 0;
-    tp.top_p = 0.5f;
-    tp.min_p = 0.0f;
-    tp.temperature = 1.0f;
-    Sampler s2(tp, 5);
-    for (int i = 0; i < 20; ++i) {
-        std::vector<float> l = {0.0f, 10.0f, 0.0f, 0.0f, 0.0f};
-        CHECK(s2.sample(l.data(), {}) == 1);
-    }
-}
-
 TEST_CASE("seeded generation is reproducible through the whole stack") {
     const Model model = load_model(data_path("stories260K.bin"));
     const Tokenizer tok = Tokenizer::from_file(data_path("tok512.model"));
