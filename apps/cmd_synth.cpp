@@ -11,19 +11,31 @@ namespace nibble::app {
 
 namespace {
 
-std::string default_tokenizer() {
-#ifdef NIBBLE_DEFAULT_TOKENIZER
-    return NIBBLE_DEFAULT_TOKENIZER;
-#else
-    return "";
-#endif
-}
-
 std::optional<ScaleRule> parse_rule(const std::string& name) {
     if (name == "simple") return ScaleRule::simple;
     if (name == "q4_minus8" || name == "minus8") return ScaleRule::q4_minus8;
     if (name == "search") return ScaleRule::search;
     return std::nullopt;
+}
+
+// The serialized tokenizer to embed: the one at `tokenizer_path`, which must
+// match the shape's vocabulary, or none (said on stderr) when no path is given.
+std::string synth_tokenizer_proto(const std::string& tokenizer_path, const SynthShape& shape,
+                                  const std::string& output) {
+    if (tokenizer_path.empty()) {
+        std::fprintf(stderr,
+                     "synth: no --tokenizer: %s will carry no tokenizer (pass --tokenizer to "
+                     "'nibble run', or put tokenizer.model next to it)\n",
+                     output.c_str());
+        return "";
+    }
+    const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_path);
+    if (tokenizer.vocab_size() != shape.config.vocab_size) {
+        throw std::runtime_error(tokenizer_path + ": tokenizer has " +
+                                 std::to_string(tokenizer.vocab_size()) + " tokens, " + shape.name +
+                                 " needs " + std::to_string(shape.config.vocab_size));
+    }
+    return tokenizer.serialized_proto();
 }
 
 }  // namespace
@@ -41,8 +53,8 @@ int synth_command(int argc, char** argv) {
         "rule", "scale rule: q4_minus8, simple, search (search: ~0.2 s per million weights)",
         cxxopts::value<std::string>()->default_value("q4_minus8"))(
         "seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))(
-        "tokenizer", "SentencePiece tokenizer (32000 pieces) to embed",
-        cxxopts::value<std::string>()->default_value(default_tokenizer()))(
+        "tokenizer", "SentencePiece tokenizer (32000 pieces) to embed (none: no tokenizer)",
+        cxxopts::value<std::string>()->default_value(""))(
         "t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))(
         "o,output", "output nibble file", cxxopts::value<std::string>())("h,help",
                                                                          "show this help");
@@ -74,23 +86,16 @@ int synth_command(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }
-    const std::string tokenizer_path = args["tokenizer"].as<std::string>();
-    if (tokenizer_path.empty()) throw UsageError("missing --tokenizer (no default was configured)");
     const int threads = set_threads(args["threads"].as<int>());
-
-    const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_path);
-    if (tokenizer.vocab_size() != shape.config.vocab_size) {
-        throw std::runtime_error(tokenizer_path + ": tokenizer has " +
-                                 std::to_string(tokenizer.vocab_size()) + " tokens, " + shape.name +
-                                 " needs " + std::to_string(shape.config.vocab_size));
-    }
+    const std::string tokenizer_proto =
+        synth_tokenizer_proto(args["tokenizer"].as<std::string>(), shape, path);
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     int last_percent = -1;
     const SynthResult r = write_synth_model(
-        shape, so, tokenizer.serialized_proto(), path,
+        shape, so, tokenizer_proto, path,
         [&](uint64_t done, uint64_t total, const std::string& name) {
             // A line each 5% of the file, and one at the end.
             const int percent = int(100.0 * double(done) / double(total));

@@ -6,6 +6,7 @@
 #include <exception>
 #include <string>
 
+#include "apps/build_info.h"
 #include "apps/commands.h"
 
 namespace {
@@ -20,7 +21,7 @@ void print_usage() {
         "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
         "  synth       random-weight model: nibble synth --shape llama2-7b -o FILE\n"
         "  bench       speed (pp/tg t/s):   nibble bench -m MODEL -t 1,2 --roofline\n"
-        "run 'nibble <command> --help' for its options\n",
+        "run 'nibble <command> --help' for its options, 'nibble --version' for the build\n",
         stdout);
 }
 
@@ -32,6 +33,15 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string command = argv[1];
+    if (command == "--version") {
+        try {
+            nibble::app::print_version(stdout);
+            return 0;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "nibble --version: error: %s\n", e.what());
+            return 1;
+        }
+    }
     int (*handler)(int, char**) = nullptr;
     if (command == "run") handler = nibble::app::run_command;
     if (command == "info") handler = nibble::app::info_command;

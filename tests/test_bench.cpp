@@ -1,7 +1,6 @@
 // nibble bench: llama-bench style JSON and markdown output, the weight bytes a
 // decoded token reads, the memory bandwidth probe, and clean option errors.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>

@@ -1,7 +1,6 @@
 // Bad input through the command line: one line on stderr naming the file or
 // option, a non-zero exit code, never a crash.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>

@@ -3,12 +3,16 @@
 #pragma once
 #include <doctest/doctest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace nibble::test {
 
@@ -23,10 +27,23 @@ inline std::string read_text(const std::string& path) {
     return s.str();
 }
 
-// A fresh-enough folder under the system temp directory, created on demand.
+// A folder of this test process under the system temp directory, created on
+// demand ("<name>_<pid>": tests of other builds or worktrees running at the same
+// time never share it) and removed with everything in it when the process exits.
 inline std::filesystem::path temp_dir(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / name;
-    std::filesystem::create_directories(dir);
+    struct RemoveAtExit {
+        std::vector<std::filesystem::path> dirs;
+        ~RemoveAtExit() {
+            for (const auto& d : dirs) {
+                std::error_code ignored;
+                std::filesystem::remove_all(d, ignored);
+            }
+        }
+    };
+    static RemoveAtExit created;
+    const auto dir =
+        std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()));
+    if (std::filesystem::create_directories(dir)) created.dirs.push_back(dir);
     return dir;
 }
 
@@ -53,6 +70,26 @@ inline CliOutcome run_nibble(const std::string& args, Capture capture) {
     out.signalled = WIFSIGNALED(status);
     out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return out;
+}
+
+struct CliStreams {
+    int exit_code = -1;  // -1 when the process did not exit normally
+    std::string out, err;
+};
+
+// Runs `nibble ARGS` on one OpenMP thread with stdout and stderr captured
+// separately (through files in this process's temporary folder).
+inline CliStreams run_nibble_streams(const std::string& args) {
+    const auto dir = temp_dir("nibble_cli_streams");
+    const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
+    const std::string cmd = std::string("OMP_NUM_THREADS=1 '") + NIBBLE_BINARY + "' " + args +
+                            " >'" + out + "' 2>'" + err + "'";
+    const int status = std::system(cmd.c_str());
+    CliStreams r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read_text(out);
+    r.err = read_text(err);
+    return r;
 }
 
 }  // namespace nibble::test

@@ -16,6 +16,7 @@
 #include "models/gguf.h"
 #include "models/gguf_reader.h"
 #include "models/loader.h"
+#include "test_data.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace nibble;
@@ -27,9 +28,7 @@ const std::string kGguf = kData + "/stories260K.gguf";
 const std::string kBin = kData + "/stories260K.bin";
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / "nibble_test_gguf_model";
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_gguf_model") / name).string();
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {

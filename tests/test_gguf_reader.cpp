@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "models/gguf_reader.h"
+#include "test_data.h"
 
 using namespace nibble;
 
@@ -32,9 +33,7 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() / "nibble_test_gguf_reader";
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_gguf_reader") / name).string();
 }
 
 void write_bytes(const std::string& path, const uint8_t* data, size_t n) {

@@ -2,7 +2,6 @@
 // loaded back by mmap -- same bytes, pointers into the mapping, same logits bit for
 // bit, tokenizer carried.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -21,10 +20,7 @@ using nibble::test::data_path;
 namespace {
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("nibble_test_nibble_file_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_nibble_file") / name).string();
 }
 
 Model stories_with_tokenizer() {

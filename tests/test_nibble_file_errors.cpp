@@ -1,7 +1,6 @@
 // nibble model files that are truncated, corrupted or from a future version are
 // refused with a std::runtime_error whose message starts with the file path.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -22,10 +21,7 @@ using ordered_json = nlohmann::ordered_json;
 namespace {
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("nibble_test_nibble_file_errors_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_nibble_file_errors") / name).string();
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

@@ -3,7 +3,6 @@
 // quantization on a written file.
 #include <doctest/doctest.h>
 #include <omp.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -19,10 +18,7 @@ using nibble::test::data_path;
 namespace {
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("nibble_test_quantize_model_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_quantize_model") / name).string();
 }
 
 const Model& stories() {

@@ -2,8 +2,6 @@
 // described by `nibble info`, tells a story with `nibble run`, keeps its
 // perplexity close to FP32, and bad options exit with code 2 and one line.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,29 +19,11 @@ using nibble::test::read_text;
 namespace {
 
 std::string temp_path(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("nibble_test_quantize_cli_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_quantize_cli") / name).string();
 }
 
-struct Run {
-    int status = -1;
-    std::string out, err;
-};
-
-// Runs `nibble ARGS` with stdout and stderr captured in files.
-Run nibble_cli(const std::string& args) {
-    const std::string out = temp_path("stdout.txt"), err = temp_path("stderr.txt");
-    const std::string cmd = std::string("OMP_NUM_THREADS=1 '") + NIBBLE_BINARY + "' " + args +
-                            " >'" + out + "' 2>'" + err + "'";
-    const int raw = std::system(cmd.c_str());
-    Run r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = read_text(out);
-    r.err = read_text(err);
-    return r;
-}
+using nibble::test::CliStreams;
+using nibble::test::run_nibble_streams;
 
 // Perplexity on the first documents of the TinyStories excerpt.
 double perplexity_of(const Model& model, const Tokenizer& tok) {
@@ -64,27 +44,28 @@ double perplexity_of(const Model& model, const Tokenizer& tok) {
 
 TEST_CASE("nibble quantize writes a 4-bit stories260K that info, run and perplexity accept") {
     const std::string out = temp_path("out.nbl");
-    const Run q = nibble_cli("quantize '" + data_path("stories260K.bin") + "' '" + out +
-                             "' --format q4 --group-size 32");
+    const CliStreams q = run_nibble_streams("quantize '" + data_path("stories260K.bin") + "' '" +
+                                            out + "' --format q4 --group-size 32");
     CAPTURE(q.err);
-    REQUIRE(q.status == 0);
+    REQUIRE(q.exit_code == 0);
     // The per-tensor table and totals, and a progress bar on stderr.
     CHECK(q.out.find("blk.4.ffn_down.weight") != std::string::npos);
     CHECK(q.out.find("rel RMS") != std::string::npos);
     CHECK(q.out.find("bits per weight") != std::string::npos);
     CHECK(q.err.find("48/48") != std::string::npos);
 
-    const Run info = nibble_cli("info '" + out + "'");
-    REQUIRE(info.status == 0);
+    const CliStreams info = run_nibble_streams("info '" + out + "'");
+    REQUIRE(info.exit_code == 0);
     CHECK(info.out.find("(nibble)") != std::string::npos);
     CHECK(info.out.find("blk.0.attn_q.weight          q4 ") != std::string::npos);
     CHECK(info.out.find("token_embd.weight            q8 ") != std::string::npos);
     CHECK(info.out.find("carried by the file") != std::string::npos);
 
     // No --tokenizer: the file carries it.
-    const Run run = nibble_cli("run -m '" + out + "' -p 'Once upon a time' -n 40 --temp 0 -t 1");
+    const CliStreams run =
+        run_nibble_streams("run -m '" + out + "' -p 'Once upon a time' -n 40 --temp 0 -t 1");
     CAPTURE(run.err);
-    REQUIRE(run.status == 0);
+    REQUIRE(run.exit_code == 0);
     CAPTURE(run.out);
     CHECK(run.out.rfind("Once upon a time", 0) == 0);
     int common = 0;
@@ -104,9 +85,9 @@ TEST_CASE("nibble quantize writes a 4-bit stories260K that info, run and perplex
     CHECK(q4 > fp32 * 0.98);
     CHECK(q4 < fp32 * 1.25);
 
-    const Run ppl = nibble_cli("perplexity -m '" + out + "' -f '" +
-                               data_path("corpus/tinystories_sample.txt") + "' -t 1");
-    CHECK(ppl.status == 0);
+    const CliStreams ppl = run_nibble_streams(
+        "perplexity -m '" + out + "' -f '" + data_path("corpus/tinystories_sample.txt") + "' -t 1");
+    CHECK(ppl.exit_code == 0);
     CHECK(ppl.out.find("perplexity") != std::string::npos);
 }
 
@@ -125,15 +106,16 @@ TEST_CASE("bad options exit with code 2 and one line naming the option") {
     };
     for (const auto& [options, name] : cases) {
         CAPTURE(options);
-        const Run r = nibble_cli("quantize " + in + " " + options);
+        const CliStreams r = run_nibble_streams("quantize " + in + " " + options);
         CAPTURE(r.err);
-        CHECK(r.status == 2);
+        CHECK(r.exit_code == 2);
         CHECK(r.err.rfind("nibble quantize: " + name, 0) == 0);
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     }
     CHECK_FALSE(std::filesystem::exists(temp_path("bad.nbl")));
     // A missing input is a runtime error (exit 1) naming the file.
-    const Run missing = nibble_cli("quantize /nonexistent/model.bin " + temp_path("x.nbl"));
-    CHECK(missing.status == 1);
+    const CliStreams missing =
+        run_nibble_streams("quantize /nonexistent/model.bin " + temp_path("x.nbl"));
+    CHECK(missing.exit_code == 1);
     CHECK(missing.err.find("/nonexistent/model.bin") != std::string::npos);
 }

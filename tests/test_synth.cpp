@@ -4,7 +4,6 @@
 // depend only on the seed (not on chunking), and that bad options fail cleanly.
 #include <doctest/doctest.h>
 #include <omp.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -245,6 +244,18 @@ TEST_CASE("synth: the architectures' shapes") {
     CHECK(p7 == 6738415616);
     CHECK(p1 == 1100048384);
     CHECK_THROWS_AS(find_synth_shape("llama3-8b"), std::invalid_argument);
+}
+
+TEST_CASE("synth without --tokenizer writes a model without one and says so") {
+    const std::string path = (temp_dir() / "no_tokenizer.nib").string();
+    const CliOutcome o = run_nibble("synth --shape stories15m --format f16 -o " + path);
+    CAPTURE(o.text);
+    REQUIRE(o.exit_code == 0);
+    CHECK(o.text.find("no --tokenizer") != std::string::npos);
+    CHECK(o.text.find(path) != std::string::npos);
+    const Model m = load_model(path);
+    CHECK(m.tokenizer_proto.empty());
+    CHECK(m.config.vocab_size == 32000);
 }
 
 TEST_CASE("synth: bad options give one line and exit code 2; bad files exit 1") {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "test_data.h"
 #include "tokenizer/llama2c_vocab.h"
 #include "tokenizer/tokenizer.h"
 
@@ -23,8 +24,7 @@ std::string read_file(const std::string& path) {
 }
 
 std::string write_temp(const std::string& name, const std::string& bytes) {
-    const std::string path =
-        (std::filesystem::temp_directory_path() / ("nibble_test_tokenizer_" + name)).string();
+    const std::string path = (nibble::test::temp_dir("nibble_test_tokenizer") / name).string();
     std::ofstream file(path, std::ios::binary);
     file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     REQUIRE(file.good());
