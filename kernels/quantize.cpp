@@ -175,6 +175,19 @@ void quantize_matrix(const float* src, const PackedLayout& l, uint8_t* dst,
     }
     std::vector<float> scales, mins;
     fit_groups(src, l, options.rule, scales, mins);
+    quantize_matrix_with_params(src, l, scales, mins, dst);
+}
+
+void quantize_matrix_with_params(const float* src, const PackedLayout& l,
+                                 const std::vector<float>& scales, const std::vector<float>& mins,
+                                 uint8_t* dst) {
+    if (!is_grouped(l.format) || scales.size() != size_t(l.n_groups()) ||
+        mins.size() != (l.format == WeightFormat::q4a ? size_t(l.n_groups()) : 0)) {
+        throw std::invalid_argument(
+            "quantize_matrix_with_params: parameters do not fit the layout");
+    }
+    std::memset(dst, 0, l.total_bytes);
+    check_finite(src, l);
     if (l.double_quant) {
         const size_t stream_bytes = (1 + size_t(l.dq_blocks())) * sizeof(float);
         store_double_quant_stream(scales, dst + l.scales_offset, dst + l.dq_offset);

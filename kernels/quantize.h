@@ -37,6 +37,15 @@ struct QuantizeOptions {
 void quantize_matrix(const float* src, const PackedLayout& layout, uint8_t* dst,
                      const QuantizeOptions& options = {});
 
+// Pass 2 alone, for a grouped format: stores the given real-valued group
+// parameters (index row * groups_per_row + g; `mins` for q4a only, else empty)
+// as fp16 or double-quantized, then gives every weight of src its nearest code
+// for the decoded parameters. quantize_matrix is fit + this. Throws
+// std::invalid_argument if the parameter counts do not match the layout.
+void quantize_matrix_with_params(const float* src, const PackedLayout& layout,
+                                 const std::vector<float>& scales, const std::vector<float>& mins,
+                                 uint8_t* dst);
+
 // Same, returning a new blob of layout.total_bytes.
 std::vector<uint8_t> quantize_matrix(const float* src, const PackedLayout& layout,
                                      const QuantizeOptions& options = {});
