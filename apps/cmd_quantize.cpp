@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "models/loader.h"
+#include "models/quant_calibrated.h"
 #include "models/quantize_model.h"
 
 namespace nibble::app {
@@ -42,7 +43,17 @@ int quantize_command(int argc, char** argv) {
         "no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")(
         "tokenizer", "tokenizer to embed when the input carries none",
         cxxopts::value<std::string>()->default_value(""))(
-        "q,quiet", "no progress bar and no table")("h,help", "show this help");
+        "method", "rtn (round to nearest), gptq, awq, awq+gptq (AWQ scales, then GPTQ)",
+        cxxopts::value<std::string>()->default_value("rtn"))(
+        "calib", "calibration text for gptq/awq (documents as for perplexity)",
+        cxxopts::value<std::string>())("calib-tokens",
+                                       "calibration tokens to use (from the start of --calib)",
+                                       cxxopts::value<int64_t>()->default_value("8192"))(
+        "act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")(
+        "static-groups", "gptq with --act-order: fit groups on the original columns first")(
+        "damp", "gptq: dampening, as a fraction of the mean Hessian diagonal",
+        cxxopts::value<float>()->default_value("0.01"))("q,quiet", "no progress bar and no table")(
+        "h,help", "show this help");
     options.parse_positional({"input", "output"});
     options.positional_help("IN OUT");
     const auto args = options.parse(argc, argv);
@@ -86,6 +97,42 @@ int quantize_command(int argc, char** argv) {
         throw UsageError(e.what());
     }
 
+    const auto method = parse_method(args["method"].as<std::string>());
+    if (!method) {
+        throw UsageError("--method: unknown method '" + args["method"].as<std::string>() +
+                         "' (rtn, gptq, awq, awq+gptq)");
+    }
+    CalibratedOptions calibrated;
+    calibrated.method = *method;
+    calibrated.gptq.act_order = args.count("act-order") > 0;
+    calibrated.gptq.static_groups = args.count("static-groups") > 0;
+    calibrated.gptq.damp = args["damp"].as<float>();
+    const int64_t calib_tokens = args["calib-tokens"].as<int64_t>();
+    const bool uses_gptq = *method == QuantMethod::gptq || *method == QuantMethod::awq_gptq;
+    if (*method != QuantMethod::rtn && !args.count("calib")) {
+        throw UsageError(std::string("--method ") + method_name(*method) + " needs --calib TEXT");
+    }
+    if (*method == QuantMethod::rtn && args.count("calib")) {
+        throw UsageError("--calib: --method rtn uses no calibration");
+    }
+    if (!uses_gptq &&
+        (calibrated.gptq.act_order || calibrated.gptq.static_groups || args.count("damp"))) {
+        throw UsageError("--act-order, --static-groups and --damp apply to --method gptq only");
+    }
+    if (calibrated.gptq.static_groups && !calibrated.gptq.act_order) {
+        throw UsageError("--static-groups: applies with --act-order only");
+    }
+    if (!(calibrated.gptq.damp > 0.0f && calibrated.gptq.damp <= 1.0f)) {
+        throw UsageError("--damp must be in (0, 1]");
+    }
+    if (calib_tokens < 2 || calib_tokens > (int64_t(1) << 24)) {
+        throw UsageError("--calib-tokens must be in 2..16777216");
+    }
+    if (*method != QuantMethod::rtn && !is_grouped(recipe.format)) {
+        throw UsageError(std::string("--method ") + method_name(*method) +
+                         ": needs a grouped --format (q4, q4a, nf4, q8)");
+    }
+
     const bool quiet = args.count("quiet") > 0;
     const std::string out_path = args["output"].as<std::string>();
     const Model model = load_model(args["input"].as<std::string>());
@@ -106,8 +153,23 @@ int quantize_command(int argc, char** argv) {
     // Tensor by tensor into the file: the quantized model is never all in memory.
     QuantizeResult result;
     try {
-        result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
-                                        quiet ? QuantizeProgress() : draw_progress);
+        if (*method == QuantMethod::rtn) {
+            result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
+                                            quiet ? QuantizeProgress() : draw_progress);
+        } else {
+            const std::string calib_path = args["calib"].as<std::string>();
+            const Tokenizer tokenizer = resolve_tokenizer(model, tokenizer_path);
+            const CalibSequences calib = calibration_sequences(
+                read_text_file(calib_path), tokenizer, calib_tokens, model.config.max_seq_len);
+            if (!quiet) {
+                std::fprintf(stderr, "%s: %lld calibration tokens in %lld sequences from %s\n",
+                             method_name(*method), static_cast<long long>(calib.size()),
+                             static_cast<long long>(calib.count()), calib_path.c_str());
+            }
+            result = quantize_calibrated_to_file(model, recipe, calibrated, calib, out_path,
+                                                 tokenizer_proto,
+                                                 quiet ? QuantizeProgress() : draw_progress);
+        }
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }

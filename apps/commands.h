@@ -33,6 +33,9 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
 KvType kv_option(const cxxopts::ParseResult& args);
 int batch_size_option(const cxxopts::ParseResult& args);
 
+// The whole content of a file; throws std::runtime_error("PATH: cannot open").
+std::string read_text_file(const std::string& path);
+
 // Sets the OpenMP thread count; n <= 0 means the number of physical cores.
 int set_threads(int n);
 

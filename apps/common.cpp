@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,15 @@ int batch_size_option(const cxxopts::ParseResult& args) {
     const int batch = args["batch-size"].as<int>();
     if (batch <= 0 || batch > 4096) throw UsageError("--batch-size must be in 1..4096");
     return batch;
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path + ": cannot open");
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    if (in.bad()) throw std::runtime_error(path + ": read failed");
+    return buffer.str();
 }
 
 int set_threads(int n) {

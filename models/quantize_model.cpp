@@ -96,20 +96,10 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
                        recipe.double_quant && is_4bit(f));
 }
 
-namespace {
-
-// Target layouts of every tensor in canonical order, and whether the classifier
-// keeps sharing the embedding's blob.
-struct Plan {
-    std::vector<const Tensor*> sources;
-    std::vector<PackedLayout> layouts;
-    bool shared = false;
-};
-
-Plan make_plan(const Model& source, const QuantizeRecipe& recipe) {
+QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe) {
     validate_recipe(recipe);
     source.validate();
-    Plan plan;
+    QuantizePlan plan;
     plan.sources = source.tensors();
     for (const KeepRule& k : recipe.keep) {
         bool any = false;
@@ -124,6 +114,8 @@ Plan make_plan(const Model& source, const QuantizeRecipe& recipe) {
                   same_layout(plan.layouts.front(), plan.layouts.back());
     return plan;
 }
+
+namespace {
 
 // Rows per slice of the parallel quantizer, and the smallest matrix worth
 // starting threads for.
@@ -174,8 +166,8 @@ void quantize_rows_parallel(const float* w, const PackedLayout& layout, uint8_t*
 TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
                                        const QuantizeOptions& options);
 
-// Quantizes (or copies, when the layout is unchanged) one tensor into dst and
-// measures its error against the source weights.
+}  // namespace
+
 TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
                              const QuantizeOptions& options) {
     try {
@@ -184,6 +176,8 @@ TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint
         throw std::runtime_error(src.name + ": " + e.what());
     }
 }
+
+namespace {
 
 TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
                                        const QuantizeOptions& options) {
@@ -207,6 +201,8 @@ TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& la
     return rep;
 }
 
+}  // namespace
+
 void add_to_totals(QuantizeResult& r, const TensorReport& t) {
     if (t.shared) return;
     const int64_t n = t.layout.rows * t.layout.cols;
@@ -225,8 +221,6 @@ TensorReport shared_report(const QuantizeResult& r, const std::string& name) {
     return rep;
 }
 
-}  // namespace
-
 void quantize_matrix_parallel(const float* w, const PackedLayout& layout, uint8_t* dst,
                               const QuantizeOptions& options) {
     if (is_grouped(layout.format) && !layout.double_quant && layout.rows >= 2 * kRowSlice &&
@@ -239,7 +233,7 @@ void quantize_matrix_parallel(const float* w, const PackedLayout& layout, uint8_
 
 QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
                               const QuantizeProgress& progress) {
-    const Plan plan = make_plan(source, recipe);
+    const QuantizePlan plan = plan_quantization(source, recipe);
     QuantizeResult result;
     Model& m = result.model;
     m.config = source.config;
@@ -274,7 +268,7 @@ QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
 QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe& recipe,
                                       const std::string& path, const std::string& tokenizer_proto,
                                       const QuantizeProgress& progress) {
-    const Plan plan = make_plan(source, recipe);
+    const QuantizePlan plan = plan_quantization(source, recipe);
     std::vector<NibbleTensorDecl> decls;
     for (size_t i = 0; i < plan.sources.size(); ++i) {
         if (plan.shared && plan.sources[i] == &source.output) continue;

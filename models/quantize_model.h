@@ -74,6 +74,26 @@ struct QuantizeResult {
     }
 };
 
+// Target layouts of every tensor in canonical order (Model::tensors()), and
+// whether the classifier keeps sharing the embedding's blob. Throws
+// std::invalid_argument for a recipe problem.
+struct QuantizePlan {
+    std::vector<const Tensor*> sources;
+    std::vector<PackedLayout> layouts;
+    bool shared = false;
+};
+QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe);
+
+// Quantizes (or copies, when the layout is unchanged) one tensor into dst with
+// RTN and measures its error against the source weights.
+TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
+                             const QuantizeOptions& options);
+
+// Adds a tensor's bytes and weights to the totals (not when shared).
+void add_to_totals(QuantizeResult& result, const TensorReport& tensor);
+// The report of an output that shares the embedding (result.tensors[0]).
+TensorReport shared_report(const QuantizeResult& result, const std::string& name);
+
 // Called after each tensor: done of total, and the tensor's name.
 using QuantizeProgress = std::function<void(int done, int total, const std::string& name)>;
 

@@ -3,6 +3,7 @@
 // output error ||W X - Q(W) X||^2 against RTN's at the same format and group.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <random>
 
 #include "models/quant_awq.h"
@@ -40,19 +41,27 @@ const Layer& layer() {
     return l;
 }
 
-// ||W X - Q X||^2 over the tokens, Q the stored (packed and decoded) matrix.
-double stored_error(const QuantizedMatrix& q, const RowMatrix& w, const RowMatrix& x) {
+// ||W X - Q X||^2 / n * 2 = sum_r d_r^T H d_r, Q the stored (packed and decoded)
+// matrix and H = (2/n) X^T X.
+double stored_error(const QuantizedMatrix& q, const RowMatrix& w, const Eigen::MatrixXf& h) {
     const std::vector<uint8_t> blob = pack(q);
     const RowMatrix stored = dequantize(MatrixView{q.layout, blob.data()});
-    return double((x * (w - stored).transpose()).squaredNorm());
+    return output_error(w - stored, h);
 }
 
 double rtn_error(const PackedLayout& layout) {
     const Layer& l = layer();
-    return stored_error(rtn_quantize(l.w, layout, ScaleRule::search), l.w, l.x);
+    return stored_error(rtn_quantize(l.w, layout, ScaleRule::search), l.w, l.h);
 }
 
 }  // namespace
+
+TEST_CASE("output_error is the squared output difference over the tokens") {
+    const Layer& l = layer();
+    const RowMatrix d = gaussian(256, 512, 0.001f, 9);
+    const double direct = double((l.x * d.transpose()).squaredNorm()) * 2.0 / 4096.0;
+    CHECK(std::fabs(output_error(d, l.h) / direct - 1.0) < 1e-3);
+}
 
 TEST_CASE("inverse_cholesky_upper gives the upper Cholesky factor of the inverse") {
     const RowMatrix x = gaussian(300, 40, 1.0f, 7);
@@ -86,7 +95,7 @@ TEST_CASE("GPTQ leaves at most 0.4x RTN's output error") {
                 const PackedLayout layout = make_layout(f, 256, 512, g, dq);
                 const double rtn = rtn_error(layout);
                 const GptqResult r = gptq_quantize(l.w, l.h, layout);
-                const double ratio = stored_error(r.matrix, l.w, l.x) / rtn;
+                const double ratio = stored_error(r.matrix, l.w, l.h) / rtn;
                 CAPTURE(format_name(f));
                 CAPTURE(g);
                 CAPTURE(dq);
@@ -110,19 +119,21 @@ TEST_CASE("GPTQ with act-order: static groups, and groups in the permuted order"
         o.static_groups = true;
         const GptqResult s = gptq_quantize(l.w, l.h, layout, o);
         CHECK(s.column_order.empty());
-        const double static_ratio = stored_error(s.matrix, l.w, l.x) / rtn;
+        const double static_ratio = stored_error(s.matrix, l.w, l.h) / rtn;
         // Permuted groups: stored column j is original column column_order[j].
         o.static_groups = false;
         const GptqResult p = gptq_quantize(l.w, l.h, layout, o);
         REQUIRE(p.column_order.size() == 512);
-        RowMatrix xp(l.x.rows(), 512), wp(256, 512);
+        RowMatrix wp(256, 512);
+        Eigen::MatrixXf hp(512, 512);
         for (int j = 0; j < 512; ++j) {
-            xp.col(j) = l.x.col(p.column_order[size_t(j)]);
-            wp.col(j) = l.w.col(p.column_order[size_t(j)]);
+            const int32_t cj = p.column_order[size_t(j)];
+            wp.col(j) = l.w.col(cj);
+            for (int i = 0; i < 512; ++i) hp(i, j) = l.h(p.column_order[size_t(i)], cj);
         }
         // The largest diagonal of H comes first (the x20 channels).
         CHECK(p.column_order[0] < 8);
-        const double perm_ratio = stored_error(p.matrix, wp, xp) / rtn;
+        const double perm_ratio = stored_error(p.matrix, wp, hp) / rtn;
         CAPTURE(format_name(f));
         CHECK(static_ratio <= 0.4);
         CHECK(perm_ratio <= 0.4);

@@ -1,0 +1,385 @@
+// Calibrated quantization of a whole model, block by block (see quant_calibrated.h).
+#include "models/quant_calibrated.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "engine/perplexity.h"
+#include "kernels/quant_stats.h"
+#include "models/nibble_file.h"
+#include "models/quant_awq.h"
+
+namespace nibble {
+
+std::optional<QuantMethod> parse_method(const std::string& name) {
+    if (name == "rtn") return QuantMethod::rtn;
+    if (name == "gptq") return QuantMethod::gptq;
+    if (name == "awq") return QuantMethod::awq;
+    if (name == "awq+gptq") return QuantMethod::awq_gptq;
+    return std::nullopt;
+}
+
+const char* method_name(QuantMethod method) {
+    switch (method) {
+        case QuantMethod::rtn:
+            return "rtn";
+        case QuantMethod::gptq:
+            return "gptq";
+        case QuantMethod::awq:
+            return "awq";
+        case QuantMethod::awq_gptq:
+            return "awq+gptq";
+    }
+    return "?";
+}
+
+CalibSequences calibration_sequences(const std::string& text, const Tokenizer& tokenizer,
+                                     int64_t max_tokens, int context) {
+    CalibSequences calib;
+    for (const std::string& doc : split_documents(text)) {
+        if (calib.size() >= max_tokens) break;
+        std::vector<int32_t> ids = tokenizer.encode(doc, true);
+        const int64_t room = std::min<int64_t>(context, max_tokens - calib.size());
+        if (int64_t(ids.size()) > room) ids.resize(size_t(room));
+        if (ids.size() < 2) continue;
+        calib.tokens.insert(calib.tokens.end(), ids.begin(), ids.end());
+        calib.starts.push_back(calib.size());
+    }
+    if (calib.size() == 0) throw std::runtime_error("the calibration text has no tokens");
+    return calib;
+}
+
+namespace {
+
+// Index of a layer's tensor in the canonical order (Model::tensors()).
+enum Slot { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, kSlots };
+size_t slot_index(int layer, Slot s) {
+    return 1 + size_t(layer) * kSlots + size_t(s);
+}
+
+double mse(const RowMatrix& a, const RowMatrix& b) {
+    return double((a - b).squaredNorm()) / double(std::max<Eigen::Index>(1, a.size()));
+}
+
+// Quantizes, writes and reports the tensors of the calibrated path in order.
+class CalibratedWriter {
+  public:
+    // plan: the stored layouts; search_layouts: the grids the AWQ losses round to.
+    CalibratedWriter(const Model& source, const QuantizePlan& plan,
+                     const std::vector<PackedLayout>& search_layouts, const CalibratedOptions& o,
+                     NibbleFileWriter& writer, QuantizeResult& result,
+                     const QuantizeProgress& progress)
+        : source_(source),
+          plan_(plan),
+          search_layouts_(search_layouts),
+          o_(o),
+          writer_(writer),
+          result_(result),
+          progress_(progress) {
+        rtn_.rule = ScaleRule::search;
+    }
+
+    const PackedLayout& layout(size_t i) const { return plan_.layouts[i]; }
+    const PackedLayout& search_layout(size_t i) const { return search_layouts_[i]; }
+
+    // RTN (or a copy) of a tensor the calibration does not touch.
+    void write_rtn(size_t i) {
+        const Tensor& src = *plan_.sources[i];
+        if (plan_.shared && &src == &source_.output) {
+            finish(shared_report(result_, src.name));
+            return;
+        }
+        blob_.assign(layout(i).total_bytes, 0);
+        const TensorReport rep = quantize_tensor(src, layout(i), blob_.data(), rtn_);
+        writer_.write_tensor(src.name, blob_.data(), blob_.size());
+        finish(rep);
+    }
+
+    // A norm weight (possibly rescaled by AWQ), stored f32.
+    void write_vector(size_t i, const std::vector<float>& v) {
+        const std::string& name = plan_.sources[i]->name;
+        writer_.write_tensor(name, reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4);
+        TensorReport rep;
+        rep.name = name;
+        rep.layout = layout(i);
+        finish(rep);
+    }
+
+    // A linear layer given its FP32 weights and the Hessian of its inputs;
+    // returns the stored matrix as the runtime decodes it.
+    RowMatrix write_linear(size_t i, const RowMatrix& w, const Eigen::MatrixXf& h, bool clip) {
+        const std::string& name = plan_.sources[i]->name;
+        try {
+            return write_linear_unchecked(i, w, h, clip);
+        } catch (const std::runtime_error& e) {
+            throw std::runtime_error(name + ": " + e.what());
+        }
+    }
+
+  private:
+    RowMatrix write_linear_unchecked(size_t i, const RowMatrix& w, const Eigen::MatrixXf& h,
+                                     bool clip) {
+        const PackedLayout& l = layout(i);
+        const std::string& name = plan_.sources[i]->name;
+        if (!is_grouped(l.format)) {
+            blob_ = quantize_matrix(w.data(), l);
+        } else {
+            QuantizedMatrix q;
+            switch (o_.method) {
+                case QuantMethod::gptq:
+                case QuantMethod::awq_gptq: {
+                    GptqResult r = gptq_quantize(w, h, l, o_.gptq);
+                    if (!r.column_order.empty()) {
+                        throw std::runtime_error(
+                            "act-order with groups in the permuted order needs a stored column "
+                            "order, which nibble files do not have yet (use --static-groups)");
+                    }
+                    q = std::move(r.matrix);
+                    break;
+                }
+                case QuantMethod::awq:
+                    q = clip ? awq_clip_quantize(w, h, l, ScaleRule::search)
+                             : rtn_quantize(w, l, ScaleRule::search);
+                    break;
+                case QuantMethod::rtn:
+                    q = rtn_quantize(w, l, ScaleRule::search);
+                    break;
+            }
+            if (o_.on_matrix) o_.on_matrix(name, q);
+            blob_ = pack(q);
+        }
+        writer_.write_tensor(name, blob_.data(), blob_.size());
+        const MatrixView view{l, blob_.data()};
+        const QuantError err = quantization_error(w.data(), view);
+        TensorReport rep;
+        rep.name = name;
+        rep.layout = l;
+        rep.rel_rms = err.rel_rms;
+        rep.mse = err.mse;
+        finish(rep);
+        return dequantize(view);
+    }
+
+    void finish(const TensorReport& rep) {
+        result_.tensors.push_back(rep);
+        add_to_totals(result_, rep);
+        ++done_;
+        if (progress_) progress_(done_, int(plan_.sources.size()), rep.name);
+    }
+
+    const Model& source_;
+    const QuantizePlan& plan_;
+    const std::vector<PackedLayout>& search_layouts_;
+    const CalibratedOptions& o_;
+    NibbleFileWriter& writer_;
+    QuantizeResult& result_;
+    const QuantizeProgress& progress_;
+    QuantizeOptions rtn_;
+    std::vector<uint8_t> blob_;
+    int done_ = 0;
+};
+
+// What the AWQ losses compare: a layer with its columns scaled by s, rounded
+// with RTN (or only scaled when its format is not grouped).
+RowMatrix scaled_rounded(const RowMatrix& w, const std::vector<float>& s,
+                         const PackedLayout& layout) {
+    if (is_grouped(layout.format)) return rtn_scaled(w, s, layout, ScaleRule::search);
+    RowMatrix out = w;
+    scale_columns(out, s);
+    return out;
+}
+
+// The loss of a single linear layer's scale search: the output error of
+// Q(W s)/s over the inputs whose Hessian is h.
+double linear_loss(const RowMatrix& w, const std::vector<float>& s, const PackedLayout& layout,
+                   const Eigen::MatrixXf& h) {
+    if (!is_grouped(layout.format)) return 0.0;
+    RowMatrix d = rtn_scaled(w, s, layout, ScaleRule::search);
+    for (Eigen::Index j = 0; j < d.cols(); ++j) d.col(j) /= s[size_t(j)];
+    return output_error(w - d, h);
+}
+
+// The first whole sequences of calib holding at most max_tokens tokens (at
+// least one sequence): the rows the block-output losses of AWQ are measured on.
+CalibSequences leading_sequences(const CalibSequences& calib, int64_t max_tokens) {
+    CalibSequences out;
+    for (int64_t i = 0; i < calib.count(); ++i) {
+        const int64_t end = calib.starts[size_t(i) + 1];
+        if (i > 0 && end > max_tokens) break;
+        out.starts.push_back(end);
+    }
+    out.tokens.assign(calib.tokens.begin(), calib.tokens.begin() + ptrdiff_t(out.starts.back()));
+    return out;
+}
+
+RowMatrix divided(const RowMatrix& x, const std::vector<float>& s) {
+    RowMatrix out = x;
+    divide_columns(out, s);
+    return out;
+}
+
+void divide_vector(std::vector<float>& v, const std::vector<float>& s) {
+    for (size_t j = 0; j < v.size(); ++j) v[j] /= s[j];
+}
+
+// One block, quantized and written; x (the hidden states) advanced through it.
+class BlockQuantizer {
+  public:
+    BlockQuantizer(const Model& source, const CalibSequences& calib, CalibratedWriter& out,
+                   bool awq, int64_t search_tokens)
+        : c_(source.config),
+          calib_(calib),
+          search_(leading_sequences(calib, search_tokens)),
+          out_(out),
+          awq_(awq) {}
+
+    void run(int layer, DenseBlock& b, RowMatrix& x) {
+        attention_block(layer, b, x);
+        ffn_block(layer, b, x);
+    }
+
+  private:
+    const PackedLayout& layout(int layer, Slot s) const {
+        return out_.search_layout(slot_index(layer, s));
+    }
+
+    RowMatrix attention_out(const RowMatrix& xn, const RowMatrix& q, const RowMatrix& k,
+                            const RowMatrix& v, const CalibSequences& seqs) const {
+        return attention(c_, seqs, linear(xn, q), linear(xn, k), linear(xn, v));
+    }
+    RowMatrix attention_out(const RowMatrix& xn, const RowMatrix& q, const RowMatrix& k,
+                            const RowMatrix& v) const {
+        return attention_out(xn, q, k, v, calib_);
+    }
+    // The rows of the search sequences.
+    RowMatrix search_rows(const RowMatrix& x) const { return x.topRows(search_.size()); }
+
+    void attention_block(int layer, DenseBlock& b, RowMatrix& x) {
+        RowMatrix xn = rmsnorm_rows(x, b.attn_norm, c_.norm_eps);
+        if (awq_) {
+            // attn_norm -> q, k, v, on the attention output (o in full precision).
+            const RowMatrix xn_s = search_rows(xn);
+            const RowMatrix ref = linear(attention_out(xn_s, b.wq, b.wk, b.wv, search_), b.wo);
+            const AwqSearch s = awq_search(mean_abs(xn), [&](const std::vector<float>& s) {
+                const RowMatrix xs = divided(xn_s, s);
+                const RowMatrix att =
+                    attention_out(xs, scaled_rounded(b.wq, s, layout(layer, wq)),
+                                  scaled_rounded(b.wk, s, layout(layer, wk)),
+                                  scaled_rounded(b.wv, s, layout(layer, wv)), search_);
+                return mse(linear(att, b.wo), ref);
+            });
+            divide_vector(b.attn_norm, s.scales);
+            for (RowMatrix* w : {&b.wq, &b.wk, &b.wv}) scale_columns(*w, s.scales);
+            xn = rmsnorm_rows(x, b.attn_norm, c_.norm_eps);
+            if (c_.n_kv_heads == c_.n_heads) {  // v -> o: v's rows must match o's columns
+                const RowMatrix att = attention_out(xn, b.wq, b.wk, b.wv);
+                const Eigen::MatrixXf h = hessian(att);
+                const AwqSearch so = awq_search(mean_abs(att), [&](const std::vector<float>& s) {
+                    return linear_loss(b.wo, s, layout(layer, wo), h);
+                });
+                divide_rows(b.wv, so.scales);
+                scale_columns(b.wo, so.scales);
+            }
+        }
+        out_.write_vector(slot_index(layer, attn_norm), b.attn_norm);
+        const Eigen::MatrixXf h = hessian(xn);
+        const RowMatrix q = out_.write_linear(slot_index(layer, wq), b.wq, h, false);
+        const RowMatrix k = out_.write_linear(slot_index(layer, wk), b.wk, h, false);
+        const RowMatrix v = out_.write_linear(slot_index(layer, wv), b.wv, h, true);
+        const RowMatrix att = attention_out(xn, q, k, v);
+        const RowMatrix o = out_.write_linear(slot_index(layer, wo), b.wo, hessian(att), true);
+        x += linear(att, o);
+    }
+
+    void ffn_block(int layer, DenseBlock& b, RowMatrix& x) {
+        RowMatrix xn = rmsnorm_rows(x, b.ffn_norm, c_.norm_eps);
+        if (awq_) {
+            // ffn_norm -> gate, up, on the FFN output (down in full precision).
+            const RowMatrix xn_s = search_rows(xn);
+            const RowMatrix ref =
+                linear(swiglu_rows(linear(xn_s, b.w_gate), linear(xn_s, b.w_up)), b.w_down);
+            const AwqSearch s = awq_search(mean_abs(xn), [&](const std::vector<float>& s) {
+                const RowMatrix xs = divided(xn_s, s);
+                const RowMatrix hidden =
+                    swiglu_rows(linear(xs, scaled_rounded(b.w_gate, s, layout(layer, w_gate))),
+                                linear(xs, scaled_rounded(b.w_up, s, layout(layer, w_up))));
+                return mse(linear(hidden, b.w_down), ref);
+            });
+            divide_vector(b.ffn_norm, s.scales);
+            for (RowMatrix* w : {&b.w_gate, &b.w_up}) scale_columns(*w, s.scales);
+            xn = rmsnorm_rows(x, b.ffn_norm, c_.norm_eps);
+            // up -> down, on down's output.
+            const RowMatrix hidden = swiglu_rows(linear(xn, b.w_gate), linear(xn, b.w_up));
+            const Eigen::MatrixXf h = hessian(hidden);
+            const AwqSearch sd = awq_search(mean_abs(hidden), [&](const std::vector<float>& s) {
+                return linear_loss(b.w_down, s, layout(layer, w_down), h);
+            });
+            divide_rows(b.w_up, sd.scales);
+            scale_columns(b.w_down, sd.scales);
+        }
+        out_.write_vector(slot_index(layer, ffn_norm), b.ffn_norm);
+        const Eigen::MatrixXf h = hessian(xn);
+        const RowMatrix gate = out_.write_linear(slot_index(layer, w_gate), b.w_gate, h, true);
+        const RowMatrix up = out_.write_linear(slot_index(layer, w_up), b.w_up, h, true);
+        const RowMatrix hidden = swiglu_rows(linear(xn, gate), linear(xn, up));
+        const RowMatrix down =
+            out_.write_linear(slot_index(layer, w_down), b.w_down, hessian(hidden), true);
+        x += linear(hidden, down);
+    }
+
+    const ModelConfig& c_;
+    const CalibSequences& calib_;
+    const CalibSequences search_;
+    CalibratedWriter& out_;
+    bool awq_;
+};
+
+}  // namespace
+
+QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRecipe& recipe,
+                                           const CalibratedOptions& options,
+                                           const CalibSequences& calib, const std::string& path,
+                                           const std::string& tokenizer_proto,
+                                           const QuantizeProgress& progress) {
+    QuantizePlan plan = plan_quantization(source, recipe);
+    const std::vector<PackedLayout> search_layouts = plan.layouts;
+    if (options.fold_only) {
+        for (size_t i = 0; i < plan.sources.size(); ++i) {
+            const Tensor& t = *plan.sources[i];
+            if (t.name.rfind("blk.", 0) == 0 && t.rows() > 1) {
+                plan.layouts[i] = make_layout(WeightFormat::f32, t.rows(), t.cols());
+            }
+        }
+    }
+    for (int32_t t : calib.tokens) {
+        if (t < 0 || t >= source.config.vocab_size) {
+            throw std::runtime_error("calibration token " + std::to_string(t) +
+                                     " is outside the vocabulary");
+        }
+    }
+    std::vector<NibbleTensorDecl> decls;
+    for (size_t i = 0; i < plan.sources.size(); ++i) {
+        if (plan.shared && plan.sources[i] == &source.output) continue;
+        decls.push_back({plan.sources[i]->name, plan.layouts[i]});
+    }
+    NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
+                            tokenizer_proto.size());
+    QuantizeResult result;
+    CalibratedWriter out(source, plan, search_layouts, options, writer, result, progress);
+    out.write_rtn(0);  // token_embd
+    const bool awq = options.method == QuantMethod::awq || options.method == QuantMethod::awq_gptq;
+    BlockQuantizer blocks(source, calib, out, awq, options.awq_search_tokens);
+    RowMatrix x = embed(source, calib);
+    for (int l = 0; l < source.config.n_layers; ++l) {
+        DenseBlock b = load_block(source, l);
+        blocks.run(l, b, x);
+    }
+    const size_t n = plan.sources.size();
+    out.write_rtn(n - 2);  // output_norm
+    out.write_rtn(n - 1);  // output
+    if (!tokenizer_proto.empty()) writer.write_tokenizer(tokenizer_proto);
+    writer.finish();
+    return result;
+}
+
+}  // namespace nibble
