@@ -69,9 +69,8 @@ int run_command(int argc, char** argv) {
                          " tokens, more than the context size " + std::to_string(ro.context));
     }
     InferenceState state(model, ro);
-    Sampler sampler(sp, model.config.vocab_size);
     const GenerationResult r =
-        generate(state, tokenizer, prompt, n_predict, sampler, [](const std::string& text) {
+        generate(state, tokenizer, prompt, n_predict, sp, [](const std::string& text) {
             std::fwrite(text.data(), 1, text.size(), stdout);
             std::fflush(stdout);
         });

@@ -42,6 +42,7 @@ class InferenceState {
     const RuntimeOptions& options() const { return options_; }
     int context() const { return options_.context; }
     const KvCache& kv_cache() const { return kv_; }
+    KvCache& kv_cache() { return kv_; }
 
   private:
     void attention(std::span<const BatchToken> batch, int layer);

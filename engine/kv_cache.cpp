@@ -1,6 +1,7 @@
 // KV cache storage in FP32, FP16 or INT8 (one scale per head vector).
 #include "engine/kv_cache.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/vec_ops.h"
@@ -60,6 +61,38 @@ KvCache::KvCache(const ModelConfig& config, int n_sequences, int context, KvType
 size_t KvCache::bytes() const {
     return keys_f32_.size() * 8 + keys_f16_.size() * 4 + keys_i8_.size() * 2 +
            key_scales_.size() * 8;
+}
+
+namespace {
+// Copies `count` elements per layer of one sequence's block to another's.
+template <typename T>
+void copy_rows(std::vector<T>& v, size_t from, size_t to, size_t count) {
+    if (v.empty()) return;
+    std::copy(v.begin() + long(from), v.begin() + long(from + count), v.begin() + long(to));
+}
+}  // namespace
+
+void KvCache::copy_prefix(int from_seq, int to_seq, int n) {
+    if (from_seq < 0 || from_seq >= n_sequences_ || to_seq < 0 || to_seq >= n_sequences_ || n < 0 ||
+        n > context_) {
+        throw std::out_of_range("KV prefix copy of " + std::to_string(n) + " positions from slot " +
+                                std::to_string(from_seq) + " to slot " + std::to_string(to_seq));
+    }
+    if (from_seq == to_seq || n == 0) return;
+    for (int layer = 0; layer < n_layers_; ++layer) {
+        const size_t from = slot(from_seq, layer, 0), to = slot(to_seq, layer, 0);
+        const size_t elems = size_t(n) * size_t(kv_dim_);
+        const size_t dst = to * size_t(kv_dim_), src = from * size_t(kv_dim_);
+        copy_rows(keys_f32_, src, dst, elems);
+        copy_rows(values_f32_, src, dst, elems);
+        copy_rows(keys_f16_, src, dst, elems);
+        copy_rows(values_f16_, src, dst, elems);
+        copy_rows(keys_i8_, src, dst, elems);
+        copy_rows(values_i8_, src, dst, elems);
+        const size_t heads = size_t(n) * size_t(n_kv_heads_);
+        copy_rows(key_scales_, from * size_t(n_kv_heads_), to * size_t(n_kv_heads_), heads);
+        copy_rows(value_scales_, from * size_t(n_kv_heads_), to * size_t(n_kv_heads_), heads);
+    }
 }
 
 void KvCache::store(int seq, int layer, int pos, const float* key, const float* value) {

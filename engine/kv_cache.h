@@ -24,6 +24,10 @@ class KvCache {
     KvType type() const { return type_; }
     size_t bytes() const;
 
+    // Copies positions 0..n-1 of every layer from one sequence slot to another
+    // (a shared prompt prefix computed once). Slots are otherwise just
+    // overwritten: a freed slot needs no clearing before it is reused.
+    void copy_prefix(int from_seq, int to_seq, int n);
     // Stores key and value (kv_dim floats each) of one token.
     void store(int seq, int layer, int pos, const float* key, const float* value);
     // Attention over positions 0..n-1 of one kv head:

@@ -23,12 +23,11 @@ std::string greedy_text(const Model& model, const Tokenizer& tok, const std::str
     InferenceState state(model, ro);
     SamplerParams sp;
     sp.temperature = 0.0f;
-    Sampler sampler(sp, model.config.vocab_size);
     const auto ids = tok.encode(prompt, true);
     std::string text;
     // llama2.c's run loop feeds positions 0..steps-1 and samples after each one
     // from the last prompt token on: steps - len(prompt) + 1 new tokens.
-    generate(state, tok, ids, steps - int(ids.size()) + 1, sampler,
+    generate(state, tok, ids, steps - int(ids.size()) + 1, sp,
              [&](const std::string& piece) { text += piece; });
     return text;
 }
@@ -228,9 +227,7 @@ TEST_CASE("seeded generation is reproducible through the whole stack") {
         InferenceState state(model, ro);
         SamplerParams sp;
         sp.seed = seed;
-        Sampler sampler(sp, model.config.vocab_size);
-        return generate(state, tok, tok.encode("The cat", true), 60, sampler,
-                        [](const std::string&) {})
+        return generate(state, tok, tok.encode("The cat", true), 60, sp, [](const std::string&) {})
             .tokens;
     };
     CHECK(run(42) == run(42));
