@@ -1,9 +1,9 @@
 // nibble run: generate text from a prompt, streaming it, then report speed.
 #include <cstdio>
 #include <cxxopts.hpp>
-#include <random>
 
 #include "apps/commands.h"
+#include "apps/sampling_options.h"
 #include "engine/generate.h"
 #include "models/loader.h"
 
@@ -20,16 +20,10 @@ int run_command(int argc, char** argv) {
         ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
         ("b,batch-size", "tokens per forward pass when reading the prompt", cxxopts::value<int>()->default_value("64"))
         ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("s,seed", "random seed (-1: random)", cxxopts::value<int64_t>()->default_value("-1"))
-        ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
-        ("top-k", "top-k sampling (0: off)", cxxopts::value<int>()->default_value("40"))
-        ("top-p", "top-p sampling (1: off)", cxxopts::value<float>()->default_value("0.95"))
-        ("min-p", "min-p sampling (0: off)", cxxopts::value<float>()->default_value("0.05"))
-        ("repeat-penalty", "repetition penalty (1: off)", cxxopts::value<float>()->default_value("1.0"))
-        ("repeat-last-n", "tokens considered by the penalty", cxxopts::value<int>()->default_value("64"))
         ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     // clang-format on
+    add_sampling_options(options, "-1");
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);
@@ -39,21 +33,9 @@ int run_command(int argc, char** argv) {
     const int n_predict = args["n-predict"].as<int>();
     const int context = args["ctx-size"].as<int>();
     const int batch = batch_size_option(args);
-    SamplerParams sp;
-    sp.temperature = args["temp"].as<float>();
-    sp.top_k = args["top-k"].as<int>();
-    sp.top_p = args["top-p"].as<float>();
-    sp.min_p = args["min-p"].as<float>();
-    sp.repeat_penalty = args["repeat-penalty"].as<float>();
-    sp.repeat_last_n = args["repeat-last-n"].as<int>();
-    const int64_t seed = args["seed"].as<int64_t>();
-    sp.seed = seed < 0 ? std::random_device{}() : uint64_t(seed);
+    const SamplerParams sp = sampling_option_values(args);
     if (n_predict < 0) throw UsageError("--n-predict must be >= 0");
     if (context < 0) throw UsageError("--ctx-size must be >= 0");
-    if (!(sp.temperature >= 0)) throw UsageError("--temp must be >= 0");
-    if (!(sp.top_p > 0 && sp.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
-    if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw UsageError("--min-p must be in [0, 1]");
-    if (!(sp.repeat_penalty > 0)) throw UsageError("--repeat-penalty must be > 0");
     const KvType kv = kv_option(args);
     set_threads(args["threads"].as<int>());
 

@@ -17,6 +17,7 @@ int perplexity_command(int argc, char** argv);
 int quantize_command(int argc, char** argv);
 int synth_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
+int generate_command(int argc, char** argv);
 
 // An invalid option or value: reported as "nibble <command>: <message>", exit 2.
 struct UsageError : std::runtime_error {

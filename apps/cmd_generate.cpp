@@ -1,0 +1,229 @@
+// nibble generate: completions for a file of prompts on the continuous-batching
+// scheduler, written to a JSONL file one line per prompt as each completes.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "apps/sampling_options.h"
+#include "engine/request_json.h"
+#include "engine/scheduler.h"
+#include "models/loader.h"
+
+namespace nibble::app {
+
+namespace {
+
+struct Job {
+    RequestSpec spec;
+    int line = 0;
+    std::vector<int32_t> tokens;
+};
+
+// FNV-1a: the default seed of a prompt comes from its id, so it does not depend
+// on the order or company the prompt runs in.
+uint64_t id_hash(const std::string& id) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+// Ids already in OUT; a last line cut short by a killed run is removed from the file.
+std::set<std::string> completed_ids(const std::string& path) {
+    std::set<std::string> ids;
+    if (!std::filesystem::exists(path)) return ids;
+    std::string text;
+    {
+        std::ifstream in(path, std::ios::binary);
+        std::stringstream s;
+        s << in.rdbuf();
+        text = s.str();
+    }
+    const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
+    if (complete != text.size()) std::filesystem::resize_file(path, complete);
+    std::istringstream lines(text.substr(0, complete));
+    int number = 0;
+    for (std::string line; std::getline(lines, line);) {
+        ++number;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("id")) {
+            throw std::runtime_error(path + ": line " + std::to_string(number) +
+                                     " is not an output line of nibble generate");
+        }
+        ids.insert(j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump());
+    }
+    return ids;
+}
+
+// Reads and checks every prompt; bad lines are reported on stderr and skipped.
+std::vector<Job> read_jobs(const std::string& path, const Tokenizer& tokenizer, int context,
+                           const std::set<std::string>& skip, int* n_bad) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path + ": cannot open the prompts file");
+    std::stringstream s;
+    s << in.rdbuf();
+    const std::string text = s.str();
+    const bool json = looks_like_jsonl(text);
+    std::vector<Job> jobs;
+    std::set<std::string> seen;
+    std::istringstream lines(text);
+    int number = 0;
+    for (std::string line; std::getline(lines, line);) {
+        ++number;
+        ParsedLine parsed = parse_request_line(line, number, json);
+        if (parsed.blank) continue;
+        std::string error = parsed.error;
+        Job job;
+        if (parsed.spec) {
+            job.spec = std::move(*parsed.spec);
+            job.line = number;
+            job.tokens = tokenizer.encode(job.spec.prompt, true);
+            if (!seen.insert(job.spec.id).second) {
+                error = "duplicate id " + job.spec.id;
+            } else if (int(job.tokens.size()) >= context) {
+                error = "the prompt has " + std::to_string(job.tokens.size()) +
+                        " tokens, the context " + std::to_string(context);
+            }
+        }
+        if (!error.empty()) {
+            std::fprintf(stderr, "%s:%d: %s (skipped)\n", path.c_str(), number, error.c_str());
+            ++*n_bad;
+            continue;
+        }
+        if (!skip.count(job.spec.id)) jobs.push_back(std::move(job));
+    }
+    return jobs;
+}
+
+Request make_request(const Job& job, const SamplerParams& defaults, int n_predict) {
+    Request r;
+    r.prompt = job.tokens;
+    r.sampling = defaults;
+    r.sampling.seed = defaults.seed ^ id_hash(job.spec.id);
+    const RequestSpec& s = job.spec;
+    if (s.temperature) r.sampling.temperature = *s.temperature;
+    if (s.top_k) r.sampling.top_k = *s.top_k;
+    if (s.top_p) r.sampling.top_p = *s.top_p;
+    if (s.min_p) r.sampling.min_p = *s.min_p;
+    if (s.seed) r.sampling.seed = *s.seed;
+    r.n_predict = s.n_predict.value_or(n_predict);
+    r.stop = s.stop;
+    return r;
+}
+
+std::string output_line(const Job& job, const FinishEvent& e) {
+    nlohmann::ordered_json j;
+    if (job.spec.numeric_id) {
+        j["id"] = std::stoll(job.spec.id);
+    } else {
+        j["id"] = job.spec.id;
+    }
+    j["prompt"] = job.spec.prompt;
+    j["completion"] = std::string(e.completion);
+    j["n_prompt"] = e.n_prompt;
+    j["n_completion"] = e.n_generated;
+    j["finish_reason"] = finish_reason_name(e.reason);
+    j["seconds"] = std::round((e.prompt_seconds + e.generation_seconds) * 1e4) / 1e4;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+int generate_command(int argc, char** argv) {
+    cxxopts::Options options(argv[0], "Complete a file of prompts, several at a time");
+    // clang-format off
+    options.add_options()
+        ("m,model", "model file", cxxopts::value<std::string>())
+        ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
+        ("f,file", "prompts: one per line, or JSONL with \"prompt\" and options", cxxopts::value<std::string>())
+        ("out", "output JSONL file", cxxopts::value<std::string>())
+        ("parallel", "sequences decoded together", cxxopts::value<int>()->default_value("8"))
+        ("resume", "keep OUT and skip the ids already in it")
+        ("n,n-predict", "tokens per completion (-1: until EOS or the context)", cxxopts::value<int>()->default_value("256"))
+        ("c,ctx-size", "context per sequence (0: the model's)", cxxopts::value<int>()->default_value("0"))
+        ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("64"))
+        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
+        ("h,help", "show this help");
+    // clang-format on
+    add_sampling_options(options, "42");
+    const auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+        std::fputs(options.help().c_str(), stdout);
+        return 0;
+    }
+    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    if (!args.count("file")) throw UsageError("missing --file (-f)");
+    if (!args.count("out")) throw UsageError("missing --out");
+    const int parallel = args["parallel"].as<int>();
+    const int n_predict = args["n-predict"].as<int>();
+    const int ctx = args["ctx-size"].as<int>();
+    if (parallel < 1 || parallel > 256) throw UsageError("--parallel must be in 1..256");
+    if (n_predict < -1) throw UsageError("--n-predict must be >= -1");
+    if (ctx < 0) throw UsageError("--ctx-size must be >= 0");
+    const SamplerParams sampling = sampling_option_values(args);
+    const KvType kv = kv_option(args);
+    const int batch = std::max(batch_size_option(args), parallel);
+    set_threads(args["threads"].as<int>());
+
+    const Model model = load_model(args["model"].as<std::string>());
+    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const std::string out_path = args["out"].as<std::string>();
+    const bool resume = args.count("resume") > 0;
+    const std::set<std::string> done = resume ? completed_ids(out_path) : std::set<std::string>{};
+    RuntimeOptions ro;
+    ro.context = ctx > 0 ? ctx : model.config.max_seq_len;
+    ro.max_batch = batch;
+    ro.n_sequences = parallel;
+    ro.kv_type = kv;
+    int n_bad = 0;
+    const std::string prompts_path = args["file"].as<std::string>();
+    std::vector<Job> jobs = read_jobs(prompts_path, tokenizer, ro.context, done, &n_bad);
+
+    FILE* out = std::fopen(out_path.c_str(), resume ? "ab" : "wb");
+    if (!out) throw std::runtime_error(out_path + ": cannot open for writing");
+    InferenceState state(model, ro);
+    Scheduler scheduler(state, tokenizer);
+    Progress progress(int(jobs.size()), isatty(STDERR_FILENO) != 0);
+    if (resume && !done.empty()) {
+        std::fprintf(stderr, "generate: %zu prompts already in %s, %zu to go\n", done.size(),
+                     out_path.c_str(), jobs.size());
+    }
+    // Submit a few more than the slots, so that a freed slot is refilled at once
+    // but the queue stays short.
+    size_t next = 0;
+    auto submit_more = [&] {
+        while (next < jobs.size() && int(next) < progress.done() + 2 * parallel) {
+            Request r = make_request(jobs[next], sampling, n_predict);
+            const Job* job = &jobs[next];
+            r.on_finish = [&, job](const FinishEvent& e) {
+                const std::string line = output_line(*job, e);
+                std::fwrite(line.data(), 1, line.size(), out);
+                std::fflush(out);
+                progress.finished(e.n_prompt - e.n_prompt_reused + e.n_generated, e.n_generated);
+            };
+            r.on_token = [&](const TokenEvent&) { progress.token(); };
+            scheduler.submit(std::move(r));
+            ++next;
+        }
+    };
+    submit_more();
+    while (scheduler.step()) submit_more();
+    progress.end();
+    std::fclose(out);
+    std::fprintf(stderr, "generate: %d prompts completed, %d skipped; %s\n", progress.done(), n_bad,
+                 progress.summary().c_str());
+    return 0;
+}
+
+}  // namespace nibble::app

@@ -1,0 +1,146 @@
+// Prompts-file lines and JSON request objects -> RequestSpec, with every value
+// checked and a one-phrase error for the first problem.
+#include "engine/request_json.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+namespace nibble {
+
+namespace {
+
+using Json = nlohmann::json;
+
+bool is_blank(std::string_view s) {
+    return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+// Reads key `name` when present; returns an error phrase or "" when fine.
+std::string read_int(const Json& j, const char* name, int64_t lo, int64_t hi,
+                     std::optional<int64_t>* out) {
+    const auto it = j.find(name);
+    if (it == j.end() || it->is_null()) return "";
+    if (!it->is_number_integer()) return std::string("\"") + name + "\" must be an integer";
+    const bool is_unsigned = it->is_number_unsigned();
+    const uint64_t u = is_unsigned ? it->get<uint64_t>() : 0;
+    const int64_t v =
+        is_unsigned ? int64_t(std::min<uint64_t>(u, uint64_t(INT64_MAX))) : it->get<int64_t>();
+    if (v < lo || v > hi || (is_unsigned && u > uint64_t(INT64_MAX))) {
+        return std::string("\"") + name + "\" must be in " + std::to_string(lo) + ".." +
+               std::to_string(hi);
+    }
+    *out = v;
+    return "";
+}
+
+// A finite number with lo <= v (lo < v when lo_open) and v <= hi; `range` names
+// the interval in the error.
+std::string read_float(const Json& j, const char* name, double lo, double hi, bool lo_open,
+                       const char* range, std::optional<float>* out) {
+    const auto it = j.find(name);
+    if (it == j.end() || it->is_null()) return "";
+    if (!it->is_number()) return std::string("\"") + name + "\" must be a number";
+    const double v = it->get<double>();
+    const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+    if (!ok) return std::string("\"") + name + "\" must be " + range;
+    *out = float(v);
+    return "";
+}
+
+std::string read_stop(const Json& j, std::vector<std::string>* out) {
+    const auto it = j.find("stop");
+    if (it == j.end() || it->is_null()) return "";
+    const std::string bad = "\"stop\" must be a non-empty string or an array of them";
+    if (it->is_string()) {
+        out->push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+        for (const Json& s : *it) {
+            if (!s.is_string()) return bad;
+            out->push_back(s.get<std::string>());
+        }
+    } else {
+        return bad;
+    }
+    for (const std::string& s : *out) {
+        if (s.empty()) return bad;
+    }
+    return "";
+}
+
+std::string read_options(const Json& j, RequestSpec* spec) {
+    std::optional<int64_t> n_predict, top_k, seed;
+    std::string e;
+    if (!(e = read_int(j, "n_predict", -1, 1 << 30, &n_predict)).empty()) return e;
+    if (!(e = read_int(j, "top_k", INT32_MIN, INT32_MAX, &top_k)).empty()) return e;
+    if (!(e = read_int(j, "seed", 0, INT64_MAX, &seed)).empty()) return e;
+    if (!(e = read_float(j, "temp", 0.0, 1e30, false, ">= 0", &spec->temperature)).empty())
+        return e;
+    if (!(e = read_float(j, "top_p", 0.0, 1.0, true, "in (0, 1]", &spec->top_p)).empty()) return e;
+    if (!(e = read_float(j, "min_p", 0.0, 1.0, false, "in [0, 1]", &spec->min_p)).empty()) return e;
+    if (!(e = read_stop(j, &spec->stop)).empty()) return e;
+    if (n_predict) spec->n_predict = int(*n_predict);
+    if (top_k) spec->top_k = int(*top_k);
+    if (seed) spec->seed = uint64_t(*seed);
+    return "";
+}
+
+}  // namespace
+
+bool looks_like_jsonl(std::string_view text) {
+    const size_t at = text.find_first_not_of(" \t\r\n");
+    return at != std::string_view::npos && text[at] == '{';
+}
+
+ParsedLine parse_request_line(std::string_view line, int line_number, bool json) {
+    ParsedLine out;
+    if (is_blank(line)) {
+        out.blank = true;
+        return out;
+    }
+    RequestSpec spec;
+    spec.id = std::to_string(line_number);
+    spec.numeric_id = true;
+    if (!json) {
+        if (line.back() == '\r') line.remove_suffix(1);
+        spec.prompt = std::string(line);
+        out.spec = std::move(spec);
+        return out;
+    }
+    const Json j = Json::parse(line.begin(), line.end(), nullptr, false);
+    if (j.is_discarded()) {
+        out.error = "invalid JSON";
+        return out;
+    }
+    if (!j.is_object()) {
+        out.error = "not a JSON object";
+        return out;
+    }
+    const auto prompt = j.find("prompt");
+    if (prompt == j.end()) {
+        out.error = "missing \"prompt\"";
+        return out;
+    }
+    if (!prompt->is_string() || prompt->get<std::string>().empty()) {
+        out.error = "\"prompt\" must be a non-empty string";
+        return out;
+    }
+    spec.prompt = prompt->get<std::string>();
+    if (const auto id = j.find("id"); id != j.end() && !id->is_null()) {
+        if (id->is_string()) {
+            spec.id = id->get<std::string>();
+            spec.numeric_id = false;
+        } else if (id->is_number_integer()) {
+            spec.id = id->dump();
+        } else {
+            out.error = "\"id\" must be a string or an integer";
+            return out;
+        }
+    }
+    out.error = read_options(j, &spec);
+    if (out.error.empty()) out.spec = std::move(spec);
+    return out;
+}
+
+}  // namespace nibble

@@ -1,0 +1,43 @@
+// One generation request as text: a line of a `nibble generate` prompts file
+// (plain text, or a JSON object with per-prompt options), and later a server's
+// request body. Pure string -> struct: no files, no tokenizer.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nibble {
+
+// Options a request may set; unset ones take the command's defaults.
+struct RequestSpec {
+    std::string id;           // as given ("id" string or integer), else the line number
+    bool numeric_id = false;  // written back as a JSON number
+    std::string prompt;
+    std::optional<int> n_predict;  // -1: until EOS or the end of the context
+    std::optional<float> temperature, top_p, min_p;
+    std::optional<int> top_k;
+    std::optional<uint64_t> seed;
+    std::vector<std::string> stop;
+};
+
+struct ParsedLine {
+    bool blank = false;               // nothing to do (empty or whitespace-only line)
+    std::optional<RequestSpec> spec;  // set when the line is a valid request
+    std::string error;                // set when it is not: what is wrong, without the line number
+};
+
+// Parses line `line_number` (1-based) of a prompts file. `json` selects the
+// JSONL form: an object with "prompt" (required, a non-empty string) and
+// optional "id" (string or integer), "n_predict" (integer >= -1), "temp" (>= 0),
+// "top_k" (integer), "top_p" (0 < p <= 1), "min_p" (0..1), "seed" (integer
+// >= 0), "stop" (string or array of strings); other keys are ignored. In the
+// plain form the whole line (without a trailing '\r') is the prompt and the
+// id is the line number. Never throws for bad input: it sets `error`.
+ParsedLine parse_request_line(std::string_view line, int line_number, bool json);
+
+// Whether a prompts file is JSONL: its first non-blank line starts with '{'.
+bool looks_like_jsonl(std::string_view text);
+
+}  // namespace nibble
