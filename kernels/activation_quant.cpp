@@ -7,7 +7,7 @@
 namespace nibble {
 
 QuantizedActivations ActivationBuffer::prepare(const PackedLayout& l, int n_tokens,
-                                               bool pair_interleaved) {
+                                               CodeOrder order) {
     QuantizedActivations qa;
     qa.n_tokens = n_tokens;
     qa.cols = l.cols;
@@ -15,14 +15,15 @@ QuantizedActivations ActivationBuffer::prepare(const PackedLayout& l, int n_toke
     qa.n_blocks = qa.padded_cols / kActivationBlock;
     qa.groups_per_row = l.groups_per_row;
     qa.blocks_per_group = l.group_size / kActivationBlock;
-    qa.pair_interleaved = pair_interleaved;
+    qa.order = order;
+    qa.block_stride = order == CodeOrder::quads ? (qa.n_blocks + 3) / 4 * 4 : qa.n_blocks;
     const size_t nt = size_t(n_tokens);
     auto grow = [](auto& v, size_t n) {
         if (v.size() < n) v.resize(n);
     };
-    grow(q_, nt * size_t(qa.padded_cols));
-    grow(d_, nt * size_t(qa.n_blocks));
-    grow(d4_, nt * size_t(4 * qa.n_blocks));
+    grow(q_, nt * size_t(qa.q_stride()));
+    grow(d_, nt * size_t(qa.block_stride));
+    grow(d4_, nt * size_t(4 * qa.block_stride));
     grow(group_sums_, nt * size_t(std::max<int64_t>(qa.groups_per_row, 1)));
     qa.q = q_.data();
     qa.d = d_.data();
@@ -32,9 +33,9 @@ QuantizedActivations ActivationBuffer::prepare(const PackedLayout& l, int n_toke
 }
 
 void quantize_activation_row(const float* x, int t, const QuantizedActivations& qa) {
-    int8_t* q = qa.q + size_t(t) * size_t(qa.padded_cols);
-    float* d = qa.d + size_t(t) * size_t(qa.n_blocks);
-    float* d4 = qa.d4 + size_t(t) * size_t(4 * qa.n_blocks);
+    int8_t* q = qa.q + size_t(t) * size_t(qa.q_stride());
+    float* d = qa.d + size_t(t) * size_t(qa.block_stride);
+    float* d4 = qa.d4 + size_t(t) * size_t(4 * qa.block_stride);
     float* group_sums = qa.group_sums + size_t(t) * size_t(qa.groups_per_row);
     x += size_t(t) * size_t(qa.cols);
     for (int64_t g = 0; g < qa.groups_per_row; ++g) group_sums[g] = 0.0f;
@@ -61,19 +62,40 @@ void quantize_activation_row(const float* x, int t, const QuantizedActivations& 
         for (int i = 0; i < 4; ++i) d4[4 * b + i] = scale;
         if (qa.groups_per_row > 0) group_sums[b / qa.blocks_per_group] += scale * float(sum);
 
-        int8_t* out = q + c0;
-        const bool paired = qa.pair_interleaved && (b | 1) < qa.n_blocks;
-        if (!paired) {
-            std::copy(block_codes, block_codes + kActivationBlock, out);
-            continue;
-        }
-        // Pair (2p, 2p+1) occupies 64 bytes starting at block 2p.
-        const int64_t second = b & 1;
-        int8_t* pair = q + (b - second) * kActivationBlock;
-        for (int j = 0; j < 16; ++j) {
-            pair[16 * second + j] = block_codes[j];
-            pair[32 + 16 * second + j] = block_codes[16 + j];
-        }
+        store_block_codes(block_codes, b, qa, q);
+    }
+    pad_quads(t, qa);
+}
+
+void store_block_codes(const int8_t* codes, int64_t b, const QuantizedActivations& qa, int8_t* q) {
+    // Interleaved units: 2 blocks (pairs) or 4 (quads); an odd last block of a
+    // pair row stays natural, a quad row is padded to whole quads.
+    const int64_t unit = qa.order == CodeOrder::pairs ? 2 : qa.order == CodeOrder::quads ? 4 : 1;
+    if (unit == 1 || (unit == 2 && (b | 1) >= qa.n_blocks)) {
+        std::copy(codes, codes + kActivationBlock, q + b * kActivationBlock);
+        return;
+    }
+    // Block k of its unit: columns 0-15 at 16k, columns 16-31 at 16 (unit + k).
+    const int64_t k = b % unit;
+    int8_t* base = q + (b - k) * kActivationBlock;
+    std::copy(codes, codes + 16, base + 16 * k);
+    std::copy(codes + 16, codes + 32, base + 16 * (unit + k));
+}
+
+void pad_quads(int t, const QuantizedActivations& qa) {
+    if (qa.block_stride == qa.n_blocks) return;
+    int8_t* q = qa.q + size_t(t) * size_t(qa.q_stride());
+    float* d = qa.d + size_t(t) * size_t(qa.block_stride);
+    float* d4 = qa.d4 + size_t(t) * size_t(4 * qa.block_stride);
+    // The last quad is partly real: zero the missing blocks' codes in place.
+    const int64_t first_pad = qa.n_blocks;
+    const int64_t quad = first_pad / 4 * 4;
+    for (int64_t b = first_pad; b < qa.block_stride; ++b) {
+        const int64_t k = b - quad;
+        std::fill_n(q + quad * kActivationBlock + 16 * k, 16, int8_t(0));
+        std::fill_n(q + quad * kActivationBlock + 16 * (4 + k), 16, int8_t(0));
+        d[b] = 0.0f;
+        std::fill_n(d4 + 4 * b, 4, 0.0f);
     }
 }
 

@@ -16,6 +16,10 @@ CpuFeatures detect() {
     __builtin_cpu_init();
     f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c");
+    // __builtin_cpu_supports also checks that the OS saves the wider registers.
+    f.avx_vnni = f.avx2 && __builtin_cpu_supports("avxvnni");
+    f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #elif defined(__aarch64__)
     f.neon = true;
 #if defined(__linux__)

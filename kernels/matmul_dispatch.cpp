@@ -20,15 +20,17 @@ namespace nibble {
 
 namespace {
 
-constexpr MatmulKernel kAllKernels[] = {MatmulKernel::reference, MatmulKernel::scalar,
-                                        MatmulKernel::avx2, MatmulKernel::neon,
-                                        MatmulKernel::neon_nodot};
+constexpr MatmulKernel kAllKernels[] = {
+    MatmulKernel::reference, MatmulKernel::scalar, MatmulKernel::avx2,      MatmulKernel::avx_vnni,
+    MatmulKernel::avx512,    MatmulKernel::neon,   MatmulKernel::neon_nodot};
 
 std::atomic<MatmulKernel> g_kernel{MatmulKernel::automatic};
 std::atomic<ActivationMode> g_activation_mode{ActivationMode::int8};
 
 MatmulKernel fastest_supported() {
     const CpuFeatures& f = cpu_features();
+    if (f.avx512) return MatmulKernel::avx512;
+    if (f.avx_vnni) return MatmulKernel::avx_vnni;
     if (f.avx2) return MatmulKernel::avx2;
     if (f.neon) return MatmulKernel::neon;
     return MatmulKernel::scalar;
@@ -49,7 +51,7 @@ MatmulKernel kernel_from_env() {
             }
         }
         throw std::runtime_error(std::string("NIBBLE_KERNEL: unknown kernel '") + value +
-                                 "' (reference, scalar, avx2, neon, neon_nodot)");
+                                 "' (reference, scalar, avx2, avxvnni, avx512, neon, neon_nodot)");
     }();
     return from_env;
 }
@@ -104,6 +106,10 @@ const char* matmul_kernel_name(MatmulKernel kernel) {
             return "scalar";
         case MatmulKernel::avx2:
             return "avx2";
+        case MatmulKernel::avx_vnni:
+            return "avxvnni";
+        case MatmulKernel::avx512:
+            return "avx512";
         case MatmulKernel::neon:
             return "neon";
         case MatmulKernel::neon_nodot:
@@ -122,6 +128,10 @@ bool matmul_kernel_supported(MatmulKernel kernel) {
 #if defined(__x86_64__)
         case MatmulKernel::avx2:
             return f.avx2;
+        case MatmulKernel::avx_vnni:
+            return f.avx_vnni;
+        case MatmulKernel::avx512:
+            return f.avx512;
 #endif
 #if defined(__aarch64__)
         case MatmulKernel::neon:
@@ -191,9 +201,14 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
     kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
     kernels::Fp32RowsFn fp32_rows = kernels::scalar::matmul_rows_fp32;
     void (*quantize_row)(const float*, int, const QuantizedActivations&) = quantize_activation_row;
+    CodeOrder order = CodeOrder::natural;
 #if defined(__x86_64__)
-    if (kernel == MatmulKernel::avx2) {
-        int8_rows = kernels::avx2::matmul_rows_int8;
+    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
+        kernel == MatmulKernel::avx512) {
+        int8_rows = kernel == MatmulKernel::avx512     ? kernels::avx512::matmul_rows_int8
+                    : kernel == MatmulKernel::avx_vnni ? kernels::avxvnni::matmul_rows_int8
+                                                       : kernels::avx2::matmul_rows_int8;
+        order = kernel == MatmulKernel::avx512 ? CodeOrder::quads : CodeOrder::pairs;
         fp32_rows = kernels::avx2::matmul_rows_fp32;
         quantize_row = kernels::avx2::quantize_activation_row;
     }
@@ -215,7 +230,7 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
     const float* xs = x;
     int64_t x_stride = l.cols;
     if (use_int8) {
-        qa = activation_buffer.prepare(l, n_tokens, kernel == MatmulKernel::avx2);
+        qa = activation_buffer.prepare(l, n_tokens, order);
     } else if (l.padded_cols != l.cols) {
         // The fp32 kernels read whole 32-column chunks: pad x with zeros.
         x_stride = l.padded_cols;

@@ -2,7 +2,7 @@
 // command line). nibble::matmul (kernels/matmul.h) uses whatever is selected here.
 //
 // By default the fastest variant this CPU supports is used; the environment
-// variable NIBBLE_KERNEL=reference|scalar|avx2|neon|neon_nodot forces one (read
+// variable NIBBLE_KERNEL=reference|scalar|avx2|avxvnni|avx512|neon|neon_nodot forces one (read
 // once, at the first matmul; an unknown or unsupported value throws
 // std::runtime_error). set_matmul_kernel() takes precedence over both.
 #pragma once
@@ -15,6 +15,8 @@ enum class MatmulKernel {
     reference,   // reference::matmul (dequantize rows, FP32 dots)
     scalar,      // portable fast path, no intrinsics
     avx2,        // x86-64 AVX2 + FMA + F16C
+    avx_vnni,    // x86-64 AVX2 kernels with AVX-VNNI dot products (256-bit)
+    avx512,      // x86-64 AVX-512 F/BW/VL + VNNI (512-bit vpdpbusd)
     neon,        // aarch64 NEON, SDOT when the CPU has the dotprod extension
     neon_nodot,  // aarch64 NEON without SDOT (for testing that path)
 };

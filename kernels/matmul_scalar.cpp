@@ -4,6 +4,7 @@
 
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params.h"
+#include "kernels/row_params_generic.h"
 
 namespace nibble::kernels {
 
@@ -11,6 +12,10 @@ float* kernel_scratch(size_t n) {
     thread_local std::vector<float> scratch;
     if (scratch.size() < n) scratch.resize(n);
     return scratch.data();
+}
+
+void decode_row_params_generic(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
+    decode_row_params(w, stream, row, out);
 }
 
 namespace scalar {

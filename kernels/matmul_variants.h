@@ -42,6 +42,14 @@ void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int
 }  // namespace scalar
 
 #if defined(__x86_64__)
+namespace avx512 {
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+}  // namespace avx512
+namespace avxvnni {
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+}  // namespace avxvnni
 namespace avx2 {
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);

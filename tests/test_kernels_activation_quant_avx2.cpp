@@ -1,6 +1,6 @@
 // The AVX2 activation quantizer gives bit for bit the portable quantizer's
 // codes, block scales and group sums: random rows, rows with zero and huge
-// blocks, exact .5 ties, several tokens, natural and pair-interleaved order,
+// blocks, exact .5 ties, several tokens, natural, pair- and quad-interleaved order,
 // group sizes 32/64/128, and widths that are not whole blocks (portable path).
 #include <doctest/doctest.h>
 
@@ -31,10 +31,10 @@ TEST_CASE("AVX2 activation quantization equals the portable one bitwise" *
     for (int64_t cols : {32, 64, 96, 2048, 5632, 100}) {
         for (int group : {32, 64, 128}) {
             if (cols % group != 0 && cols != 100) continue;
-            for (bool interleaved : {false, true}) {
+            for (CodeOrder order : {CodeOrder::natural, CodeOrder::pairs, CodeOrder::quads}) {
                 CAPTURE(cols);
                 CAPTURE(group);
-                CAPTURE(interleaved);
+                CAPTURE(int(order));
                 const int n_tokens = 3;
                 const PackedLayout l = make_layout(WeightFormat::q4, 8, cols, group, false);
                 std::vector<float> x(size_t(n_tokens) * size_t(cols));
@@ -47,18 +47,18 @@ TEST_CASE("AVX2 activation quantization equals the portable one bitwise" *
                     x[size_t(cols + 32)] = 127.0f;  // amax = 127: codes are x rounded
                 }
                 ActivationBuffer ba, bb;
-                const QuantizedActivations a = ba.prepare(l, n_tokens, interleaved);
-                const QuantizedActivations b = bb.prepare(l, n_tokens, interleaved);
-                std::memset(a.q, 0x55, size_t(n_tokens) * size_t(a.padded_cols));
-                std::memset(b.q, 0x66, size_t(n_tokens) * size_t(b.padded_cols));
+                const QuantizedActivations a = ba.prepare(l, n_tokens, order);
+                const QuantizedActivations b = bb.prepare(l, n_tokens, order);
+                std::memset(a.q, 0x55, size_t(n_tokens) * size_t(a.q_stride()));
+                std::memset(b.q, 0x66, size_t(n_tokens) * size_t(b.q_stride()));
                 for (int t = 0; t < n_tokens; ++t) {
                     quantize_activation_row(x.data(), t, a);
                     kernels::avx2::quantize_activation_row(x.data(), t, b);
                 }
                 const size_t nt = size_t(n_tokens);
-                CHECK(same_bytes(a.q, b.q, nt * size_t(a.padded_cols)));
-                CHECK(same_bytes(a.d, b.d, nt * size_t(a.n_blocks)));
-                CHECK(same_bytes(a.d4, b.d4, nt * size_t(4 * a.n_blocks)));
+                CHECK(same_bytes(a.q, b.q, nt * size_t(a.q_stride())));
+                CHECK(same_bytes(a.d, b.d, nt * size_t(a.block_stride)));
+                CHECK(same_bytes(a.d4, b.d4, nt * size_t(4 * a.block_stride)));
                 CHECK(same_bytes(a.group_sums, b.group_sums, nt * size_t(a.groups_per_row)));
             }
         }

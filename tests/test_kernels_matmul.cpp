@@ -441,7 +441,8 @@ TEST_CASE("kernel selection") {
     CHECK(matmul_kernel_supported(MatmulKernel::scalar));
     CHECK(matmul_kernel_supported(MatmulKernel::reference));
     for (MatmulKernel k :
-         {MatmulKernel::scalar, MatmulKernel::avx2, MatmulKernel::neon, MatmulKernel::neon_nodot}) {
+         {MatmulKernel::scalar, MatmulKernel::avx2, MatmulKernel::avx_vnni, MatmulKernel::avx512,
+          MatmulKernel::neon, MatmulKernel::neon_nodot}) {
         if (matmul_kernel_supported(k)) {
             set_matmul_kernel(k);
             CHECK(matmul_kernel() == k);

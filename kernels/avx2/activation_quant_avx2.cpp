@@ -38,9 +38,9 @@ void quantize_activation_row(const float* x, int t, const QuantizedActivations& 
         nibble::quantize_activation_row(x, t, qa);
         return;
     }
-    int8_t* q = qa.q + size_t(t) * size_t(qa.padded_cols);
-    float* d = qa.d + size_t(t) * size_t(qa.n_blocks);
-    float* d4 = qa.d4 + size_t(t) * size_t(4 * qa.n_blocks);
+    int8_t* q = qa.q + size_t(t) * size_t(qa.q_stride());
+    float* d = qa.d + size_t(t) * size_t(qa.block_stride);
+    float* d4 = qa.d4 + size_t(t) * size_t(4 * qa.block_stride);
     float* group_sums = qa.group_sums + size_t(t) * size_t(qa.groups_per_row);
     x += size_t(t) * size_t(qa.cols);
     for (int64_t g = 0; g < qa.groups_per_row; ++g) group_sums[g] = 0.0f;
@@ -80,20 +80,21 @@ void quantize_activation_row(const float* x, int t, const QuantizedActivations& 
         if (qa.groups_per_row > 0)
             group_sums[b / qa.blocks_per_group] += scale * float(hsum_epi32(sum));
 
-        const bool paired = qa.pair_interleaved && (b | 1) < qa.n_blocks;
-        if (!paired) {
+        // Interleaved units (activation_quant.h): 2 blocks (pairs) or 4 (quads).
+        const int64_t unit =
+            qa.order == CodeOrder::pairs ? 2 : qa.order == CodeOrder::quads ? 4 : 1;
+        if (unit == 1 || (unit == 2 && (b | 1) >= qa.n_blocks)) {
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kActivationBlock), codes);
             continue;
         }
-        // Pair (2p, 2p+1) occupies 64 bytes starting at block 2p: columns 0-15
-        // of block 2p + second at 16 * second, columns 16-31 at 32 + 16 * second.
-        const int64_t second = b & 1;
-        int8_t* pair = q + (b - second) * kActivationBlock;
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + 16 * second),
-                         _mm256_castsi256_si128(codes));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + 32 + 16 * second),
+        // Block k of its unit: columns 0-15 at 16k, columns 16-31 at 16 (unit + k).
+        const int64_t k = b % unit;
+        int8_t* base = q + (b - k) * kActivationBlock;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(base + 16 * k), _mm256_castsi256_si128(codes));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(base + 16 * (unit + k)),
                          _mm256_extracti128_si256(codes, 1));
     }
+    nibble::pad_quads(t, qa);
 }
 
 }  // namespace nibble::kernels::avx2

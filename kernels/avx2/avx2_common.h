@@ -7,9 +7,16 @@
 
 #include "kernels/formats.h"
 #include "kernels/group_params.h"
-#include "kernels/row_params.h"
+#include "kernels/row_params_generic.h"
 
-namespace nibble::kernels::avx2 {
+// Every x86 ISA translation unit that includes this gets its own copy of these
+// inline helpers, in its own namespace (avx2, avxvnni), so that no copy
+// compiled for one instruction set can stand in for another's at link time.
+#ifndef NIBBLE_ISA_NAMESPACE
+#define NIBBLE_ISA_NAMESPACE avx2
+#endif
+
+namespace nibble::kernels::NIBBLE_ISA_NAMESPACE {
 
 // Sum of the 8 lanes, in a fixed order.
 inline float hsum(__m256 v) {
@@ -34,7 +41,7 @@ inline float dot(const float* a, const float* b, int64_t n) {
 inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
     const PackedLayout& l = w.layout;
     if (l.double_quant) {
-        decode_dq_row(w, stream, row, out);
+        decode_row_params_generic(w, stream, row, out);  // out of line: portable code
         return;
     }
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
@@ -51,4 +58,4 @@ inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t r
     }
 }
 
-}  // namespace nibble::kernels::avx2
+}  // namespace nibble::kernels::NIBBLE_ISA_NAMESPACE

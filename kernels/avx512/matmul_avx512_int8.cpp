@@ -1,0 +1,332 @@
+// AVX-512 VNNI integer matmul: int8 activations in quad order (kernels/
+// activation_quant.h) times 4/8-bit weight codes with vpdpbusd, scaled and
+// accumulated in FP32. Needs AVX-512 F, BW, VL and VNNI (cpu_features().avx512).
+//
+// One step covers four 32-column blocks 4q..4q+3 of a row (128 weights):
+//   q4/q4a/nf4: one 64-byte load of four 16-byte code chunks; AND 0x0f gives
+//     [b0 0..15 | b1 0..15 | b2 0..15 | b3 0..15] and a 4-bit shift gives the
+//     columns 16..31 of each block in the same places: the quad order of the
+//     activations, so 128-bit lane k of both products belongs to block 4q+k.
+//   q8: two 64-byte loads [b0 | b1], [b2 | b3] regrouped by vshufi64x2.
+// vpdpbusd multiplies unsigned bytes by signed bytes. Every format is written
+// as unsigned bytes u = w + K with a per-format constant K (q4: codes 0..15 are
+// w + 8; nf4: the int8 code book plus 127; q8: w xor 0x80 = w + 128; q4a: K = 0,
+// its codes are the unsigned q itself), so
+//   vpdpbusd(u, x) = sum w x + K sum x,
+// and each block's integer accumulator starts at -K sum x, computed once per
+// token and quad from the activations alone (no per-row offset pass). The
+// sixteen int32 lanes (four per block) are converted to float and multiplied
+// by [d_w(4q+k) d_x(4q+k)] per lane, then accumulated with FMA; the row's
+// output is the sum of the sixteen lanes. q4a adds sum_g m_g group_sum_g at
+// the end (kernels/activation_quant.h).
+//
+// Group scales are read as fp16 straight from the blob (vcvtph2ps, no decoded
+// copy of the row), or from a per-row float scratch when double-quantized.
+// A row whose block count is not a multiple of 4 ends in a partial quad read
+// with masked loads (nothing is read past the row; the activations are padded
+// with zeros).
+#include <immintrin.h>
+
+#include <cstring>
+
+// GCC 12's avx512fintrin.h builds _mm512_undefined_ps() from a self-initialised
+// variable, which -Wmaybe-uninitialized reports wherever an intrinsic that
+// uses it (vpermps, vcvtdq2ps) is inlined: a false positive in the header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include "kernels/matmul_variants.h"
+#include "kernels/row_params_generic.h"
+
+namespace nibble::kernels::avx512 {
+
+namespace {
+
+// Rows per register block, and tokens per register block for GEMM.
+constexpr int kRowBlock = 4;
+constexpr int kTokenBlock = 2;
+
+template <WeightFormat F>
+constexpr int kCodeBias = F == WeightFormat::q4    ? 8
+                          : F == WeightFormat::nf4 ? 127
+                          : F == WeightFormat::q8  ? 128
+                                                   : 0;
+
+// Code bytes of one quad step of a row.
+template <WeightFormat F>
+constexpr int kQuadBytes = F == WeightFormat::q8 ? 128 : 64;
+
+// Unsigned weight bytes of one quad: lo pairs with activations [0, 64) of the
+// quad, hi with [64, 128).
+struct Quad {
+    __m512i lo, hi;
+};
+
+// The NF4 int8 code book plus 127 (0..254), for vpshufb in every 128-bit lane.
+alignas(16) constexpr uint8_t kNf4Unsigned[16] = {
+    uint8_t(kNf4Int8[0] + 127),  uint8_t(kNf4Int8[1] + 127),  uint8_t(kNf4Int8[2] + 127),
+    uint8_t(kNf4Int8[3] + 127),  uint8_t(kNf4Int8[4] + 127),  uint8_t(kNf4Int8[5] + 127),
+    uint8_t(kNf4Int8[6] + 127),  uint8_t(kNf4Int8[7] + 127),  uint8_t(kNf4Int8[8] + 127),
+    uint8_t(kNf4Int8[9] + 127),  uint8_t(kNf4Int8[10] + 127), uint8_t(kNf4Int8[11] + 127),
+    uint8_t(kNf4Int8[12] + 127), uint8_t(kNf4Int8[13] + 127), uint8_t(kNf4Int8[14] + 127),
+    uint8_t(kNf4Int8[15] + 127)};
+
+inline __m512i nf4_unsigned_table() {
+    return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kNf4Unsigned)));
+}
+
+// n_blocks (1..4) of quad q; mask_bytes covers the valid code bytes when masked.
+template <WeightFormat F, bool kMasked>
+inline Quad load_quad(const uint8_t* codes, int64_t q, __mmask64 mask_a, __mmask64 mask_b,
+                      __m512i nf4_table) {
+    Quad w;
+    const uint8_t* p = codes + kQuadBytes<F> * q;
+    if constexpr (F == WeightFormat::q8) {
+        const __m512i a = kMasked ? _mm512_maskz_loadu_epi8(mask_a, p) : _mm512_loadu_si512(p);
+        const __m512i b =
+            kMasked ? _mm512_maskz_loadu_epi8(mask_b, p + 64) : _mm512_loadu_si512(p + 64);
+        // a = [b0 lo | b0 hi | b1 lo | b1 hi] in 128-bit lanes, b likewise for b2, b3.
+        const __m512i sign = _mm512_set1_epi8(char(0x80));
+        w.lo = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, 0x88), sign);  // [a0 a2 b0 b2]
+        w.hi = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, 0xdd), sign);  // [a1 a3 b1 b3]
+        // (Padding blocks of a partial quad meet zero activations: they add 0.)
+    } else {
+        const __m512i c = kMasked ? _mm512_maskz_loadu_epi8(mask_a, p) : _mm512_loadu_si512(p);
+        const __m512i nibble = _mm512_set1_epi8(0x0f);
+        w.lo = _mm512_and_si512(c, nibble);
+        w.hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
+        if constexpr (F == WeightFormat::nf4) {
+            w.lo = _mm512_shuffle_epi8(nf4_table, w.lo);
+            w.hi = _mm512_shuffle_epi8(nf4_table, w.hi);
+        }
+    }
+    return w;
+}
+
+// Where a row's group parameters come from: fp16 in the blob, or decoded floats.
+struct RowData {
+    const uint8_t* codes;
+    const uint8_t* prefetch;  // the same offset kRowBlock rows further on
+    const uint16_t* scales16;
+    const float* scales32;
+    const uint16_t* mins16;
+    const float* mins32;
+};
+
+// Per-lane weight scales of quad q: lane 4k+j gets the scale of block 4q+k's
+// group. group_shift = log2(blocks per group); the quad's first group is
+// (4q) >> group_shift and it spans n_groups = max(1, 4 >> group_shift) groups,
+// fewer in a partial quad (group_mask).
+template <bool kFp16>
+inline __m512 quad_scales(const RowData& row, int64_t q, int group_shift, __mmask8 group_mask,
+                          __m512i lane_group) {
+    const int64_t g0 = (4 * q) >> group_shift;
+    __m128 s;
+    if constexpr (kFp16) {
+        s = _mm_cvtph_ps(_mm_maskz_loadu_epi16(group_mask, row.scales16 + g0));
+    } else {
+        s = _mm_maskz_loadu_ps(group_mask, row.scales32 + g0);
+    }
+    return _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(s));
+}
+
+// Masks of a quad with n_blocks valid blocks.
+struct QuadMasks {
+    __mmask64 code_a, code_b;
+    __mmask8 groups;
+};
+
+template <WeightFormat F>
+QuadMasks quad_masks(int n_blocks, int group_shift) {
+    QuadMasks m;
+    if constexpr (F == WeightFormat::q8) {
+        const int a = n_blocks < 2 ? n_blocks : 2, b = n_blocks - a;
+        m.code_a = a == 2 ? ~__mmask64(0) : (__mmask64(1) << (32 * a)) - 1;
+        m.code_b = b == 2 ? ~__mmask64(0) : (__mmask64(1) << (32 * b)) - 1;
+    } else {
+        m.code_a = n_blocks == 4 ? ~__mmask64(0) : (__mmask64(1) << (16 * n_blocks)) - 1;
+        m.code_b = 0;
+    }
+    // Groups touched by blocks 0..n_blocks-1 of a quad that starts a group
+    // (quads start at multiples of 4 blocks, so for group_shift >= 2 one group).
+    const int n_groups = group_shift >= 2 ? 1 : ((n_blocks - 1) >> group_shift) + 1;
+    m.groups = __mmask8((1u << n_groups) - 1);
+    return m;
+}
+
+// sum_g params[g] * sums[g] over a row's groups (q4a mins), 16 at a time.
+inline float param_dot(const uint16_t* p16, const float* p32, const float* sums, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < n; g += 16) {
+        const __mmask16 m = n - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - g)) - 1);
+        const __m512 p = p16 != nullptr ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p16 + g))
+                                        : _mm512_maskz_loadu_ps(m, p32 + g);
+        acc = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(m, sums + g), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+// R rows x T tokens: every quad of weights is unpacked once and used for T tokens.
+template <WeightFormat F, bool kFp16, int R, int T>
+void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, int64_t row0,
+                  int64_t n_rows, float* y) {
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
+    // Lane 4k+j of a quad reads group (k >> group_shift) of the loaded scales.
+    const __m512i lane_group =
+        group_shift == 0   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+        : group_shift == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                           : _mm512_setzero_si512();
+    const __m512i nf4_table = F == WeightFormat::nf4 ? nf4_unsigned_table() : _mm512_setzero_si512();
+    const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
+
+    __m512 acc[R][T];
+    for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    const int8_t* xq[T];
+    const float* xd4[T];
+    for (int t = 0; t < T; ++t) {
+        xq[t] = qa.token_q(t0 + t);
+        xd4[t] = qa.token_d4(t0 + t);
+    }
+
+    const auto step = [&]<bool kMasked>(int64_t q, const QuadMasks& m) {
+        Quad w[R];
+        __m512 ws[R];
+        for (int r = 0; r < R; ++r) {
+            _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q),
+                         _MM_HINT_T0);
+            if constexpr (F == WeightFormat::q8) {
+                _mm_prefetch(
+                    reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q + 64),
+                    _MM_HINT_T0);
+            }
+            w[r] = load_quad<F, kMasked>(rows[r].codes, q, m.code_a, m.code_b, nf4_table);
+            ws[r] = quad_scales<kFp16>(rows[r], q, group_shift, m.groups, lane_group);
+        }
+        for (int t = 0; t < T; ++t) {
+            const __m512i x0 = _mm512_loadu_si512(xq[t] + 128 * q);
+            const __m512i x1 = _mm512_loadu_si512(xq[t] + 128 * q + 64);
+            const __m512 dx = _mm512_loadu_ps(xd4[t] + 16 * q);
+            __m512i start = _mm512_setzero_si512();
+            if constexpr (kCodeBias<F> != 0) {
+                const __m512i kx = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias_bytes, x0), bias_bytes, x1);
+                start = _mm512_sub_epi32(start, kx);
+            }
+            for (int r = 0; r < R; ++r) {
+                const __m512i dot =
+                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w[r].lo, x0), w[r].hi, x1);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], dx),
+                                            acc[r][t]);
+            }
+        }
+    };
+
+    const int64_t n_full = qa.n_blocks / 4;
+    const QuadMasks full = quad_masks<F>(4, group_shift);
+    for (int64_t q = 0; q < n_full; ++q) step.template operator()<false>(q, full);
+    if (const int rest = int(qa.n_blocks % 4); rest != 0) {
+        step.template operator()<true>(n_full, quad_masks<F>(rest, group_shift));
+    }
+
+    for (int t = 0; t < T; ++t) {
+        for (int r = 0; r < R; ++r) {
+            float s = _mm512_reduce_add_ps(acc[r][t]);
+            if constexpr (F == WeightFormat::nf4) s *= kNf4Int8Scale;
+            if constexpr (F == WeightFormat::q4a) {
+                s += param_dot(rows[r].mins16, rows[r].mins32, qa.token_group_sums(t0 + t),
+                               qa.groups_per_row);
+            }
+            y[size_t(t0 + t) * size_t(n_rows) + size_t(row0 + r)] = s;
+        }
+    }
+}
+
+// All tokens for R rows: token blocks of kTokenBlock, then the rest one by one.
+template <WeightFormat F, bool kFp16, int R>
+void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row0, int64_t n_rows,
+                float* y) {
+    int t = 0;
+    for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
+        micro_kernel<F, kFp16, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
+    for (; t < qa.n_tokens; ++t) micro_kernel<F, kFp16, R, 1>(rows, qa, t, row0, n_rows, y);
+}
+
+template <WeightFormat F, bool kFp16>
+void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+               float* y) {
+    const PackedLayout& l = w.layout;
+    const int64_t gpr = l.groups_per_row;
+    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    // Double-quantized parameters are decoded per row into scratch.
+    const size_t per_row = size_t(2 * gpr);
+    float* scratch = kFp16 ? nullptr : kernel_scratch(per_row * kRowBlock);
+    const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
+    const auto* mins16 = reinterpret_cast<const uint16_t*>(w.data + l.mins_offset);
+
+    for (int64_t r = r0; r < r1; r += kRowBlock) {
+        const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        RowData rows[kRowBlock];
+        for (int i = 0; i < n; ++i) {
+            const int64_t row = r + i;
+            const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
+            // (no pointer past the blob: the last row block prefetches itself)
+            const bool has_next = row + kRowBlock < l.rows;
+            RowData& d = rows[i];
+            d = RowData{codes, has_next ? codes + kRowBlock * row_bytes : codes,
+                        nullptr, nullptr, nullptr, nullptr};
+            if constexpr (kFp16) {
+                d.scales16 = scales16 + row * gpr;
+                if constexpr (F == WeightFormat::q4a) d.mins16 = mins16 + row * gpr;
+            } else {
+                float* s = scratch + per_row * size_t(i);
+                decode_row_params_generic(w, GroupStream::scales, row, s);
+                d.scales32 = s;
+                if constexpr (F == WeightFormat::q4a) {
+                    decode_row_params_generic(w, GroupStream::mins, row, s + gpr);
+                    d.mins32 = s + gpr;
+                }
+            }
+        }
+        if (n == kRowBlock) {
+            all_tokens<F, kFp16, kRowBlock>(rows, qa, r, l.rows, y);
+        } else {
+            for (int i = 0; i < n; ++i) all_tokens<F, kFp16, 1>(rows + i, qa, r + i, l.rows, y);
+        }
+    }
+}
+
+template <WeightFormat F>
+void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+               float* y) {
+    if (w.layout.double_quant) {
+        rows_int8<F, false>(w, qa, r0, r1, y);
+    } else {
+        rows_int8<F, true>(w, qa, r0, r1, y);
+    }
+}
+
+}  // namespace
+
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y) {
+    switch (w.layout.format) {
+        case WeightFormat::q8:
+            rows_int8<WeightFormat::q8>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::q4:
+            rows_int8<WeightFormat::q4>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::q4a:
+            rows_int8<WeightFormat::q4a>(w, qa, r0, r1, y);
+            break;
+        case WeightFormat::nf4:
+            rows_int8<WeightFormat::nf4>(w, qa, r0, r1, y);
+            break;
+        default:
+            break;
+    }
+}
+
+}  // namespace nibble::kernels::avx512
