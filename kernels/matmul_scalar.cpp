@@ -2,6 +2,7 @@
 // for CPUs without AVX2 or NEON, and a chunked FP32-activation path.
 #include <vector>
 
+#include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params.h"
 #include "kernels/row_params_generic.h"
@@ -52,7 +53,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int64_t gpr = l.groups_per_row;
     // Blocks per group is a power of two: block b is in group b >> group_shift.
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
-    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     // Scratch: group scales, group mins, then the row's weights as int8.
     float* scales = kernel_scratch(size_t(2 * gpr + qa.padded_cols / 4));
     float* mins = scales + gpr;
@@ -116,7 +117,7 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
     // 32-column chunks per group is a power of two: chunk k is in group k >> group_shift.
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
-    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     float* scales = kernel_scratch(size_t(2 * l.groups_per_row));
     float* mins = scales + l.groups_per_row;
     float wf[32];
@@ -167,46 +168,21 @@ void rows_fp32_dense(const MatrixView& w, const float* x, int64_t x_stride, int 
 
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y) {
-    switch (w.layout.format) {
-        case WeightFormat::q8:
-            rows_int8<WeightFormat::q8>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4:
-            rows_int8<WeightFormat::q4>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4a:
-            rows_int8<WeightFormat::q4a>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::nf4:
-            rows_int8<WeightFormat::nf4>(w, qa, r0, r1, y);
-            break;
-        default:
-            break;
-    }
+    visit_grouped_format(w.layout.format, [&](auto format) {
+        rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
+    });
 }
 
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
                       int64_t r0, int64_t r1, float* y) {
-    switch (w.layout.format) {
-        case WeightFormat::f32:
-            rows_fp32_dense<WeightFormat::f32>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::f16:
-            rows_fp32_dense<WeightFormat::f16>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q8:
-            rows_fp32_grouped<WeightFormat::q8>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q4:
-            rows_fp32_grouped<WeightFormat::q4>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q4a:
-            rows_fp32_grouped<WeightFormat::q4a>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::nf4:
-            rows_fp32_grouped<WeightFormat::nf4>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-    }
+    visit_format(w.layout.format, [&](auto format) {
+        constexpr WeightFormat F = decltype(format)::value;
+        if constexpr (FormatTraits<F>::grouped) {
+            rows_fp32_grouped<F>(w, x, x_stride, n_tokens, r0, r1, y);
+        } else {
+            rows_fp32_dense<F>(w, x, x_stride, n_tokens, r0, r1, y);
+        }
+    });
 }
 
 }  // namespace scalar

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "kernels/cpu_features.h"
 #include "kernels/fp16.h"
+#include "kernels/matmul_dispatch.h"
 
 namespace nibble {
 
@@ -72,13 +72,29 @@ const VecOps* vec_ops_avx2() {
     return nullptr;
 }
 #endif
+#if !defined(__aarch64__)
+const VecOps* vec_ops_neon() {
+    return nullptr;
+}
+#endif
 
 const VecOps& vec_ops() {
-    static const VecOps& chosen = [&]() -> const VecOps& {
-        const VecOps* avx2 = vec_ops_avx2();
-        return avx2 != nullptr ? *avx2 : vec_ops_scalar();
-    }();
-    return chosen;
+    // A table lookup per call: tests switch kernels at run time.
+    const VecOps* ops = nullptr;
+    switch (matmul_kernel()) {
+        case MatmulKernel::avx2:
+        case MatmulKernel::avx_vnni:
+        case MatmulKernel::avx512:
+            ops = vec_ops_avx2();
+            break;
+        case MatmulKernel::neon:
+        case MatmulKernel::neon_nodot:
+            ops = vec_ops_neon();
+            break;
+        default:
+            break;
+    }
+    return ops != nullptr ? *ops : vec_ops_scalar();
 }
 
 float dot_f32(const float* a, const float* b, int n) {

@@ -1,6 +1,8 @@
 // Small vector kernels used by attention and the rest of the layer.
-// The functions in namespace nibble dispatch at run time (AVX2 when the CPU has
-// it); nibble::vec_scalar holds the portable reference versions.
+// The functions in namespace nibble dispatch at run time on the same kernel
+// choice as matmul (kernels/matmul_dispatch.h: the CPU's best, NIBBLE_KERNEL or
+// set_matmul_kernel): scalar and reference use the portable versions, the x86
+// kernels the AVX2 ones, neon and neon_nodot the NEON ones.
 #pragma once
 #include <cstdint>
 
@@ -34,7 +36,9 @@ struct VecOps {
 const VecOps& vec_ops_scalar();
 // nullptr when the CPU lacks AVX2/FMA/F16C or the build is not x86-64.
 const VecOps* vec_ops_avx2();
-// The table the dispatching functions use (chosen once from the CPU).
+// nullptr when the build is not aarch64.
+const VecOps* vec_ops_neon();
+// The table the dispatching functions use, for the current kernel choice.
 const VecOps& vec_ops();
 
 }  // namespace nibble

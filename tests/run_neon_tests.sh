@@ -18,7 +18,7 @@ mkdir -p "$out/obj"
 flags="-std=c++20 -O2 -march=armv8-a -fopenmp -ffp-contract=off -Wall -Wextra \
 -Wno-unused-parameter -Werror -I$src"
 sources="$(ls "$src"/kernels/*.cpp "$src"/kernels/neon/*.cpp) $src/tests/test_main.cpp \
-$src/tests/test_kernels_matmul.cpp"
+$src/tests/test_kernels_matmul.cpp $src/tests/test_kernels_vec_ops.cpp"
 objects=""
 for s in $sources; do
     o="$out/obj/$(echo "$s" | sed "s|^$src/||; s|/|_|g").o"

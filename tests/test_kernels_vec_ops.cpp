@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/fp16.h"
+#include "kernels/matmul_dispatch.h"
 #include "kernels/vec_ops.h"
 #include "test_skip.h"
 
@@ -40,12 +41,8 @@ double dot_bound(const float* a, const float* b, int n) {
     return 1e-6 * s + 1e-30;
 }
 
-}  // namespace
-
-TEST_CASE("AVX2 vector kernels match the scalar reference" *
-          nibble::test::skip_unless(vec_ops_avx2() != nullptr,
-                                    "no AVX2 on this CPU: only the scalar kernels exist here")) {
-    const VecOps* fast = vec_ops_avx2();
+// Every function of `fast` against the portable versions.
+void check_against_scalar(const VecOps* fast) {
     REQUIRE(fast != nullptr);
     const VecOps& ref = vec_ops_scalar();
     for (int n : {1, 7, 8, 9, 16, 31, 64, 100, 128, 257}) {
@@ -100,4 +97,30 @@ TEST_CASE("AVX2 vector kernels match the scalar reference" *
     std::vector<int8_t> q(20, 5);
     CHECK(fast->quantize_i8(zeros.data(), q.data(), 20) == 0.0f);
     for (int8_t v : q) CHECK(v == 0);
+}
+
+}  // namespace
+
+TEST_CASE("AVX2 vector kernels match the scalar reference" *
+          nibble::test::skip_unless(vec_ops_avx2() != nullptr,
+                                    "no AVX2 on this CPU (or not an x86-64 build)")) {
+    check_against_scalar(vec_ops_avx2());
+}
+
+TEST_CASE("NEON vector kernels match the scalar reference" *
+          nibble::test::skip_unless(vec_ops_neon() != nullptr, "not an aarch64 build")) {
+    check_against_scalar(vec_ops_neon());
+}
+
+TEST_CASE("vector kernels follow the matmul kernel choice") {
+    for (MatmulKernel k : supported_matmul_kernels()) {
+        CAPTURE(matmul_kernel_name(k));
+        set_matmul_kernel(k);
+        const VecOps* expected = &vec_ops_scalar();
+        if (k == MatmulKernel::avx2 || k == MatmulKernel::avx_vnni || k == MatmulKernel::avx512)
+            expected = vec_ops_avx2();
+        if (k == MatmulKernel::neon || k == MatmulKernel::neon_nodot) expected = vec_ops_neon();
+        CHECK(&vec_ops() == expected);
+    }
+    set_matmul_kernel(MatmulKernel::automatic);
 }

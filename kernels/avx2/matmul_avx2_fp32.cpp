@@ -4,6 +4,7 @@
 // Each token keeps four accumulators, one per 8-column slice of a chunk.
 #include "kernels/avx2/avx2_common.h"
 #include "kernels/codebooks.h"
+#include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 
 namespace nibble::kernels::avx2 {
@@ -85,7 +86,7 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     // 32-column chunks per group is a power of two: chunk k is in group k >> group_shift.
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
-    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     float* scales = kernel_scratch(size_t(2 * gpr));
     float* mins = scales + gpr;
     for (int64_t r = r0; r < r1; ++r) {
@@ -169,26 +170,14 @@ void rows_dense(const MatrixView& w, const float* x, int64_t x_stride, int n_tok
 
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
                       int64_t r0, int64_t r1, float* y) {
-    switch (w.layout.format) {
-        case WeightFormat::f32:
-            rows_dense<WeightFormat::f32>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::f16:
-            rows_dense<WeightFormat::f16>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q8:
-            rows_grouped<WeightFormat::q8>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q4:
-            rows_grouped<WeightFormat::q4>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::q4a:
-            rows_grouped<WeightFormat::q4a>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-        case WeightFormat::nf4:
-            rows_grouped<WeightFormat::nf4>(w, x, x_stride, n_tokens, r0, r1, y);
-            break;
-    }
+    visit_format(w.layout.format, [&](auto format) {
+        constexpr WeightFormat F = decltype(format)::value;
+        if constexpr (FormatTraits<F>::grouped) {
+            rows_grouped<F>(w, x, x_stride, n_tokens, r0, r1, y);
+        } else {
+            rows_dense<F>(w, x, x_stride, n_tokens, r0, r1, y);
+        }
+    });
 }
 
 }  // namespace nibble::kernels::avx2

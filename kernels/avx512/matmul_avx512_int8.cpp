@@ -36,6 +36,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params_generic.h"
 
@@ -48,14 +49,13 @@ constexpr int kRowBlock = 4;
 constexpr int kTokenBlock = 2;
 
 template <WeightFormat F>
-constexpr int kCodeBias = F == WeightFormat::q4    ? 8
-                          : F == WeightFormat::nf4 ? 127
-                          : F == WeightFormat::q8  ? 128
-                                                   : 0;
+constexpr int kCodeBias = FormatTraits<F>::code_book      ? 127
+                          : FormatTraits<F>::signed_codes ? 128
+                                                          : FormatTraits<F>::code_offset;
 
 // Code bytes of one quad step of a row.
 template <WeightFormat F>
-constexpr int kQuadBytes = F == WeightFormat::q8 ? 128 : 64;
+constexpr int kQuadBytes = 4 * kChunkBytes<F>;
 
 // Unsigned weight bytes of one quad: lo pairs with activations [0, 64) of the
 // quad, hi with [64, 128).
@@ -258,7 +258,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     // Double-quantized parameters are decoded per row into scratch.
     const size_t per_row = size_t(2 * gpr);
     float* scratch = kFp16 ? nullptr : kernel_scratch(per_row * kRowBlock);
@@ -311,22 +311,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
 
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y) {
-    switch (w.layout.format) {
-        case WeightFormat::q8:
-            rows_int8<WeightFormat::q8>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4:
-            rows_int8<WeightFormat::q4>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4a:
-            rows_int8<WeightFormat::q4a>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::nf4:
-            rows_int8<WeightFormat::nf4>(w, qa, r0, r1, y);
-            break;
-        default:
-            break;
-    }
+    visit_grouped_format(w.layout.format, [&](auto format) {
+        rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
+    });
 }
 
 }  // namespace nibble::kernels::avx512

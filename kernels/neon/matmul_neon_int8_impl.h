@@ -8,6 +8,7 @@
 // offsets are added per group via the activations' group sums). The integer dot
 // with the block's int8 activations gives int32x4 partial sums that are
 // converted and accumulated as acc += (d_w * d_x) * sum in FP32.
+#include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/neon/neon_common.h"
 
@@ -122,7 +123,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                float* y) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
-    const size_t row_bytes = size_t(F == WeightFormat::q8 ? l.padded_cols : l.padded_cols / 2);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     const size_t per_row = size_t(2 * gpr);
     float* scratch = kernel_scratch(per_row * kRowBlock);
     for (int64_t r = r0; r < r1; r += kRowBlock) {
@@ -152,22 +153,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
 
 void rows_int8_any(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                    float* y) {
-    switch (w.layout.format) {
-        case WeightFormat::q8:
-            rows_int8<WeightFormat::q8>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4:
-            rows_int8<WeightFormat::q4>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::q4a:
-            rows_int8<WeightFormat::q4a>(w, qa, r0, r1, y);
-            break;
-        case WeightFormat::nf4:
-            rows_int8<WeightFormat::nf4>(w, qa, r0, r1, y);
-            break;
-        default:
-            break;
-    }
+    visit_grouped_format(w.layout.format, [&](auto format) {
+        rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
+    });
 }
 
 }  // namespace
