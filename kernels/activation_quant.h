@@ -48,11 +48,20 @@ struct QuantizedActivations {
     float* d4 = nullptr;          // [n_tokens][4 * block_stride], each d repeated 4 times
     float* group_sums = nullptr;  // [n_tokens][groups_per_row]
 
-    int64_t q_stride() const { return block_stride * kActivationBlock; }
-    const int8_t* token_q(int t) const { return q + size_t(t) * size_t(q_stride()); }
-    const float* token_d(int t) const { return d + size_t(t) * size_t(block_stride); }
-    const float* token_d4(int t) const { return d4 + size_t(t) * size_t(4 * block_stride); }
-    const float* token_group_sums(int t) const {
+    // always_inline: ISA kernels call these, and an out-of-line copy compiled
+    // for AVX-512 must never be what the linker keeps for portable callers
+    // (tests/check_isa_symbols.sh checks that no such copy is emitted).
+    [[gnu::always_inline]] int64_t q_stride() const { return block_stride * kActivationBlock; }
+    [[gnu::always_inline]] const int8_t* token_q(int t) const {
+        return q + size_t(t) * size_t(block_stride * kActivationBlock);
+    }
+    [[gnu::always_inline]] const float* token_d(int t) const {
+        return d + size_t(t) * size_t(block_stride);
+    }
+    [[gnu::always_inline]] const float* token_d4(int t) const {
+        return d4 + size_t(t) * size_t(4 * block_stride);
+    }
+    [[gnu::always_inline]] const float* token_group_sums(int t) const {
         return group_sums + size_t(t) * size_t(groups_per_row);
     }
 };

@@ -5,7 +5,7 @@
 // every caller, and would then crash CPUs without AVX2.
 #include <immintrin.h>
 
-#include <cmath>
+#include <cmath>  // lrintf (a libc call, not an inline copy)
 
 #include "kernels/cpu_features.h"
 #include "kernels/vec_ops.h"
@@ -108,7 +108,7 @@ float quantize_i8(const float* x, int8_t* y, int n) {
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     float amax = _mm_cvtss_f32(m);
-    for (; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    for (; i < n; ++i) amax = __builtin_fmaxf(amax, __builtin_fabsf(x[i]));
     const float scale = amax / 127.0f;
     const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
     const __m256 vinv = _mm256_set1_ps(inv);
