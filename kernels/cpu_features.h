@@ -5,11 +5,11 @@
 namespace nibble {
 
 struct CpuFeatures {
-    bool avx2 = false;     // x86: AVX2 + FMA + F16C all present (what kernels/avx2 needs)
+    bool avx2 = false;      // x86: AVX2 + FMA + F16C all present (what kernels/avx2 needs)
     bool avx_vnni = false;  // x86: avx2 plus AVX-VNNI (VEX vpdpbusd on 256 bits)
     bool avx512 = false;    // x86: avx2 plus AVX-512 F, BW, VL and VNNI (kernels/avx512)
-    bool neon = false;     // aarch64: Advanced SIMD (always present)
-    bool dotprod = false;  // aarch64: SDOT/UDOT (FEAT_DotProd, HWCAP_ASIMDDP)
+    bool neon = false;      // aarch64: Advanced SIMD (always present)
+    bool dotprod = false;   // aarch64: SDOT/UDOT (FEAT_DotProd, HWCAP_ASIMDDP)
 };
 
 // Detected once, then cached.

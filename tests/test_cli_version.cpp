@@ -59,6 +59,8 @@ TEST_CASE("nibble --version names the version, the commit, the CPU features and 
     CHECK(lines[1].rfind("built with ", 0) == 0);
     const CpuFeatures& cpu = cpu_features();
     CHECK(lines[2] == "CPU: AVX2 = " + std::to_string(int(cpu.avx2)) +
+                          " | AVX_VNNI = " + std::to_string(int(cpu.avx_vnni)) +
+                          " | AVX512_VNNI = " + std::to_string(int(cpu.avx512)) +
                           " | NEON = " + std::to_string(int(cpu.neon)) +
                           " | DOTPROD = " + std::to_string(int(cpu.dotprod)));
     const std::string kernel = matmul_kernel_name(matmul_kernel());
@@ -69,7 +71,7 @@ TEST_CASE("nibble --version reports a bad NIBBLE_KERNEL in one line") {
     const auto out = run_nibble("--version", Capture::stderr_only);
     CHECK(out.exit_code == 0);
     CHECK(out.text.empty());
-    REQUIRE(setenv("NIBBLE_KERNEL", "avx512", 1) == 0);  // inherited by the child
+    REQUIRE(setenv("NIBBLE_KERNEL", "avx1024", 1) == 0);  // inherited by the child
     const auto bad = run_nibble("--version", Capture::stderr_only);
     REQUIRE(unsetenv("NIBBLE_KERNEL") == 0);
     CAPTURE(bad.text);

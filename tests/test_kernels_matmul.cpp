@@ -440,9 +440,8 @@ TEST_CASE("kernel selection") {
     SettingsGuard guard;
     CHECK(matmul_kernel_supported(MatmulKernel::scalar));
     CHECK(matmul_kernel_supported(MatmulKernel::reference));
-    for (MatmulKernel k :
-         {MatmulKernel::scalar, MatmulKernel::avx2, MatmulKernel::avx_vnni, MatmulKernel::avx512,
-          MatmulKernel::neon, MatmulKernel::neon_nodot}) {
+    for (MatmulKernel k : {MatmulKernel::scalar, MatmulKernel::avx2, MatmulKernel::avx_vnni,
+                           MatmulKernel::avx512, MatmulKernel::neon, MatmulKernel::neon_nodot}) {
         if (matmul_kernel_supported(k)) {
             set_matmul_kernel(k);
             CHECK(matmul_kernel() == k);

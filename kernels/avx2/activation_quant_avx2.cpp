@@ -81,8 +81,9 @@ void quantize_activation_row(const float* x, int t, const QuantizedActivations& 
             group_sums[b / qa.blocks_per_group] += scale * float(hsum_epi32(sum));
 
         // Interleaved units (activation_quant.h): 2 blocks (pairs) or 4 (quads).
-        const int64_t unit =
-            qa.order == CodeOrder::pairs ? 2 : qa.order == CodeOrder::quads ? 4 : 1;
+        const int64_t unit = qa.order == CodeOrder::pairs   ? 2
+                             : qa.order == CodeOrder::quads ? 4
+                                                            : 1;
         if (unit == 1 || (unit == 2 && (b | 1) >= qa.n_blocks)) {
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kActivationBlock), codes);
             continue;

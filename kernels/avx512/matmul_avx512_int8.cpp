@@ -177,7 +177,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
         group_shift == 0   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
         : group_shift == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
                            : _mm512_setzero_si512();
-    const __m512i nf4_table = F == WeightFormat::nf4 ? nf4_unsigned_table() : _mm512_setzero_si512();
+    const __m512i nf4_table =
+        F == WeightFormat::nf4 ? nf4_unsigned_table() : _mm512_setzero_si512();
     const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
 
     __m512 acc[R][T];
@@ -217,8 +218,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
             for (int r = 0; r < R; ++r) {
                 const __m512i dot =
                     _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w[r].lo, x0), w[r].hi, x1);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], dx),
-                                            acc[r][t]);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], dx), acc[r][t]);
             }
         }
     };
@@ -274,8 +275,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             // (no pointer past the blob: the last row block prefetches itself)
             const bool has_next = row + kRowBlock < l.rows;
             RowData& d = rows[i];
-            d = RowData{codes, has_next ? codes + kRowBlock * row_bytes : codes,
-                        nullptr, nullptr, nullptr, nullptr};
+            d = RowData{codes,   has_next ? codes + kRowBlock * row_bytes : codes,
+                        nullptr, nullptr,
+                        nullptr, nullptr};
             if constexpr (kFp16) {
                 d.scales16 = scales16 + row * gpr;
                 if constexpr (F == WeightFormat::q4a) d.mins16 = mins16 + row * gpr;

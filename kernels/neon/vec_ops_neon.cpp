@@ -75,7 +75,8 @@ float dot_i8(const int8_t* a, float scale, const float* b, int n) {
 
 void axpy_f32(float alpha, const float* x, float* y, int n) {
     int i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -100,7 +101,8 @@ void axpy_i8(float alpha, const int8_t* x, float* y, int n) {
 
 void convert_f32_to_f16(const float* x, uint16_t* y, int n) {
     int i = 0;
-    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i + 4 <= n; i += 4)
+        vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
     for (; i < n; ++i) y[i] = f32_to_f16(x[i]);
 }
 
