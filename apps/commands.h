@@ -18,6 +18,7 @@ int quantize_command(int argc, char** argv);
 int synth_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
 int generate_command(int argc, char** argv);
+int chat_command(int argc, char** argv);
 
 // An invalid option or value: reported as "nibble <command>: <message>", exit 2.
 struct UsageError : std::runtime_error {

@@ -16,8 +16,8 @@ void print_usage() {
         "usage: nibble <command> [options]\n"
         "commands:\n"
         "  run         generate text:      nibble run -m MODEL -p PROMPT -n N\n"
-        "  generate    complete a file of prompts: nibble generate -m MODEL -f PROMPTS --out "
-        "OUT.jsonl\n"
+        "  generate    batch of prompts:   nibble generate -m MODEL -f PROMPTS --out OUT.jsonl\n"
+        "  chat        talk with a model:  nibble chat -m MODEL [--system TEXT]\n"
         "  info        describe a model:   nibble info MODEL\n"
         "  perplexity  score a text:       nibble perplexity -m MODEL -f TEXT\n"
         "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
     if (command == "synth") handler = nibble::app::synth_command;
     if (command == "bench") handler = nibble::app::bench_command;
     if (command == "generate") handler = nibble::app::generate_command;
+    if (command == "chat") handler = nibble::app::chat_command;
     if (handler == nullptr) {
         std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
                      command.c_str());

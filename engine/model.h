@@ -60,6 +60,8 @@ struct Model {
     Tensor output;       // [vocab][dim]; may share data with token_embedding
     // Serialized SentencePiece ModelProto when the file carries a vocabulary.
     std::string tokenizer_proto;
+    // The Jinja chat template the file carries (GGUF tokenizer.chat_template), if any.
+    std::string chat_template;
     std::string source_path;
     std::string source_format;  // "llama2c", "llama2c-q80", "gguf", "nibble"
     // Keeps mmaps and owned buffers that tensors point into alive.

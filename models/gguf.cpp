@@ -179,6 +179,9 @@ Model load_gguf(std::shared_ptr<MappedFile> file) {
         fail(g, e.what());
     }
 
+    if (const auto chat_template = g.get_string("tokenizer.chat_template")) {
+        m.chat_template = *chat_template;
+    }
     if (g.find("tokenizer.ggml.tokens")) {
         const Vocab vocab = read_gguf_vocab(g);  // throws with the path
         try {

@@ -97,6 +97,14 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     return text;
 }
 
+int32_t Tokenizer::special_id(std::string_view piece) const {
+    const int id = processor_->PieceToId(piece);
+    // PieceToId matches whole pieces only: a hit is a control or user-defined
+    // piece with exactly this text.
+    if (id < 0 || processor_->IsUnknown(id)) return -1;
+    return id;
+}
+
 int32_t Tokenizer::bos_id() const {
     return processor_->bos_id();
 }

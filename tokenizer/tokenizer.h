@@ -35,6 +35,11 @@ class Tokenizer {
     // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped).
     std::string decode(const std::vector<int32_t>& ids) const;
 
+    // The id of the piece whose text is exactly `piece` (a control or
+    // user-defined piece such as "<|im_start|>" in a chat template); -1 when
+    // the vocabulary has none.
+    int32_t special_id(std::string_view piece) const;
+
     int32_t bos_id() const;
     int32_t eos_id() const;
     int32_t vocab_size() const;

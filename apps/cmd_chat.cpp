@@ -1,0 +1,177 @@
+// nibble chat: a conversation in the terminal (libedit line editing and
+// history), or one turn per line of piped input. Ctrl-C stops the answer being
+// written, Ctrl-D (end of input) exits.
+#include <editline/readline.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <iostream>
+#include <string>
+
+#include "apps/commands.h"
+#include "apps/sampling_options.h"
+#include "engine/chat_session.h"
+#include "models/loader.h"
+
+namespace nibble::app {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void on_sigint(int) {
+    g_interrupted.store(true);
+}
+
+// SIGINT sets the flag instead of ending the process (no SA_RESTART: a read
+// waiting for input returns, and the prompt is shown again).
+void install_sigint_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, nullptr);
+}
+
+ChatTemplate choose_template(const cxxopts::ParseResult& args, const Model& model) {
+    const std::string name = args["template"].as<std::string>();
+    if (!name.empty()) {
+        const auto t = parse_chat_template(name);
+        if (!t) throw UsageError("--template must be llama2, chatml, zephyr, mistral or plain");
+        return *t;
+    }
+    if (const auto t = detect_chat_template(model.chat_template)) return *t;
+    return ChatTemplate::plain;
+}
+
+// One line of input; false at end of input. Interactive lines come from
+// libedit (editing, history); Ctrl-C at the prompt clears the line.
+bool read_line(bool interactive, std::string* line) {
+    if (!interactive) return bool(std::getline(std::cin, *line));
+    while (true) {
+        g_interrupted.store(false);
+        char* text = readline("> ");
+        if (text == nullptr) {
+            if (g_interrupted.load()) {
+                std::fputc('\n', stdout);
+                continue;
+            }
+            return false;
+        }
+        *line = text;
+        std::free(text);
+        if (!line->empty()) add_history(line->c_str());
+        return true;
+    }
+}
+
+void print_stats(const TurnStats& s) {
+    std::printf("prompt: %d tokens (%d reused), %.1f tokens/s | answer: %d tokens, %.1f tokens/s\n",
+                s.n_prompt_evaluated, s.n_prompt_reused, s.prompt_tokens_per_second(), s.n_answer,
+                s.answer_tokens_per_second());
+}
+
+}  // namespace
+
+int chat_command(int argc, char** argv) {
+    cxxopts::Options options(argv[0], "Chat with a model in the terminal");
+    // clang-format off
+    options.add_options()
+        ("m,model", "model file", cxxopts::value<std::string>())
+        ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
+        ("template", "chat template: llama2, chatml, zephyr, mistral, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
+        ("system", "system prompt", cxxopts::value<std::string>()->default_value(""))
+        ("n,n-predict", "tokens per answer (-1: until the end of the turn)", cxxopts::value<int>()->default_value("-1"))
+        ("ignore-eos", "keep answering after end-of-sequence")
+        ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
+        ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("64"))
+        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
+        ("h,help", "show this help");
+    // clang-format on
+    add_sampling_options(options, "-1");
+    const auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+        std::fputs(options.help().c_str(), stdout);
+        return 0;
+    }
+    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    const int ctx = args["ctx-size"].as<int>();
+    if (ctx < 0) throw UsageError("--ctx-size must be >= 0");
+    ChatOptions chat;
+    chat.n_predict = args["n-predict"].as<int>();
+    if (chat.n_predict < -1 || chat.n_predict == 0) {
+        throw UsageError("--n-predict must be -1 or positive");
+    }
+    chat.sampling = sampling_option_values(args);
+    chat.system = args["system"].as<std::string>();
+    chat.ignore_eos = args.count("ignore-eos") > 0;
+    const KvType kv = kv_option(args);
+    const int batch = batch_size_option(args);
+    set_threads(args["threads"].as<int>());
+
+    const Model model = load_model(args["model"].as<std::string>());
+    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    chat.chat_template = choose_template(args, model);
+    RuntimeOptions ro;
+    ro.context = ctx > 0 ? ctx : model.config.max_seq_len;
+    ro.max_batch = batch;
+    ro.kv_type = kv;
+    InferenceState state(model, ro);
+    ChatSession session(state, tokenizer, chat);
+    const bool interactive = isatty(STDIN_FILENO) != 0;
+    install_sigint_handler();
+    if (interactive) {
+        std::fprintf(stderr,
+                     "chat template %s, context %d. /reset forgets the conversation, /stats "
+                     "shows the last turn's speed, /exit or Ctrl-D quits, Ctrl-C stops an "
+                     "answer.\n",
+                     chat_template_name(chat.chat_template), ro.context);
+    }
+    TurnStats last;
+    for (std::string line; read_line(interactive, &line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) continue;
+        if (line == "/exit") break;
+        if (line == "/reset") {
+            session.reset();
+            std::printf("[conversation reset]\n");
+            std::fflush(stdout);
+            continue;
+        }
+        if (line == "/stats") {
+            print_stats(last);
+            std::fflush(stdout);
+            continue;
+        }
+        g_interrupted.store(false);
+        try {
+            last = session.turn(
+                line,
+                [](std::string_view text) {
+                    std::fwrite(text.data(), 1, text.size(), stdout);
+                    std::fflush(stdout);
+                },
+                g_interrupted);
+        } catch (const std::invalid_argument& e) {
+            std::fprintf(stderr, "[%s: message skipped]\n", e.what());
+            continue;
+        }
+        std::fputc('\n', stdout);
+        if (last.reason == FinishReason::cancelled) std::printf("[interrupted]\n");
+        if (last.dropped_turns > 0) {
+            std::printf(
+                "[context full: dropped the %d oldest turn%s, kept the system prompt, "
+                "recomputed %d tokens]\n",
+                last.dropped_turns, last.dropped_turns == 1 ? "" : "s", last.n_prompt_evaluated);
+        }
+        std::fflush(stdout);
+    }
+    if (interactive) std::fputc('\n', stdout);
+    return 0;
+}
+
+}  // namespace nibble::app

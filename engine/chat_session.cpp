@@ -1,0 +1,187 @@
+// Chat turns as scheduler requests whose prompt is the whole conversation: the
+// scheduler's prefix reuse finds the conversation in the KV slot, so only the
+// new tokens are computed.
+#include "engine/chat_session.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace nibble {
+
+namespace {
+
+std::string trim(std::string_view s) {
+    const size_t a = s.find_first_not_of(" \t\r\n");
+    if (a == std::string_view::npos) return "";
+    const size_t b = s.find_last_not_of(" \t\r\n");
+    return std::string(s.substr(a, b - a + 1));
+}
+
+}  // namespace
+
+ChatSession::ChatSession(InferenceState& state, const Tokenizer& tokenizer, ChatOptions options)
+    : state_(&state),
+      tokenizer_(&tokenizer),
+      options_(std::move(options)),
+      scheduler_(state, tokenizer) {
+    reset();
+}
+
+void ChatSession::reset() {
+    messages_.clear();
+    if (!options_.system.empty()) {
+        messages_.push_back({ChatMessage::Role::system, options_.system});
+    }
+    rebuild_tokens();
+}
+
+std::vector<int32_t> ChatSession::tokenize(std::string_view text) const {
+    std::vector<int32_t> out;
+    size_t start = 0;  // of the plain text not yet encoded
+    auto flush_plain = [&](size_t end) {
+        if (end > start) {
+            const auto ids = tokenizer_->encode(text.substr(start, end - start), false);
+            out.insert(out.end(), ids.begin(), ids.end());
+        }
+    };
+    for (size_t at = 0; at < text.size();) {
+        int32_t special = -1;
+        size_t length = 0;
+        if (text.compare(at, 3, "<s>") == 0) {
+            special = tokenizer_->bos_id();
+            length = 3;
+        } else if (text.compare(at, 4, "</s>") == 0) {
+            special = tokenizer_->eos_id();
+            length = 4;
+        } else if (text.compare(at, 2, "<|") == 0) {
+            const size_t close = text.find("|>", at + 2);
+            if (close != std::string_view::npos) {
+                length = close + 2 - at;
+                special = tokenizer_->special_id(text.substr(at, length));
+            }
+        }
+        if (special < 0) {
+            ++at;
+            continue;
+        }
+        flush_plain(at);
+        out.push_back(special);
+        at += length;
+        start = at;
+    }
+    flush_plain(text.size());
+    return out;
+}
+
+// The conversation's tokens from its rendered text (BOS first).
+void ChatSession::rebuild_tokens() {
+    const std::string text = render_chat(options_.chat_template, messages_, false);
+    tokens_ = tokenize(text);
+    if (tokens_.empty() || tokens_[0] != tokenizer_->bos_id()) {
+        tokens_.insert(tokens_.begin(), tokenizer_->bos_id());
+    }
+}
+
+// Removes the first user message after the system prompt and everything up to
+// the next user message (its answer).
+void ChatSession::drop_oldest_turn() {
+    auto first = std::find_if(messages_.begin(), messages_.end(), [](const ChatMessage& m) {
+        return m.role != ChatMessage::Role::system;
+    });
+    auto end = first + 1;
+    while (end != messages_.end() && end->role != ChatMessage::Role::user) ++end;
+    messages_.erase(first, end);
+}
+
+TurnStats ChatSession::turn(const std::string& user,
+                            const std::function<void(std::string_view)>& on_text,
+                            const std::atomic<bool>& interrupt) {
+    const ChatTemplate t = options_.chat_template;
+    const int context = state_->context();
+    TurnStats stats;
+    // The new text: the rendered conversation with the user's message and the
+    // assistant header, minus what the conversation already rendered to.
+    const std::string before = render_chat(t, messages_, false);
+    messages_.push_back({ChatMessage::Role::user, user});
+    std::string after = render_chat(t, messages_, true);
+    std::vector<int32_t> prompt = tokens_;
+    if (after.compare(0, before.size(), before) == 0) {
+        const auto delta = tokenize(std::string_view(after).substr(before.size()));
+        prompt.insert(prompt.end(), delta.begin(), delta.end());
+    } else {
+        rebuild_tokens();  // not prefix-stable: start from the whole text
+        prompt = tokens_;
+    }
+    // Room for the answer; without it drop the oldest turns and rebuild.
+    const int room = options_.n_predict > 0 ? std::min(options_.n_predict, context / 2)
+                                            : std::max(1, context / 4);
+    while (int(prompt.size()) + room > context) {
+        const bool has_old_turn = std::count_if(messages_.begin(), messages_.end(), [](auto& m) {
+                                      return m.role == ChatMessage::Role::user;
+                                  }) > 1;
+        if (!has_old_turn) {
+            if (int(prompt.size()) < context) break;  // a short answer still fits
+            messages_.pop_back();
+            throw std::invalid_argument("the message has " + std::to_string(prompt.size()) +
+                                        " tokens with the template, the context " +
+                                        std::to_string(context));
+        }
+        drop_oldest_turn();
+        ++stats.dropped_turns;
+        const std::string text = render_chat(t, messages_, true);
+        prompt = tokenize(text);
+        if (prompt.empty() || prompt[0] != tokenizer_->bos_id()) {
+            prompt.insert(prompt.begin(), tokenizer_->bos_id());
+        }
+    }
+
+    Request request;
+    request.prompt = prompt;
+    request.sampling = options_.sampling;
+    request.sampling.seed = options_.sampling.seed + uint64_t(turns_++);
+    request.n_predict = options_.n_predict;
+    request.stop = chat_stop_strings(t);
+    request.ignore_eos = options_.ignore_eos;
+    request.on_token = [&](const TokenEvent& e) {
+        if (!e.text.empty()) on_text(e.text);
+    };
+    std::string answer;
+    request.on_finish = [&](const FinishEvent& e) {
+        tokens_.assign(e.tokens.begin(), e.tokens.end());
+        answer = e.completion;
+        stats.n_prompt_evaluated = e.n_prompt - e.n_prompt_reused;
+        stats.n_prompt_reused = e.n_prompt_reused;
+        stats.n_answer = e.n_generated;
+        stats.prompt_seconds = e.prompt_seconds;
+        stats.answer_seconds = e.generation_seconds;
+        stats.reason = e.reason;
+        stats.context_full = e.context_full;
+    };
+    const RequestId id = scheduler_.submit(std::move(request));
+    bool cancelled = false;
+    while (scheduler_.step()) {
+        if (!cancelled && interrupt.load()) {
+            scheduler_.cancel(id);
+            cancelled = true;
+        }
+    }
+    // Close the answer as the template does, so the next turn continues from
+    // exactly the text the conversation renders to.
+    messages_.push_back({ChatMessage::Role::assistant, trim(answer)});
+    std::string suffix = assistant_suffix(t);
+    for (const std::string& stop : chat_stop_strings(t)) {
+        // The model wrote the end-of-turn marker itself: only the rest is missing.
+        if (stats.reason == FinishReason::stop && suffix.rfind(stop, 0) == 0) {
+            suffix = suffix.substr(stop.size());
+        }
+    }
+    const auto closing = tokenize(suffix);
+    if (int(tokens_.size() + closing.size()) <= context) {
+        tokens_.insert(tokens_.end(), closing.begin(), closing.end());
+    } else {
+        rebuild_tokens();
+    }
+    return stats;
+}
+
+}  // namespace nibble

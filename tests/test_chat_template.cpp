@@ -1,0 +1,93 @@
+// Chat templates render a fixed conversation to the reference strings written
+// from each format's published template, are prefix-stable, and are detected
+// from models' Jinja templates.
+#include <doctest/doctest.h>
+
+#include "engine/chat_template.h"
+
+using namespace nibble;
+using Role = ChatMessage::Role;
+
+namespace {
+
+const std::vector<ChatMessage> kConversation = {
+    {Role::system, "You are a helpful assistant."},
+    {Role::user, "Hello"},
+    {Role::assistant, "Hi there!"},
+    {Role::user, "How are you?"},
+};
+
+}  // namespace
+
+TEST_CASE("every template renders the fixed conversation to its reference string") {
+    const std::vector<std::pair<ChatTemplate, std::string>> references = {
+        // Llama-2-chat (Meta's chat_completion format, HF template)
+        {ChatTemplate::llama2,
+         "<s>[INST] <<SYS>>\nYou are a helpful assistant.\n<</SYS>>\n\nHello [/INST] Hi there! "
+         "</s><s>[INST] How are you? [/INST]"},
+        // ChatML
+        {ChatTemplate::chatml,
+         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+         "<|im_start|>user\nHello<|im_end|>\n"
+         "<|im_start|>assistant\nHi there!<|im_end|>\n"
+         "<|im_start|>user\nHow are you?<|im_end|>\n"
+         "<|im_start|>assistant\n"},
+        // Zephyr / TinyLlama-1.1B-Chat
+        {ChatTemplate::zephyr,
+         "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello</s>\n"
+         "<|assistant|>\nHi there!</s>\n<|user|>\nHow are you?</s>\n<|assistant|>\n"},
+        // Mistral-7B-Instruct v0.2 (system prompt before the first user text)
+        {ChatTemplate::mistral,
+         "<s>[INST] You are a helpful assistant.\n\nHello [/INST]Hi there!</s>"
+         "[INST] How are you? [/INST]"},
+        // plain completion
+        {ChatTemplate::plain, "You are a helpful assistant.\nHelloHi there!\nHow are you?"},
+    };
+    for (const auto& [t, expected] : references) {
+        CAPTURE(chat_template_name(t));
+        CHECK(render_chat(t, kConversation, true) == expected);
+    }
+}
+
+TEST_CASE("rendering is prefix-stable and answers end with the template's suffix") {
+    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr,
+                           ChatTemplate::mistral, ChatTemplate::plain}) {
+        CAPTURE(chat_template_name(t));
+        for (size_t n = 1; n <= kConversation.size(); ++n) {
+            const std::vector<ChatMessage> head(kConversation.begin(),
+                                                kConversation.begin() + long(n - 1));
+            const std::vector<ChatMessage> all(kConversation.begin(),
+                                               kConversation.begin() + long(n));
+            const std::string a = render_chat(t, head, false);
+            const std::string b = render_chat(t, all, true);
+            CHECK(b.compare(0, a.size(), a) == 0);
+        }
+        // The answer's text is followed by exactly the suffix.
+        const std::vector<ChatMessage> two(kConversation.begin(), kConversation.begin() + 3);
+        const std::string with_answer = render_chat(t, two, false);
+        const std::string suffix = assistant_suffix(t);
+        CHECK(with_answer.size() > suffix.size());
+        CHECK(with_answer.substr(with_answer.size() - suffix.size()) == suffix);
+        CHECK(with_answer.find("Hi there!" + suffix) != std::string::npos);
+    }
+}
+
+TEST_CASE("templates are recognised in a model's Jinja chat_template") {
+    CHECK(detect_chat_template(
+              "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+              "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}") == ChatTemplate::chatml);
+    CHECK(detect_chat_template("{% for message in messages %}\n{% if message['role'] == 'user' "
+                               "%}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n{% elif "
+                               "message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + "
+                               "message['content'] + eos_token }}\n{% endif %}{% endfor %}") ==
+          ChatTemplate::zephyr);
+    CHECK(detect_chat_template("{{ bos_token + '[INST] ' + '<<SYS>>\\n' + system_message + "
+                               "'\\n<</SYS>>\\n\\n' }}") == ChatTemplate::llama2);
+    CHECK(detect_chat_template("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + "
+                               "message['content'] + ' [/INST]' }}{% endfor %}") ==
+          ChatTemplate::mistral);
+    CHECK_FALSE(detect_chat_template("{{ messages }}"));
+    CHECK_FALSE(detect_chat_template(""));
+    CHECK(parse_chat_template("zephyr") == ChatTemplate::zephyr);
+    CHECK_FALSE(parse_chat_template("llama3"));
+}
