@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/bench_parallel.h"
 #include "apps/commands.h"
 #include "engine/bandwidth.h"
 #include "engine/forward.h"
@@ -140,7 +141,9 @@ int bench_command(int argc, char** argv) {
         "roofline", "measure memory read bandwidth and compare decoding with it")(
         "bw-mib", "roofline buffer size in MiB", cxxopts::value<int>()->default_value("1024"))(
         "s,seed", "seed of the random token ids", cxxopts::value<uint64_t>()->default_value("42"))(
-        "h,help", "show this help");
+        "parallel",
+        "aggregate decoding of B sequences at once (comma list of B; uses the first -p and -n)",
+        cxxopts::value<std::string>())("h,help", "show this help");
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);
@@ -161,6 +164,24 @@ int bench_command(int argc, char** argv) {
     if (output != "md" && output != "json") throw UsageError("--output must be md or json");
     if (bw_mib < 16) throw UsageError("--bw-mib must be >= 16");
     for (int& t : threads) t = t == 0 ? set_threads(0) : t;  // 0: physical cores
+    if (args.count("parallel")) {
+        ParallelBenchOptions p;
+        p.parallel = parse_int_list("--parallel", args["parallel"].as<std::string>(), 1);
+        if (*std::max_element(p.parallel.begin(), p.parallel.end()) > 256) {
+            throw UsageError("--parallel: at most 256 sequences");
+        }
+        p.n_prompt = prompts[0];
+        p.n_gen = gens[0];
+        p.repetitions = reps;
+        p.batch_size = batch_size;
+        p.threads = threads[0];
+        p.kv = kv;
+        p.json = output == "json";
+        p.seed = args["seed"].as<uint64_t>();
+        const std::string path = args["model"].as<std::string>();
+        run_parallel_bench(load_model(path), path, p);
+        return 0;
+    }
 
     const std::string path = args["model"].as<std::string>();
     const Model model = load_model(path);
