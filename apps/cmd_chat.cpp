@@ -147,7 +147,9 @@ int chat_command(int argc, char** argv) {
             std::fflush(stdout);
             continue;
         }
-        g_interrupted.store(false);
+        // (Interactive: read_line cleared it before the prompt, so a Ctrl-C
+        // typed just after Enter still stops this answer.)
+        if (!interactive) g_interrupted.store(false);
         try {
             last = session.turn(
                 line,
