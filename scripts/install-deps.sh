@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages nibble needs, and only those that are missing.
 set -euo pipefail
 packages=(g++ cmake make pkg-config libsentencepiece-dev libcxxopts-dev doctest-dev
-          nlohmann-json3-dev libeigen3-dev libbenchmark-dev libedit-dev g++-aarch64-linux-gnu qemu-user)
+          nlohmann-json3-dev libeigen3-dev libbenchmark-dev libedit-dev g++-aarch64-linux-gnu qemu-user
+          clang-format-14 clang-tidy-14)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
