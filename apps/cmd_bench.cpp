@@ -184,7 +184,7 @@ int bench_command(int argc, char** argv) {
     }
 
     const std::string path = args["model"].as<std::string>();
-    const Model model = load_model(path);
+    const Model model = load_model_reporting(path);
     const int max_prompt = *std::max_element(prompts.begin(), prompts.end());
     const int max_gen = *std::max_element(gens.begin(), gens.end());
     RuntimeOptions ro;

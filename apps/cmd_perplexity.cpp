@@ -81,7 +81,7 @@ int perplexity_command(int argc, char** argv) {
 
     const std::string text_path = args["file"].as<std::string>();
     const std::string text = read_text_file(text_path);
-    const Model model = load_model(args["model"].as<std::string>());
+    const Model model = load_model_reporting(args["model"].as<std::string>());
     const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
     const int bos = tokenizer.bos_id();
 

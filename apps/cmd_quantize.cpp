@@ -135,7 +135,7 @@ int quantize_command(int argc, char** argv) {
 
     const bool quiet = args.count("quiet") > 0;
     const std::string out_path = args["output"].as<std::string>();
-    const Model model = load_model(args["input"].as<std::string>());
+    const Model model = load_model_reporting(args["input"].as<std::string>());
 
     // The tokenizer to embed: --tokenizer, else the input's own, else one found
     // next to the input (as `nibble run` would find it).

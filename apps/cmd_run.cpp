@@ -39,7 +39,7 @@ int run_command(int argc, char** argv) {
     const KvType kv = kv_option(args);
     set_threads(args["threads"].as<int>());
 
-    const Model model = load_model(args["model"].as<std::string>());
+    const Model model = load_model_reporting(args["model"].as<std::string>());
     const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
     RuntimeOptions ro;
     ro.context = context > 0 ? context : model.config.max_seq_len;

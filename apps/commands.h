@@ -30,6 +30,10 @@ struct UsageError : std::runtime_error {
 // tokenizer.bin, tok<vocab>.model, tok<vocab>.bin) whose vocabulary size matches.
 Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_path);
 
+// load_model, then one line per import note on stderr ("PATH: 13 tensors Q4_K
+// -> q4a g32, ..."): what the loader converted.
+Model load_model_reporting(const std::string& path);
+
 // The validated values of the options several commands share:
 // --kv (f32, f16, int8) and --batch-size (1..4096).
 KvType kv_option(const cxxopts::ParseResult& args);

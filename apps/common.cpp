@@ -1,6 +1,8 @@
 // Helpers shared by the subcommands: tokenizer lookup and thread count.
 #include <omp.h>
 
+#include <cstdio>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "models/loader.h"
 
 namespace nibble::app {
 
@@ -45,6 +48,14 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
     throw std::runtime_error(model.source_path +
                              ": the file carries no tokenizer and none was found next to it; "
                              "pass --tokenizer PATH");
+}
+
+Model load_model_reporting(const std::string& path) {
+    Model model = load_model(path);
+    for (const std::string& note : model.import_notes) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), note.c_str());
+    }
+    return model;
 }
 
 KvType kv_option(const cxxopts::ParseResult& args) {

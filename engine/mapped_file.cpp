@@ -35,6 +35,14 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     return file;
 }
 
+void MappedFile::release(const void* p, size_t n) const {
+    if (n == 0 || !contains(p, n)) return;
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
     if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
 }

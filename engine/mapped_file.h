@@ -24,6 +24,12 @@ class MappedFile {
         return a >= data_ && a + n <= data_ + size_;
     }
 
+    // Drops the pages wholly inside [p, p + n) from this process's resident set
+    // (MADV_DONTNEED; the file's bytes stay readable and fault back in on use).
+    // Importers call it after converting a tensor so that a conversion's peak
+    // memory is the converted model, not that plus the source.
+    void release(const void* p, size_t n) const;
+
   private:
     MappedFile() = default;
     const uint8_t* data_ = nullptr;

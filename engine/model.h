@@ -26,6 +26,12 @@ struct ModelConfig {
     float rope_theta = 10000.0f;
     float norm_eps = 1e-5f;
     RopeStyle rope_style = RopeStyle::adjacent_pairs;
+    // Linear RoPE scaling (Hugging Face rope_scaling {"type": "linear"}): the
+    // rotation angle of position p is that of p / rope_scale.
+    float rope_scale = 1.0f;
+    // Mistral's sliding-window attention: each position attends to itself and
+    // the sliding_window - 1 before it; 0 attends to every earlier position.
+    int sliding_window = 0;
 
     int head_dim() const { return dim / n_heads; }
     int kv_dim() const { return n_kv_heads * head_dim(); }
@@ -64,6 +70,9 @@ struct Model {
     std::string chat_template;
     std::string source_path;
     std::string source_format;  // "llama2c", "llama2c-q80", "gguf", "nibble"
+    // What the loader converted, one line per source tensor type (e.g. GGUF
+    // "Q4_K -> q4a g32, ..."); the command line prints them.
+    std::vector<std::string> import_notes;
     // Keeps mmaps and owned buffers that tensors point into alive.
     std::vector<std::shared_ptr<const void>> storage;
 

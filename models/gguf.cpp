@@ -1,18 +1,19 @@
-// LLaMA models from GGUF v3 files (F32 and F16 tensors).
+// LLaMA models from GGUF v3 files.
 //
 // GGUF lists tensor dims innermost first, so a weight with dims [cols, rows] is
-// our row-major [rows][cols] matrix and its bytes can be viewed in place: F32
-// and F16 matrices are zero-copy views into the mapping. Norm vectors must be
-// f32 for the forward pass, so F16 norms are widened into owned buffers.
+// our row-major [rows][cols] matrix: F32 and F16 matrices are zero-copy views
+// into the mapping; quantized types are converted into owned nibble blobs
+// (models/gguf_import.h). Norm vectors must be f32 for the forward pass.
 // llama.cpp's converter stores Q/K in the adjacent-pair RoPE layout (it permutes
 // Hugging Face weights), which is also llama2.c's: rope_style = adjacent_pairs.
 #include "models/gguf.h"
 
-#include <cstring>
 #include <limits>
+#include <map>
 #include <stdexcept>
 
-#include "kernels/fp16.h"
+#include "engine/tensor_registry.h"
+#include "models/gguf_import.h"
 #include "models/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 
@@ -57,56 +58,42 @@ class TensorLoader {
         return *t;
     }
 
-    // A weight matrix: F32 or F16 viewed in place.
-    Tensor matrix(const std::string& name) const { return load(info(name), false); }
-    // A norm vector: always f32 (F16 converted into an owned buffer).
-    Tensor vector(const std::string& name) const { return load(info(name), true); }
+    // A weight matrix: F32/F16 viewed in place, other types converted
+    // (models/gguf_import.h).
+    Tensor matrix(const std::string& name) { return load(info(name), false); }
+    // A norm vector: always f32.
+    Tensor vector(const std::string& name) { return load(info(name), true); }
 
-  private:
-    Tensor load(const GgufTensorInfo& t, bool need_f32) const {
-        const auto [rows, cols] = matrix_shape(g_, t);
-        if (t.type != ggml_type::f32 && t.type != ggml_type::f16) {
-            fail(g_, "tensor " + t.name + " has GGML type " + std::to_string(t.type) +
-                         ", which is not supported yet");
-        }
-        const bool is_f32 = t.type == ggml_type::f32;
-        const size_t element = is_f32 ? 4 : 2;
-        if (!g_.file()->contains(t.data, t.n_bytes) ||
-            t.n_bytes != size_t(rows) * size_t(cols) * element) {
-            fail(g_, "tensor " + t.name + " data lies outside the file");
-        }
-        PackedLayout layout;
-        try {
-            layout = make_layout(is_f32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
-        } catch (const std::exception& e) {
-            fail(g_, "tensor " + t.name + ": " + e.what());
-        }
-        const bool aligned = reinterpret_cast<uintptr_t>(t.data) % element == 0;
-        if (aligned && (is_f32 || !need_f32)) {  // zero copy
-            Tensor out;
-            out.name = t.name;
-            out.view.layout = layout;
-            out.view.data = t.data;
-            return out;
-        }
-        if (is_f32 || !need_f32) {  // misaligned (general.alignment < element size): copy
-            Tensor out = make_owned_tensor(m_, t.name, layout);
-            std::memcpy(writable(out), t.data, t.n_bytes);
-            return out;
-        }
-        // F16 norm -> f32.
-        Tensor out = make_owned_tensor(m_, t.name, make_layout(WeightFormat::f32, rows, cols));
-        float* dst = reinterpret_cast<float*>(writable(out));
-        for (size_t i = 0; i < size_t(rows * cols); ++i) {
-            uint16_t h;
-            std::memcpy(&h, t.data + 2 * i, 2);
-            dst[i] = fp16_to_fp32(h);
+    // One line per GGML type met: how many tensors and what became of them.
+    std::vector<std::string> notes() const {
+        std::vector<std::string> out;
+        for (const auto& [type, count] : counts_) {
+            out.push_back(std::to_string(count) + " tensor" + (count > 1 ? "s" : "") + " " +
+                          ggml_conversion_note(type));
         }
         return out;
     }
 
+  private:
+    Tensor load(const GgufTensorInfo& t, bool need_f32) {
+        const auto [rows, cols] = matrix_shape(g_, t);
+        if (!g_.file()->contains(t.data, t.n_bytes)) {
+            fail(g_, "tensor " + t.name + " data lies outside the file");
+        }
+        try {
+            Tensor out = import_ggml_tensor(m_, t.name, t.type, rows, cols, t.data, need_f32);
+            ++counts_[t.type];
+            // A converted tensor no longer needs its source pages resident.
+            if (!g_.file()->contains(out.view.data, 1)) g_.file()->release(t.data, t.n_bytes);
+            return out;
+        } catch (const std::exception& e) {
+            fail(g_, e.what());
+        }
+    }
+
     const GgufFile& g_;
     Model& m_;
+    std::map<uint32_t, int> counts_;
 };
 
 }  // namespace
@@ -151,28 +138,16 @@ Model load_gguf(std::shared_ptr<MappedFile> file) {
         fail(g, e.what());
     }
 
-    m.token_embedding = load.matrix("token_embd.weight");
-    m.layers.resize(size_t(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) {
-        LayerWeights& w = m.layers[size_t(l)];
-        w.attn_norm = load.vector(layer_tensor_name(l, "attn_norm"));
-        w.wq = load.matrix(layer_tensor_name(l, "attn_q"));
-        w.wk = load.matrix(layer_tensor_name(l, "attn_k"));
-        w.wv = load.matrix(layer_tensor_name(l, "attn_v"));
-        w.wo = load.matrix(layer_tensor_name(l, "attn_output"));
-        w.ffn_norm = load.vector(layer_tensor_name(l, "ffn_norm"));
-        w.w_gate = load.matrix(layer_tensor_name(l, "ffn_gate"));
-        w.w_up = load.matrix(layer_tensor_name(l, "ffn_up"));
-        w.w_down = load.matrix(layer_tensor_name(l, "ffn_down"));
+    for (const TensorSlot& slot : tensor_slots(c)) {
+        if (slot.optional && !g.find_tensor(slot.gguf_name)) continue;
+        slot.in(m) = slot.is_norm() ? load.vector(slot.gguf_name) : load.matrix(slot.gguf_name);
     }
-    m.output_norm = load.vector("output_norm.weight");
-    if (g.find_tensor("output.weight")) {
-        m.output = load.matrix("output.weight");
-    } else {  // tied classifier
+    if (m.output.empty()) {  // tied classifier
         m.output = m.token_embedding;
         m.output.name = "output.weight";
     }
     m.storage.push_back(file);
+    m.import_notes = load.notes();
     try {
         m.validate();
     } catch (const std::exception& e) {

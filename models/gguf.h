@@ -1,4 +1,4 @@
-// GGUF v3 model files (F32 / F16 tensors) with their embedded vocabulary.
+// GGUF v3 model files (F32, F16, BF16 and quantized tensors) with their embedded vocabulary.
 #pragma once
 #include <memory>
 
@@ -7,7 +7,8 @@
 
 namespace nibble {
 
-// Builds a Model from a GGUF file; F32 tensors are used in place from the mapping.
+// Builds a Model from a GGUF file; F32/F16 tensors are used in place from the
+// mapping, quantized ones converted (models/gguf_import.h).
 Model load_gguf(std::shared_ptr<MappedFile> file);
 
 }  // namespace nibble

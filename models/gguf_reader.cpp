@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "kernels/formats.h"
+#include "models/ggml_blocks.h"
 
 namespace nibble {
 
@@ -386,7 +387,10 @@ GgufFile GgufFile::parse(std::shared_ptr<MappedFile> file) {
     for (GgufTensorInfo& t : g.tensors_) {
         const auto size = ggml_type_size(t.type);
         if (!size) {
-            r.fail("tensor " + t.name + " has unknown GGML type " + std::to_string(t.type));
+            const std::string name = ggml::type_name(t.type);
+            r.fail("tensor " + t.name +
+                   (name.rfind("type ", 0) == 0 ? " has unknown GGML type " + std::to_string(t.type)
+                                                : " has type " + name + ", which nibble cannot read"));
         }
         if (t.dims[0] % size->block != 0) {
             r.fail("tensor " + t.name + " has " + std::to_string(t.dims[0]) +

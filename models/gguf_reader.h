@@ -40,11 +40,8 @@ enum class GgufType : uint32_t {
 };
 const char* gguf_type_name(GgufType type);
 
-// ggml tensor types this parser knows the size of (others are rejected).
-namespace ggml_type {
-inline constexpr uint32_t f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, q4_k = 12, q6_k = 14,
-                          iq4_nl = 20, bf16 = 30;
-}
+// The GGML type numbers are in models/ggml_blocks.h (ggml::Type); the parser
+// sizes every type it lists and rejects the others by name.
 
 // One metadata value. Scalars use one field by type: integer (all integer types;
 // u64 values above INT64_MAX are stored in `unsigned_integer` only), real

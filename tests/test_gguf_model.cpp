@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/fp16.h"
+#include "gguf_rewrite.h"
 #include "models/gguf.h"
 #include "models/gguf_reader.h"
 #include "models/loader.h"
@@ -31,11 +32,7 @@ std::string temp_path(const std::string& name) {
     return (nibble::test::temp_dir("nibble_test_gguf_model") / name).string();
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in.good());
-    return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
+using test::read_bytes;
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, size_t n) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -43,58 +40,24 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, siz
     REQUIRE(out.good());
 }
 
-template <typename T>
-void append(std::vector<uint8_t>& out, T v) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    out.insert(out.end(), p, p + sizeof v);
-}
-
-// Rewrites stories260K.gguf with the same metadata: `type_of(name)` gives each
-// tensor's new GGML type (0 F32, 1 F16, 8 Q8_0 filled with zeros), -1 drops it.
+// stories260K.gguf rewritten: `type_of(name)` gives each tensor's new GGML
+// type (0 F32, 1 F16, 9 Q8_1 filled with zeros), -1 drops it.
 std::string rewrite_gguf(const std::string& name,
                          const std::function<int(const std::string&)>& type_of) {
-    const auto original = read_bytes(kGguf);
-    const GgufFile g = GgufFile::parse(MappedFile::open(kGguf));
-    // The metadata ends where the first tensor name's length field starts.
-    const std::string first = g.tensors().front().name;
-    size_t infos = 0;
-    for (size_t i = 8; i + first.size() <= original.size() && infos == 0; ++i) {
-        uint64_t len;
-        std::memcpy(&len, &original[i - 8], 8);
-        if (len == first.size() && std::memcmp(&original[i], first.data(), first.size()) == 0) {
-            infos = i - 8;
-        }
-    }
-    REQUIRE(infos > 0);
-    std::vector<uint8_t> out(original.begin(), original.begin() + std::ptrdiff_t(infos));
-    std::vector<uint8_t> data;
-    uint64_t kept = 0;
-    for (const auto& t : g.tensors()) {
-        const int type = type_of(t.name);
-        if (type < 0) continue;
-        ++kept;
-        append<uint64_t>(out, t.name.size());
-        out.insert(out.end(), t.name.begin(), t.name.end());
-        append<uint32_t>(out, uint32_t(t.dims.size()));
-        for (int64_t d : t.dims) append<int64_t>(out, d);
-        append<uint32_t>(out, uint32_t(type));
-        append<uint64_t>(out, data.size());
-        const auto* src = reinterpret_cast<const float*>(t.data);
-        const size_t n = size_t(t.n_elements());
-        if (type == 0) {
-            data.insert(data.end(), t.data, t.data + t.n_bytes);
-        } else if (type == 1) {
-            for (size_t i = 0; i < n; ++i) append<uint16_t>(data, fp32_to_fp16(src[i]));
-        } else {
-            data.resize(data.size() + n / 32 * 34, 0);  // Q8_0 blocks of 32
-        }
-        data.resize((data.size() + 31) / 32 * 32, 0);
-    }
-    std::memcpy(&out[8], &kept, 8);  // tensor count
-    out.resize((out.size() + 31) / 32 * 32, 0);
-    out.insert(out.end(), data.begin(), data.end());
     const std::string path = temp_path(name);
-    write_bytes(path, out, out.size());
+    test::rewrite_gguf(kGguf, path, [&](const GgufTensorInfo& t, const float* src) {
+        test::Rewrite r;
+        r.type = type_of(t.name);
+        const size_t n = size_t(t.n_elements());
+        if (r.type == 0) {
+            r.data.assign(t.data, t.data + t.n_bytes);
+        } else if (r.type == 1) {
+            for (size_t i = 0; i < n; ++i) test::append<uint16_t>(r.data, fp32_to_fp16(src[i]));
+        } else if (r.type > 0) {
+            r.data.resize(n / 32 * 36, 0);  // Q8_1 blocks of 32
+        }
+        return r;
+    });
     return path;
 }
 
@@ -218,10 +181,10 @@ TEST_CASE("a missing output.weight shares the token embedding") {
 }
 
 TEST_CASE("unsupported tensor types and missing tensors are refused") {
-    const std::string q8 = rewrite_gguf("stories_q8_0.gguf", [](const std::string& name) {
-        return name == "blk.2.attn_k.weight" ? 8 : 0;
+    const std::string q8 = rewrite_gguf("stories_q8_1.gguf", [](const std::string& name) {
+        return name == "blk.2.attn_k.weight" ? 9 : 0;
     });
-    expect_load_error(q8, "tensor blk.2.attn_k.weight has GGML type 8, which is not supported yet");
+    expect_load_error(q8, "tensor blk.2.attn_k.weight has type Q8_1, which nibble cannot import");
     const std::string missing = rewrite_gguf("stories_no_ffn_up.gguf", [](const std::string& name) {
         return name == "blk.3.ffn_up.weight" ? -1 : 0;
     });

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "models/ggml_blocks.h"
 #include "models/gguf_reader.h"
 #include "test_data.h"
 
@@ -120,7 +121,7 @@ TEST_CASE("stories260K.gguf header, metadata and tensor infos") {
     const GgufTensorInfo* embd = g.find_tensor("token_embd.weight");
     REQUIRE(embd != nullptr);
     CHECK(embd->dims == std::vector<int64_t>{64, 512});
-    CHECK(embd->type == ggml_type::f32);
+    CHECK(embd->type == ggml::F32);
     CHECK(embd->n_bytes == 64 * 512 * 4);
     const GgufTensorInfo* ffn_down = g.find_tensor("blk.0.ffn_down.weight");
     REQUIRE(ffn_down != nullptr);
@@ -130,7 +131,7 @@ TEST_CASE("stories260K.gguf header, metadata and tensor infos") {
     CHECK(norm->dims == std::vector<int64_t>{64});
     size_t total = 0;
     for (const auto& t : g.tensors()) {
-        CHECK(t.type == ggml_type::f32);
+        CHECK(t.type == ggml::F32);
         CHECK(t.offset % 32 == 0);
         CHECK(g.file()->contains(t.data, t.n_bytes));
         CHECK(t.data == g.file()->data() + g.data_offset() + t.offset);

@@ -1,0 +1,330 @@
+// GGML tensor types -> nibble formats (conversions and bounds in gguf_import.h;
+// block layouts in ggml_blocks.h).
+#include "models/gguf_import.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "kernels/fp16.h"
+#include "kernels/matmul.h"
+#include "models/ggml_blocks.h"
+
+namespace nibble {
+
+namespace {
+
+using namespace ggml;
+
+// Target format, elements per GGML block and bytes per block of each convertible
+// quantized type (F32, F16 and BF16 are handled apart).
+struct Conversion {
+    WeightFormat format;
+    int block;
+    size_t block_bytes;
+    const char* note;
+};
+
+const Conversion* conversion(uint32_t type) {
+    static const Conversion q4_0{WeightFormat::q4, kQK, sizeof(BlockQ4_0),
+                                 "q4 g32, same codes and scales (exact)"};
+    static const Conversion q4_1{WeightFormat::q4a, kQK, sizeof(BlockQ4_1),
+                                 "q4a g32, same codes, scales and mins (exact)"};
+    static const Conversion q8_0{WeightFormat::q8, kQK, sizeof(BlockQ8_0),
+                                 "q8 g32, same codes and scales (exact)"};
+    static const Conversion q5_0{WeightFormat::q8, kQK, sizeof(BlockQ5_0),
+                                 "q8 g32, codes q-16 and the same scales (exact)"};
+    static const Conversion q4_k{WeightFormat::q4a, kQKK, sizeof(BlockQ4_K),
+                                 "q4a g32, same codes, scales d*sc and mins dmin*m rounded to "
+                                 "fp16 (|error| <= 2^-11 (15 |scale| + |min|))"};
+    static const char* const kRequant =
+        "q8 g32, requantized from the exact values (scale = max|w|/127 of each 32 rounded up to "
+        "fp16, |error| <= scale/2)";
+    static const Conversion q5_1{WeightFormat::q8, kQK, sizeof(BlockQ5_1), kRequant};
+    static const Conversion q5_k{WeightFormat::q8, kQKK, sizeof(BlockQ5_K), kRequant};
+    static const Conversion q6_k{WeightFormat::q8, kQKK, sizeof(BlockQ6_K), kRequant};
+    static const Conversion iq4_nl{WeightFormat::q8, kQK, sizeof(BlockIQ4_NL), kRequant};
+    static const Conversion iq4_xs{WeightFormat::q8, kQKK, sizeof(BlockIQ4_XS), kRequant};
+    switch (type) {
+        case Q4_0:
+            return &q4_0;
+        case Q4_1:
+            return &q4_1;
+        case Q8_0:
+            return &q8_0;
+        case Q5_0:
+            return &q5_0;
+        case Q5_1:
+            return &q5_1;
+        case IQ4_NL:
+            return &iq4_nl;
+        case IQ4_XS:
+            return &iq4_xs;
+        case Q4_K:
+            return &q4_k;
+        case Q5_K:
+            return &q5_k;
+        case Q6_K:
+            return &q6_k;
+        default:
+            return nullptr;
+    }
+}
+
+template <class B>
+B block_at(const uint8_t* row, int64_t i) {
+    B b;
+    std::memcpy(&b, row + size_t(i) * sizeof(B), sizeof(B));
+    return b;
+}
+
+// Writes codes and per-group parameters into a nibble blob (group size 32, so
+// group g of a row is code chunk g).
+class Target {
+  public:
+    Target(const PackedLayout& l, uint8_t* blob) : l_(l), blob_(blob) {}
+
+    uint8_t* nibbles(int64_t r, int64_t g) const {
+        return blob_ + l_.codes_offset + size_t(r) * size_t(l_.padded_cols / 2) + 16 * size_t(g);
+    }
+    int8_t* bytes(int64_t r, int64_t g) const {
+        return reinterpret_cast<int8_t*>(blob_ + l_.codes_offset) + size_t(r) * size_t(l_.padded_cols) +
+               32 * size_t(g);
+    }
+    void scale(int64_t r, int64_t g, uint16_t h) const { put(l_.scales_offset, r, g, h); }
+    void min(int64_t r, int64_t g, uint16_t h) const { put(l_.mins_offset, r, g, h); }
+    // Rounds v to fp16; records an overflow (checked after the parallel loop).
+    uint16_t half(float v) const {
+        const uint16_t h = fp32_to_fp16(v);
+        if ((h & 0x7c00) == 0x7c00) overflow_ = true;
+        return h;
+    }
+    bool overflowed() const { return overflow_; }
+
+    // q8 group g of row r from 32 exact values: scale s = the smallest fp16 >=
+    // max|w| / 127, codes round(w / s), so |error| <= s / 2.
+    void requantize_q8(int64_t r, int64_t g, const float* w) const {
+        float amax = 0.0f;
+        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(w[j]));
+        const float target = amax / 127.0f;
+        uint16_t h = half(target);
+        if (fp16_to_fp32(h) < target) ++h;  // positive: the next fp16 up
+        const float s = fp16_to_fp32(h);
+        int8_t* codes = bytes(r, g);
+        for (int j = 0; j < kQK; ++j) {
+            const long q = s > 0.0f ? std::lround(w[j] / s) : 0;
+            codes[j] = int8_t(std::clamp(q, -127L, 127L));
+        }
+        scale(r, g, h);
+    }
+
+  private:
+    void put(size_t offset, int64_t r, int64_t g, uint16_t h) const {
+        std::memcpy(blob_ + offset + 2 * size_t(r * l_.groups_per_row + g), &h, 2);
+    }
+    const PackedLayout& l_;
+    uint8_t* blob_;
+    mutable std::atomic<bool> overflow_{false};
+};
+
+// Nibble chunk from 32 codes 0..15 in element order.
+void pack_chunk(const uint8_t* codes, uint8_t* out) {
+    for (int j = 0; j < 16; ++j) out[j] = uint8_t(codes[j] | codes[j + 16] << 4);
+}
+
+// Converts GGML row r (`src`: its blocks) into the nibble blob.
+void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, const Target& t) {
+    switch (type) {
+        case Q4_0:
+            for (int64_t i = 0; i < cols / kQK; ++i) {
+                const auto b = block_at<BlockQ4_0>(src, i);
+                std::memcpy(t.nibbles(r, i), b.qs, 16);
+                t.scale(r, i, b.d);
+            }
+            return;
+        case Q4_1:
+            for (int64_t i = 0; i < cols / kQK; ++i) {
+                const auto b = block_at<BlockQ4_1>(src, i);
+                std::memcpy(t.nibbles(r, i), b.qs, 16);
+                t.scale(r, i, b.d);
+                t.min(r, i, b.m);
+            }
+            return;
+        case Q8_0:
+            for (int64_t i = 0; i < cols / kQK; ++i) {
+                const auto b = block_at<BlockQ8_0>(src, i);
+                std::memcpy(t.bytes(r, i), b.qs, 32);
+                t.scale(r, i, b.d);
+            }
+            return;
+        case Q5_0:
+            for (int64_t i = 0; i < cols / kQK; ++i) {
+                const auto b = block_at<BlockQ5_0>(src, i);
+                uint32_t qh;
+                std::memcpy(&qh, b.qh, 4);
+                int8_t* codes = t.bytes(r, i);
+                for (int j = 0; j < 16; ++j) {
+                    codes[j] = int8_t(((b.qs[j] & 0x0f) | int((qh >> j) & 1) << 4) - 16);
+                    codes[j + 16] = int8_t(((b.qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4) - 16);
+                }
+                t.scale(r, i, b.d);
+            }
+            return;
+        case Q4_K:
+            for (int64_t i = 0; i < cols / kQKK; ++i) {
+                const auto b = block_at<BlockQ4_K>(src, i);
+                const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+                for (int s = 0; s < 8; ++s) {
+                    int sc, m;
+                    scale_min_k4(s, b.scales, sc, m);
+                    uint8_t codes[32];
+                    const uint8_t* q = b.qs + 32 * (s / 2);
+                    for (int l = 0; l < 32; ++l) codes[l] = s % 2 == 0 ? q[l] & 0x0f : q[l] >> 4;
+                    pack_chunk(codes, t.nibbles(r, 8 * i + s));
+                    t.scale(r, 8 * i + s, t.half(d * float(sc)));
+                    t.min(r, 8 * i + s, t.half(-(dmin * float(m))));
+                }
+            }
+            return;
+        case Q5_1:
+        case IQ4_NL:
+            for (int64_t i = 0; i < cols / kQK; ++i) {
+                float w[kQK];
+                if (type == Q5_1) {
+                    dequantize_q5_1(block_at<BlockQ5_1>(src, i), w);
+                } else {
+                    dequantize_iq4_nl(block_at<BlockIQ4_NL>(src, i), w);
+                }
+                t.requantize_q8(r, i, w);
+            }
+            return;
+        case Q5_K:
+        case Q6_K:
+        case IQ4_XS:
+            for (int64_t i = 0; i < cols / kQKK; ++i) {
+                float w[kQKK];
+                if (type == Q5_K) {
+                    dequantize_q5_k(block_at<BlockQ5_K>(src, i), w);
+                } else if (type == Q6_K) {
+                    dequantize_q6_k(block_at<BlockQ6_K>(src, i), w);
+                } else {
+                    dequantize_iq4_xs(block_at<BlockIQ4_XS>(src, i), w);
+                }
+                for (int s = 0; s < 8; ++s) t.requantize_q8(r, 8 * i + s, w + kQK * s);
+            }
+            return;
+        default:
+            return;
+    }
+}
+
+// An f32 copy of any imported tensor (norm vectors must be f32).
+Tensor to_f32(Model& model, const Tensor& t) {
+    Tensor out = make_owned_tensor(model, t.name, make_layout(WeightFormat::f32, t.rows(), t.cols()));
+    float* dst = reinterpret_cast<float*>(writable(out));
+    for (int64_t r = 0; r < t.rows(); ++r) dequantize_row(t.view, r, dst + r * t.cols());
+    return out;
+}
+
+Tensor import_dense(Model& model, const std::string& name, uint32_t type, int64_t rows,
+                    int64_t cols, const uint8_t* data) {
+    const size_t n = size_t(rows) * size_t(cols);
+    if (type == BF16) {
+        // bf16 is the top half of an f32; f16 holds it exactly when it round-trips.
+        bool fits_f16 = true;
+        for (size_t i = 0; i < n && fits_f16; ++i) {
+            uint16_t b;
+            std::memcpy(&b, data + 2 * i, 2);
+            const uint32_t bits = uint32_t(b) << 16;
+            float v;
+            std::memcpy(&v, &bits, 4);
+            fits_f16 = fp16_to_fp32(fp32_to_fp16(v)) == v;
+        }
+        Tensor out = make_owned_tensor(
+            model, name, make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols));
+        uint8_t* dst = writable(out);
+        for (size_t i = 0; i < n; ++i) {
+            uint16_t b;
+            std::memcpy(&b, data + 2 * i, 2);
+            const uint32_t bits = uint32_t(b) << 16;
+            if (fits_f16) {
+                float v;
+                std::memcpy(&v, &bits, 4);
+                const uint16_t h = fp32_to_fp16(v);
+                std::memcpy(dst + 2 * i, &h, 2);
+            } else {
+                std::memcpy(dst + 4 * i, &bits, 4);
+            }
+        }
+        return out;
+    }
+    const bool is_f32 = type == F32;
+    const size_t element = is_f32 ? 4 : 2;
+    const PackedLayout layout = make_layout(is_f32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
+    if (reinterpret_cast<uintptr_t>(data) % element == 0) {  // zero copy
+        Tensor out;
+        out.name = name;
+        out.view.layout = layout;
+        out.view.data = data;
+        return out;
+    }
+    // misaligned (general.alignment < element size): copy
+    Tensor out = make_owned_tensor(model, name, layout);
+    std::memcpy(writable(out), data, n * element);
+    return out;
+}
+
+}  // namespace
+
+std::string ggml_conversion_note(uint32_t type) {
+    switch (type) {
+        case F32:
+            return "F32 -> f32 (used in place)";
+        case F16:
+            return "F16 -> f16 (used in place)";
+        case BF16:
+            return "BF16 -> f16 where every value fits exactly, else f32 (exact)";
+        default:
+            break;
+    }
+    const Conversion* c = conversion(type);
+    return c ? type_name(type) + " -> " + c->note : "";
+}
+
+Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, int64_t rows,
+                          int64_t cols, const uint8_t* data, bool need_f32) {
+    Tensor out;
+    if (type == F32 || type == F16 || type == BF16) {
+        out = import_dense(model, name, type, rows, cols, data);
+    } else {
+        const Conversion* c = conversion(type);
+        if (c == nullptr) {
+            throw std::runtime_error(
+                "tensor " + name + " has type " + type_name(type) +
+                ", which nibble cannot import (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
+                "Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
+        }
+        if (cols % c->block != 0) {
+            throw std::runtime_error("tensor " + name + " has " + std::to_string(cols) +
+                                     " columns, not a multiple of the " + type_name(type) +
+                                     " block of " + std::to_string(c->block));
+        }
+        out = make_owned_tensor(model, name, make_layout(c->format, rows, cols, kQK));
+        const Target target(out.view.layout, writable(out));
+        const size_t row_bytes = size_t(cols / c->block) * c->block_bytes;
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))
+        for (int64_t r = 0; r < rows; ++r) {
+            convert_row(type, data + size_t(r) * row_bytes, r, cols, target);
+        }
+        if (target.overflowed()) {
+            throw std::runtime_error("tensor " + name + ": a " + type_name(type) +
+                                     " scale does not fit in fp16");
+        }
+    }
+    if (need_f32 && out.format() != WeightFormat::f32) out = to_f32(model, out);
+    return out;
+}
+
+}  // namespace nibble
