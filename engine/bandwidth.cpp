@@ -24,13 +24,10 @@ uint64_t packed_row_bytes(const PackedLayout& l) {
 
 uint64_t decode_weight_bytes(const Model& model) {
     uint64_t total = packed_row_bytes(model.token_embedding.view.layout);
-    for (const LayerWeights& l : model.layers) {
-        for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate,
-                                &l.w_up, &l.w_down}) {
-            total += t->view.layout.total_bytes;
-        }
+    // Every tensor but the embedding (one row per token) is read whole.
+    for (const Tensor* t : model.tensors()) {
+        if (t != &model.token_embedding && t != &model.output) total += t->view.layout.total_bytes;
     }
-    total += model.output_norm.view.layout.total_bytes;
     total += model.output.view.layout.total_bytes;
     return total;
 }

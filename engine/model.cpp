@@ -1,11 +1,15 @@
 // Model bookkeeping: validation, tensor listing, owned tensors.
 #include "engine/model.h"
 
+#include <iterator>
+
 #include <cstdlib>
 #include <cstring>
 #include <set>
 #include <stdexcept>
 #include <utility>
+
+#include "engine/tensor_registry.h"
 
 namespace nibble {
 
@@ -19,6 +23,10 @@ void ModelConfig::validate() const {
              std::to_string(n_layers) + ", heads " + std::to_string(n_heads) + ", kv heads " +
              std::to_string(n_kv_heads) + ", vocab " + std::to_string(vocab_size) + ", seq_len " +
              std::to_string(max_seq_len) + " must all be positive");
+    }
+    if (!(rope_scale >= 1.0f) || sliding_window < 0) {
+        fail("rope_scale " + std::to_string(rope_scale) + " must be >= 1 and sliding_window " +
+             std::to_string(sliding_window) + " >= 0");
     }
     if (dim % n_heads != 0)
         fail("dim " + std::to_string(dim) + " is not a multiple of " + std::to_string(n_heads) +
@@ -39,15 +47,13 @@ std::string layer_tensor_name(int layer, const char* short_name) {
 }
 
 std::vector<const Tensor*> Model::tensors() const {
-    std::vector<const Tensor*> out{&token_embedding};
+    std::vector<const Tensor*> out;
+    out.reserve(2 + layers.size() * std::size(kLayerTensors) + 1);
+    out.push_back(&(this->*kEmbeddingTensor.member));
     for (const auto& l : layers) {
-        for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate,
-                                &l.w_up, &l.w_down}) {
-            out.push_back(t);
-        }
+        for (const LayerTensorSpec& s : kLayerTensors) out.push_back(&(l.*s.member));
     }
-    out.push_back(&output_norm);
-    out.push_back(&output);
+    for (const ModelTensorSpec& s : kFinalTensors) out.push_back(&(this->*s.member));
     return out;
 }
 
@@ -59,37 +65,23 @@ std::vector<Tensor*> Model::tensors() {
 
 void Model::validate() const {
     config.validate();
-    const int64_t dim = config.dim, hidden = config.hidden_dim, kv = config.kv_dim(),
-                  vocab = config.vocab_size;
     if (int(layers.size()) != config.n_layers) {
         throw std::runtime_error("model has " + std::to_string(layers.size()) +
                                  " layers, hyperparameters say " + std::to_string(config.n_layers));
     }
-    auto check = [](const Tensor& t, int64_t rows, int64_t cols, bool must_be_f32) {
-        if (t.empty()) throw std::runtime_error("tensor " + t.name + " is missing");
+    for (const TensorSlot& slot : tensor_slots(config)) {
+        const Tensor& t = slot.in(*this);
+        const auto [rows, cols] = tensor_shape(config, slot.shape);
+        if (t.empty()) throw std::runtime_error("tensor " + slot.gguf_name + " is missing");
         if (t.rows() != rows || t.cols() != cols) {
             throw std::runtime_error("tensor " + t.name + " has shape " + std::to_string(t.rows()) +
                                      "x" + std::to_string(t.cols()) + ", expected " +
                                      std::to_string(rows) + "x" + std::to_string(cols));
         }
-        if (must_be_f32 && t.format() != WeightFormat::f32) {
+        if (slot.is_norm() && t.format() != WeightFormat::f32) {
             throw std::runtime_error("tensor " + t.name + " must be f32");
         }
-    };
-    check(token_embedding, vocab, dim, false);
-    for (const auto& l : layers) {
-        check(l.attn_norm, 1, dim, true);
-        check(l.wq, dim, dim, false);
-        check(l.wk, kv, dim, false);
-        check(l.wv, kv, dim, false);
-        check(l.wo, dim, dim, false);
-        check(l.ffn_norm, 1, dim, true);
-        check(l.w_gate, hidden, dim, false);
-        check(l.w_up, hidden, dim, false);
-        check(l.w_down, dim, hidden, false);
     }
-    check(output_norm, 1, dim, true);
-    check(output, vocab, dim, false);
 }
 
 size_t Model::weight_bytes() const {

@@ -13,6 +13,9 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "engine/tensor_registry.h"
+#include "models/safetensors.h"
+
 namespace nibble {
 
 namespace {
@@ -25,8 +28,6 @@ using ordered_json = nlohmann::ordered_json;
 // version is still recognised and then refused with a clear message.
 constexpr std::string_view kMagicPrefix =
     R"({"__metadata__":{"format":"nibble","nibble_version":")";
-// Largest header accepted (safetensors uses the same bound).
-constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 
 // Weights whose f32 blob needs no padding are stored as safetensors F32 with their
 // real shape; everything else is U8 [padded bytes].
@@ -49,20 +50,16 @@ json config_to_json(const ModelConfig& c) {
     j["rope_theta"] = double(c.rope_theta);
     j["norm_eps"] = double(c.norm_eps);
     j["rope_style"] = c.rope_style == RopeStyle::adjacent_pairs ? "adjacent_pairs" : "halves";
+    // Written only when used, so files of models without them are unchanged.
+    if (c.rope_scale != 1.0f) j["rope_scale"] = double(c.rope_scale);
+    if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
     return j;
 }
 
 // The canonical tensor names of a model with these hyperparameters, in file order.
 std::vector<std::string> canonical_names(const ModelConfig& c) {
-    std::vector<std::string> names{"token_embd.weight"};
-    for (int l = 0; l < c.n_layers; ++l) {
-        for (const char* s : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
-                              "ffn_gate", "ffn_up", "ffn_down"}) {
-            names.push_back(layer_tensor_name(l, s));
-        }
-    }
-    names.push_back("output_norm.weight");
-    names.push_back("output.weight");
+    std::vector<std::string> names;
+    for (const TensorSlot& slot : tensor_slots(c)) names.push_back(slot.gguf_name);
     return names;
 }
 
@@ -127,6 +124,8 @@ ModelConfig config_from_json(const HeaderReader& r, const json& j) {
     c.max_seq_len = r.int_field(j, "max_seq_len", where);
     c.rope_theta = r.float_field(j, "rope_theta", where);
     c.norm_eps = r.float_field(j, "norm_eps", where);
+    if (j.contains("rope_scale")) c.rope_scale = r.float_field(j, "rope_scale", where);
+    if (j.contains("sliding_window")) c.sliding_window = r.int_field(j, "sliding_window", where);
     const std::string style = r.string(j, "rope_style", where);
     if (style == "adjacent_pairs") {
         c.rope_style = RopeStyle::adjacent_pairs;
@@ -163,13 +162,6 @@ PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::s
     }
 }
 
-// A safetensors entry of the header: [begin, end) relative to the data section.
-struct Entry {
-    std::string dtype;
-    std::vector<uint64_t> shape;
-    uint64_t begin = 0, end = 0;
-};
-
 }  // namespace
 
 bool is_nibble_file(const MappedFile& file) {
@@ -181,22 +173,16 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
     const std::string& path = file->path();
     const HeaderReader r{path};
     if (!is_nibble_file(*file)) r.fail("not a nibble model file (no nibble header)");
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | file->data()[i];  // little-endian
-    if (n > kMaxHeaderBytes || n > file->size() - 8) {
-        r.fail("header length " + std::to_string(n) + " does not fit in the file (" +
-               std::to_string(file->size()) + " bytes)");
-    }
+    const SafetensorsFile st = SafetensorsFile::parse(file);
+    const uint64_t n = st.header_bytes();
     if ((8 + n) % kSectionAlign != 0) {
         r.fail("data section starts at byte " + std::to_string(8 + n) + ", not a multiple of " +
                std::to_string(kSectionAlign));
     }
-    const uint8_t* data = file->data() + 8 + n;
-    const uint64_t data_size = file->size() - 8 - n;
-    const json header = r.parse(
-        std::string_view(reinterpret_cast<const char*>(file->data() + 8), size_t(n)), "header");
-    if (!header.is_object()) r.fail("header is not a JSON object");
-
+    const uint8_t* data = st.data_section();
+    const uint64_t data_size = st.data_bytes();
+    json header = json::object();
+    header["__metadata__"] = st.metadata();
     const json& meta = r.member(header, "__metadata__", "header");
     const std::string version = r.string(meta, "nibble_version", "__metadata__");
     if (version != kNibbleFileVersion) {
@@ -223,32 +209,14 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
 
     // Every safetensors entry: dtype, shape, offsets inside the data section,
     // 64-byte aligned, together covering the data section without gaps.
-    std::map<std::string, Entry> entries;
+    const std::map<std::string, SafetensorsEntry>& entries = st.tensors();
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (const auto& [name, value] : header.items()) {
-        if (name == "__metadata__") continue;
-        const std::string where = "tensor " + name;
-        Entry e;
-        e.dtype = r.string(value, "dtype", where);
-        const json& shape = r.member(value, "shape", where);
-        if (!shape.is_array()) r.fail(where + ": shape is not an array");
-        for (const json& d : shape) e.shape.push_back(r.unsigned_value(d, where + " shape"));
-        const json& offsets = r.member(value, "data_offsets", where);
-        if (!offsets.is_array() || offsets.size() != 2)
-            r.fail(where + ": data_offsets is not [begin, end]");
-        e.begin = r.unsigned_value(offsets[0], where + " data_offsets");
-        e.end = r.unsigned_value(offsets[1], where + " data_offsets");
-        if (e.begin > e.end || e.end > data_size) {
-            r.fail(where + ": data_offsets [" + std::to_string(e.begin) + ", " +
-                   std::to_string(e.end) + "] outside the data section of " +
-                   std::to_string(data_size) + " bytes (truncated file?)");
-        }
+    for (const auto& [name, e] : entries) {
         if (e.begin % kSectionAlign != 0) {
-            r.fail(where + ": offset " + std::to_string(e.begin) + " is not a multiple of " +
-                   std::to_string(kSectionAlign));
+            r.fail("tensor " + name + ": offset " + std::to_string(e.begin) +
+                   " is not a multiple of " + std::to_string(kSectionAlign));
         }
         ranges.emplace_back(e.begin, e.end);
-        entries.emplace(name, std::move(e));
     }
     std::sort(ranges.begin(), ranges.end());
     uint64_t covered = 0;
@@ -273,7 +241,7 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         if (info == infos.end()) r.fail("nibble.tensors has no entry for " + name);
         const auto it = entries.find(name);
         if (it == entries.end()) r.fail("tensor " + name + " is missing");
-        const Entry& e = it->second;
+        const SafetensorsEntry& e = it->second;
         const PackedLayout layout = layout_from_json(r, *info, name);
         const uint64_t size = e.end - e.begin;
         if (e.dtype == "F32") {
@@ -307,33 +275,21 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         return t;
     };
 
-    m.token_embedding = tensor("token_embd.weight");
-    for (int l = 0; l < m.config.n_layers; ++l) {
-        LayerWeights& w = m.layers[size_t(l)];
-        w.attn_norm = tensor(layer_tensor_name(l, "attn_norm"));
-        w.wq = tensor(layer_tensor_name(l, "attn_q"));
-        w.wk = tensor(layer_tensor_name(l, "attn_k"));
-        w.wv = tensor(layer_tensor_name(l, "attn_v"));
-        w.wo = tensor(layer_tensor_name(l, "attn_output"));
-        w.ffn_norm = tensor(layer_tensor_name(l, "ffn_norm"));
-        w.w_gate = tensor(layer_tensor_name(l, "ffn_gate"));
-        w.w_up = tensor(layer_tensor_name(l, "ffn_up"));
-        w.w_down = tensor(layer_tensor_name(l, "ffn_down"));
-    }
-    m.output_norm = tensor("output_norm.weight");
-    if (shared) {
-        if (entries.count("output.weight")) r.fail("output.weight is stored although shared");
-        m.output = m.token_embedding;
-        m.output.name = "output.weight";
-    } else {
-        m.output = tensor("output.weight");
+    for (const TensorSlot& slot : tensor_slots(m.config)) {
+        if (slot.model_member == &Model::output && shared) {
+            if (entries.count(slot.gguf_name)) r.fail("output.weight is stored although shared");
+            m.output = m.token_embedding;
+            m.output.name = slot.gguf_name;
+        } else {
+            slot.in(m) = tensor(slot.gguf_name);
+        }
     }
 
     if (tokenizer_bytes > 0) {
         const auto it = entries.find(kNibbleTokenizerTensor);
         if (it == entries.end())
             r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " is missing");
-        const Entry& e = it->second;
+        const SafetensorsEntry& e = it->second;
         if (e.dtype != "U8" || e.shape.size() != 1 || e.shape[0] != e.end - e.begin ||
             e.end - e.begin != align_up(tokenizer_bytes, kSectionAlign)) {
             r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " does not hold " + tok_text +

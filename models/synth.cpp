@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/tensor_registry.h"
+
 namespace nibble {
 
 namespace {
@@ -79,7 +81,7 @@ void validate_synth_options(const SynthOptions& o) {
 std::vector<NibbleTensorDecl> synth_tensor_decls(const SynthShape& shape, const SynthOptions& o) {
     validate_synth_options(o);
     const ModelConfig& c = shape.config;
-    const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
+    const int64_t dim = c.dim;
     const int group = is_grouped(o.format) ? o.group_size : 0;
     auto linear = [&](int64_t rows, int64_t cols) {
         return make_layout(o.format, rows, cols, group, o.double_quant);
@@ -93,20 +95,17 @@ std::vector<NibbleTensorDecl> synth_tensor_decls(const SynthShape& shape, const 
     auto norm = [&] { return make_layout(WeightFormat::f32, 1, dim); };
 
     std::vector<NibbleTensorDecl> decls;
-    decls.push_back({"token_embd.weight", edge(vocab, dim)});
-    for (int l = 0; l < c.n_layers; ++l) {
-        decls.push_back({layer_tensor_name(l, "attn_norm"), norm()});
-        decls.push_back({layer_tensor_name(l, "attn_q"), linear(dim, dim)});
-        decls.push_back({layer_tensor_name(l, "attn_k"), linear(kv, dim)});
-        decls.push_back({layer_tensor_name(l, "attn_v"), linear(kv, dim)});
-        decls.push_back({layer_tensor_name(l, "attn_output"), linear(dim, dim)});
-        decls.push_back({layer_tensor_name(l, "ffn_norm"), norm()});
-        decls.push_back({layer_tensor_name(l, "ffn_gate"), linear(hidden, dim)});
-        decls.push_back({layer_tensor_name(l, "ffn_up"), linear(hidden, dim)});
-        decls.push_back({layer_tensor_name(l, "ffn_down"), linear(dim, hidden)});
+    for (const TensorSlot& slot : tensor_slots(c)) {
+        const auto [rows, cols] = tensor_shape(c, slot.shape);
+        if (slot.is_norm()) {
+            decls.push_back({slot.gguf_name, norm()});
+        } else if (slot.shape == TensorShape::embedding) {
+            if (slot.model_member == &Model::output && shape.shared_output) continue;
+            decls.push_back({slot.gguf_name, edge(rows, cols)});
+        } else {
+            decls.push_back({slot.gguf_name, linear(rows, cols)});
+        }
     }
-    decls.push_back({"output_norm.weight", norm()});
-    if (!shape.shared_output) decls.push_back({"output.weight", edge(vocab, dim)});
     return decls;
 }
 
