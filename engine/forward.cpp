@@ -35,7 +35,8 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
     scores_.resize(size_t(omp_get_max_threads()) * size_t(options_.context));
     const int head_dim = c.head_dim();
     for (int i = 0; i < head_dim / 2; ++i) {
-        rope_freq_.push_back(1.0f / std::pow(c.rope_theta, float(2 * i) / float(head_dim)));
+        rope_freq_.push_back(1.0f / std::pow(c.rope_theta, float(2 * i) / float(head_dim)) /
+                             c.rope_scale);
     }
 }
 
@@ -62,6 +63,10 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
         const int kv_head = h / group;
         const int n_pos = tok.pos + 1;
         kv_.key_scores(tok.seq, layer, kv_head, q, n_pos, inv_sqrt, scores);
+        // Sliding window: positions before pos - window + 1 get no weight.
+        if (c.sliding_window > 0) {
+            for (int p = 0; p + c.sliding_window < n_pos; ++p) scores[p] = -INFINITY;
+        }
         softmax(scores, n_pos);
         float* out = &att_out_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
         kv_.weighted_values(tok.seq, layer, kv_head, scores, n_pos, out);

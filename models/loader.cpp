@@ -2,15 +2,19 @@
 #include "models/loader.h"
 
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "models/gguf.h"
+#include "models/hf.h"
 #include "models/llama2c.h"
 #include "models/nibble_file.h"
+#include "models/safetensors.h"
 
 namespace nibble {
 
 Model load_model(const std::string& path) {
+    if (std::filesystem::is_directory(path)) return load_hf_model(path);  // Hugging Face
     auto file = MappedFile::open(path);
     if (file->size() < 28) {
         throw std::runtime_error(path + ": file is too small (" + std::to_string(file->size()) +
@@ -24,6 +28,8 @@ Model load_model(const std::string& path) {
         model = load_llama2c_q80(file);
     } else if (is_nibble_file(*file)) {
         model = load_nibble_file(file);
+    } else if (looks_like_safetensors(*file)) {
+        model = load_hf_model(path);  // a checkpoint's .safetensors: config.json next to it
     } else {
         // No magic: llama2.c's legacy checkpoint is the only headerless format.
         try {
@@ -32,7 +38,7 @@ Model load_model(const std::string& path) {
             const std::string reason = e.what();
             throw std::runtime_error(
                 path +
-                ": not a GGUF, nibble or llama2.c runq file, and not a valid llama2.c "
+                ": not a GGUF, nibble, safetensors or llama2.c runq file, and not a valid llama2.c "
                 "checkpoint (" +
                 reason.substr(reason.find(": ") + 2) + ")");
         }

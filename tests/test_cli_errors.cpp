@@ -61,7 +61,7 @@ TEST_CASE("missing, truncated and corrupted model files") {
     const auto huge_path = temp_file("huge_dim.bin", huge_header);
     expect_error("info " + huge_path, 1, huge_path + ": ");
     const auto garbage = temp_file("garbage.bin", std::string(3000, 'x'));
-    expect_error("info " + garbage, 1, "not a GGUF, nibble or llama2.c runq file");
+    expect_error("info " + garbage, 1, "not a GGUF, nibble, safetensors or llama2.c runq file");
     const auto tiny = temp_file("tiny.bin", "GGUF");
     expect_error("info " + tiny, 1, "too small");
     const std::string gguf = read_text(data_path("stories260K.gguf"));

@@ -1,0 +1,18 @@
+// Hugging Face LLaMA / Mistral checkpoints: a directory with config.json,
+// model.safetensors (or shards listed in model.safetensors.index.json) with
+// F32, F16 or BF16 tensors, and tokenizer.model.
+#pragma once
+#include <string>
+
+#include "engine/model.h"
+
+namespace nibble {
+
+// `path` is the directory, or a .safetensors file inside it. Tensors are viewed
+// in place when F32/F16 and aligned, else converted (BF16: exactly, to f32 or
+// f16). Q/K rows stay in Hugging Face's order, so rope_style = halves.
+// Throws std::runtime_error("<path>: <problem>") naming an unsupported
+// architecture, a missing file or tensor, or a bad value.
+Model load_hf_model(const std::string& path);
+
+}  // namespace nibble
