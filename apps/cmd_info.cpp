@@ -32,7 +32,8 @@ int info_command(int argc, char** argv) {
                 double(c.norm_eps));
     std::printf("tokenizer:     %s\n",
                 model.tokenizer_proto.empty() ? "not in the file" : "carried by the file");
-    for (const std::string& note : model.import_notes) std::printf("imported:      %s\n", note.c_str());
+    for (const std::string& note : model.import_notes)
+        std::printf("imported:      %s\n", note.c_str());
     std::printf("\n%-28s %-6s %6s %14s %12s %7s\n", "tensor", "format", "group", "shape", "bytes",
                 "bpw");
     const uint8_t* shared_with = model.token_embedding.view.data;

@@ -2,7 +2,6 @@
 #include <omp.h>
 
 #include <cstdio>
-
 #include <filesystem>
 #include <fstream>
 #include <set>

@@ -1,10 +1,9 @@
 // Model bookkeeping: validation, tensor listing, owned tensors.
 #include "engine/model.h"
 
-#include <iterator>
-
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <set>
 #include <stdexcept>
 #include <utility>

@@ -14,12 +14,12 @@ namespace nibble {
 
 // Shapes [rows][cols] of the tensors, as functions of the hyperparameters.
 enum class TensorShape : uint8_t {
-    norm,        // 1 x dim
-    embedding,   // vocab x dim
-    square,      // dim x dim (wq, wo)
-    kv,          // kv_dim x dim (wk, wv)
-    ffn_in,      // hidden x dim (gate, up)
-    ffn_out,     // dim x hidden (down)
+    norm,       // 1 x dim
+    embedding,  // vocab x dim
+    square,     // dim x dim (wq, wo)
+    kv,         // kv_dim x dim (wk, wv)
+    ffn_in,     // hidden x dim (gate, up)
+    ffn_out,    // dim x hidden (down)
 };
 std::pair<int64_t, int64_t> tensor_shape(const ModelConfig& c, TensorShape shape);
 

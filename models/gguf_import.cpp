@@ -90,8 +90,8 @@ class Target {
         return blob_ + l_.codes_offset + size_t(r) * size_t(l_.padded_cols / 2) + 16 * size_t(g);
     }
     int8_t* bytes(int64_t r, int64_t g) const {
-        return reinterpret_cast<int8_t*>(blob_ + l_.codes_offset) + size_t(r) * size_t(l_.padded_cols) +
-               32 * size_t(g);
+        return reinterpret_cast<int8_t*>(blob_ + l_.codes_offset) +
+               size_t(r) * size_t(l_.padded_cols) + 32 * size_t(g);
     }
     void scale(int64_t r, int64_t g, uint16_t h) const { put(l_.scales_offset, r, g, h); }
     void min(int64_t r, int64_t g, uint16_t h) const { put(l_.mins_offset, r, g, h); }
@@ -222,7 +222,8 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
 
 // An f32 copy of any imported tensor (norm vectors must be f32).
 Tensor to_f32(Model& model, const Tensor& t) {
-    Tensor out = make_owned_tensor(model, t.name, make_layout(WeightFormat::f32, t.rows(), t.cols()));
+    Tensor out =
+        make_owned_tensor(model, t.name, make_layout(WeightFormat::f32, t.rows(), t.cols()));
     float* dst = reinterpret_cast<float*>(writable(out));
     for (int64_t r = 0; r < t.rows(); ++r) dequantize_row(t.view, r, dst + r * t.cols());
     return out;
@@ -262,7 +263,8 @@ Tensor import_dense(Model& model, const std::string& name, uint32_t type, int64_
     }
     const bool is_f32 = type == F32;
     const size_t element = is_f32 ? 4 : 2;
-    const PackedLayout layout = make_layout(is_f32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
+    const PackedLayout layout =
+        make_layout(is_f32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
     if (reinterpret_cast<uintptr_t>(data) % element == 0) {  // zero copy
         Tensor out;
         out.name = name;

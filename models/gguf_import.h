@@ -28,7 +28,7 @@ std::string ggml_conversion_note(uint32_t ggml_type);
 // when it is suitably aligned. With need_f32 the result is always f32 (norms).
 // Throws std::runtime_error("tensor NAME has type Q2_K, which ...") for a type
 // without conversion.
-Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t ggml_type,
-                          int64_t rows, int64_t cols, const uint8_t* data, bool need_f32);
+Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
+                          int64_t cols, const uint8_t* data, bool need_f32);
 
 }  // namespace nibble

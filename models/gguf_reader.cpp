@@ -389,8 +389,9 @@ GgufFile GgufFile::parse(std::shared_ptr<MappedFile> file) {
         if (!size) {
             const std::string name = ggml::type_name(t.type);
             r.fail("tensor " + t.name +
-                   (name.rfind("type ", 0) == 0 ? " has unknown GGML type " + std::to_string(t.type)
-                                                : " has type " + name + ", which nibble cannot read"));
+                   (name.rfind("type ", 0) == 0
+                        ? " has unknown GGML type " + std::to_string(t.type)
+                        : " has type " + name + ", which nibble cannot read"));
         }
         if (t.dims[0] % size->block != 0) {
             r.fail("tensor " + t.name + " has " + std::to_string(t.dims[0]) +

@@ -63,13 +63,13 @@ double real_field(const json& j, const char* key, const std::string& where, doub
 
 ModelConfig read_config(const json& j, const std::string& where) {
     std::string arch = "(none)";
-    if (const auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty() &&
-                                                (*a)[0].is_string()) {
+    if (const auto a = j.find("architectures");
+        a != j.end() && a->is_array() && !a->empty() && (*a)[0].is_string()) {
         arch = (*a)[0].get<std::string>();
     }
     if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM") {
-        fail(where, "architecture " + arch +
-                        " is not supported (LlamaForCausalLM, MistralForCausalLM)");
+        fail(where,
+             "architecture " + arch + " is not supported (LlamaForCausalLM, MistralForCausalLM)");
     }
     ModelConfig c;
     c.architecture = "llama";
@@ -137,9 +137,11 @@ Shards open_shards(const fs::path& dir, const std::string& single) {
         const auto map = j.find("weight_map");
         if (map == j.end() || !map->is_object()) fail(index.string(), "no \"weight_map\" object");
         for (const auto& [tensor, file] : map->items()) {
-            if (!file.is_string()) fail(index.string(), "weight_map[" + tensor + "] is not a file name");
+            if (!file.is_string())
+                fail(index.string(), "weight_map[" + tensor + "] is not a file name");
             const std::string name = file.get<std::string>();
-            if (name.find('/') != std::string::npos) fail(index.string(), "shard " + name + " is not in the directory");
+            if (name.find('/') != std::string::npos)
+                fail(index.string(), "shard " + name + " is not in the directory");
             open(name);
             s.owner[tensor] = name;
         }
@@ -163,7 +165,8 @@ uint32_t ggml_type_of(const std::string& dtype) {
 
 // One tensor: checked shape and dtype, then viewed or converted like GGUF's
 // dense types.
-Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const std::string& where) {
+Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
+                   const std::string& where) {
     std::string file;
     const SafetensorsEntry* e = shards.find(slot.hf_name, file);
     if (e == nullptr) fail(where, "tensor " + slot.hf_name + " is missing");

@@ -179,7 +179,8 @@ void check_type(int type, Encoded (*encode)(const float*), WeightFormat expected
     const std::vector<float> yq = logits(q, ActivationMode::fp32);
     const std::vector<float> yf = logits(f, ActivationMode::fp32);
     double worst = 0.0;
-    for (size_t i = 0; i < yq.size(); ++i) worst = std::max(worst, double(std::fabs(yq[i] - yf[i])));
+    for (size_t i = 0; i < yq.size(); ++i)
+        worst = std::max(worst, double(std::fabs(yq[i] - yf[i])));
     CHECK(worst < 1e-4);
 }
 
@@ -199,9 +200,9 @@ TEST_CASE("stories260K as GGUF Q4_1 reads back exactly") {
 
 TEST_CASE("GGUF type errors name the type") {
     const auto dir = test::temp_dir("nibble_test_gguf_blocks");
-    for (const auto& [type, fragment] :
-         std::vector<std::pair<int, std::string>>{{9, "has type Q8_1, which nibble cannot import"},
-                                                  {16, "has type IQ2_XXS, which nibble cannot read"}}) {
+    for (const auto& [type, fragment] : std::vector<std::pair<int, std::string>>{
+             {9, "has type Q8_1, which nibble cannot import"},
+             {16, "has type IQ2_XXS, which nibble cannot read"}}) {
         const std::string path = (dir / ("bad_type_" + std::to_string(type) + ".gguf")).string();
         test::rewrite_gguf(kGguf, path, [&](const GgufTensorInfo& t, const float*) {
             test::Rewrite r;

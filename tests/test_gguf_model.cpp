@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/fp16.h"
 #include "gguf_rewrite.h"
+#include "kernels/fp16.h"
 #include "models/gguf.h"
 #include "models/gguf_reader.h"
 #include "models/loader.h"

@@ -163,8 +163,10 @@ TEST_CASE("the exact path's logits match the FP64 reference; int8 is about as cl
         const std::string file = gguf_name(kind);
         CAPTURE(file);
         const Model model = load_model(data_path("gguf-quant/" + file));
-        const double exact = rms_difference(all_logits(model, ActivationMode::fp32), exact_ref[file]);
-        const double int8 = rms_difference(all_logits(model, ActivationMode::int8), exact_ref[file]);
+        const double exact =
+            rms_difference(all_logits(model, ActivationMode::fp32), exact_ref[file]);
+        const double int8 =
+            rms_difference(all_logits(model, ActivationMode::int8), exact_ref[file]);
         std::vector<float> flat;
         for (const auto& row : logits_ref()["llamacpp"][file]) {
             for (const auto& v : row) flat.push_back(v.get<float>());
