@@ -29,6 +29,7 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
     v_.resize(b * size_t(c.kv_dim()));
     att_out_.resize(b * size_t(c.dim));
     hidden_gate_.resize(b * size_t(c.hidden_dim));
+    gathered_.resize(b * size_t(std::max(c.dim, c.hidden_dim)));
     hidden_up_.resize(b * size_t(c.hidden_dim));
     final_rows_.resize(b * size_t(c.dim));
     logits_.resize(b * size_t(c.vocab_size));
@@ -73,6 +74,17 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     }
 }
 
+const float* InferenceState::in_column_order(const Tensor& w, const float* x, int n) {
+    if (w.column_order == nullptr) return x;
+    const size_t cols = size_t(w.cols());
+    for (size_t b = 0; b < size_t(n); ++b) {
+        const float* src = x + b * cols;
+        float* dst = &gathered_[b * cols];
+        for (size_t j = 0; j < cols; ++j) dst[j] = src[w.column_order[j]];
+    }
+    return gathered_.data();
+}
+
 const float* InferenceState::forward(std::span<const BatchToken> batch) {
     const ModelConfig& c = model_->config;
     const int n = int(batch.size());
@@ -114,7 +126,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         {
             Timed t(Op::matmul_qkv, n);
             matmul({{&w.wq.view, q_.data()}, {&w.wk.view, k_.data()}, {&w.wv.view, v_.data()}},
-                   xb_.data(), n);
+                   in_column_order(w.wq, xb_.data(), n), n);
         }
         {
             Timed t(Op::rope_kv_store, n);
@@ -133,7 +145,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::matmul_wo, n);
-            matmul(w.wo.view, att_out_.data(), n, xb_.data());
+            matmul(w.wo.view, in_column_order(w.wo, att_out_.data(), n), n, xb_.data());
         }
         {
             Timed t(Op::residual, n);
@@ -151,7 +163,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         {
             Timed t(Op::matmul_gate_up, n);
             matmul({{&w.w_gate.view, hidden_gate_.data()}, {&w.w_up.view, hidden_up_.data()}},
-                   xb_.data(), n);
+                   in_column_order(w.w_gate, xb_.data(), n), n);
         }
         {
             Timed t(Op::swiglu, n);
@@ -159,7 +171,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::matmul_down, n);
-            matmul(w.w_down.view, hidden_gate_.data(), n, xb_.data());
+            matmul(w.w_down.view, in_column_order(w.w_down, hidden_gate_.data(), n), n, xb_.data());
         }
         {
             Timed t(Op::residual, n);

@@ -46,6 +46,9 @@ class InferenceState {
 
   private:
     void attention(std::span<const BatchToken> batch, int layer);
+    // The n activation rows x in w's stored column order (act-order GPTQ:
+    // gathered into gathered_); x itself when w has no column order.
+    const float* in_column_order(const Tensor& w, const float* x, int n);
 
     const Model* model_;
     RuntimeOptions options_;
@@ -53,6 +56,7 @@ class InferenceState {
     // [max_batch][...] activation rows
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
     std::vector<float> final_rows_;  // normalised rows whose logits are wanted
+    std::vector<float> gathered_;    // [max_batch][max(dim, hidden)] column-ordered rows
     std::vector<float> scores_;      // [threads][context] attention weights
     std::vector<float> rope_freq_;   // [head_dim / 2]
 };

@@ -1,6 +1,7 @@
 // Model bookkeeping: validation, tensor listing, owned tensors.
 #include "engine/model.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -79,6 +80,22 @@ void Model::validate() const {
         }
         if (slot.is_norm() && t.format() != WeightFormat::f32) {
             throw std::runtime_error("tensor " + t.name + " must be f32");
+        }
+        if (t.column_order != nullptr && (slot.layer < 0 || slot.is_norm())) {
+            throw std::runtime_error("tensor " + t.name + " cannot have a column order");
+        }
+    }
+    // Matrices sharing one input (q/k/v, gate/up) are multiplied together, so
+    // their column orders must agree.
+    auto same_order = [](const Tensor& a, const Tensor& b) {
+        if (a.column_order == b.column_order) return true;
+        if (a.column_order == nullptr || b.column_order == nullptr) return false;
+        return std::equal(a.column_order, a.column_order + a.cols(), b.column_order);
+    };
+    for (const auto& l : layers) {
+        if (!same_order(l.wq, l.wk) || !same_order(l.wq, l.wv) || !same_order(l.w_gate, l.w_up)) {
+            throw std::runtime_error("tensors of layer " + l.wq.name +
+                                     "'s block that share an input have different column orders");
         }
     }
 }

@@ -43,6 +43,11 @@ struct ModelConfig {
 struct Tensor {
     std::string name;
     MatrixView view;
+    // Act-order (GPTQ g_idx) column permutation, or nullptr: stored column j of
+    // the packed matrix is column column_order[j] of the model's matrix, so the
+    // forward pass gathers x[column_order[j]] before the matmul. Lets groups that
+    // act-order scatters over the row be stored contiguously (docs/FORMAT.md).
+    const int32_t* column_order = nullptr;
 
     bool empty() const { return view.data == nullptr; }
     int64_t rows() const { return view.layout.rows; }

@@ -7,12 +7,14 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "engine/tensor_registry.h"
 #include "models/ggml_blocks.h"
 #include "models/gguf_import.h"
+#include "models/gptq_import.h"
 #include "models/safetensors.h"
 #include "tokenizer/tokenizer.h"
 
@@ -191,6 +193,60 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
     return import_ggml_tensor(m, slot.gguf_name, type, rows, cols, e->data, slot.is_norm());
 }
 
+// quantization_config of an AutoGPTQ / AutoAWQ checkpoint; nullopt without one.
+std::optional<PackedQuantConfig> read_quant_config(const json& config, const std::string& where) {
+    const auto it = config.find("quantization_config");
+    if (it == config.end() || it->is_null()) return std::nullopt;
+    const json& j = *it;
+    const std::string method = j.value("quant_method", std::string("?"));
+    PackedQuantConfig q;
+    if (method == "gptq") {
+        q.method = PackedQuantConfig::Method::gptq;
+        q.zeros_minus_one = j.value("checkpoint_format", std::string("gptq")) != "gptq_v2";
+    } else if (method == "awq") {
+        q.method = PackedQuantConfig::Method::awq;
+        q.zeros_minus_one = false;
+        const std::string version = j.value("version", std::string("gemm"));
+        if (version != "gemm" && version != "GEMM") {
+            fail(where, "AWQ version \"" + version + "\" is not supported (only GEMM)");
+        }
+    } else {
+        fail(where, "quantization method \"" + method + "\" is not supported (gptq, awq)");
+    }
+    const auto bits = j.find("bits") != j.end() ? j.find("bits") : j.find("w_bit");
+    if (bits == j.end() || !bits->is_number_integer() || bits->get<int>() != 4) {
+        fail(where, "only 4-bit GPTQ/AWQ checkpoints are supported");
+    }
+    const auto group =
+        j.find("group_size") != j.end() ? j.find("group_size") : j.find("q_group_size");
+    if (group == j.end() || !group->is_number_integer())
+        fail(where, "quantization_config has no group_size");
+    q.group_size = group->get<int>();
+    return q;
+}
+
+// A packed 4-bit linear layer "<prefix>.qweight" (+ qzeros, scales, g_idx), or
+// an empty tensor when the checkpoint stores this one unquantized.
+Tensor load_packed(Model& m, const Shards& shards, const TensorSlot& slot,
+                   const PackedQuantConfig& q) {
+    const std::string prefix = slot.hf_name.substr(0, slot.hf_name.size() - 7);  // ".weight"
+    std::string file;
+    const SafetensorsEntry* qweight = shards.find(prefix + ".qweight", file);
+    if (qweight == nullptr) return {};
+    const SafetensorsEntry* qzeros = shards.find(prefix + ".qzeros", file);
+    const SafetensorsEntry* scales = shards.find(prefix + ".scales", file);
+    if (qzeros == nullptr || scales == nullptr)
+        fail(file, prefix + " has qweight but no qzeros/scales");
+    const SafetensorsEntry* g_idx = shards.find(prefix + ".g_idx", file);
+    const auto [rows, cols] = tensor_shape(m.config, slot.shape);
+    try {
+        return import_packed_4bit(m, slot.gguf_name, q, rows, cols, *qweight, *qzeros, *scales,
+                                  g_idx);
+    } catch (const std::exception& e) {
+        fail(file, std::string(e.what()) + " (" + prefix + ")");
+    }
+}
+
 }  // namespace
 
 Model load_hf_model(const std::string& path) {
@@ -214,12 +270,22 @@ Model load_hf_model(const std::string& path) {
     for (const auto& [name, file] : shards.files) m.storage.push_back(file.file());
 
     const bool tied = config.value("tie_word_embeddings", false);
+    const auto quant = read_quant_config(config, config_path.string());
+    int packed = 0;
     for (const TensorSlot& slot : tensor_slots(m.config)) {
         std::string file;
         if (slot.model_member == &Model::output && (tied || !shards.find(slot.hf_name, file))) {
             m.output = m.token_embedding;  // tied classifier
             m.output.name = slot.gguf_name;
             continue;
+        }
+        if (quant && !slot.is_norm() && slot.shape != TensorShape::embedding) {
+            Tensor t = load_packed(m, shards, slot, *quant);
+            if (!t.empty()) {
+                slot.in(m) = t;
+                ++packed;
+                continue;
+            }
         }
         slot.in(m) = load_tensor(m, shards, slot, path);
     }
@@ -230,6 +296,14 @@ Model load_hf_model(const std::string& path) {
     }
     m.import_notes.push_back("Hugging Face checkpoint, RoPE on halves (rotate_half)" +
                              std::string(tied ? ", tied embeddings" : ""));
+    if (quant) {
+        m.import_notes.push_back(
+            std::to_string(packed) + " " +
+            (quant->method == PackedQuantConfig::Method::gptq ? "GPTQ" : "AWQ") +
+            " 4-bit tensors -> q4 g" + std::to_string(quant->group_size) +
+            " (symmetric) or q4a (zero points as fp16 minimums), same codes and scales; act-order "
+            "g_idx kept as a column order");
+    }
     if (m.config.sliding_window > 0) {
         m.import_notes.push_back("sliding-window attention over the last " +
                                  std::to_string(m.config.sliding_window) + " positions");

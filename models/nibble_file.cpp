@@ -29,6 +29,9 @@ using ordered_json = nlohmann::ordered_json;
 constexpr std::string_view kMagicPrefix =
     R"({"__metadata__":{"format":"nibble","nibble_version":")";
 
+// Suffix of the entry holding a tensor's act-order column permutation.
+constexpr const char* kColumnOrderSuffix = ".column_order";
+
 // Weights whose f32 blob needs no padding are stored as safetensors F32 with their
 // real shape; everything else is U8 [padded bytes].
 bool stored_as_f32(const PackedLayout& l) {
@@ -236,6 +239,28 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
     m.layers.resize(size_t(m.config.n_layers));
 
     std::set<std::string> used;
+    // "<name>.column_order": I32 [cols], a permutation of 0..cols-1.
+    auto column_order = [&](const std::string& name, int64_t cols) {
+        const std::string key = name + kColumnOrderSuffix;
+        const auto it = entries.find(key);
+        if (it == entries.end()) r.fail("tensor " + key + " is missing");
+        const SafetensorsEntry& e = it->second;
+        if (e.dtype != "I32" || e.shape != std::vector<uint64_t>{uint64_t(cols)} ||
+            e.end - e.begin != 4 * uint64_t(cols)) {
+            r.fail("tensor " + key + " is not I32 [" + std::to_string(cols) + "]");
+        }
+        const auto* order = reinterpret_cast<const int32_t*>(data + e.begin);
+        std::vector<bool> seen(static_cast<size_t>(cols), false);
+        for (int64_t j = 0; j < cols; ++j) {
+            const int32_t v = order[j];
+            if (v < 0 || v >= cols || seen[size_t(v)]) {
+                r.fail("tensor " + key + " is not a permutation of the columns");
+            }
+            seen[size_t(v)] = true;
+        }
+        used.insert(key);
+        return order;
+    };
     auto tensor = [&](const std::string& name) {
         const auto info = infos.find(name);
         if (info == infos.end()) r.fail("nibble.tensors has no entry for " + name);
@@ -272,6 +297,11 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         t.name = name;
         t.view.layout = layout;
         t.view.data = data + e.begin;
+        if (const auto co = info->find("column_order"); co != info->end()) {
+            if (!co->is_boolean())
+                r.fail("nibble.tensors[" + name + "]: column_order is not a boolean");
+            if (co->get<bool>()) t.column_order = column_order(name, layout.cols);
+        }
         return t;
     };
 
@@ -366,6 +396,20 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
         entry["data_offsets"] = ordered_json::array({at, at + padded});
         header[t.name] = entry;
         at += padded;
+        if (t.column_order != nullptr) {
+            infos[t.name]["column_order"] = true;
+            const uint64_t bytes = 4 * uint64_t(l.cols),
+                           order_padded = align_up(bytes, kSectionAlign);
+            if (order_padded != bytes) {
+                throw std::runtime_error(path + ": tensor " + t.name +
+                                         " has a column order but not a multiple of 16 columns");
+            }
+            header[t.name + kColumnOrderSuffix] = {
+                {"dtype", "I32"},
+                {"shape", ordered_json::array({l.cols})},
+                {"data_offsets", ordered_json::array({at, at + bytes})}};
+            at += bytes;
+        }
     }
     if (tokenizer_bytes > 0) {
         const uint64_t padded = align_up(tokenizer_bytes, kSectionAlign);
@@ -422,6 +466,9 @@ void NibbleFileWriter::write_tensor(const std::string& name, const uint8_t* data
                                  " bytes, declared " + std::to_string(l.total_bytes));
     }
     write_padded(data, bytes, align_up(bytes, kSectionAlign));
+    if (const int32_t* order = tensors_[next_].column_order) {
+        write_padded(order, 4 * size_t(l.cols), 4 * size_t(l.cols));
+    }
     ++next_;
 }
 
@@ -478,7 +525,7 @@ void save_nibble_file(const Model& model, const std::string& path) {
                                      names[i]);
         }
         if (shared && t == &model.output) continue;
-        decls.push_back({t->name, t->view.layout});
+        decls.push_back({t->name, t->view.layout, t->column_order});
         order.push_back(t);
     }
     NibbleFileWriter writer(path, model.config, std::move(decls), shared,

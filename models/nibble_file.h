@@ -35,6 +35,10 @@ void save_nibble_file(const Model& model, const std::string& path);
 struct NibbleTensorDecl {
     std::string name;
     PackedLayout layout;
+    // Act-order column permutation (Tensor::column_order, layout.cols entries),
+    // written as the entry "<name>.column_order" right after the blob; must stay
+    // valid until the tensor is written.
+    const int32_t* column_order = nullptr;
 };
 
 // Streaming writer: the header (every tensor's name, layout and offset) is written

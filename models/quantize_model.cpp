@@ -255,6 +255,12 @@ QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
             result.tensors.push_back(shared_report(result, src.name));
         } else {
             dst = make_owned_tensor(m, src.name, plan.layouts[size_t(i)]);
+            if (src.column_order != nullptr) {  // act-order: the rows stay in stored order
+                auto kept = std::make_shared<std::vector<int32_t>>(src.column_order,
+                                                                   src.column_order + src.cols());
+                dst.column_order = kept->data();
+                m.storage.push_back(kept);
+            }
             result.tensors.push_back(
                 quantize_tensor(src, plan.layouts[size_t(i)], writable(dst), options));
         }
@@ -272,7 +278,7 @@ QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe&
     std::vector<NibbleTensorDecl> decls;
     for (size_t i = 0; i < plan.sources.size(); ++i) {
         if (plan.shared && plan.sources[i] == &source.output) continue;
-        decls.push_back({plan.sources[i]->name, plan.layouts[i]});
+        decls.push_back({plan.sources[i]->name, plan.layouts[i], plan.sources[i]->column_order});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
                             tokenizer_proto.size());

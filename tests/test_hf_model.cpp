@@ -5,18 +5,23 @@
 // direct computation; unsupported architectures and missing files.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
 
 #include "engine/forward.h"
 #include "engine/tensor_registry.h"
+#include "kernels/fp16.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "models/loader.h"
+#include "models/nibble_file.h"
 #include "test_data.h"
 
 using namespace nibble;
@@ -29,6 +34,8 @@ struct HfTensor {
     std::string name;
     std::vector<uint64_t> shape;
     std::vector<float> values;
+    std::string dtype;         // with raw: the stored dtype
+    std::vector<uint8_t> raw;  // bytes as stored (packed GPTQ tensors)
 };
 
 uint16_t to_bf16(float v) {  // round to nearest even
@@ -50,6 +57,12 @@ void write_safetensors(const fs::path& path, const std::vector<HfTensor>& tensor
     std::string data;
     for (const HfTensor& t : tensors) {
         const size_t begin = data.size();
+        if (!t.raw.empty()) {
+            data.append(reinterpret_cast<const char*>(t.raw.data()), t.raw.size());
+            header[t.name] = {
+                {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+            continue;
+        }
         for (float v : t.values) {
             if (bf16) {
                 const uint16_t b = to_bf16(v);
@@ -91,7 +104,77 @@ struct Export {
     bool round_to_bf16 = false;  // F32 file holding BF16-rounded values
     int sliding_window = 0;
     std::string architecture = "LlamaForCausalLM";
+    // Linear layers as act-order GPTQ (asymmetric, group 32, g_idx); with
+    // gptq_reference, the same dequantized weights as F32 instead.
+    bool gptq = false, gptq_reference = false;
 };
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    out.insert(out.end(), p, p + sizeof v);
+}
+
+// Round-to-nearest asymmetric 4-bit GPTQ of W[rows][cols] (HF row order) with
+// group 32 over the act-order permutation `perm` (group g = columns
+// perm[32g .. 32g+32)). Scales keep 6 significant bits, so scale * zero is an
+// exact fp16 and the import is exact. Returns the packed tensors; `values`
+// becomes the dequantized matrix.
+std::vector<HfTensor> gptq_pack(const std::string& prefix, std::vector<float>& values, int64_t rows,
+                                int64_t cols, const std::vector<int32_t>& perm) {
+    const int64_t groups = cols / 32;
+    std::vector<int32_t> g_idx(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) g_idx[size_t(perm[size_t(j)])] = int32_t(j / 32);
+    std::vector<uint8_t> q(size_t(rows * cols)), z(size_t(rows * groups));
+    std::vector<uint16_t> d(size_t(rows * groups));
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t g = 0; g < groups; ++g) {
+            float lo = 1e30f, hi = -1e30f;
+            for (int64_t j = 32 * g; j < 32 * g + 32; ++j) {
+                const float w = values[size_t(r * cols + perm[size_t(j)])];
+                lo = std::min(lo, w), hi = std::max(hi, w);
+            }
+            uint16_t h = fp32_to_fp16(std::max((hi - lo) / 15.0f, 1e-3f));
+            h = uint16_t(h & ~0x1f);  // 6 significant bits
+            const float scale = fp16_to_fp32(h);
+            const int zero = std::clamp(int(std::lround(-lo / scale)), 1, 15);
+            d[size_t(r * groups + g)] = h;
+            z[size_t(r * groups + g)] = uint8_t(zero);
+            for (int64_t j = 32 * g; j < 32 * g + 32; ++j) {
+                const size_t i = size_t(r * cols + perm[size_t(j)]);
+                const int code = std::clamp(int(std::lround(values[i] / scale)) + zero, 0, 15);
+                q[i] = uint8_t(code);
+                values[i] = scale * float(code - zero);
+            }
+        }
+    }
+    HfTensor qweight{prefix + ".qweight", {uint64_t(cols / 8), uint64_t(rows)}, {}, "I32", {}};
+    for (int64_t i8 = 0; i8 < cols / 8; ++i8) {
+        for (int64_t r = 0; r < rows; ++r) {
+            uint32_t word = 0;
+            for (int k = 0; k < 8; ++k)
+                word |= uint32_t(q[size_t(r * cols + 8 * i8 + k)]) << (4 * k);
+            put(qweight.raw, word);
+        }
+    }
+    HfTensor qzeros{prefix + ".qzeros", {uint64_t(groups), uint64_t(rows / 8)}, {}, "I32", {}};
+    for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t r8 = 0; r8 < rows / 8; ++r8) {
+            uint32_t word = 0;
+            for (int k = 0; k < 8; ++k) {
+                word |= uint32_t(z[size_t((8 * r8 + k) * groups + g)] - 1) << (4 * k);  // zero - 1
+            }
+            put(qzeros.raw, word);
+        }
+    }
+    HfTensor scales{prefix + ".scales", {uint64_t(groups), uint64_t(rows)}, {}, "F16", {}};
+    for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t r = 0; r < rows; ++r) put(scales.raw, d[size_t(r * groups + g)]);
+    }
+    HfTensor gidx{prefix + ".g_idx", {uint64_t(cols)}, {}, "I32", {}};
+    for (int32_t v : g_idx) put(gidx.raw, v);
+    return {qweight, qzeros, scales, gidx};
+}
 
 fs::path export_stories(const std::string& name, const Export& e) {
     const Model src = load_model(test::data_path("stories260K.bin"));
@@ -113,6 +196,13 @@ fs::path export_stories(const std::string& name, const Export& e) {
                    {"tie_word_embeddings", !e.untied},
                    {"torch_dtype", e.bf16 ? "bfloat16" : "float32"}};
     if (e.sliding_window > 0) config["sliding_window"] = e.sliding_window;
+    if (e.gptq) {
+        config["quantization_config"] = {{"quant_method", "gptq"},
+                                         {"bits", 4},
+                                         {"group_size", 32},
+                                         {"desc_act", true},
+                                         {"sym", false}};
+    }
     std::ofstream(dir / "config.json") << config.dump(2);
     fs::copy_file(test::data_path("tok512.model"), dir / "tokenizer.model");
 
@@ -120,7 +210,7 @@ fs::path export_stories(const std::string& name, const Export& e) {
     for (const TensorSlot& slot : tensor_slots(c)) {
         if (slot.model_member == &Model::output && !e.untied) continue;
         const Tensor& t = slot.in(src);
-        HfTensor h{slot.hf_name, {}, {}};
+        HfTensor h{slot.hf_name, {}, {}, "F32", {}};
         h.shape = slot.is_norm() ? std::vector<uint64_t>{uint64_t(t.cols())}
                                  : std::vector<uint64_t>{uint64_t(t.rows()), uint64_t(t.cols())};
         if (slot.layer >= 0 &&
@@ -131,6 +221,24 @@ fs::path export_stories(const std::string& name, const Export& e) {
         }
         if (e.round_to_bf16) {
             for (float& v : h.values) v = bf16_value(v);
+        }
+        if ((e.gptq || e.gptq_reference) && slot.layer >= 0 && !slot.is_norm() &&
+            t.cols() % 32 == 0 && t.rows() % 8 == 0) {
+            // One act-order permutation per input: q/k/v share one, gate/up another.
+            uint32_t seed = uint32_t(slot.layer * 10);
+            if (slot.layer_member == &LayerWeights::wo) seed += 1;
+            if (slot.layer_member == &LayerWeights::w_gate ||
+                slot.layer_member == &LayerWeights::w_up)
+                seed += 2;
+            std::vector<int32_t> perm(static_cast<size_t>(t.cols()));
+            std::iota(perm.begin(), perm.end(), 0);
+            std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+            const std::string prefix = slot.hf_name.substr(0, slot.hf_name.size() - 7);
+            auto packed = gptq_pack(prefix, h.values, t.rows(), t.cols(), perm);
+            if (e.gptq) {
+                for (auto& p : packed) tensors.push_back(std::move(p));
+                continue;
+            }
         }
         tensors.push_back(std::move(h));
     }
@@ -342,4 +450,48 @@ TEST_CASE("unsupported architectures and missing files give one line naming them
     fs::copy_file(export_stories("lone_src", {}) / "model.safetensors", lone / "model.safetensors");
     expect_error((lone / "model.safetensors").string(), "no config.json next to the weights");
     expect_error(lone.string() + "/nothing.bin", "cannot open");
+}
+
+TEST_CASE(
+    "an act-order GPTQ checkpoint imports exactly, runs, and keeps its column order in a nibble "
+    "file") {
+    Export gptq;
+    gptq.gptq = true;
+    Export reference;
+    reference.gptq_reference = true;
+    const Model q = load_model(export_stories("gptq", gptq).string());
+    const Model f = load_model(export_stories("gptq_reference", reference).string());
+    int permuted = 0;
+    for (const TensorSlot& slot : tensor_slots(q.config)) {
+        const Tensor& t = slot.in(q);
+        const Tensor& ref = slot.in(f);
+        if (t.format() != WeightFormat::q4a) continue;
+        CAPTURE(t.name);
+        REQUIRE(t.column_order != nullptr);
+        ++permuted;
+        // Stored column j is column column_order[j]: the dequantized rows equal
+        // the reference matrix gathered into that order, exactly.
+        std::vector<float> row(size_t(t.cols()));
+        size_t mismatches = 0;
+        for (int64_t r = 0; r < t.rows(); ++r) {
+            dequantize_row(t.view, r, row.data());
+            for (int64_t j = 0; j < t.cols(); ++j) {
+                mismatches += row[size_t(j)] != ref.f32()[r * t.cols() + t.column_order[j]];
+            }
+        }
+        CHECK(mismatches == 0);
+    }
+    // q, k, v, o of every layer (gate/up have 172 rows and down 172 columns,
+    // which GPTQ's packing by 8 cannot hold: they stay F32)
+    CHECK(permuted == 5 * 4);
+    const std::vector<float> expected = all_logits(f);
+    CHECK(max_difference(all_logits(q), expected) < 1e-5);
+    // Without the gather the logits would differ: the orders are not identity.
+    const fs::path nbl = test::temp_dir("nibble_test_hf") / "gptq.nbl";
+    save_nibble_file(q, nbl.string());
+    const Model back = load_model(nbl.string());
+    REQUIRE(back.layers[0].wq.column_order != nullptr);
+    CHECK(std::equal(back.layers[0].wq.column_order, back.layers[0].wq.column_order + 64,
+                     q.layers[0].wq.column_order));
+    CHECK(max_difference(all_logits(back), expected) < 1e-5);
 }
