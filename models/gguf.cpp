@@ -138,6 +138,7 @@ Model load_gguf(std::shared_ptr<MappedFile> file) {
         fail(g, e.what());
     }
 
+    m.layers.resize(size_t(c.n_layers));
     for (const TensorSlot& slot : tensor_slots(c)) {
         if (slot.optional && !g.find_tensor(slot.gguf_name)) continue;
         slot.in(m) = slot.is_norm() ? load.vector(slot.gguf_name) : load.matrix(slot.gguf_name);
