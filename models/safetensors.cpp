@@ -77,13 +77,14 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<MappedFile> file) {
         const auto shape = value.find("shape");
         if (shape == value.end() || !shape->is_array()) fail(where + ": shape is not an array");
         for (const json& d : *shape) {
-            if (!d.is_number_unsigned()) fail(where + ": shape holds a non-integer");
+            if (!d.is_number_unsigned())
+                fail(where + ": shape holds a value that is not a non-negative integer");
             e.shape.push_back(d.get<uint64_t>());
         }
         const auto offsets = value.find("data_offsets");
         if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
             !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
-            fail(where + ": data_offsets is not [begin, end]");
+            fail(where + ": data_offsets is not [begin, end] of non-negative integers");
         }
         e.begin = (*offsets)[0].get<uint64_t>();
         e.end = (*offsets)[1].get<uint64_t>();
