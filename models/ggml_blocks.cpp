@@ -65,16 +65,11 @@ void dequantize_q6_k(const BlockQ6_K& b, float* out) {
     }
 }
 
-namespace {
-constexpr float kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                              1,    13,   25,  38,  53,  69,  89,  113};
-}  // namespace
-
 void dequantize_iq4_nl(const BlockIQ4_NL& b, float* out) {
     const float d = fp16_to_fp32(b.d);
     for (int j = 0; j < 16; ++j) {
-        out[j] = d * kIq4nl[b.qs[j] & 0x0f];
-        out[j + 16] = d * kIq4nl[b.qs[j] >> 4];
+        out[j] = d * float(kIq4nlValues[b.qs[j] & 0x0f]);
+        out[j + 16] = d * float(kIq4nlValues[b.qs[j] >> 4]);
     }
 }
 
@@ -83,8 +78,8 @@ void dequantize_iq4_xs(const BlockIQ4_XS& b, float* out) {
     for (int s = 0; s < 8; ++s) {
         const float dl = d * float(iq4_xs_scale(b, s) - 32);
         for (int j = 0; j < 16; ++j) {
-            out[32 * s + j] = dl * kIq4nl[b.qs[16 * s + j] & 0x0f];
-            out[32 * s + j + 16] = dl * kIq4nl[b.qs[16 * s + j] >> 4];
+            out[32 * s + j] = dl * float(kIq4nlValues[b.qs[16 * s + j] & 0x0f]);
+            out[32 * s + j + 16] = dl * float(kIq4nlValues[b.qs[16 * s + j] >> 4]);
         }
     }
 }

@@ -77,8 +77,11 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34);
 
-// IQ4_NL, 4.5 bpw: w = d * kvalues[q], kvalues = {-127, -104, -83, -65, -49,
-// -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113} (llama.cpp's kvalues_iq4nl).
+// IQ4_NL's non-linear table (llama.cpp's kvalues_iq4nl): int8 values.
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1,    13,   25,  38,  53,  69,  89,  113};
+
+// IQ4_NL, 4.5 bpw: w = d * kIq4nlValues[q].
 struct BlockIQ4_NL {
     uint16_t d;
     uint8_t qs[kQK / 2];

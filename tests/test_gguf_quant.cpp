@@ -52,8 +52,7 @@ const nlohmann::json& logits_ref() {
 double conversion_bound(const std::string& type, const MatrixView& v, int64_t row, int64_t col,
                         double w) {
     const double rounding = 1e-6 * std::fabs(w) + 1e-12;  // float arithmetic
-    if (type == "Q4_K" || type == "IQ4_XS" || type == "IQ4_NL" || type == "Q5_K" ||
-        type == "Q6_K") {
+    if (type == "Q4_K" || type == "IQ4_XS" || type == "Q5_K" || type == "Q6_K") {
         const int64_t gi = row * v.layout.groups_per_row + col / v.layout.group_size;
         const double d = std::fabs(double(group_param(v, GroupStream::scales, gi)));
         const double tiny = std::ldexp(1.0, -25);  // fp16 subnormal rounding
@@ -61,6 +60,7 @@ double conversion_bound(const std::string& type, const MatrixView& v, int64_t ro
             const double m = std::fabs(double(group_param(v, GroupStream::mins, gi)));
             return std::ldexp(15.0 * d + m, -11) * 1.001 + 16.0 * tiny + rounding;
         }
+        if (type == "IQ4_XS") return std::ldexp(std::fabs(w), -11) * 1.001 + 127 * tiny + rounding;
         return 0.5 * d + rounding;  // requantized to q8
     }
     return rounding;  // held exactly
