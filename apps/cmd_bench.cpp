@@ -13,8 +13,11 @@
 
 #include "apps/bench_parallel.h"
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "engine/bandwidth.h"
 #include "engine/forward.h"
+#include "engine/input_file.h"
+#include "engine/memory_budget.h"
 #include "models/loader.h"
 
 namespace nibble::app {
@@ -149,6 +152,7 @@ int bench_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     const std::vector<int> prompts =
         parse_int_list("--n-prompt", args["n-prompt"].as<std::string>(), 1);
@@ -163,7 +167,14 @@ int bench_command(int argc, char** argv) {
     if (reps < 1) throw UsageError("--repetitions must be >= 1");
     if (output != "md" && output != "json") throw UsageError("--output must be md or json");
     if (bw_mib < 16) throw UsageError("--bw-mib must be >= 16");
-    for (int& t : threads) t = t == 0 ? set_threads(0) : t;  // 0: physical cores
+    const auto available = available_memory_bytes();
+    if (roofline && available && (uint64_t(bw_mib) << 20) > *available / 2) {
+        throw UsageError("--bw-mib " + std::to_string(bw_mib) + ": a buffer of " +
+                         byte_size_text(uint64_t(bw_mib) << 20) + " is more than half of the " +
+                         byte_size_text(*available) + " of memory available");
+    }
+    // 0: physical cores; more than the CPUs available: capped (with a message).
+    for (int& t : threads) t = set_threads(t);
     if (args.count("parallel")) {
         ParallelBenchOptions p;
         p.parallel = parse_int_list("--parallel", args["parallel"].as<std::string>(), 1);
@@ -191,6 +202,8 @@ int bench_command(int argc, char** argv) {
     ro.context = std::max(max_prompt, max_gen);
     ro.max_batch = std::min(batch_size, max_prompt);
     ro.kv_type = kv;
+    set_threads(*std::max_element(threads.begin(), threads.end()));
+    check_state_memory(model, ro, "--n-prompt/--n-gen", "--batch-size");
     InferenceState state(model, ro);
     std::vector<BatchToken> batch(size_t(ro.max_batch));
     // Random token ids (llama-bench does the same): the speed does not depend on them.

@@ -3,6 +3,7 @@
 #include <cxxopts.hpp>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "models/loader.h"
 
 namespace nibble::app {
@@ -18,6 +19,7 @@ int info_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing MODEL");
     const Model model = load_model(args["model"].as<std::string>());
     const ModelConfig& c = model.config;

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "engine/kl_divergence.h"
 #include "engine/perplexity.h"
 #include "models/loader.h"
@@ -32,7 +33,7 @@ int perplexity_command(int argc, char** argv) {
     // clang-format off
     options.add_options()
         ("m,model", "model file", cxxopts::value<std::string>())
-        ("f,file", "text file (documents split on <|endoftext|> or lone newlines)", cxxopts::value<std::string>())
+        ("f,file", "text file, - for stdin (documents split on <|endoftext|> or lone newlines)", cxxopts::value<std::string>())
         ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
         ("c,ctx-size", "documents protocol: context (0: the model's); documents are cut to ctx-1 tokens", cxxopts::value<int>()->default_value("0"))
         ("ctx", "window protocol: the whole text as one token stream in windows of N tokens, each from a fresh context (0: one window per document)", cxxopts::value<int>()->default_value("0"))
@@ -51,6 +52,7 @@ int perplexity_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     if (!args.count("file")) throw UsageError("missing --file (-f)");
     const int context = args["ctx-size"].as<int>();
@@ -119,6 +121,7 @@ int perplexity_command(int argc, char** argv) {
         base = std::make_unique<LogitsBaseReader>(args["kl-base"].as<std::string>(), vocab);
     }
     const bool quiet = args.count("quiet") > 0;
+    check_state_memory(model, ro, window == 0 ? "--ctx-size" : "--ctx", "--batch-size");
     InferenceState state(model, ro);
     const PerplexityResult r = score_windows(
         state, windows,

@@ -5,7 +5,9 @@
 #include <stdexcept>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "models/loader.h"
+#include "models/output_file.h"
 #include "models/quant_calibrated.h"
 #include "models/quantize_model.h"
 
@@ -61,6 +63,7 @@ int quantize_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("input") || !args.count("output")) throw UsageError("expected IN and OUT");
 
     QuantizeRecipe recipe;
@@ -135,18 +138,21 @@ int quantize_command(int argc, char** argv) {
 
     const bool quiet = args.count("quiet") > 0;
     const std::string out_path = args["output"].as<std::string>();
+    const std::string tokenizer_path = args["tokenizer"].as<std::string>();
+    // Before any work: the output must not be an input, a folder, or unwritable.
+    check_output_path(out_path, {args["input"].as<std::string>(), tokenizer_path});
     const Model model = load_model_reporting(args["input"].as<std::string>());
 
     // The tokenizer to embed: --tokenizer, else the input's own, else one found
     // next to the input (as `nibble run` would find it).
-    const std::string tokenizer_path = args["tokenizer"].as<std::string>();
     std::string tokenizer_proto = model.tokenizer_proto;
     if (!tokenizer_path.empty() || tokenizer_proto.empty()) {
         try {
             tokenizer_proto = resolve_tokenizer(model, tokenizer_path).serialized_proto();
         } catch (const std::exception& e) {
             if (!tokenizer_path.empty()) throw;
-            std::fprintf(stderr, "warning: %s; the output needs --tokenizer to run\n", e.what());
+            std::fprintf(stderr, "warning: %s; the output needs --tokenizer to run\n",
+                         escape_for_terminal(e.what()).c_str());
         }
     }
 

@@ -4,6 +4,7 @@
 
 #include "apps/commands.h"
 #include "apps/sampling_options.h"
+#include "apps/validate.h"
 #include "engine/generate.h"
 #include "models/loader.h"
 
@@ -29,6 +30,7 @@ int run_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     const int n_predict = args["n-predict"].as<int>();
     const int context = args["ctx-size"].as<int>();
@@ -50,12 +52,14 @@ int run_command(int argc, char** argv) {
         throw UsageError("--prompt has " + std::to_string(prompt.size()) +
                          " tokens, more than the context size " + std::to_string(ro.context));
     }
+    check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);
-    const GenerationResult r =
-        generate(state, tokenizer, prompt, n_predict, sp, [](const std::string& text) {
-            std::fwrite(text.data(), 1, text.size(), stdout);
-            std::fflush(stdout);
-        });
+    const GenerationResult r = generate(state, tokenizer, prompt,
+                                        clip_n_predict(n_predict, int(prompt.size()), ro.context),
+                                        sp, [](const std::string& text) {
+                                            std::fwrite(text.data(), 1, text.size(), stdout);
+                                            std::fflush(stdout);
+                                        });
     std::fputc('\n', stdout);
     std::fflush(stdout);
     std::fprintf(

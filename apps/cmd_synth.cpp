@@ -5,6 +5,8 @@
 #include <cxxopts.hpp>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
+#include "models/output_file.h"
 #include "models/synth.h"
 
 namespace nibble::app {
@@ -63,6 +65,7 @@ int synth_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("shape")) throw UsageError("missing --shape (" + shapes + ")");
     if (!args.count("output")) throw UsageError("missing --output (-o)");
     const std::string path = args["output"].as<std::string>();
@@ -87,6 +90,8 @@ int synth_command(int argc, char** argv) {
         throw UsageError(e.what());
     }
     const int threads = set_threads(args["threads"].as<int>());
+    // Before any work: the output must not be the tokenizer, a folder, or unwritable.
+    check_output_path(path, {args["tokenizer"].as<std::string>()});
     const std::string tokenizer_proto =
         synth_tokenizer_proto(args["tokenizer"].as<std::string>(), shape, path);
     const auto start = std::chrono::steady_clock::now();

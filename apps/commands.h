@@ -39,10 +39,13 @@ Model load_model_reporting(const std::string& path);
 KvType kv_option(const cxxopts::ParseResult& args);
 int batch_size_option(const cxxopts::ParseResult& args);
 
-// The whole content of a file; throws std::runtime_error("PATH: cannot open").
+// The whole content of a text file (or "-" for stdin): a regular file of at
+// most kMaxTextFileBytes (apps/validate.h); throws std::runtime_error("PATH: ...").
 std::string read_text_file(const std::string& path);
 
-// Sets the OpenMP thread count; n <= 0 means the number of physical cores.
-int set_threads(int n);
+// Sets the OpenMP thread count and returns it: 0 means the number of physical
+// cores, a negative count is refused (UsageError), more than the CPUs available
+// is capped with a message (apps/validate.h).
+int set_threads(int requested);
 
 }  // namespace nibble::app

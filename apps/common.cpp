@@ -1,16 +1,16 @@
 // Helpers shared by the subcommands: tokenizer lookup and thread count.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "models/loader.h"
 
 namespace nibble::app {
@@ -70,16 +70,12 @@ int batch_size_option(const cxxopts::ParseResult& args) {
 }
 
 std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open");
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    if (in.bad()) throw std::runtime_error(path + ": read failed");
-    return buffer.str();
+    return read_text_input(path);
 }
 
-int set_threads(int n) {
-    if (n <= 0) {
+int set_threads(int requested) {
+    int physical_cores = 0;
+    if (requested == 0) {
         // Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.
         std::ifstream cpuinfo("/proc/cpuinfo");
         std::set<std::pair<int, int>> cores;
@@ -89,9 +85,10 @@ int set_threads(int n) {
             if (line.rfind("physical id", 0) == 0) physical = value();
             if (line.rfind("core id", 0) == 0) cores.insert({physical, value()});
         }
-        n = cores.empty() ? int(std::thread::hardware_concurrency()) : int(cores.size());
-        if (n <= 0) n = 1;
+        physical_cores = cores.empty() ? available_cpus() : int(cores.size());
+        physical_cores = std::min(physical_cores, available_cpus());
     }
+    const int n = checked_thread_count(requested, physical_cores);
     omp_set_num_threads(n);
     return n;
 }

@@ -4,10 +4,14 @@
 #include <cstring>
 #include <cxxopts.hpp>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "apps/build_info.h"
 #include "apps/commands.h"
+#include "apps/validate.h"
+
+using nibble::app::escape_for_terminal;
 
 namespace {
 
@@ -55,7 +59,7 @@ int main(int argc, char** argv) {
     if (command == "chat") handler = nibble::app::chat_command;
     if (handler == nullptr) {
         std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
-                     command.c_str());
+                     escape_for_terminal(command, 80).c_str());
         return 2;
     }
     const std::string program = "nibble " + command;
@@ -63,13 +67,17 @@ int main(int argc, char** argv) {
     try {
         return handler(argc - 1, argv + 1);
     } catch (const nibble::app::UsageError& e) {
-        std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+        std::fprintf(stderr, "%s: %s\n", program.c_str(), escape_for_terminal(e.what()).c_str());
         return 2;
     } catch (const cxxopts::exceptions::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+        std::fprintf(stderr, "%s: %s\n", program.c_str(), escape_for_terminal(e.what()).c_str());
         return 2;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "%s: error: out of memory\n", program.c_str());
+        return 1;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+        std::fprintf(stderr, "%s: error: %s\n", program.c_str(),
+                     escape_for_terminal(e.what()).c_str());
         return 1;
     }
 }

@@ -20,7 +20,7 @@ void add_sampling_options(cxxopts::Options& options, const std::string& default_
         ("top-p", "top-p sampling (1: off)", cxxopts::value<float>()->default_value("0.95"))
         ("min-p", "min-p sampling (0: off)", cxxopts::value<float>()->default_value("0.05"))
         ("repeat-penalty", "repetition penalty (1: off)", cxxopts::value<float>()->default_value("1.0"))
-        ("repeat-last-n", "tokens considered by the penalty", cxxopts::value<int>()->default_value("64"));
+        ("repeat-last-n", "tokens considered by the penalty (0: off, -1: the whole context)", cxxopts::value<int>()->default_value("64"));
     // clang-format on
 }
 
@@ -38,6 +38,10 @@ SamplerParams sampling_option_values(const cxxopts::ParseResult& args) {
     if (!(sp.top_p > 0 && sp.top_p <= 1)) throw UsageError("--top-p must be in (0, 1]");
     if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw UsageError("--min-p must be in [0, 1]");
     if (!(sp.repeat_penalty > 0)) throw UsageError("--repeat-penalty must be > 0");
+    if (sp.top_k < 0) throw UsageError("--top-k must be >= 0 (0: off)");
+    if (sp.repeat_last_n < -1) {
+        throw UsageError("--repeat-last-n must be >= -1 (0: off, -1: the whole context)");
+    }
     return sp;
 }
 

@@ -1,28 +1,24 @@
-// mmap of a whole file, read-only and shared with the page cache.
+// mmap of a whole regular file, read-only and shared with the page cache.
 #include "engine/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/input_file.h"
+
 namespace nibble {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw std::runtime_error(path + ": not a regular file");
-    }
+    // Refuses directories, FIFOs and devices before reading (a FIFO does not block).
+    uint64_t size = 0;
+    const int fd = open_regular_file(path, "model", &size);
     std::shared_ptr<MappedFile> file(new MappedFile());
     file->path_ = path;
-    file->size_ = size_t(st.st_size);
+    file->size_ = size_t(size);
     if (file->size_ > 0) {
         void* p = mmap(nullptr, file->size_, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {

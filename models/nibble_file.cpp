@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -14,6 +13,7 @@
 #include <string_view>
 
 #include "engine/tensor_registry.h"
+#include "models/output_file.h"
 #include "models/safetensors.h"
 
 namespace nibble {
@@ -108,8 +108,12 @@ struct HeaderReader {
     json parse(std::string_view text, const std::string& what) const {
         try {
             return json::parse(text.begin(), text.end());
+        } catch (const json::parse_error& e) {
+            // Not e.what(): it quotes the bytes around the error, raw.
+            fail(what + " is not valid JSON (syntax error at byte " + std::to_string(e.byte) +
+                 " of " + std::to_string(text.size()) + ")");
         } catch (const json::exception& e) {
-            fail(what + " is not valid JSON (" + e.what() + ")");
+            fail(what + " is not valid JSON (error " + std::to_string(e.id) + ")");
         }
     }
 };
@@ -351,10 +355,7 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
 NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& config,
                                    std::vector<NibbleTensorDecl> tensors, bool shared_output,
                                    size_t tokenizer_bytes)
-    : path_(path),
-      tmp_path_(path + ".tmp"),
-      tensors_(std::move(tensors)),
-      tokenizer_bytes_(tokenizer_bytes) {
+    : path_(path), tensors_(std::move(tensors)), tokenizer_bytes_(tokenizer_bytes) {
     try {
         config.validate();
     } catch (const std::exception& e) {
@@ -426,11 +427,13 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
     text.append(align_up(8 + text.size(), kSectionAlign) - 8 - text.size(), ' ');
     file_size_ = 8 + text.size() + at;
 
-    out_ = std::fopen(tmp_path_.c_str(), "wb");
+    temp_ = std::make_unique<TemporaryOutput>(path);
+    out_ = fdopen(temp_->fd(), "wb");
     if (out_ == nullptr) {
-        throw std::runtime_error(path + ": cannot create " + tmp_path_ + ": " +
+        throw std::runtime_error(path + ": cannot write " + temp_->temp_path() + ": " +
                                  std::strerror(errno));
     }
+    temp_->release_fd();
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
     write_padded(len, 8, 8);
@@ -438,10 +441,8 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
 }
 
 NibbleFileWriter::~NibbleFileWriter() {
-    if (out_ != nullptr) {
-        std::fclose(out_);
-        std::remove(tmp_path_.c_str());
-    }
+    if (out_ != nullptr) std::fclose(out_);
+    // temp_ removes the temporary file unless finish() renamed it.
 }
 
 void NibbleFileWriter::write_padded(const void* data, size_t bytes, size_t padded) {
@@ -491,15 +492,11 @@ void NibbleFileWriter::finish() {
     const bool closed = std::fclose(out_) == 0;
     out_ = nullptr;
     if (!ok || !closed) {
-        std::remove(tmp_path_.c_str());
-        throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
+        const int err = errno;
+        temp_->discard();
+        throw std::runtime_error(path_ + ": write failed: " + std::strerror(err));
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp_path_, path_, ec);
-    if (ec) {
-        std::remove(tmp_path_.c_str());
-        throw std::runtime_error(path_ + ": cannot rename " + tmp_path_ + ": " + ec.message());
-    }
+    temp_->commit();
 }
 
 void save_nibble_file(const Model& model, const std::string& path) {

@@ -18,6 +18,8 @@
 
 namespace nibble {
 
+class TemporaryOutput;
+
 // The version this build writes and the only one it reads.
 inline constexpr const char* kNibbleFileVersion = "1";
 // Name of the entry holding the serialized SentencePiece ModelProto.
@@ -43,8 +45,9 @@ struct NibbleTensorDecl {
 
 // Streaming writer: the header (every tensor's name, layout and offset) is written
 // first, then the blobs one at a time in the declared order, so a model never has
-// to be in memory at once. Writes to "<path>.tmp" and renames it to `path` in
-// finish(); a writer destroyed before finish() removes the temporary file.
+// to be in memory at once. Writes to a fresh "<path>.tmp.XXXXXX" and renames it
+// to `path` in finish(); a writer destroyed before finish() (or a SIGINT,
+// SIGTERM or SIGHUP) removes the temporary file (models/output_file.h).
 class NibbleFileWriter {
   public:
     // `tensors` in file order: the canonical order of Model::tensors(), without
@@ -70,7 +73,8 @@ class NibbleFileWriter {
   private:
     void write_padded(const void* data, size_t bytes, size_t padded);
 
-    std::string path_, tmp_path_;
+    std::string path_;
+    std::unique_ptr<TemporaryOutput> temp_;
     std::FILE* out_ = nullptr;
     std::vector<NibbleTensorDecl> tensors_;
     size_t next_ = 0;

@@ -4,9 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
+
+#include "tokenizer/tokenizer_file.h"
 
 namespace nibble {
 namespace {
@@ -119,12 +119,7 @@ Vocab parse_llama2c_vocab(std::string_view bytes, const std::string& origin) {
 }
 
 Vocab read_llama2c_vocab(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) throw std::runtime_error(path + ": cannot open file");
-    const std::string bytes((std::istreambuf_iterator<char>(file)),
-                            std::istreambuf_iterator<char>());
-    if (file.bad()) throw std::runtime_error(path + ": read error");
-    return parse_llama2c_vocab(bytes, path);
+    return parse_llama2c_vocab(read_tokenizer_file(path), path);
 }
 
 }  // namespace nibble

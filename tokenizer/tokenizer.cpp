@@ -4,22 +4,27 @@
 
 #include <sentencepiece_processor.h>
 
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 #include "tokenizer/llama2c_vocab.h"
 #include "tokenizer/sentencepiece_proto.h"
+#include "tokenizer/tokenizer_file.h"
 
 namespace nibble {
 namespace {
 
-std::string read_whole_file(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) throw std::runtime_error(path + ": cannot open file");
-    std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    if (file.bad()) throw std::runtime_error(path + ": read error");
-    return bytes;
+// A libsentencepiece status as a short reason, without its source file, line
+// and failed condition ("./src/x.cc(232) [cond] message" -> "message").
+std::string status_reason(const sentencepiece::util::Status& status) {
+    std::string message = status.message();
+    if (message.find("ParseFromArray") != std::string::npos) return "not a valid ModelProto";
+    const size_t bracket = message.find("] ");
+    if (message.find(".cc(") != std::string::npos && bracket != std::string::npos) {
+        message = message.substr(bracket + 2);
+    }
+    while (!message.empty() && (message.back() == ' ' || message.back() == '\n'))
+        message.pop_back();
+    return message.empty() ? "error code " + std::to_string(int(status.code())) : message;
 }
 
 Tokenizer tokenizer_from_vocab(const Vocab& vocab, const std::string& origin) {
@@ -33,8 +38,7 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-    const std::string bytes = read_whole_file(path);
-    if (bytes.empty()) throw std::runtime_error(path + ": empty file");
+    const std::string bytes = read_tokenizer_file(path);
     if (looks_like_llama2c_vocab(bytes)) {
         return tokenizer_from_vocab(parse_llama2c_vocab(bytes, path), path);
     }
@@ -51,7 +55,7 @@ Tokenizer Tokenizer::from_serialized_proto(const std::string& proto, const std::
     const auto status = tokenizer.processor_->LoadFromSerializedProto(proto);
     if (!status.ok()) {
         throw std::runtime_error(origin + ": not a usable SentencePiece model (" +
-                                 status.ToString() + ")");
+                                 status_reason(status) + ")");
     }
     if (tokenizer.processor_->GetPieceSize() <= 0) {
         throw std::runtime_error(origin + ": SentencePiece model has no pieces");
@@ -77,7 +81,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
     std::vector<int> ids;
     const auto status = processor_->Encode(text, &ids);
     if (!status.ok())
-        throw std::runtime_error("tokenizer: encode failed (" + status.ToString() + ")");
+        throw std::runtime_error("tokenizer: encode failed (" + status_reason(status) + ")");
     if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return ids;
 }
@@ -93,7 +97,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     std::string text;
     const auto status = processor_->Decode(ids, &text);
     if (!status.ok())
-        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+        throw std::runtime_error("tokenizer: decode failed (" + status_reason(status) + ")");
     return text;
 }
 
@@ -176,7 +180,7 @@ std::string decode_window(const sentencepiece::SentencePieceProcessor& sp, int32
     std::string text;
     const auto status = sp.Decode(window, &text);
     if (!status.ok()) {
-        throw std::runtime_error("tokenizer: decode failed (" + status.ToString() + ")");
+        throw std::runtime_error("tokenizer: decode failed (" + status_reason(status) + ")");
     }
     return text;
 }

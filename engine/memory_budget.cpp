@@ -1,0 +1,90 @@
+// Up-front memory accounting for an inference state (see forward.cpp and
+// kv_cache.cpp for the allocations this mirrors; test_memory_budget.cpp checks
+// the two agree).
+#include "engine/memory_budget.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/input_file.h"
+
+namespace nibble {
+
+namespace {
+
+// "MemAvailable:   22963992 kB" -> bytes, from a /proc file's "Key:" line.
+std::optional<uint64_t> proc_kib_field(const char* file, const std::string& key) {
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(key + ":", 0) != 0) continue;
+        std::istringstream fields(line.substr(key.size() + 1));
+        uint64_t kib = 0;
+        if (fields >> kib) return kib * 1024;
+    }
+    return std::nullopt;
+}
+
+// Kernels' per-call scratch (activation quantization, row ranges) and the
+// allocator's overhead: small next to the rest, counted generously.
+constexpr uint64_t kSlackBytes = uint64_t(64) << 20;
+
+}  // namespace
+
+uint64_t kv_cache_bytes(const ModelConfig& config, int n_sequences, int context, KvType type) {
+    const uint64_t slots = uint64_t(n_sequences) * uint64_t(config.n_layers) * uint64_t(context);
+    const uint64_t elements = slots * uint64_t(config.kv_dim());
+    switch (type) {
+        case KvType::f32:
+            return 2 * elements * 4;
+        case KvType::f16:
+            return 2 * elements * 2;
+        case KvType::int8:
+            return 2 * elements + 2 * slots * uint64_t(config.n_kv_heads) * 4;
+    }
+    return 0;
+}
+
+MemoryNeed memory_need(const Model& model, const RuntimeOptions& options, int threads) {
+    const ModelConfig& c = model.config;
+    const int context = options.context > 0 ? options.context : c.max_seq_len;
+    const uint64_t b = uint64_t(std::max(options.max_batch, 1));
+    MemoryNeed need;
+    need.weights = model.weight_bytes();
+    need.kv_cache = kv_cache_bytes(c, std::max(options.n_sequences, 1), context, options.kv_type);
+    // x, xb, q, att_out, final_rows: dim; k, v: kv_dim; gate, up: hidden; logits: vocab.
+    const uint64_t floats_per_row = 5 * uint64_t(c.dim) + 2 * uint64_t(c.kv_dim()) +
+                                    2 * uint64_t(c.hidden_dim) + uint64_t(c.vocab_size);
+    const uint64_t scores = uint64_t(std::max(threads, 1)) * uint64_t(context);
+    // Activations quantized to int8 for the kernels: about one byte per input value.
+    const uint64_t quantized = b * uint64_t(std::max(c.dim, c.hidden_dim)) * 2;
+    need.buffers = 4 * (b * floats_per_row + scores) + quantized + kSlackBytes;
+    return need;
+}
+
+std::optional<uint64_t> available_memory_bytes() {
+    const auto available = proc_kib_field("/proc/meminfo", "MemAvailable");
+    if (!available) return std::nullopt;
+    return *available + proc_kib_field("/proc/self/status", "RssAnon").value_or(0);
+}
+
+void check_memory(const MemoryNeed& need, uint64_t available, const std::string& context_option,
+                  const std::string& batch_option) {
+    if (need.total() <= available) return;
+    std::string advice;
+    if (need.kv_cache >= need.buffers && need.kv_cache >= need.weights) {
+        advice = "lower " + context_option + " (or use --kv int8)";
+    } else if (need.buffers >= need.weights) {
+        advice = "lower " + batch_option;
+    } else {
+        advice = "use a smaller or more strongly quantized model";
+    }
+    throw std::runtime_error("needs " + byte_size_text(need.total()) + " of memory (weights " +
+                             byte_size_text(need.weights) + ", KV cache " +
+                             byte_size_text(need.kv_cache) + ", buffers " +
+                             byte_size_text(need.buffers) + ") but " + byte_size_text(available) +
+                             " is available: " + advice);
+}
+
+}  // namespace nibble
