@@ -1,0 +1,103 @@
+// Running the nibble CLI on hostile input from tests: with a time limit (a
+// FIFO must not hang the suite), checking for a one-line refusal, and killing
+// a process mid-write.
+#pragma once
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace nibble::test {
+
+struct CliResult {
+    int exit_code = -1;  // -1 when the process did not exit normally
+    bool signalled = false;
+    std::string err;  // stderr (stdout is discarded)
+};
+
+// `nibble ARGS` through the shell, killed after `seconds` (exit code 124).
+inline CliResult run_cli(const std::string& args, int seconds = 60) {
+    const std::string command = "timeout -s KILL " + std::to_string(seconds) + " " +
+                                std::string(NIBBLE_BINARY) + " " + args + " 2>&1 >/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    CliResult r;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.err.append(buffer, n);
+    const int status = pclose(pipe);
+    r.signalled = WIFSIGNALED(status);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+inline int count_lines(const std::string& text) {
+    return int(std::count(text.begin(), text.end(), '\n'));
+}
+
+// True when every byte is printable ASCII, a newline, or part of valid UTF-8
+// at or above U+00A0 (no raw control or invalid bytes reach the terminal).
+inline bool terminal_safe(const std::string& text) {
+    const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+    for (size_t i = 0; i < text.size();) {
+        const unsigned char c = s[i];
+        if (c == '\n' || (c >= 0x20 && c < 0x7f)) {
+            ++i;
+            continue;
+        }
+        size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                     : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4
+                                              : 0;
+        if (len == 0 || i + len > text.size()) return false;
+        for (size_t k = 1; k < len; ++k) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+        }
+        if (c == 0xC2 && s[i + 1] < 0xA0) return false;  // C1 controls
+        i += len;
+    }
+    return true;
+}
+
+// A refusal: exit `code`, exactly one terminal-safe line on stderr containing `must_contain`.
+inline void expect_refusal(const std::string& args, int code, const std::string& must_contain) {
+    CAPTURE(args);
+    const CliResult r = run_cli(args);
+    CAPTURE(r.err);
+    CHECK_FALSE(r.signalled);
+    CHECK(r.exit_code == code);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(r.err.size() < 1000);
+    CHECK(terminal_safe(r.err));
+    CHECK(r.err.find(must_contain) != std::string::npos);
+}
+
+// Starts `nibble ARGS...` (default signal dispositions, output discarded) and
+// returns its pid.
+inline pid_t spawn_nibble(const std::vector<std::string>& args) {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
+        const int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        std::vector<char*> argv;
+        std::string binary = NIBBLE_BINARY;
+        argv.push_back(binary.data());
+        std::vector<std::string> copy = args;
+        for (std::string& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(binary.c_str(), argv.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+}  // namespace nibble::test
