@@ -57,8 +57,12 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<MappedFile> file) {
     try {
         const auto* text = reinterpret_cast<const char*>(file->data() + 8);
         header = json::parse(std::string_view(text, size_t(n)));
+    } catch (const json::parse_error& e) {
+        // Not e.what(): nlohmann quotes the raw bytes around the error.
+        fail("safetensors header is not valid JSON (syntax error at byte " +
+             std::to_string(e.byte) + " of " + std::to_string(n) + ")");
     } catch (const json::exception& e) {
-        fail(std::string("safetensors header is not valid JSON (") + e.what() + ")");
+        fail("safetensors header is not valid JSON (error " + std::to_string(e.id) + ")");
     }
     if (!header.is_object()) fail("safetensors header is not a JSON object");
     const uint64_t data_size = st.data_bytes();

@@ -86,7 +86,8 @@ TEST_CASE("FIFOs, devices and directories are refused at once as inputs") {
     const std::string dir = work_dir().string();
     expect_refusal("run -m " + kModelPath + " --tokenizer " + dir + " -p hi", 1,
                    dir + ": is a directory");
-    expect_refusal("run -m " + dir + " -p hi", 1, dir + ": is a directory");
+    // a directory as the model is a Hugging Face checkpoint folder: it needs config.json
+    expect_refusal("run -m " + dir + " -p hi", 1, dir + ": no config.json");
     expect_refusal("perplexity -m " + kModelPath + tok + " -f " + dir, 1, dir + ": is a directory");
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
 }
@@ -136,7 +137,7 @@ TEST_CASE("corrupted headers and vocabularies give one escaped line, not a libra
     bytes[at] = '\xff';
     bytes[at + 1] = '\x1b';
     const std::string bad = write_file("bad_header.nbl", bytes);
-    expect_refusal("info " + bad, 1, bad + ": header is not valid JSON (syntax error at byte");
+    expect_refusal("info " + bad, 1, "header is not valid JSON (syntax error at byte");
     const CliResult r = run_cli("info " + bad);
     CHECK(r.err.find("json.exception") == std::string::npos);
     CHECK(r.err.find("last read") == std::string::npos);
