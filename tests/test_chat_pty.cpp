@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pty.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -67,6 +68,19 @@ class PtyChat {
             output_.append(buffer, size_t(n));
             if (reads) ++*reads;
         }
+    }
+    // Waits until the line editor has put the terminal in raw mode (the pty
+    // master reports the terminal's settings). A Ctrl-D typed while the
+    // terminal is still canonical is consumed by the kernel's line discipline
+    // as an end-of-file that the editor, switching to raw mode, never reads.
+    bool wait_line_editor(double seconds = 60) {
+        const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+        while (Clock::now() < deadline) {
+            termios t{};
+            if (tcgetattr(fd_, &t) == 0 && (t.c_lflag & ICANON) == 0) return true;
+            usleep(2000);
+        }
+        return false;
     }
     void send(const std::string& text) {
         REQUIRE(write(fd_, text.data(), text.size()) == ssize_t(text.size()));
@@ -133,6 +147,7 @@ TEST_CASE("a turn streams text; /stats; /reset forgets; Ctrl-D exits") {
     };
     CHECK(answer(again) == answer(first));
     CHECK(answer(second) != answer(first));
+    REQUIRE(chat.wait_line_editor());
     chat.send("\x04");
     CHECK(chat.wait_exit() == 0);
 }
