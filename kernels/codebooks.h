@@ -1,5 +1,13 @@
-// 16-entry code books of the 4-bit formats.
+// 16-entry code books of the 4-bit code-book formats (w = d * table[q]).
+//
+// A code-book format is the q4 layout (nibble codes in 32-column chunks, one
+// fp16 scale per group) whose 16 code values come from a table instead of
+// q - 8; its format name ("nf4", "iq4nl") names the table in nibble files.
+// Adding a table: a WeightFormat with FormatTraits::code_book, its float values
+// here, its int8 version in kernels/matmul_variants.h.
 #pragma once
+
+#include "kernels/formats.h"
 
 namespace nibble {
 
@@ -23,5 +31,15 @@ inline constexpr float kNf4Codebook[16] = {
     0.7229568362236023f,
     1.0f,
 };
+
+// llama.cpp's IQ4_NL non-linear table (kvalues_iq4nl): integers, so a GGUF
+// IQ4_NL block (fp16 d, w = d * table[q]) is an iq4nl group bit for bit.
+inline constexpr float kIq4nlCodebook[16] = {-127.0f, -104.0f, -83.0f, -65.0f, -49.0f, -35.0f,
+                                             -22.0f,  -10.0f,  1.0f,   13.0f,  25.0f,  38.0f,
+                                             53.0f,   69.0f,   89.0f,  113.0f};
+
+// The float table of code-book format F.
+template <WeightFormat F>
+inline constexpr const float* kCodeBook = F == WeightFormat::iq4nl ? kIq4nlCodebook : kNf4Codebook;
 
 }  // namespace nibble

@@ -57,6 +57,15 @@ struct FormatTraits<WeightFormat::nf4> {
     static constexpr bool code_book = true;
 };
 template <>
+struct FormatTraits<WeightFormat::iq4nl> {
+    static constexpr int code_bits = 4;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;  // index into kIq4nlCodebook
+    static constexpr int code_offset = 0;
+    static constexpr bool has_mins = false;
+    static constexpr bool code_book = true;
+};
+template <>
 struct FormatTraits<WeightFormat::f16> {
     static constexpr int code_bits = 16;
     static constexpr bool grouped = false;
@@ -89,7 +98,7 @@ struct FormatTag {
 };
 
 // Calls fn(FormatTag<F>{}) for the grouped formats that the int8-activation
-// kernels handle (q8, q4, q4a, nf4); other formats are not called.
+// kernels handle (q8, q4, q4a, nf4, iq4nl); other formats are not called.
 template <class Fn>
 void visit_grouped_format(WeightFormat format, Fn&& fn) {
     switch (format) {
@@ -104,6 +113,9 @@ void visit_grouped_format(WeightFormat format, Fn&& fn) {
             break;
         case WeightFormat::nf4:
             fn(FormatTag<WeightFormat::nf4>{});
+            break;
+        case WeightFormat::iq4nl:
+            fn(FormatTag<WeightFormat::iq4nl>{});
             break;
         case WeightFormat::f32:
         case WeightFormat::f16:

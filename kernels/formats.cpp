@@ -19,13 +19,15 @@ const char* format_name(WeightFormat format) {
             return "q4a";
         case WeightFormat::nf4:
             return "nf4";
+        case WeightFormat::iq4nl:
+            return "iq4nl";
     }
     return "?";
 }
 
 std::optional<WeightFormat> parse_format(const std::string& name) {
     for (auto f : {WeightFormat::f32, WeightFormat::f16, WeightFormat::q8, WeightFormat::q4,
-                   WeightFormat::q4a, WeightFormat::nf4}) {
+                   WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl}) {
         if (name == format_name(f)) return f;
     }
     return std::nullopt;

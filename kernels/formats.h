@@ -8,7 +8,7 @@
 //
 // Sections of a blob, in this order, each starting at a multiple of 64 bytes:
 //   codes        q8: int8 [rows][padded_cols]
-//                q4/q4a/nf4: uint8 [rows][padded_cols/2], two 4-bit codes per byte,
+//                q4/q4a/nf4/iq4nl: uint8 [rows][padded_cols/2], two 4-bit codes per byte,
 //                packed in chunks of 32 columns: chunk k of a row is 16 bytes and
 //                byte j holds column 32k+j in its low nibble and column 32k+j+16 in
 //                its high nibble (llama.cpp's Q4_0 order: one AND and one shift
@@ -25,10 +25,13 @@
 //   q4:   w = d * (q - 8)            q in 0..15 (signed code q-8 in -8..7)
 //   q4a:  w = d * q + m              q in 0..15, m = group minimum
 //   nf4:  w = d * NF4[q]             d = group absmax, NF4 = QLoRA code book
+//   iq4nl: w = d * IQ4NL[q]          IQ4NL = llama.cpp's IQ4_NL integers -127..113
+//   (nf4 and iq4nl are the code-book formats: kernels/codebooks.h; the format's
+//   name names the table in nibble files)
 // Double quantization (QLoRA) of a per-group stream s (scales or mins):
 //   s_i = offset + block_scale[i / 256] * int8_code_i, offset = mean(s).
 //
-// Bits per weight at group size G: q4/nf4 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G;
+// Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G;
 // with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
 #pragma once
 #include <cstddef>
@@ -38,7 +41,7 @@
 
 namespace nibble {
 
-enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4 };
+enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl };
 
 const char* format_name(WeightFormat format);
 std::optional<WeightFormat> parse_format(const std::string& name);
@@ -46,7 +49,8 @@ inline bool is_grouped(WeightFormat f) {
     return f != WeightFormat::f32 && f != WeightFormat::f16;
 }
 inline bool is_4bit(WeightFormat f) {
-    return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4;
+    return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4 ||
+           f == WeightFormat::iq4nl;
 }
 
 // Double quantization groups the per-group scales in blocks of this many.

@@ -65,6 +65,9 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
             case WeightFormat::nf4:
                 out[c] = d * kNf4Codebook[q];
                 break;
+            case WeightFormat::iq4nl:
+                out[c] = d * kIq4nlCodebook[q];
+                break;
             default:
                 break;
         }

@@ -24,8 +24,8 @@ namespace scalar {
 namespace {
 
 // Integer weight values of 32-column chunk k of a row, in column order:
-// q4/q4a the raw code 0..15 (offsets handled via group sums), nf4 the int8
-// code book entry, q8 the int8 code.
+// q4/q4a the raw code 0..15 (offsets handled via group sums), nf4/iq4nl the
+// int8 code book entry, q8 the int8 code.
 template <WeightFormat F>
 inline void chunk_ints(const uint8_t* row_codes, int64_t k, int8_t* out) {
     if constexpr (F == WeightFormat::q8) {
@@ -35,9 +35,9 @@ inline void chunk_ints(const uint8_t* row_codes, int64_t k, int8_t* out) {
         const uint8_t* src = row_codes + 16 * k;
         for (int j = 0; j < 16; ++j) {
             const int lo = src[j] & 0x0f, hi = src[j] >> 4;
-            if constexpr (F == WeightFormat::nf4) {
-                out[j] = kNf4Int8[lo];
-                out[j + 16] = kNf4Int8[hi];
+            if constexpr (FormatTraits<F>::code_book) {
+                out[j] = kCodeBookInt8<F>[lo];
+                out[j + 16] = kCodeBookInt8<F>[hi];
             } else {
                 out[j] = int8_t(lo);
                 out[j + 16] = int8_t(hi);
@@ -63,7 +63,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         for (int64_t b = 0; b < qa.n_blocks; ++b) chunk_ints<F>(codes, b, wq + 32 * b);
-        const float kscale = F == WeightFormat::nf4 ? kNf4Int8Scale : 1.0f;
+        const float kscale = FormatTraits<F>::code_book ? kCodeBookInt8Scale<F> : 1.0f;
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);
             const float* xd = qa.token_d(t);
@@ -105,7 +105,7 @@ inline void chunk_floats(const uint8_t* row_codes, int64_t k, float d, float m, 
             const int q = j < 16 ? (src[j] & 0x0f) : (src[j - 16] >> 4);
             if constexpr (F == WeightFormat::q4) out[j] = d * float(q - 8);
             if constexpr (F == WeightFormat::q4a) out[j] = d * float(q) + m;
-            if constexpr (F == WeightFormat::nf4) out[j] = d * kNf4Codebook[q];
+            if constexpr (FormatTraits<F>::code_book) out[j] = d * kCodeBook<F>[q];
         }
     }
 }

@@ -20,7 +20,7 @@ namespace nibble::kernels {
 // for AVX2 / dotprod targets (an ODR-merged copy could run on a CPU without them).
 float* kernel_scratch(size_t n);
 
-// Int8-activation path for q8/q4/q4a/nf4; y is [qa.n_tokens][rows].
+// Int8-activation path for q8/q4/q4a/nf4/iq4nl; y is [qa.n_tokens][rows].
 using Int8RowsFn = void (*)(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                             int64_t r1, float* y);
 // FP32-activation path for every format; x is [n_tokens][x_stride] with
@@ -33,6 +33,16 @@ using Fp32RowsFn = void (*)(const MatrixView& w, const float* x, int64_t x_strid
 inline constexpr int8_t kNf4Int8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
                                         10,   20,  31,  43,  56,  71,  92,  127};
 inline constexpr float kNf4Int8Scale = 1.0f / 127.0f;
+// IQ4_NL's table is integer already: weights are d * kIq4nlInt8[q] exactly.
+inline constexpr int8_t kIq4nlInt8[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+// Int8 table of code-book format F and the factor back to its float table
+// (weights = d * kCodeBookInt8Scale<F> * kCodeBookInt8<F>[q]).
+template <WeightFormat F>
+inline constexpr const int8_t* kCodeBookInt8 = F == WeightFormat::iq4nl ? kIq4nlInt8 : kNf4Int8;
+template <WeightFormat F>
+inline constexpr float kCodeBookInt8Scale = F == WeightFormat::iq4nl ? 1.0f : kNf4Int8Scale;
 
 namespace scalar {
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,

@@ -54,6 +54,9 @@ void fit_groups(const float* src, const PackedLayout& l, ScaleRule rule, std::ve
                 case WeightFormat::nf4:
                     fit = fit_nf4_group(w, n, rule);
                     break;
+                case WeightFormat::iq4nl:
+                    fit = fit_iq4nl_group(w, n);
+                    break;
                 default:
                     break;
             }
@@ -141,6 +144,9 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
                         break;
                     case WeightFormat::nf4:
                         q = nf4_code(w, d);
+                        break;
+                    case WeightFormat::iq4nl:
+                        q = iq4nl_code(w, d);
                         break;
                     default:
                         break;

@@ -202,6 +202,22 @@ GroupFit fit_q8_group(const float* w, int n) {
     return {group_range(w, n).amax() / 127.0f, 0.0f};
 }
 
+GroupFit fit_iq4nl_group(const float* w, int n) {
+    const float m = group_range(w, n).signed_max;
+    if (m == 0.0f) return {};
+    const auto sse = [&](float d) {
+        const float df = round_to_fp16(d);
+        double e = 0.0;
+        for (int i = 0; i < n; ++i) {
+            const double r = double(w[i]) - double(df) * kIq4nlCodebook[iq4nl_code(w[i], df)];
+            e += r * r;
+        }
+        return e;
+    };
+    const float to_low = m / kIq4nlCodebook[0], to_high = m / kIq4nlCodebook[15];
+    return {sse(to_high) < sse(to_low) ? to_high : to_low, 0.0f};
+}
+
 GroupFit fit_q4_group(const float* w, int n, ScaleRule rule) {
     const Range r = group_range(w, n);
     const float m = r.signed_max;

@@ -32,6 +32,12 @@ GroupFit fit_q8_group(const float* w, int n);
 GroupFit fit_q4_group(const float* w, int n, ScaleRule rule);
 GroupFit fit_q4a_group(const float* w, int n, ScaleRule rule);
 GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule);
+// iq4nl (llama.cpp's IQ4_NL table -127..113; the format exists for GGUF
+// IQ4_NL/IQ4_XS import): the value of largest |w| maps to -127 or to 113,
+// whichever gives the smaller squared error, for every rule. Each weight's
+// error is at most 14|d| (the clipped end 113..127) and at most 12|d| (half the
+// widest gap) when it maps to 113.
+GroupFit fit_iq4nl_group(const float* w, int n);
 
 // Nearest codes for decoded parameters. Each is optimal for any sign of d:
 // |w - d*v| = |d| * |w/d - v|, so the nearest value v to w/d is the answer.
@@ -65,6 +71,16 @@ inline int nf4_code(float w, float d) {
     const float t = w / d;
     int q = 0;
     for (int i = 0; i < 15; ++i) q += t > 0.5f * (kNf4Codebook[i] + kNf4Codebook[i + 1]);
+    return q;
+}
+
+// Index 0..15 of the IQ4_NL table value nearest w/d (a zero scale: the entry
+// nearest 0, kIq4nlCodebook[8] == 1).
+inline int iq4nl_code(float w, float d) {
+    if (d == 0.0f) return 8;
+    const float t = w / d;
+    int q = 0;
+    for (int i = 0; i < 15; ++i) q += t > 0.5f * (kIq4nlCodebook[i] + kIq4nlCodebook[i + 1]);
     return q;
 }
 

@@ -45,13 +45,11 @@ const Conversion* conversion(uint32_t type) {
     static const Conversion q5_1{WeightFormat::q8, kQK, sizeof(BlockQ5_1), kRequant};
     static const Conversion q5_k{WeightFormat::q8, kQKK, sizeof(BlockQ5_K), kRequant};
     static const Conversion q6_k{WeightFormat::q8, kQKK, sizeof(BlockQ6_K), kRequant};
-    static const Conversion iq4_nl{WeightFormat::q8, kQK, sizeof(BlockIQ4_NL),
-                                   "q8 g32, codes = the IQ4_NL table's int8 values, same scales "
-                                   "(exact)"};
-    static const Conversion iq4_xs{
-        WeightFormat::q8, kQKK, sizeof(BlockIQ4_XS),
-        "q8 g32, codes = the IQ4_NL table's int8 values, scales d*(ls-32) rounded to fp16 "
-        "(|error| <= 2^-11 |w|)"};
+    static const Conversion iq4_nl{WeightFormat::iq4nl, kQK, sizeof(BlockIQ4_NL),
+                                   "iq4nl g32, same codes and scales (exact)"};
+    static const Conversion iq4_xs{WeightFormat::iq4nl, kQKK, sizeof(BlockIQ4_XS),
+                                   "iq4nl g32, same codes, scales d*(ls-32) rounded to fp16 "
+                                   "(|error| <= 2^-11 |w|)"};
     switch (type) {
         case Q4_0:
             return &q4_0;
@@ -203,11 +201,7 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
         case IQ4_NL:
             for (int64_t i = 0; i < cols / kQK; ++i) {
                 const auto b = block_at<BlockIQ4_NL>(src, i);
-                int8_t* codes = t.bytes(r, i);
-                for (int j = 0; j < 16; ++j) {
-                    codes[j] = kIq4nlValues[b.qs[j] & 0x0f];
-                    codes[j + 16] = kIq4nlValues[b.qs[j] >> 4];
-                }
+                std::memcpy(t.nibbles(r, i), b.qs, 16);
                 t.scale(r, i, b.d);
             }
             return;
@@ -216,11 +210,7 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                 const auto b = block_at<BlockIQ4_XS>(src, i);
                 const float d = fp16_to_fp32(b.d);
                 for (int s = 0; s < 8; ++s) {
-                    int8_t* codes = t.bytes(r, 8 * i + s);
-                    for (int j = 0; j < 16; ++j) {
-                        codes[j] = kIq4nlValues[b.qs[16 * s + j] & 0x0f];
-                        codes[j + 16] = kIq4nlValues[b.qs[16 * s + j] >> 4];
-                    }
+                    std::memcpy(t.nibbles(r, 8 * i + s), b.qs + 16 * s, 16);
                     t.scale(r, 8 * i + s, t.half(d * float(iq4_xs_scale(b, s) - 32)));
                 }
             }

@@ -186,18 +186,23 @@ TEST_CASE("the exact path's logits match the FP64 reference; int8 is about as cl
     }
 }
 
-TEST_CASE("Q4_0 is imported as q4 g32 with the same codes and scales, bit for bit") {
-    const std::string path = data_path("gguf-quant/tiny256-Q4_0.gguf");
+namespace {
+
+// Tensors of GGML type `type` (a 32-weight block of fp16 d and 16 nibble bytes
+// in Q4_0 order) imported as `format` g32 with the same bytes; returns how many.
+int check_same_nibbles(const std::string& file, uint32_t type, WeightFormat format) {
+    const std::string path = data_path("gguf-quant/" + file);
     const GgufFile g = GgufFile::parse(MappedFile::open(path));
     const Model model = load_model(path);
+    static_assert(sizeof(ggml::BlockQ4_0) == sizeof(ggml::BlockIQ4_NL));
     int checked = 0;
     for (const Tensor* t : model.tensors()) {
         const GgufTensorInfo* info = g.find_tensor(t->name);
         REQUIRE(info != nullptr);
-        if (info->type != ggml::Q4_0) continue;
+        if (info->type != type) continue;
         CAPTURE(t->name);
         const PackedLayout& l = t->view.layout;
-        REQUIRE(l.format == WeightFormat::q4);
+        REQUIRE(l.format == format);
         REQUIRE(l.group_size == 32);
         REQUIRE_FALSE(l.double_quant);
         size_t mismatches = 0;
@@ -212,7 +217,17 @@ TEST_CASE("Q4_0 is imported as q4 g32 with the same codes and scales, bit for bi
         CHECK(mismatches == 0);
         ++checked;
     }
-    CHECK(checked == 15);
+    return checked;
+}
+
+}  // namespace
+
+TEST_CASE("Q4_0 is imported as q4 g32 with the same codes and scales, bit for bit") {
+    CHECK(check_same_nibbles("tiny256-Q4_0.gguf", ggml::Q4_0, WeightFormat::q4) == 15);
+}
+
+TEST_CASE("IQ4_NL is imported as iq4nl g32 (the same code book) bit for bit") {
+    CHECK(check_same_nibbles("tiny256-IQ4_NL.gguf", ggml::IQ4_NL, WeightFormat::iq4nl) > 0);
 }
 
 TEST_CASE("one line per tensor type says what the import did") {

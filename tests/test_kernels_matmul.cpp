@@ -180,7 +180,7 @@ double error_bound(const MatrixView& w, const float* xt, int64_t row, bool int8_
             double mag = aw + d;
             if (l.format == WeightFormat::q4) mag += 8.0 * d;
             if (l.format == WeightFormat::q4a) mag += 15.0 * d + m;
-            if (l.format == WeightFormat::q8) mag += 127.0 * d;
+            if (l.format == WeightFormat::q8 || l.format == WeightFormat::iq4nl) mag += 127.0 * d;
             bound += 3e-5 * mag * (ax + dx);
             if (int8_path) {
                 double wq = aw;
@@ -228,7 +228,7 @@ double rounded_bound(const MatrixView& w, const float* xt, int64_t row) {
         if (l.format == WeightFormat::q4) mag += 8.0 * d;
         if (l.format == WeightFormat::q4a)
             mag += 15.0 * d + std::fabs(double(group_param(w, GroupStream::mins, gi)));
-        if (l.format == WeightFormat::q8) mag += 127.0 * d;
+        if (l.format == WeightFormat::q8 || l.format == WeightFormat::iq4nl) mag += 127.0 * d;
         const double ax = std::fabs(double(xt[c]));
         bound += 3e-6 * mag * ax;
         if (l.format == WeightFormat::nf4) bound += d / 254.0 * ax;
@@ -241,7 +241,7 @@ struct Shape {
 };
 
 constexpr WeightFormat kGrouped[] = {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
-                                     WeightFormat::q8};
+                                     WeightFormat::iq4nl, WeightFormat::q8};
 constexpr int kGroupSizes[] = {32, 64, 128, 256};
 constexpr int kTokenCounts[] = {1, 2, 3, 5, 8};
 constexpr Shape kShapes[] = {{7, 172}, {33, 200}, {16, 320}};
@@ -338,6 +338,16 @@ TEST_CASE("int8 NF4 code book is round(127 * NF4)") {
     }
 }
 
+TEST_CASE("int8 IQ4_NL code book is llama.cpp's integer table, the float one exactly") {
+    const int kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                   1,    13,   25,  38,  53,  69,  89,  113};
+    for (int q = 0; q < 16; ++q) {
+        CHECK(int(kernels::kIq4nlInt8[q]) == kvalues_iq4nl[q]);
+        CHECK(kIq4nlCodebook[q] == float(kvalues_iq4nl[q]));
+    }
+    CHECK(kernels::kCodeBookInt8Scale<WeightFormat::iq4nl> == 1.0f);
+}
+
 TEST_CASE("every fast kernel matches the reference on random data") {
     SettingsGuard guard;
     std::mt19937 rng(1234);
@@ -409,7 +419,7 @@ TEST_CASE("1 and 2 threads give bitwise identical results") {
     const int saved = omp_get_max_threads();
     for (MatmulKernel k : fast_kernels()) {
         for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
-                               WeightFormat::q8, WeightFormat::f16}) {
+                               WeightFormat::iq4nl, WeightFormat::q8, WeightFormat::f16}) {
             const bool grouped = is_grouped(f);
             const TestMatrix m =
                 make_matrix(f, 301, 1000, grouped ? 64 : 0, false, Pattern::random, rng);

@@ -2,9 +2,11 @@
 // and scale rule; group-size monotonicity; f32/f16; bad input.
 #include <doctest/doctest.h>
 
+#include <random>
 #include <stdexcept>
 #include <string>
 
+#include "kernels/fp16.h"
 #include "kernels/quant_stats.h"
 #include "kernels/quantize_group.h"
 #include "tests/quant_test_util.h"
@@ -172,4 +174,51 @@ TEST_CASE("bad input throws") {
     CHECK_NOTHROW(quantize_matrix(w.data(), make_layout(WeightFormat::q4, 4, 64, 32, true)));
     CHECK_THROWS_AS(quantize_matrix(w.data(), make_layout(WeightFormat::f16, 4, 64)),
                     std::runtime_error);
+}
+
+TEST_CASE("iq4nl: weights on the IQ4_NL grid come back exactly; others within 14|d|") {
+    // Each group: fp16 scale d, random codes with code 0 (-127 d, the largest
+    // magnitude) present, so the fit must pick d itself and every code.
+    const int64_t rows = 8, cols = 256;
+    std::mt19937 rng(17);
+    std::uniform_int_distribution<int> code(0, 15);
+    std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+    std::vector<float> w(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t g = 0; g < cols / 32; ++g) {
+            const float d = round_to_fp16(scale(rng)) * (g % 2 == 0 ? 1.0f : -1.0f);
+            for (int64_t j = 0; j < 32; ++j) {
+                const int q = j == (r + g) % 32 ? 0 : code(rng);
+                w[size_t(r * cols + g * 32 + j)] = d * kIq4nlCodebook[q];
+            }
+        }
+    }
+    const PackedLayout l = make_layout(WeightFormat::iq4nl, rows, cols, 32);
+    std::vector<uint8_t> blob = quantize_matrix(w.data(), l);
+    std::vector<float> out = dequantize_all(MatrixView{l, blob.data()});
+    int64_t mismatches = 0;
+    for (size_t i = 0; i < w.size(); ++i) mismatches += out[i] != w[i];
+    CHECK(mismatches == 0);
+
+    // Arbitrary data: |error| <= 14|d| (the clipped end 113..127; half the
+    // widest gap is 12|d|).
+    const std::vector<float> data[] = {gaussian(16, 1000, 7), heavy_tailed(16, 1000, 8)};
+    for (const auto& x : data) {
+        for (int g : kGroups) {
+            const PackedLayout lx = make_layout(WeightFormat::iq4nl, 16, 1000, g);
+            blob = quantize_matrix(x.data(), lx);
+            const MatrixView view{lx, blob.data()};
+            out = dequantize_all(view);
+            int64_t bad = 0;
+            for (int64_t r = 0; r < 16; ++r) {
+                for (int64_t c = 0; c < 1000; ++c) {
+                    const size_t i = size_t(r * 1000 + c);
+                    const double d = std::fabs(double(params_at(view, r, c).d));
+                    bad += !(std::fabs(double(x[i]) - double(out[i])) <= 14.0 * d * (1 + 1e-6));
+                }
+            }
+            CAPTURE(g);
+            CHECK(bad == 0);
+        }
+    }
 }

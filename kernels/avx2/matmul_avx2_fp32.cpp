@@ -13,10 +13,11 @@ namespace {
 
 constexpr int kTokenBlock = 2;
 
-// NF4[idx] for 8 indices 0..15: two 8-entry permutes, blended on bit 3.
-inline __m256 nf4_lookup(__m256i idx) {
-    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNf4Codebook), idx);
-    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNf4Codebook + 8), idx);
+// Code book value book[idx] (nf4, iq4nl) for 8 indices 0..15: two 8-entry
+// permutes, blended on bit 3.
+inline __m256 codebook_lookup(const float* book, __m256i idx) {
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(book), idx);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(book + 8), idx);
     return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
@@ -39,8 +40,8 @@ inline void dequant_chunk(const uint8_t* row_codes, int64_t k, float d, float m,
         const __m256i q[4] = {_mm256_and_si256(b0, mask), _mm256_and_si256(b1, mask),
                               _mm256_srli_epi32(b0, 4), _mm256_srli_epi32(b1, 4)};
         for (int i = 0; i < 4; ++i) {
-            if constexpr (F == WeightFormat::nf4) {
-                w[i] = _mm256_mul_ps(vd, nf4_lookup(q[i]));
+            if constexpr (FormatTraits<F>::code_book) {
+                w[i] = _mm256_mul_ps(vd, codebook_lookup(kCodeBook<F>, q[i]));
             } else {  // q4: m = -8d gives d*(q-8) in one rounding; q4a: d*q + m
                 w[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[i]), vd, _mm256_set1_ps(m));
             }

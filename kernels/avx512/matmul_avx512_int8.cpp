@@ -3,14 +3,14 @@
 // accumulated in FP32. Needs AVX-512 F, BW, VL and VNNI (cpu_features().avx512).
 //
 // One step covers four 32-column blocks 4q..4q+3 of a row (128 weights):
-//   q4/q4a/nf4: one 64-byte load of four 16-byte code chunks; AND 0x0f gives
+//   q4/q4a/nf4/iq4nl: one 64-byte load of four 16-byte code chunks; AND 0x0f gives
 //     [b0 0..15 | b1 0..15 | b2 0..15 | b3 0..15] and a 4-bit shift gives the
 //     columns 16..31 of each block in the same places: the quad order of the
 //     activations, so 128-bit lane k of both products belongs to block 4q+k.
 //   q8: two 64-byte loads [b0 | b1], [b2 | b3] regrouped by vshufi64x2.
 // vpdpbusd multiplies unsigned bytes by signed bytes. Every format is written
 // as unsigned bytes u = w + K with a per-format constant K (q4: codes 0..15 are
-// w + 8; nf4: the int8 code book plus 127; q8: w xor 0x80 = w + 128; q4a: K = 0,
+// w + 8; nf4/iq4nl: the int8 code book plus 127; q8: w xor 0x80 = w + 128; q4a: K = 0,
 // its codes are the unsigned q itself), so
 //   vpdpbusd(u, x) = sum w x + K sum x,
 // and each block's integer accumulator starts at -K sum x, computed once per
@@ -63,23 +63,22 @@ struct Quad {
     __m512i lo, hi;
 };
 
-// The NF4 int8 code book plus 127 (0..254), for vpshufb in every 128-bit lane.
-alignas(16) constexpr uint8_t kNf4Unsigned[16] = {
-    uint8_t(kNf4Int8[0] + 127),  uint8_t(kNf4Int8[1] + 127),  uint8_t(kNf4Int8[2] + 127),
-    uint8_t(kNf4Int8[3] + 127),  uint8_t(kNf4Int8[4] + 127),  uint8_t(kNf4Int8[5] + 127),
-    uint8_t(kNf4Int8[6] + 127),  uint8_t(kNf4Int8[7] + 127),  uint8_t(kNf4Int8[8] + 127),
-    uint8_t(kNf4Int8[9] + 127),  uint8_t(kNf4Int8[10] + 127), uint8_t(kNf4Int8[11] + 127),
-    uint8_t(kNf4Int8[12] + 127), uint8_t(kNf4Int8[13] + 127), uint8_t(kNf4Int8[14] + 127),
-    uint8_t(kNf4Int8[15] + 127)};
-
-inline __m512i nf4_unsigned_table() {
-    return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kNf4Unsigned)));
+// The int8 code book of a code-book format (nf4: -127..127, iq4nl: -127..113)
+// plus 127, for vpshufb in every 128-bit lane.
+template <WeightFormat F>
+inline __m512i codebook_unsigned_table() {
+    constexpr const int8_t* b = kCodeBookInt8<F>;
+    return _mm512_broadcast_i32x4(
+        _mm_setr_epi8(char(b[0] + 127), char(b[1] + 127), char(b[2] + 127), char(b[3] + 127),
+                      char(b[4] + 127), char(b[5] + 127), char(b[6] + 127), char(b[7] + 127),
+                      char(b[8] + 127), char(b[9] + 127), char(b[10] + 127), char(b[11] + 127),
+                      char(b[12] + 127), char(b[13] + 127), char(b[14] + 127), char(b[15] + 127)));
 }
 
 // n_blocks (1..4) of quad q; mask_bytes covers the valid code bytes when masked.
 template <WeightFormat F, bool kMasked>
 inline Quad load_quad(const uint8_t* codes, int64_t q, __mmask64 mask_a, __mmask64 mask_b,
-                      __m512i nf4_table) {
+                      __m512i book) {
     Quad w;
     const uint8_t* p = codes + kQuadBytes<F> * q;
     if constexpr (F == WeightFormat::q8) {
@@ -96,9 +95,9 @@ inline Quad load_quad(const uint8_t* codes, int64_t q, __mmask64 mask_a, __mmask
         const __m512i nibble = _mm512_set1_epi8(0x0f);
         w.lo = _mm512_and_si512(c, nibble);
         w.hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
-        if constexpr (F == WeightFormat::nf4) {
-            w.lo = _mm512_shuffle_epi8(nf4_table, w.lo);
-            w.hi = _mm512_shuffle_epi8(nf4_table, w.hi);
+        if constexpr (FormatTraits<F>::code_book) {
+            w.lo = _mm512_shuffle_epi8(book, w.lo);
+            w.hi = _mm512_shuffle_epi8(book, w.hi);
         }
     }
     return w;
@@ -177,8 +176,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
         group_shift == 0   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
         : group_shift == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
                            : _mm512_setzero_si512();
-    const __m512i nf4_table =
-        F == WeightFormat::nf4 ? nf4_unsigned_table() : _mm512_setzero_si512();
+    __m512i book = _mm512_setzero_si512();
+    if constexpr (FormatTraits<F>::code_book) book = codebook_unsigned_table<F>();
     const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
 
     __m512 acc[R][T];
@@ -202,7 +201,7 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
                     reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q + 64),
                     _MM_HINT_T0);
             }
-            w[r] = load_quad<F, kMasked>(rows[r].codes, q, m.code_a, m.code_b, nf4_table);
+            w[r] = load_quad<F, kMasked>(rows[r].codes, q, m.code_a, m.code_b, book);
             ws[r] = quad_scales<kFp16>(rows[r], q, group_shift, m.groups, lane_group);
         }
         for (int t = 0; t < T; ++t) {
@@ -234,7 +233,7 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
     for (int t = 0; t < T; ++t) {
         for (int r = 0; r < R; ++r) {
             float s = _mm512_reduce_add_ps(acc[r][t]);
-            if constexpr (F == WeightFormat::nf4) s *= kNf4Int8Scale;
+            if constexpr (FormatTraits<F>::code_book) s *= kCodeBookInt8Scale<F>;
             if constexpr (F == WeightFormat::q4a) {
                 s += param_dot(rows[r].mins16, rows[r].mins32, qa.token_group_sums(t0 + t),
                                qa.groups_per_row);

@@ -24,9 +24,9 @@ inline void dequant_chunk(const uint8_t* row_codes, int64_t k, float d, float m,
         const uint8_t* src = row_codes + 16 * k;
         for (int j = 0; j < 16; ++j) {
             const int lo = src[j] & 0x0f, hi = src[j] >> 4;
-            if constexpr (F == WeightFormat::nf4) {
-                out[j] = d * kNf4Codebook[lo];
-                out[j + 16] = d * kNf4Codebook[hi];
+            if constexpr (FormatTraits<F>::code_book) {
+                out[j] = d * kCodeBook<F>[lo];
+                out[j + 16] = d * kCodeBook<F>[hi];
             } else {  // q4: m = -8d, fma gives d*(q-8) in one rounding; q4a: d*q + m
                 out[j] = std::fma(float(lo), d, m);
                 out[j + 16] = std::fma(float(hi), d, m);

@@ -3,9 +3,9 @@
 // NIBBLE_NEON_DOTPROD to 0 or 1 first. Everything here has internal linkage.
 //
 // Per 32-column block: the weight codes become two int8x16 registers in column
-// order (4-bit: AND 0x0f = columns 0..15, >> 4 = columns 16..31; nf4 through
-// TBL with round(127 * NF4); q8 loaded as is; q4/q4a codes stay 0..15 and their
-// offsets are added per group via the activations' group sums). The integer dot
+// order (4-bit: AND 0x0f = columns 0..15, >> 4 = columns 16..31; nf4/iq4nl
+// through TBL with their int8 code book (nf4: round(127 * NF4)); q8 loaded as is; q4/q4a codes stay
+// 0..15 and their offsets are added per group via the activations' group sums). The integer dot
 // with the block's int8 activations gives int32x4 partial sums that are
 // converted and accumulated as acc += (d_w * d_x) * sum in FP32.
 #include "kernels/format_traits.h"
@@ -33,8 +33,8 @@ inline BlockWeights load_block(const uint8_t* row_codes, int64_t b) {
         const uint8x16_t bytes = vld1q_u8(row_codes + 16 * b);
         const uint8x16_t lo = vandq_u8(bytes, vdupq_n_u8(0x0f));
         const uint8x16_t hi = vshrq_n_u8(bytes, 4);
-        if constexpr (F == WeightFormat::nf4) {
-            const int8x16_t table = vld1q_s8(kNf4Int8);
+        if constexpr (FormatTraits<F>::code_book) {
+            const int8x16_t table = vld1q_s8(kCodeBookInt8<F>);
             o.w0 = vqtbl1q_s8(table, lo);
             o.w1 = vqtbl1q_s8(table, hi);
         } else {
@@ -134,8 +134,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             float* mins = scales + gpr;
             decode_params(w, GroupStream::scales, r + i, scales);
             if constexpr (F == WeightFormat::q4a) decode_params(w, GroupStream::mins, r + i, mins);
-            if constexpr (F == WeightFormat::nf4) {
-                for (int64_t g = 0; g < gpr; ++g) scales[g] *= kNf4Int8Scale;
+            if constexpr (FormatTraits<F>::code_book && kCodeBookInt8Scale<F> != 1.0f) {
+                for (int64_t g = 0; g < gpr; ++g) scales[g] *= kCodeBookInt8Scale<F>;
             }
             const uint8_t* codes = w.data + l.codes_offset + size_t(r + i) * row_bytes;
             // (no pointer past the blob: the last row block prefetches itself)
