@@ -15,6 +15,7 @@
 #include "models/ggml_blocks.h"
 #include "models/gguf_import.h"
 #include "models/gptq_import.h"
+#include "models/hf_tokenizer.h"
 #include "models/safetensors.h"
 #include "tokenizer/tokenizer.h"
 
@@ -313,6 +314,7 @@ Model load_hf_model(const std::string& path) {
     if (fs::is_regular_file(tok)) {
         m.tokenizer_proto = Tokenizer::from_file(tok.string()).serialized_proto();
     }
+    apply_hf_tokenizer_settings(m, read_hf_tokenizer_settings(dir.string()));
     return m;
 }
 

@@ -1,6 +1,7 @@
 // Hugging Face LLaMA / Mistral checkpoints: a directory with config.json,
 // model.safetensors (or shards listed in model.safetensors.index.json) with
-// F32, F16 or BF16 tensors, and tokenizer.model.
+// F32, F16 or BF16 tensors, and tokenizer.model, with BOS/EOS and the chat
+// template of generation_config.json / tokenizer_config.json (hf_tokenizer.h).
 #pragma once
 #include <string>
 

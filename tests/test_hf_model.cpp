@@ -2,7 +2,8 @@
 // rows permuted to the rotate_half layout, as transformers' converter does) in
 // F32, as shards and in BF16 gives the llama2.c file's logits; tied and untied
 // classifiers; a Mistral sliding window shorter than the prompt against a
-// direct computation; unsupported architectures and missing files.
+// direct computation; unsupported architectures and missing files;
+// generation_config.json / tokenizer_config.json / chat_template.jinja.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <numeric>
 #include <random>
 
+#include "engine/chat_template.h"
 #include "engine/forward.h"
 #include "engine/tensor_registry.h"
 #include "kernels/fp16.h"
@@ -23,6 +25,7 @@
 #include "models/loader.h"
 #include "models/nibble_file.h"
 #include "test_data.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace nibble;
 namespace fs = std::filesystem;
@@ -494,4 +497,101 @@ TEST_CASE(
     CHECK(std::equal(back.layers[0].wq.column_order, back.layers[0].wq.column_order + 64,
                      q.layers[0].wq.column_order));
     CHECK(max_difference(all_logits(back), expected) < 1e-5);
+}
+
+namespace {
+
+// The tokenizer a loaded model carries.
+Tokenizer model_tokenizer(const Model& m) {
+    return Tokenizer::from_serialized_proto(m.tokenizer_proto, m.source_path);
+}
+
+std::string notes_of(const Model& m) {
+    std::string all;
+    for (const std::string& n : m.import_notes) all += n + "\n";
+    return all;
+}
+
+const char* const kLlama2Template =
+    "{{ bos_token + '[INST] ' + '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' }}";
+
+}  // namespace
+
+TEST_CASE("generation_config.json and tokenizer_config.json choose BOS, EOS and the template") {
+    // tok512.model: 1 "<s>" and 2 "</s>" are its control pieces (BOS 1, EOS 2);
+    // the files below swap them, which only reading the files can explain.
+    const fs::path plain = export_stories("tok_plain", {});
+    const Tokenizer base = model_tokenizer(load_model(plain.string()));
+    REQUIRE(base.bos_id() == 1);
+    REQUIRE(base.eos_id() == 2);
+
+    SUBCASE("generation_config.json ids, an EOS list") {
+        const fs::path dir = export_stories("tok_gen", {});
+        std::ofstream(dir / "generation_config.json")
+            << R"({"bos_token_id": 2, "eos_token_id": [1, 2], "do_sample": true})";
+        const Model m = load_model(dir.string());
+        const Tokenizer t = model_tokenizer(m);
+        CHECK(t.bos_id() == 2);
+        CHECK(t.eos_id() == 1);
+        CHECK(t.encode("Once", true).front() == 2);
+        const std::string notes = notes_of(m);
+        CHECK_MESSAGE(notes.find("BOS 2 \"</s>\" (generation_config.json)") != std::string::npos,
+                      notes);
+        CHECK_MESSAGE(notes.find("further EOS ids") != std::string::npos, notes);
+        // The choice survives a nibble file (the proto is stored as it is).
+        const fs::path nbl = test::temp_dir("nibble_test_hf") / "tok_gen.nbl";
+        save_nibble_file(m, nbl.string());
+        const Tokenizer saved = model_tokenizer(load_model(nbl.string()));
+        CHECK(saved.bos_id() == 2);
+        CHECK(saved.eos_id() == 1);
+    }
+    SUBCASE("tokenizer_config.json tokens; generation_config.json wins for EOS only") {
+        const fs::path dir = export_stories("tok_config", {});
+        json tc = {{"bos_token", {{"__type", "AddedToken"}, {"content", "</s>"}}},
+                   {"eos_token", "<s>"},
+                   {"add_bos_token", true},
+                   {"chat_template", kLlama2Template}};
+        std::ofstream(dir / "tokenizer_config.json") << tc.dump(2);
+        std::ofstream(dir / "generation_config.json")
+            << R"({"bos_token_id": 1, "eos_token_id": 2})";
+        const Model m = load_model(dir.string());
+        const Tokenizer t = model_tokenizer(m);
+        CHECK(t.bos_id() == 2);  // tokenizer_config's bos_token
+        CHECK(t.eos_id() == 2);  // generation_config's eos_token_id
+        CHECK(m.chat_template == kLlama2Template);
+        CHECK(detect_chat_template(m.chat_template) == ChatTemplate::llama2);
+
+        // Without generation_config.json the tokenizer_config EOS counts.
+        fs::remove(dir / "generation_config.json");
+        CHECK(model_tokenizer(load_model(dir.string())).eos_id() == 1);
+
+        // chat_template.jinja overrides tokenizer_config's template; a list of
+        // named templates gives the "default" one.
+        tc["chat_template"] = json::array(
+            {{{"name", "tool_use"}, {"template", "x"}}, {{"name", "default"}, {"template", "y"}}});
+        std::ofstream(dir / "tokenizer_config.json") << tc.dump(2);
+        CHECK(load_model(dir.string()).chat_template == "y");
+        std::ofstream(dir / "chat_template.jinja") << "{{ '<|im_start|>' }}";
+        const Model j = load_model(dir.string());
+        CHECK(j.chat_template == "{{ '<|im_start|>' }}");
+        CHECK(notes_of(j).find("chat template from chat_template.jinja") != std::string::npos);
+    }
+    SUBCASE("a choice that is not a control piece keeps tokenizer.model's, with a note") {
+        const fs::path dir = export_stories("tok_normal", {});
+        std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": 100})";
+        const Model m = load_model(dir.string());
+        CHECK(model_tokenizer(m).eos_id() == 2);
+        CHECK(notes_of(m).find("EOS id 100 (generation_config.json) is not a control piece") !=
+              std::string::npos);
+    }
+    SUBCASE("bad files give one line naming the file") {
+        const fs::path dir = export_stories("tok_bad", {});
+        std::ofstream(dir / "generation_config.json") << "{\"eos_token_id\": ";
+        expect_error(dir.string(), "generation_config.json: not valid JSON");
+        std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": "</s>"})";
+        expect_error(dir.string(), "generation_config.json: \"eos_token_id\" is not a token id");
+        fs::remove(dir / "generation_config.json");
+        std::ofstream(dir / "tokenizer_config.json") << R"({"chat_template": 3})";
+        expect_error(dir.string(), "tokenizer_config.json: \"chat_template\" is not a string");
+    }
 }

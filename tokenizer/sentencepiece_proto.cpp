@@ -10,7 +10,8 @@
 //   ModelProto      1 pieces (repeated SentencePiece), 2 trainer_spec, 3 normalizer_spec
 //   SentencePiece   1 piece, 2 score (float), 3 type (enum)
 //   TrainerSpec     3 model_type (BPE = 2), 4 vocab_size, 35 byte_fallback,
-//                   40 unk_id, 41 bos_id, 42 eos_id, 43 pad_id
+//                   40 unk_id, 41 bos_id, 42 eos_id, 43 pad_id, 46 bos_piece,
+//                   47 eos_piece
 //   NormalizerSpec  1 name, 3 add_dummy_prefix, 4 remove_extra_whitespaces,
 //                   5 escape_whitespaces
 #include "tokenizer/sentencepiece_proto.h"
@@ -140,6 +141,20 @@ std::string serialize_model_proto(const Vocab& vocab, const std::string& origin)
     put_bool(normalizer, 5, true);
     put_bytes(proto, 3, normalizer);
     return proto;
+}
+
+void set_special_pieces(std::string& proto, int32_t bos_id, const std::string& bos, int32_t eos_id,
+                        const std::string& eos) {
+    std::string trainer;
+    if (bos_id >= 0) {
+        put_int32(trainer, 41, bos_id);
+        put_bytes(trainer, 46, bos);
+    }
+    if (eos_id >= 0) {
+        put_int32(trainer, 42, eos_id);
+        put_bytes(trainer, 47, eos);
+    }
+    put_bytes(proto, 2, trainer);
 }
 
 }  // namespace nibble

@@ -115,6 +115,13 @@ int32_t Tokenizer::bos_id() const {
 int32_t Tokenizer::eos_id() const {
     return processor_->eos_id();
 }
+std::string Tokenizer::piece(int32_t id) const {
+    if (id < 0 || id >= vocab_size()) return "";
+    return processor_->IdToPiece(id);
+}
+bool Tokenizer::is_control(int32_t id) const {
+    return id >= 0 && id < vocab_size() && processor_->IsControl(id);
+}
 int32_t Tokenizer::vocab_size() const {
     return processor_->GetPieceSize();
 }

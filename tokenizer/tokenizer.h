@@ -42,6 +42,10 @@ class Tokenizer {
 
     int32_t bos_id() const;
     int32_t eos_id() const;
+    // The text of piece `id` and whether it is a control piece (what BOS/EOS
+    // must be); "" and false outside the vocabulary.
+    std::string piece(int32_t id) const;
+    bool is_control(int32_t id) const;
     int32_t vocab_size() const;
     // The ModelProto bytes, to embed the tokenizer in a nibble model file.
     const std::string& serialized_proto() const { return proto_; }
