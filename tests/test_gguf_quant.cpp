@@ -181,7 +181,9 @@ TEST_CASE("the exact path's logits match the FP64 reference; int8 is about as cl
                      << ", llama.cpp rms " << theirs << ", file's own quantization " << own_error);
         CHECK(exact < (held_exactly(kind) ? 1e-3 : 0.3 * own_error));
         // Both quantize activations to 8 bits per block of 32 (llama.cpp: 256 for
-        // the K types); ours measures 0.96-1.08x llama.cpp's distance.
+        // the K types); ours measures 0.69-1.07x llama.cpp's distance, and
+        // equally accurate activation roundings move the 32-block types by
+        // up to 0.1x (docs/QUALITY.md): 1.1 is that noise margin.
         CHECK(int8 <= 1.1 * theirs);
     }
 }
