@@ -213,6 +213,10 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         r.fail("nibble.tokenizer_bytes '" + tok_text + "' is not a byte count");
     }
     const uint64_t tokenizer_bytes = std::stoull(tok_text);
+    std::string chat_template;  // optional
+    if (meta.contains("nibble.chat_template")) {
+        chat_template = r.string(meta, "nibble.chat_template", "__metadata__");
+    }
 
     // Every safetensors entry: dtype, shape, offsets inside the data section,
     // 64-byte aligned, together covering the data section without gaps.
@@ -333,6 +337,7 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
                                  size_t(tokenizer_bytes));
         used.insert(kNibbleTokenizerTensor);
     }
+    m.chat_template = chat_template;
     for (const auto& [name, e] : entries) {
         if (!used.count(name)) r.fail("unexpected tensor " + name);
     }
@@ -354,7 +359,7 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
 
 NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& config,
                                    std::vector<NibbleTensorDecl> tensors, bool shared_output,
-                                   size_t tokenizer_bytes)
+                                   size_t tokenizer_bytes, const std::string& chat_template)
     : path_(path), tensors_(std::move(tensors)), tokenizer_bytes_(tokenizer_bytes) {
     try {
         config.validate();
@@ -371,6 +376,7 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
     meta["nibble.tensors"] = "";
     meta["nibble.shared_output"] = shared_output ? "true" : "false";
     meta["nibble.tokenizer_bytes"] = std::to_string(tokenizer_bytes);
+    if (!chat_template.empty()) meta["nibble.chat_template"] = chat_template;
 
     uint64_t at = 0;
     for (const NibbleTensorDecl& t : tensors_) {
@@ -526,7 +532,7 @@ void save_nibble_file(const Model& model, const std::string& path) {
         order.push_back(t);
     }
     NibbleFileWriter writer(path, model.config, std::move(decls), shared,
-                            model.tokenizer_proto.size());
+                            model.tokenizer_proto.size(), model.chat_template);
     for (const Tensor* t : order)
         writer.write_tensor(t->name, t->view.data, t->view.layout.total_bytes);
     if (!model.tokenizer_proto.empty()) writer.write_tokenizer(model.tokenizer_proto);

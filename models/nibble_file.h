@@ -52,10 +52,11 @@ class NibbleFileWriter {
   public:
     // `tensors` in file order: the canonical order of Model::tensors(), without
     // "output.weight" when shared_output (it then reuses "token_embd.weight").
-    // tokenizer_bytes == 0: the file carries no tokenizer.
+    // tokenizer_bytes == 0: the file carries no tokenizer. A non-empty
+    // chat_template (Model::chat_template) is stored as nibble.chat_template.
     NibbleFileWriter(const std::string& path, const ModelConfig& config,
                      std::vector<NibbleTensorDecl> tensors, bool shared_output,
-                     size_t tokenizer_bytes);
+                     size_t tokenizer_bytes, const std::string& chat_template = "");
     ~NibbleFileWriter();
     NibbleFileWriter(const NibbleFileWriter&) = delete;
     NibbleFileWriter& operator=(const NibbleFileWriter&) = delete;

@@ -363,7 +363,7 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
         decls.push_back({plan.sources[i]->name, plan.layouts[i]});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
-                            tokenizer_proto.size());
+                            tokenizer_proto.size(), source.chat_template);
     QuantizeResult result;
     CalibratedWriter out(source, plan, search_layouts, options, writer, result, progress);
     out.write_rtn(0);  // token_embd

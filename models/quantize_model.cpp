@@ -281,7 +281,7 @@ QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe&
         decls.push_back({plan.sources[i]->name, plan.layouts[i], plan.sources[i]->column_order});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
-                            tokenizer_proto.size());
+                            tokenizer_proto.size(), source.chat_template);
     QuantizeResult result;
     QuantizeOptions options;
     options.rule = recipe.rule;

@@ -560,6 +560,20 @@ TEST_CASE("generation_config.json and tokenizer_config.json choose BOS, EOS and 
         CHECK(t.eos_id() == 2);  // generation_config's eos_token_id
         CHECK(m.chat_template == kLlama2Template);
         CHECK(detect_chat_template(m.chat_template) == ChatTemplate::llama2);
+        // Nibble files keep the template and the tokens: saved as they are and
+        // through `nibble quantize`.
+        const fs::path nbl = test::temp_dir("nibble_test_hf") / "tok_config.nbl";
+        save_nibble_file(m, nbl.string());
+        CHECK(load_model(nbl.string()).chat_template == kLlama2Template);
+        const fs::path q4 = test::temp_dir("nibble_test_hf") / "tok_config_q4.nbl";
+        const auto out = test::run_nibble(
+            "quantize " + dir.string() + " " + q4.string() + " --format q4 --group-size 32",
+            test::Capture::stderr_only);
+        REQUIRE_MESSAGE(out.exit_code == 0, out.text);
+        const Model q = load_model(q4.string());
+        CHECK(q.chat_template == kLlama2Template);
+        CHECK(model_tokenizer(q).bos_id() == 2);
+        CHECK(model_tokenizer(q).eos_id() == 2);
 
         // Without generation_config.json the tokenizer_config EOS counts.
         fs::remove(dir / "generation_config.json");
