@@ -2,6 +2,7 @@
 #include "kernels/activation_quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace nibble {
@@ -29,6 +30,8 @@ QuantizedActivations ActivationBuffer::prepare(const PackedLayout& l, int n_toke
     qa.d = d_.data();
     qa.d4 = d4_.data();
     qa.group_sums = group_sums_.data();
+    static std::atomic<uint64_t> next_generation{1};
+    qa.generation = next_generation.fetch_add(1, std::memory_order_relaxed);
     return qa;
 }
 

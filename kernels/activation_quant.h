@@ -47,6 +47,9 @@ struct QuantizedActivations {
     float* d = nullptr;           // [n_tokens][block_stride]
     float* d4 = nullptr;          // [n_tokens][4 * block_stride], each d repeated 4 times
     float* group_sums = nullptr;  // [n_tokens][groups_per_row]
+    // Changes whenever the buffer is prepared for new activations: kernels
+    // that keep a per-thread repacked copy (AMX) know when it is stale.
+    uint64_t generation = 0;
 
     // always_inline: ISA kernels call these, and an out-of-line copy compiled
     // for AVX-512 must never be what the linker keeps for portable callers

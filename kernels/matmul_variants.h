@@ -52,6 +52,22 @@ void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int
 }  // namespace scalar
 
 #if defined(__x86_64__)
+// AMX tiles (AMX-TILE and AMX-INT8, enabled for this process by the kernel):
+// the AVX-512 kernel hands products of at least kAmxMinTokens tokens to the
+// AMX kernel, whose results are bitwise those of the AVX-512 kernel alone.
+// NIBBLE_AMX=0 in the environment turns it off. Defined in generic code.
+bool amx_usable();
+inline constexpr int kAmxMinTokens = 16;
+namespace amx {
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y);
+// Per-thread, grow-only, 64-byte aligned scratch for the AMX kernel (slot
+// 0..3), defined in generic code so that no std:: code is compiled for AMX.
+uint8_t* scratch(int slot, size_t bytes);
+// The activation generation (QuantizedActivations::generation) the calling
+// thread's repacked copy was made from.
+uint64_t& packed_generation();
+}  // namespace amx
 namespace avx512 {
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);

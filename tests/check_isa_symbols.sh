@@ -35,4 +35,8 @@ for f in "$src"/kernels/avx512/*.cpp; do
     check "kernels/avx512/$(basename "$f")" "-mavx512f -mavx512bw -mavx512vl -mavx512vnni" \
         '^nibble::kernels::avx512::'
 done
+for f in "$src"/kernels/amx/*.cpp; do
+    check "kernels/amx/$(basename "$f")" \
+        "-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mamx-tile -mamx-int8" '^nibble::kernels::amx::'
+done
 exit $status

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/codebooks.h"
+#include "kernels/cpu_features.h"
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/matmul.h"
@@ -243,7 +244,7 @@ struct Shape {
 constexpr WeightFormat kGrouped[] = {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
                                      WeightFormat::iq4nl, WeightFormat::q8};
 constexpr int kGroupSizes[] = {32, 64, 128, 256};
-constexpr int kTokenCounts[] = {1, 2, 3, 5, 8};
+constexpr int kTokenCounts[] = {1, 2, 3, 5, 8, 21};
 constexpr Shape kShapes[] = {{7, 172}, {33, 200}, {16, 320}};
 
 std::vector<MatmulKernel> fast_kernels() {
@@ -411,6 +412,30 @@ TEST_CASE("f32 and f16 weights: every fast kernel matches the reference") {
         }
     }
 }
+
+#if defined(__x86_64__)
+// The AVX-512 kernel hands products of >= kAmxMinTokens tokens to the AMX tile
+// kernel, whose results must equal its own GEMV bit for bit: several panels
+// of 16 rows with a partial one, token tiles of 16 with a partial one, and
+// partial block quads, in every grouped format, group size and scale coding.
+TEST_CASE("AMX tiles: GEMM equals the AVX-512 GEMV bitwise" *
+          nibble::test::skip_unless(kernels::amx_usable() && cpu_features().avx512,
+                                    "CPU lacks AMX-INT8 (or NIBBLE_AMX=0)")) {
+    SettingsGuard guard;
+    std::mt19937 rng(77);
+    for (WeightFormat f : kGrouped) {
+        for (int g : kGroupSizes) {
+            for (bool dq : {false, true}) {
+                const TestMatrix m = make_matrix(f, 53, 1000, g, dq, Pattern::random, rng);
+                for (int n_tokens : {kernels::kAmxMinTokens, 40}) {
+                    check_against_reference(m, MatmulKernel::avx512, ActivationMode::int8, n_tokens,
+                                            Pattern::random, rng);
+                }
+            }
+        }
+    }
+}
+#endif
 
 #ifdef _OPENMP
 TEST_CASE("1 and 2 threads give bitwise identical results") {

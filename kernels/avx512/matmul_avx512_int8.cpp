@@ -15,10 +15,14 @@
 //   vpdpbusd(u, x) = sum w x + K sum x,
 // and each block's integer accumulator starts at -K sum x, computed once per
 // token and quad from the activations alone (no per-row offset pass). The
-// sixteen int32 lanes (four per block) are converted to float and multiplied
-// by [d_w(4q+k) d_x(4q+k)] per lane, then accumulated with FMA; the row's
-// output is the sum of the sixteen lanes. q4a adds sum_g m_g group_sum_g at
-// the end (kernels/activation_quant.h).
+// sixteen int32 lanes (four partial sums per block) of four rows are then
+// added into one vector of whole-block dot products D(r, 4q+k) at lane 4k+r
+// (integer adds: exact), converted to float, multiplied by d_w(r, 4q+k) *
+// d_x(4q+k) and accumulated with FMA. A row's output is
+//   y = (a_0 + a_2) + (a_1 + a_3),   a_k = sum over q of D(4q+k) d_w d_x in q order,
+// an order that the AMX kernel (kernels/amx/) reproduces exactly, so that GEMM
+// on AMX equals GEMV here bit for bit. q4a adds sum_g m_g group_sum_g at the
+// end (kernels/activation_quant.h).
 //
 // Group scales are read as fp16 straight from the blob (vcvtph2ps, no decoded
 // copy of the row), or from a per-row float scratch when double-quantized.
@@ -36,6 +40,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#define NIBBLE_ISA_NAMESPACE avx512
+#include "kernels/avx512/avx512_common.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params_generic.h"
@@ -44,9 +50,10 @@ namespace nibble::kernels::avx512 {
 
 namespace {
 
-// Rows per register block, and tokens per register block for GEMM.
+// Rows per register block (the whole-block reduction combines four rows), and
+// tokens per register block for GEMM.
 constexpr int kRowBlock = 4;
-constexpr int kTokenBlock = 2;
+constexpr int kTokenBlock = 4;
 
 template <WeightFormat F>
 constexpr int kCodeBias = FormatTraits<F>::code_book      ? 127
@@ -113,21 +120,43 @@ struct RowData {
     const float* mins32;
 };
 
-// Per-lane weight scales of quad q: lane 4k+j gets the scale of block 4q+k's
-// group. group_shift = log2(blocks per group); the quad's first group is
-// (4q) >> group_shift and it spans n_groups = max(1, 4 >> group_shift) groups,
-// fewer in a partial quad (group_mask).
+// Weight scales of quad q for the four rows: lane 4k+r gets the scale of row
+// r's group of block 4q+k. group_shift = log2(blocks per group); the quad's
+// first group is (4q) >> group_shift and it spans max(1, 4 >> group_shift)
+// groups, fewer in a partial quad (group_mask). The four rows' group scales
+// are loaded side by side (lane 4r+g) and transposed by one permute
+// (transpose[4k+r] = 4r + (k >> group_shift)).
 template <bool kFp16>
-inline __m512 quad_scales(const RowData& row, int64_t q, int group_shift, __mmask8 group_mask,
-                          __m512i lane_group) {
+inline __m512 quad_scales(const RowData* rows, int64_t q, int group_shift, __mmask8 group_mask,
+                          __m512i transpose) {
     const int64_t g0 = (4 * q) >> group_shift;
-    __m128 s;
+    __m512 s;
     if constexpr (kFp16) {
-        s = _mm_cvtph_ps(_mm_maskz_loadu_epi16(group_mask, row.scales16 + g0));
+        const __m128i h01 =
+            _mm_unpacklo_epi64(_mm_maskz_loadu_epi16(group_mask, rows[0].scales16 + g0),
+                               _mm_maskz_loadu_epi16(group_mask, rows[1].scales16 + g0));
+        const __m128i h23 =
+            _mm_unpacklo_epi64(_mm_maskz_loadu_epi16(group_mask, rows[2].scales16 + g0),
+                               _mm_maskz_loadu_epi16(group_mask, rows[3].scales16 + g0));
+        s = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(h01), h23, 1));
     } else {
-        s = _mm_maskz_loadu_ps(group_mask, row.scales32 + g0);
+        s = _mm512_castps128_ps512(_mm_maskz_loadu_ps(group_mask, rows[0].scales32 + g0));
+        s = _mm512_insertf32x4(s, _mm_maskz_loadu_ps(group_mask, rows[1].scales32 + g0), 1);
+        s = _mm512_insertf32x4(s, _mm_maskz_loadu_ps(group_mask, rows[2].scales32 + g0), 2);
+        s = _mm512_insertf32x4(s, _mm_maskz_loadu_ps(group_mask, rows[3].scales32 + g0), 3);
     }
-    return _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(s));
+    return _mm512_permutexvar_ps(transpose, s);
+}
+
+// Four rows' quad products (lane 4k+j: partial sum j of block 4q+k) added into
+// whole-block sums at lane 4k+r. Integer adds, so the order does not matter.
+inline __m512i block_sums(const __m512i* dot) {
+    // s01 lanes per block: [d0 (j0+j2), d1 (j0+j2), d0 (j1+j3), d1 (j1+j3)]
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[0], dot[1]),
+                                         _mm512_unpackhi_epi32(dot[0], dot[1]));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[2], dot[3]),
+                                         _mm512_unpackhi_epi32(dot[2], dot[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
 }
 
 // Masks of a quad with n_blocks valid blocks.
@@ -154,35 +183,23 @@ QuadMasks quad_masks(int n_blocks, int group_shift) {
     return m;
 }
 
-// sum_g params[g] * sums[g] over a row's groups (q4a mins), 16 at a time.
-inline float param_dot(const uint16_t* p16, const float* p32, const float* sums, int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t g = 0; g < n; g += 16) {
-        const __mmask16 m = n - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - g)) - 1);
-        const __m512 p = p16 != nullptr ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p16 + g))
-                                        : _mm512_maskz_loadu_ps(m, p32 + g);
-        acc = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(m, sums + g), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-
-// R rows x T tokens: every quad of weights is unpacked once and used for T tokens.
-template <WeightFormat F, bool kFp16, int R, int T>
-void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, int64_t row0,
-                  int64_t n_rows, float* y) {
+// Four rows x T tokens: every quad of weights is unpacked once and used for T
+// tokens. Rows beyond n_valid repeat a valid row and are not written.
+template <WeightFormat F, bool kFp16, int T>
+void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& qa, int t0,
+                  int64_t row0, int64_t n_rows, float* y) {
+    constexpr int R = kRowBlock;
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
-    // Lane 4k+j of a quad reads group (k >> group_shift) of the loaded scales.
-    const __m512i lane_group =
-        group_shift == 0   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-        : group_shift == 1 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-                           : _mm512_setzero_si512();
+    const __m512i transpose =
+        group_shift == 0   ? _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
+        : group_shift == 1 ? _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 1, 5, 9, 13, 1, 5, 9, 13)
+                           : _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12);
     __m512i book = _mm512_setzero_si512();
     if constexpr (FormatTraits<F>::code_book) book = codebook_unsigned_table<F>();
     const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
 
-    __m512 acc[R][T];
-    for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    __m512 acc[T];  // lane 4k+r: a_k of row r
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
     const int8_t* xq[T];
     const float* xd4[T];
     for (int t = 0; t < T; ++t) {
@@ -192,7 +209,6 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
 
     const auto step = [&]<bool kMasked>(int64_t q, const QuadMasks& m) {
         Quad w[R];
-        __m512 ws[R];
         for (int r = 0; r < R; ++r) {
             _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q),
                          _MM_HINT_T0);
@@ -202,24 +218,24 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
                     _MM_HINT_T0);
             }
             w[r] = load_quad<F, kMasked>(rows[r].codes, q, m.code_a, m.code_b, book);
-            ws[r] = quad_scales<kFp16>(rows[r], q, group_shift, m.groups, lane_group);
         }
+        const __m512 ws = quad_scales<kFp16>(rows, q, group_shift, m.groups, transpose);
         for (int t = 0; t < T; ++t) {
             const __m512i x0 = _mm512_loadu_si512(xq[t] + 128 * q);
             const __m512i x1 = _mm512_loadu_si512(xq[t] + 128 * q + 64);
-            const __m512 dx = _mm512_loadu_ps(xd4[t] + 16 * q);
+            const __m512 dx = _mm512_loadu_ps(xd4[t] + 16 * q);  // lane 4k+j: d_x(4q+k)
             __m512i start = _mm512_setzero_si512();
             if constexpr (kCodeBias<F> != 0) {
                 const __m512i kx = _mm512_dpbusd_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias_bytes, x0), bias_bytes, x1);
                 start = _mm512_sub_epi32(start, kx);
             }
+            __m512i dot[R];
             for (int r = 0; r < R; ++r) {
-                const __m512i dot =
-                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w[r].lo, x0), w[r].hi, x1);
-                acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], dx), acc[r][t]);
+                dot[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w[r].lo, x0), w[r].hi, x1);
             }
+            acc[t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums(dot)), _mm512_mul_ps(ws, dx), acc[t]);
         }
     };
 
@@ -231,26 +247,29 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
     }
 
     for (int t = 0; t < T; ++t) {
-        for (int r = 0; r < R; ++r) {
-            float s = _mm512_reduce_add_ps(acc[r][t]);
-            if constexpr (FormatTraits<F>::code_book) s *= kCodeBookInt8Scale<F>;
-            if constexpr (F == WeightFormat::q4a) {
-                s += param_dot(rows[r].mins16, rows[r].mins32, qa.token_group_sums(t0 + t),
-                               qa.groups_per_row);
-            }
-            y[size_t(t0 + t) * size_t(n_rows) + size_t(row0 + r)] = s;
+        // (a_0 + a_2) + (a_1 + a_3) for each row, lane r.
+        const __m256 half =
+            _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
+                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
+        alignas(16) float sums[4];
+        _mm_store_ps(sums,
+                     _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1)));
+        for (int r = 0; r < n_valid; ++r) {
+            y[size_t(t0 + t) * size_t(n_rows) + size_t(row0 + r)] =
+                finish_output<F>(sums[r], rows[r].mins16, rows[r].mins32,
+                                 qa.token_group_sums(t0 + t), qa.groups_per_row);
         }
     }
 }
 
-// All tokens for R rows: token blocks of kTokenBlock, then the rest one by one.
-template <WeightFormat F, bool kFp16, int R>
-void all_tokens(const RowData* rows, const QuantizedActivations& qa, int64_t row0, int64_t n_rows,
-                float* y) {
+// All tokens for four rows: token blocks of kTokenBlock, then the rest one by one.
+template <WeightFormat F, bool kFp16>
+void all_tokens(const RowData* rows, int n_valid, const QuantizedActivations& qa, int64_t row0,
+                int64_t n_rows, float* y) {
     int t = 0;
     for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
-        micro_kernel<F, kFp16, R, kTokenBlock>(rows, qa, t, row0, n_rows, y);
-    for (; t < qa.n_tokens; ++t) micro_kernel<F, kFp16, R, 1>(rows, qa, t, row0, n_rows, y);
+        micro_kernel<F, kFp16, kTokenBlock>(rows, n_valid, qa, t, row0, n_rows, y);
+    for (; t < qa.n_tokens; ++t) micro_kernel<F, kFp16, 1>(rows, n_valid, qa, t, row0, n_rows, y);
 }
 
 template <WeightFormat F, bool kFp16>
@@ -290,11 +309,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 }
             }
         }
-        if (n == kRowBlock) {
-            all_tokens<F, kFp16, kRowBlock>(rows, qa, r, l.rows, y);
-        } else {
-            for (int i = 0; i < n; ++i) all_tokens<F, kFp16, 1>(rows + i, qa, r + i, l.rows, y);
-        }
+        for (int i = n; i < kRowBlock; ++i) rows[i] = rows[n - 1];
+        all_tokens<F, kFp16>(rows, n, qa, r, l.rows, y);
     }
 }
 
@@ -312,6 +328,11 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
 
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y) {
+    // Enough tokens to fill AMX tiles: the tile kernel gives the same bits.
+    if (qa.n_tokens >= kAmxMinTokens && amx_usable()) {
+        amx::matmul_rows_int8(w, qa, r0, r1, y);
+        return;
+    }
     visit_grouped_format(w.layout.format, [&](auto format) {
         rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
     });

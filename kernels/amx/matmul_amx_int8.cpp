@@ -1,0 +1,406 @@
+// AMX integer matmul for prompts and batches (at least kAmxMinTokens tokens):
+// 16 weight rows x 16 tokens x one 32-column block per tile instruction.
+//
+// Tiles (palette 1):
+//   A  16 rows x 32 bytes: one block of 16 weight rows, one byte per weight:
+//      signed (q4: code - 8, nf4/iq4nl: the int8 code book, q8: the code) for
+//      TDPBSSD, or the unsigned q4a code for TDPBUSD;
+//   B  8 rows x 64 bytes: the same block of 16 tokens' int8 activations, in
+//      the tile's pair-of-dwords order: row i holds, for token n, the four
+//      bytes of columns 4i..4i+3 at bytes 4n..4n+3;
+//   C  16 x 16 int32: D(m, n) = sum_c w(m, c) x(n, c), the whole-block dot
+//      product, exactly the integer the AVX-512 kernel forms.
+// The AVX-512 epilogue then does, per row m and for 16 tokens at once,
+//   a_k(m) = fma(float(D), d_x(b) * d_w(m, b), a_k(m))   with k = b mod 4,
+// and the output is (a_0 + a_2) + (a_1 + a_3): the same float operations in
+// the same order as kernels/avx512/matmul_avx512_int8.cpp, so the results are
+// bitwise equal to it (checked by tests/test_kernels_matmul.cpp).
+//
+// Per call, the rows [r0, r1) are taken in panels of 16 (r0 is a multiple of
+// 16 because the dispatcher's tasks are 16 rows; a last partial panel is
+// padded with zero rows). A panel's blocks are unpacked once into A tiles and
+// used for every token tile. The activations are repacked into B tiles once
+// per thread and activation generation and reused by every later call.
+#include <immintrin.h>
+
+#include <cstring>
+
+// GCC 12's avx512fintrin.h builds _mm512_undefined_* from a self-initialised
+// variable, which -W(maybe-)uninitialized reports wherever an intrinsic using
+// it is inlined: a false positive in the header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#define NIBBLE_ISA_NAMESPACE amx
+#include "kernels/avx512/avx512_common.h"
+#include "kernels/format_traits.h"
+#include "kernels/matmul_variants.h"
+#include "kernels/row_params_generic.h"
+
+namespace nibble::kernels::amx {
+
+namespace {
+
+constexpr int kPanelRows = 16;
+constexpr int kTileTokens = 16;
+constexpr int kBlockBytes = 32;                         // one block of one row or token
+constexpr int kATileBytes = kPanelRows * kBlockBytes;   // 512
+constexpr int kBTileBytes = kTileTokens * kBlockBytes;  // 512
+
+// Tile registers. A step multiplies one block of the panel (A) by the same
+// block of a token tile (B) into a C tile. Consecutive steps use disjoint
+// registers (even blocks: C 0, A 2, B 4; odd: C 1, A 3, B 5): there is no
+// renaming of tile registers, so a step's loads would otherwise wait until
+// the previous step's multiplication has finished reading its tiles. A
+// step's multiplication is in flight while the previous step's results are
+// read back and scaled. (Literal numbers: GCC's tile intrinsics paste the
+// register number into the assembly text.)
+
+// LDTILECFG's 64-byte operand.
+struct alignas(64) TileConfig {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+TileConfig tile_config() {
+    TileConfig c;
+    for (int t = 0; t < 2; ++t) {  // C
+        c.colsb[t] = kTileTokens * 4;
+        c.rows[t] = kPanelRows;
+    }
+    for (int t = 2; t < 4; ++t) {  // A
+        c.colsb[t] = kBlockBytes;
+        c.rows[t] = kPanelRows;
+    }
+    for (int t = 4; t < 6; ++t) {  // B
+        c.colsb[t] = kTileTokens * 4;
+        c.rows[t] = kBlockBytes / 4;
+    }
+    return c;
+}
+
+// Scratch slots (amx::scratch).
+enum Slot { kSlotPanel = 0, kSlotPanelScales = 1, kSlotActivations = 2, kSlotAccumulators = 3 };
+
+// Repacked activations of all token tiles: B tiles [tile][block], then the
+// block scales [tile][block][16 tokens] (0 for padding tokens).
+struct PackedActivations {
+    const int8_t* tiles;
+    const float* scales;
+    int64_t n_token_tiles;
+};
+
+// Offset of the 4 bytes of columns 4i..4i+3 of block b in a quad-ordered row
+// (kernels/activation_quant.h: [b0 0..15][b1 0..15][b2 0..15][b3 0..15][b0 16..31]...).
+inline int64_t quad_offset(int64_t b, int i) {
+    const int64_t q = b >> 2, k = b & 3;
+    return 128 * q + 16 * k + (i < 4 ? 4 * i : 64 + 4 * (i - 4));
+}
+
+PackedActivations pack_activations(const QuantizedActivations& qa) {
+    const int64_t n_tiles = (qa.n_tokens + kTileTokens - 1) / kTileTokens;
+    const size_t tile_bytes = size_t(n_tiles * qa.n_blocks) * kBTileBytes;
+    const size_t scale_bytes = size_t(n_tiles * qa.n_blocks) * kTileTokens * sizeof(float);
+    uint8_t* base = scratch(kSlotActivations, tile_bytes + scale_bytes);
+    PackedActivations p{reinterpret_cast<int8_t*>(base),
+                        reinterpret_cast<float*>(base + tile_bytes), n_tiles};
+    uint64_t& generation = packed_generation();
+    if (generation == qa.generation) return p;
+    auto* tiles = reinterpret_cast<int8_t*>(base);
+    auto* scales = reinterpret_cast<float*>(base + tile_bytes);
+    for (int64_t tt = 0; tt < n_tiles; ++tt) {
+        for (int n = 0; n < kTileTokens; ++n) {
+            const int t = int(tt * kTileTokens) + n;
+            const bool valid = t < qa.n_tokens;
+            const int8_t* xq = valid ? qa.token_q(t) : nullptr;
+            const float* xd = valid ? qa.token_d(t) : nullptr;
+            for (int64_t b = 0; b < qa.n_blocks; ++b) {
+                int8_t* tile = tiles + (tt * qa.n_blocks + b) * kBTileBytes;
+                for (int i = 0; i < kBlockBytes / 4; ++i) {
+                    int8_t* dst = tile + i * (4 * kTileTokens) + 4 * n;
+                    if (valid) {
+                        std::memcpy(dst, xq + quad_offset(b, i), 4);
+                    } else {
+                        std::memset(dst, 0, 4);
+                    }
+                }
+                scales[(tt * qa.n_blocks + b) * kTileTokens + n] = valid ? xd[b] : 0.0f;
+            }
+        }
+    }
+    generation = qa.generation;
+    return p;
+}
+
+// The signed int8 code book of a code-book format (nf4, iq4nl) for vpshufb in
+// every 128-bit lane.
+template <WeightFormat F>
+inline __m512i codebook_signed_table() {
+    return _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kCodeBookInt8<F>)));
+}
+
+// Code bytes of 4 blocks of a row (16 each for 4-bit formats, 32 for q8).
+template <WeightFormat F>
+constexpr int kQuadBytes = 4 * kChunkBytes<F>;
+
+// Writes blocks 4q..4q+n-1 of one row as tile bytes: block b's 32 weights go
+// to panel + b * kATileBytes + m * 32.
+template <WeightFormat F>
+inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, int m) {
+    const uint8_t* p = codes + kQuadBytes<F> * q;
+    if constexpr (F == WeightFormat::q8) {
+        // Blocks are 32 natural-order signed bytes: copy them.
+        for (int k = 0; k < n; ++k) {
+            std::memcpy(panel + (4 * q + k) * kATileBytes + m * kBlockBytes, p + 32 * k, 32);
+        }
+        return;
+    } else {
+        const __mmask64 mask = n == 4 ? ~__mmask64(0) : (__mmask64(1) << (16 * n)) - 1;
+        const __m512i c = _mm512_maskz_loadu_epi8(mask, p);
+        const __m512i nibble = _mm512_set1_epi8(0x0f);
+        __m512i l = _mm512_and_si512(c, nibble);                        // columns 0..15
+        __m512i h = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);  // columns 16..31
+        if constexpr (F == WeightFormat::q4) {
+            l = _mm512_sub_epi8(l, _mm512_set1_epi8(8));
+            h = _mm512_sub_epi8(h, _mm512_set1_epi8(8));
+        } else if constexpr (FormatTraits<F>::code_book) {
+            const __m512i table = codebook_signed_table<F>();
+            l = _mm512_shuffle_epi8(table, l);
+            h = _mm512_shuffle_epi8(table, h);
+        }
+        // [l0 h0 l1 h1] and [l2 h2 l3 h3] in 128-bit lanes: block k's 32 bytes
+        // are 256-bit half k of these.
+        const __m512i b01 =
+            _mm512_permutex2var_epi64(l, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), h);
+        const __m512i b23 =
+            _mm512_permutex2var_epi64(l, _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15), h);
+        uint8_t* dst = panel + 4 * q * kATileBytes + m * kBlockBytes;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_castsi512_si256(b01));
+        if (n > 1) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kATileBytes),
+                                _mm512_extracti64x4_epi64(b01, 1));
+        }
+        if (n > 2) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * kATileBytes),
+                                _mm512_castsi512_si256(b23));
+        }
+        if (n > 3) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 3 * kATileBytes),
+                                _mm512_extracti64x4_epi64(b23, 1));
+        }
+    }
+}
+
+// One panel: A tiles for every block (zero rows past n_valid) and the weight
+// scales per block and row, d_w(m, b) at scales[b * 16 + m].
+template <WeightFormat F>
+void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks, uint8_t* panel,
+                  float* scales, float* row_params) {
+    const PackedLayout& l = w.layout;
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
+    const int group_shift = __builtin_ctzll(uint64_t(l.group_size / 32));
+    const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
+    if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * kATileBytes);
+    for (int m = 0; m < kPanelRows; ++m) {
+        const int64_t row = row0 + m;
+        if (m >= n_valid) {
+            for (int64_t b = 0; b < n_blocks; ++b) scales[b * kPanelRows + m] = 0.0f;
+            continue;
+        }
+        const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
+        for (int64_t q = 0; 4 * q < n_blocks; ++q) {
+            const int64_t left = n_blocks - 4 * q;
+            unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
+        }
+        if (l.double_quant) {
+            decode_row_params_generic(w, GroupStream::scales, row, row_params);
+        } else {
+            const uint16_t* s = scales16 + row * l.groups_per_row;
+            for (int64_t g = 0; g < l.groups_per_row; g += 16) {
+                const int64_t left = l.groups_per_row - g;
+                const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+                _mm512_mask_storeu_ps(row_params + g, k,
+                                      _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, s + g)));
+            }
+        }
+        for (int64_t b = 0; b < n_blocks; ++b)
+            scales[b * kPanelRows + m] = row_params[b >> group_shift];
+    }
+}
+
+// C tile c = A tile a x B tile b, signed or (q4a) unsigned weights.
+#define NIBBLE_TILE_PRODUCT(F, c, a, b)         \
+    do {                                        \
+        _tile_zero(c);                          \
+        if constexpr (F == WeightFormat::q4a) { \
+            _tile_dpbusd(c, a, b);              \
+        } else {                                \
+            _tile_dpbssd(c, a, b);              \
+        }                                       \
+    } while (0)
+
+// a_k(m) += float(D(m, .)) * d_w(m, b) * d_x(b, .) for the 16 rows of block b,
+// whose integer products are c[16][16].
+inline void scale_block(const int32_t* c, const float* w_scales, const float* x_scales, float* a) {
+    const __m512 dx = _mm512_loadu_ps(x_scales);
+    for (int m = 0; m < kPanelRows; ++m) {
+        const __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(c + m * kTileTokens));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(w_scales[m]), dx);
+        _mm512_store_ps(a + m * kTileTokens,
+                        _mm512_fmadd_ps(d, s, _mm512_load_ps(a + m * kTileTokens)));
+    }
+}
+
+constexpr int kCInts = kPanelRows * kTileTokens;  // int32 per C tile
+constexpr int kAccFloats = 4 * kCInts;            // a_0..a_3 of one token tile
+
+// Block b of the panel (into A tile a) times block b of one token tile (into
+// B tile bt), into C tile c.
+#define NIBBLE_TILE_MULTIPLY(F, a, bt, c, panel, b_tiles, b)           \
+    do {                                                               \
+        _tile_loadd(a, (panel) + (b)*kATileBytes, kBlockBytes);        \
+        _tile_loadd(bt, (b_tiles) + (b)*kBTileBytes, 4 * kTileTokens); \
+        NIBBLE_TILE_PRODUCT(F, c, a, bt);                              \
+    } while (0)
+
+// The next panel's code bytes, fetched into the cache a few lines per block
+// step while this panel is multiplied (its rows are contiguous).
+struct PanelPrefetch {
+    const uint8_t* next = nullptr;
+    int64_t bytes = 0;
+};
+
+// The outputs of one panel for token tile tt, as a_k in acc[k][m][16 tokens].
+// The scaling of block b-1 is done after block b's tile instructions are
+// issued (results stored to alternating buffers).
+template <WeightFormat F>
+void panel_times_tile(const uint8_t* panel, const float* w_scales, const PackedActivations& x,
+                      int64_t tt, int64_t n_blocks, PanelPrefetch prefetch, float* acc) {
+    // Lines per block step that cover the next panel in one pass.
+    const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
+    alignas(64) int32_t c[2][kCInts];
+    for (int i = 0; i < kAccFloats; i += 16) _mm512_store_ps(acc + i, _mm512_setzero_ps());
+    const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
+    const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
+    const auto scale = [&](int64_t b) {
+        scale_block(c[b & 1], w_scales + b * kPanelRows, x_scales + b * kTileTokens,
+                    acc + (b & 3) * kCInts);
+    };
+    // Software pipeline: block b+1's multiplication is issued before block
+    // b's result is stored and scaled (the tile unit works in order, and a
+    // store waits for its multiplication to finish).
+    NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, 0);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        for (int64_t i = b * lines_per_step; i < (b + 1) * lines_per_step; ++i) {
+            if (64 * i < prefetch.bytes) {
+                _mm_prefetch(reinterpret_cast<const char*>(prefetch.next + 64 * i), _MM_HINT_T0);
+            }
+        }
+        if (b & 1) {
+            if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, b + 1);
+            _tile_stored(1, c[1], 4 * kTileTokens);
+        } else {
+            if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, b + 1);
+            _tile_stored(0, c[0], 4 * kTileTokens);
+        }
+        scale(b);
+    }
+}
+
+#undef NIBBLE_TILE_MULTIPLY
+#undef NIBBLE_TILE_PRODUCT
+
+// Writes one panel's outputs for the token tile at t0 (a_k in acc[k][m][16]):
+// the sums are transposed so that each token's 16 rows, 64 contiguous bytes
+// of y, are one store.
+template <WeightFormat F>
+void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const float* acc,
+                   int64_t row0, int n_valid, int t0, float* row_params, float* y) {
+    const PackedLayout& l = w.layout;
+    const auto* mins16 = reinterpret_cast<const uint16_t*>(w.data + l.mins_offset);
+    const int n_tokens = qa.n_tokens - t0 < kTileTokens ? qa.n_tokens - t0 : kTileTokens;
+    alignas(64) float by_row[kPanelRows][kTileTokens];
+    alignas(64) float by_token[kTileTokens][kPanelRows] = {};
+    for (int m = 0; m < kPanelRows; ++m) {
+        // (a_0 + a_2) + (a_1 + a_3), as the AVX-512 kernel adds its lanes.
+        const float* a = acc + m * kTileTokens;
+        _mm512_store_ps(
+            by_row[m],
+            _mm512_add_ps(
+                _mm512_add_ps(_mm512_load_ps(a), _mm512_load_ps(a + 2 * kCInts)),
+                _mm512_add_ps(_mm512_load_ps(a + kCInts), _mm512_load_ps(a + 3 * kCInts))));
+    }
+    for (int m = 0; m < kPanelRows; ++m) {
+        const float* mins32 = nullptr;
+        const uint16_t* row_mins16 = nullptr;
+        if constexpr (F == WeightFormat::q4a) {
+            if (m >= n_valid) continue;
+            if (l.double_quant) {
+                decode_row_params_generic(w, GroupStream::mins, row0 + m, row_params);
+                mins32 = row_params;
+            } else {
+                row_mins16 = mins16 + (row0 + m) * l.groups_per_row;
+            }
+        }
+        for (int n = 0; n < n_tokens; ++n) {
+            by_token[n][m] = finish_output<F>(by_row[m][n], row_mins16, mins32,
+                                              qa.token_group_sums(t0 + n), qa.groups_per_row);
+        }
+    }
+    const __mmask16 rows =
+        n_valid == kPanelRows ? __mmask16(0xffff) : __mmask16((1u << n_valid) - 1);
+    for (int n = 0; n < n_tokens; ++n) {
+        _mm512_mask_storeu_ps(y + size_t(t0 + n) * size_t(l.rows) + size_t(row0), rows,
+                              _mm512_load_ps(by_token[n]));
+    }
+}
+
+template <WeightFormat F>
+void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+               float* y) {
+    const PackedLayout& l = w.layout;
+    const int64_t n_blocks = qa.n_blocks;
+    const PackedActivations x = pack_activations(qa);
+    auto* panel = scratch(kSlotPanel, size_t(n_blocks) * kATileBytes);
+    auto* panel_scales = reinterpret_cast<float*>(scratch(
+        kSlotPanelScales, (size_t(n_blocks) * kPanelRows + size_t(2 * l.groups_per_row)) * 4));
+    float* row_params = panel_scales + n_blocks * kPanelRows;
+    auto* acc = reinterpret_cast<float*>(scratch(kSlotAccumulators, kAccFloats * 4));
+    const TileConfig config = tile_config();
+    _tile_loadconfig(&config);
+    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
+    for (int64_t row0 = r0; row0 < r1; row0 += kPanelRows) {
+        const int n_valid = r1 - row0 < kPanelRows ? int(r1 - row0) : kPanelRows;
+        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
+        // The next panel's codes (within the matrix), fetched during the first pass.
+        PanelPrefetch prefetch;
+        if (const int64_t next = row0 + kPanelRows; next < l.rows) {
+            const int64_t rows = l.rows - next < kPanelRows ? l.rows - next : kPanelRows;
+            prefetch = {w.data + l.codes_offset + size_t(next) * row_bytes,
+                        rows * int64_t(row_bytes)};
+        }
+        for (int64_t tt = 0; tt < x.n_token_tiles; ++tt) {
+            panel_times_tile<F>(panel, panel_scales, x, tt, n_blocks, prefetch, acc);
+            prefetch = {};
+            write_outputs<F>(w, qa, acc, row0, n_valid, int(tt * kTileTokens), row_params, y);
+        }
+    }
+    _tile_release();
+}
+
+}  // namespace
+
+void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+                      float* y) {
+    visit_grouped_format(w.layout.format, [&](auto format) {
+        rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
+    });
+}
+
+}  // namespace nibble::kernels::amx
