@@ -33,6 +33,12 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file);
 // A classifier sharing the embedding's blob is stored once.
 void save_nibble_file(const Model& model, const std::string& path);
 
+// Whether a tensor of `cols` columns can carry a column order: its I32 entry
+// must keep the next blob 64-byte aligned (docs/FORMAT.md).
+inline bool column_order_storable(int64_t cols) {
+    return cols % 16 == 0;
+}
+
 // One weight tensor of a file: its canonical name and packed layout.
 struct NibbleTensorDecl {
     std::string name;

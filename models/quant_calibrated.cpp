@@ -64,14 +64,18 @@ double mse(const RowMatrix& a, const RowMatrix& b) {
 // Quantizes, writes and reports the tensors of the calibrated path in order.
 class CalibratedWriter {
   public:
-    // plan: the stored layouts; search_layouts: the grids the AWQ losses round to.
+    // plan: the stored layouts; search_layouts: the grids the AWQ losses round to;
+    // orders: per tensor, the declared column order's storage (cols entries,
+    // filled before the tensor is written) or empty.
     CalibratedWriter(const Model& source, const QuantizePlan& plan,
-                     const std::vector<PackedLayout>& search_layouts, const CalibratedOptions& o,
+                     const std::vector<PackedLayout>& search_layouts,
+                     std::vector<std::vector<int32_t>>& orders, const CalibratedOptions& o,
                      NibbleFileWriter& writer, QuantizeResult& result,
                      const QuantizeProgress& progress)
         : source_(source),
           plan_(plan),
           search_layouts_(search_layouts),
+          orders_(orders),
           o_(o),
           writer_(writer),
           result_(result),
@@ -106,11 +110,13 @@ class CalibratedWriter {
     }
 
     // A linear layer given its FP32 weights and the Hessian of its inputs;
-    // returns the stored matrix as the runtime decodes it.
-    RowMatrix write_linear(size_t i, const RowMatrix& w, const Eigen::MatrixXf& h, bool clip) {
+    // returns the stored matrix as the runtime decodes it, in the original
+    // column order. order: GPTQ act-order's column order (empty: from h).
+    RowMatrix write_linear(size_t i, const RowMatrix& w, const Eigen::MatrixXf& h, bool clip,
+                           const std::vector<int32_t>& order = {}) {
         const std::string& name = plan_.sources[i]->name;
         try {
-            return write_linear_unchecked(i, w, h, clip);
+            return write_linear_unchecked(i, w, h, clip, order);
         } catch (const std::runtime_error& e) {
             throw std::runtime_error(name + ": " + e.what());
         }
@@ -118,23 +124,27 @@ class CalibratedWriter {
 
   private:
     RowMatrix write_linear_unchecked(size_t i, const RowMatrix& w, const Eigen::MatrixXf& h,
-                                     bool clip) {
+                                     bool clip, const std::vector<int32_t>& order) {
         const PackedLayout& l = layout(i);
         const std::string& name = plan_.sources[i]->name;
+        std::vector<int32_t> stored_order;  // empty: the original column order
         if (!is_grouped(l.format)) {
-            blob_ = quantize_matrix(w.data(), l);
+            // Stored in the order of the layers sharing its input, if they are permuted.
+            if (!orders_[i].empty())
+                stored_order = order.empty() ? act_order_permutation(h) : order;
+            blob_ = quantize_matrix(permuted_columns(w, stored_order).data(), l);
         } else {
             QuantizedMatrix q;
             switch (o_.method) {
                 case QuantMethod::gptq:
                 case QuantMethod::awq_gptq: {
-                    GptqResult r = gptq_quantize(w, h, l, o_.gptq);
-                    if (!r.column_order.empty()) {
-                        throw std::runtime_error(
-                            "act-order with groups in the permuted order needs a stored column "
-                            "order, which nibble files do not have yet (use --static-groups)");
-                    }
+                    GptqOptions go = o_.gptq;
+                    go.order = order;
+                    // A width that cannot carry a stored order: static groups.
+                    if (go.act_order && orders_[i].empty()) go.static_groups = true;
+                    GptqResult r = gptq_quantize(w, h, l, go);
                     q = std::move(r.matrix);
+                    stored_order = std::move(r.column_order);
                     break;
                 }
                 case QuantMethod::awq:
@@ -145,19 +155,39 @@ class CalibratedWriter {
                     q = rtn_quantize(w, l, ScaleRule::search);
                     break;
             }
-            if (o_.on_matrix) o_.on_matrix(name, q);
+            if (o_.on_matrix) o_.on_matrix(name, q, stored_order);
             blob_ = pack(q);
         }
+        std::vector<int32_t>& declared = orders_[i];
+        if (declared.size() != stored_order.size()) {
+            throw std::logic_error("column order not declared as stored");
+        }
+        std::copy(stored_order.begin(), stored_order.end(), declared.begin());
         writer_.write_tensor(name, blob_.data(), blob_.size());
         const MatrixView view{l, blob_.data()};
-        const QuantError err = quantization_error(w.data(), view);
+        const QuantError err = quantization_error(permuted_columns(w, stored_order).data(), view);
         TensorReport rep;
         rep.name = name;
         rep.layout = l;
         rep.rel_rms = err.rel_rms;
         rep.mse = err.mse;
         finish(rep);
-        return dequantize(view);
+        return original_columns(dequantize(view), stored_order);
+    }
+
+    // w with stored column j = column order[j] (w itself if order is empty).
+    static RowMatrix permuted_columns(const RowMatrix& w, const std::vector<int32_t>& order) {
+        if (order.empty()) return w;
+        RowMatrix out(w.rows(), w.cols());
+        for (Eigen::Index j = 0; j < w.cols(); ++j) out.col(j) = w.col(order[size_t(j)]);
+        return out;
+    }
+    // The inverse: stored columns back to the original order.
+    static RowMatrix original_columns(const RowMatrix& stored, const std::vector<int32_t>& order) {
+        if (order.empty()) return stored;
+        RowMatrix out(stored.rows(), stored.cols());
+        for (Eigen::Index j = 0; j < stored.cols(); ++j) out.col(order[size_t(j)]) = stored.col(j);
+        return out;
     }
 
     void finish(const TensorReport& rep) {
@@ -170,6 +200,7 @@ class CalibratedWriter {
     const Model& source_;
     const QuantizePlan& plan_;
     const std::vector<PackedLayout>& search_layouts_;
+    std::vector<std::vector<int32_t>>& orders_;
     const CalibratedOptions& o_;
     NibbleFileWriter& writer_;
     QuantizeResult& result_;
@@ -226,12 +257,13 @@ void divide_vector(std::vector<float>& v, const std::vector<float>& s) {
 class BlockQuantizer {
   public:
     BlockQuantizer(const Model& source, const CalibSequences& calib, CalibratedWriter& out,
-                   bool awq, int64_t search_tokens)
+                   bool awq, bool act_order, int64_t search_tokens)
         : c_(source.config),
           calib_(calib),
           search_(leading_sequences(calib, search_tokens)),
           out_(out),
-          awq_(awq) {}
+          awq_(awq),
+          act_order_(act_order) {}
 
     void run(int layer, DenseBlock& b, RowMatrix& x) {
         attention_block(layer, b, x);
@@ -251,6 +283,12 @@ class BlockQuantizer {
                             const RowMatrix& v) const {
         return attention_out(xn, q, k, v, calib_);
     }
+    // GPTQ act-order's column order for the layers whose inputs have Hessian h
+    // (computed once, so that layers sharing an input share it).
+    std::vector<int32_t> shared_order(const Eigen::MatrixXf& h) const {
+        return act_order_ ? act_order_permutation(h) : std::vector<int32_t>();
+    }
+
     // The rows of the search sequences.
     RowMatrix search_rows(const RowMatrix& x) const { return x.topRows(search_.size()); }
 
@@ -283,11 +321,14 @@ class BlockQuantizer {
         }
         out_.write_vector(slot_index(layer, attn_norm), b.attn_norm);
         const Eigen::MatrixXf h = hessian(xn);
-        const RowMatrix q = out_.write_linear(slot_index(layer, wq), b.wq, h, false);
-        const RowMatrix k = out_.write_linear(slot_index(layer, wk), b.wk, h, false);
-        const RowMatrix v = out_.write_linear(slot_index(layer, wv), b.wv, h, true);
+        const std::vector<int32_t> order = shared_order(h);
+        const RowMatrix q = out_.write_linear(slot_index(layer, wq), b.wq, h, false, order);
+        const RowMatrix k = out_.write_linear(slot_index(layer, wk), b.wk, h, false, order);
+        const RowMatrix v = out_.write_linear(slot_index(layer, wv), b.wv, h, true, order);
         const RowMatrix att = attention_out(xn, q, k, v);
-        const RowMatrix o = out_.write_linear(slot_index(layer, wo), b.wo, hessian(att), true);
+        const Eigen::MatrixXf h_att = hessian(att);
+        const RowMatrix o =
+            out_.write_linear(slot_index(layer, wo), b.wo, h_att, true, shared_order(h_att));
         x += linear(att, o);
     }
 
@@ -319,11 +360,14 @@ class BlockQuantizer {
         }
         out_.write_vector(slot_index(layer, ffn_norm), b.ffn_norm);
         const Eigen::MatrixXf h = hessian(xn);
-        const RowMatrix gate = out_.write_linear(slot_index(layer, w_gate), b.w_gate, h, true);
-        const RowMatrix up = out_.write_linear(slot_index(layer, w_up), b.w_up, h, true);
+        const std::vector<int32_t> order = shared_order(h);
+        const RowMatrix gate =
+            out_.write_linear(slot_index(layer, w_gate), b.w_gate, h, true, order);
+        const RowMatrix up = out_.write_linear(slot_index(layer, w_up), b.w_up, h, true, order);
         const RowMatrix hidden = swiglu_rows(linear(xn, gate), linear(xn, up));
-        const RowMatrix down =
-            out_.write_linear(slot_index(layer, w_down), b.w_down, hessian(hidden), true);
+        const Eigen::MatrixXf h_hidden = hessian(hidden);
+        const RowMatrix down = out_.write_linear(slot_index(layer, w_down), b.w_down, h_hidden,
+                                                 true, shared_order(h_hidden));
         x += linear(hidden, down);
     }
 
@@ -332,6 +376,7 @@ class BlockQuantizer {
     const CalibSequences search_;
     CalibratedWriter& out_;
     bool awq_;
+    bool act_order_;
 };
 
 }  // namespace
@@ -357,18 +402,33 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
                                      " is outside the vocabulary");
         }
     }
+    const bool gptq =
+        options.method == QuantMethod::gptq || options.method == QuantMethod::awq_gptq;
+    const bool act_order = gptq && options.gptq.act_order;
+    // GPTQ act-order with groups in the walk's order: every linear layer is
+    // stored permuted, with its column order (also one not grouped, e.g. kept
+    // in f16, since the layers sharing its input are), if its width allows
+    // (column_order_storable; layers sharing an input have the same width);
+    // otherwise it gets static groups.
+    const bool stored_orders = act_order && !options.gptq.static_groups;
+    std::vector<std::vector<int32_t>> orders(plan.sources.size());
     std::vector<NibbleTensorDecl> decls;
     for (size_t i = 0; i < plan.sources.size(); ++i) {
         if (plan.shared && plan.sources[i] == &source.output) continue;
-        decls.push_back({plan.sources[i]->name, plan.layouts[i]});
+        const Tensor& t = *plan.sources[i];
+        const bool linear = t.name.rfind("blk.", 0) == 0 && t.rows() > 1;
+        if (stored_orders && linear && column_order_storable(t.cols())) {
+            orders[i].assign(size_t(t.cols()), 0);
+        }
+        decls.push_back({t.name, plan.layouts[i], orders[i].empty() ? nullptr : orders[i].data()});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
                             tokenizer_proto.size(), source.chat_template);
     QuantizeResult result;
-    CalibratedWriter out(source, plan, search_layouts, options, writer, result, progress);
+    CalibratedWriter out(source, plan, search_layouts, orders, options, writer, result, progress);
     out.write_rtn(0);  // token_embd
     const bool awq = options.method == QuantMethod::awq || options.method == QuantMethod::awq_gptq;
-    BlockQuantizer blocks(source, calib, out, awq, options.awq_search_tokens);
+    BlockQuantizer blocks(source, calib, out, awq, act_order, options.awq_search_tokens);
     RowMatrix x = embed(source, calib);
     for (int l = 0; l < source.config.n_layers; ++l) {
         DenseBlock b = load_block(source, l);

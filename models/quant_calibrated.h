@@ -11,6 +11,11 @@
 //   GPTQ: each linear layer from the Hessian of its captured inputs
 //     (quant_gptq.h).
 //   AWQ+GPTQ: AWQ's scales, then GPTQ instead of the clipping search.
+// GPTQ act-order walks the columns of the layers sharing an input (q, k, v;
+// gate, up) in one order, from their common Hessian; without static groups the
+// layers are stored in that order with it as their column order (the runtime
+// gathers the input once for all of them, engine/model.h); a layer too narrow
+// for a stored order (column_order_storable) gets static groups instead.
 // Memory: one block's weights in FP32, the calibration activations
 // ([tokens][hidden] a few times), and the mapped source; every tensor is
 // written to the output file as soon as it is quantized. The embedding,
@@ -19,6 +24,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "models/quant_block.h"
 #include "models/quant_gptq.h"
@@ -43,8 +49,11 @@ struct CalibratedOptions {
     // model's function.
     bool fold_only = false;
     // Called with each linear layer's quantized values as the quantizer holds
-    // them (on the grid of its fp16 parameters), for tests.
-    std::function<void(const std::string& name, const QuantizedMatrix& q)> on_matrix;
+    // them (on the grid of its fp16 parameters, columns in the stored order)
+    // and the stored column order (empty: the original order), for tests.
+    std::function<void(const std::string& name, const QuantizedMatrix& q,
+                       const std::vector<int32_t>& column_order)>
+        on_matrix;
 };
 
 // Calibration sequences from a text: its documents (split_documents), each

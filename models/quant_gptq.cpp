@@ -37,7 +37,26 @@ Eigen::MatrixXf inverse_cholesky_upper(const Eigen::MatrixXf& h) {
     return u;
 }
 
+std::vector<int32_t> act_order_permutation(const Eigen::MatrixXf& h) {
+    std::vector<int32_t> perm(static_cast<size_t>(h.cols()));
+    std::iota(perm.begin(), perm.end(), 0);
+    auto diag = [&](int32_t i) { return h(i, i) == 0.0f ? 1.0f : h(i, i); };
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int32_t a, int32_t b) { return diag(a) > diag(b); });
+    return perm;
+}
+
 namespace {
+
+bool is_permutation_of_columns(const std::vector<int32_t>& order, int64_t cols) {
+    if (int64_t(order.size()) != cols) return false;
+    std::vector<bool> seen(order.size(), false);
+    for (int32_t c : order) {
+        if (c < 0 || c >= cols || seen[size_t(c)]) return false;
+        seen[size_t(c)] = true;
+    }
+    return true;
+}
 
 // Per-row parameters of every group, [rows][groups_per_row].
 struct GroupTable {
@@ -82,6 +101,9 @@ GptqResult gptq_quantize(const RowMatrix& w_in, const Eigen::MatrixXf& h_in,
         h_in.rows() != cols || h_in.cols() != cols) {
         throw std::invalid_argument("gptq_quantize: shapes of W, H and the layout do not match");
     }
+    if (o.act_order && !o.order.empty() && !is_permutation_of_columns(o.order, cols)) {
+        throw std::invalid_argument("gptq_quantize: the given order is not a column permutation");
+    }
     const int64_t g_size = layout.group_size;
     Eigen::MatrixXf w = w_in;  // column-major: columns are contiguous
     Eigen::MatrixXf h = h_in;
@@ -102,8 +124,7 @@ GptqResult gptq_quantize(const RowMatrix& w_in, const Eigen::MatrixXf& h_in,
     std::vector<int32_t> perm(static_cast<size_t>(cols));
     std::iota(perm.begin(), perm.end(), 0);
     if (o.act_order) {
-        std::stable_sort(perm.begin(), perm.end(),
-                         [&](int32_t a, int32_t b) { return h(a, a) > h(b, b); });
+        perm = o.order.empty() ? act_order_permutation(h) : o.order;
         Eigen::MatrixXf wp(rows, cols), hp(cols, cols);
         for (int64_t j = 0; j < cols; ++j) wp.col(j) = w.col(perm[size_t(j)]);
         for (int64_t j = 0; j < cols; ++j) {

@@ -5,7 +5,9 @@
 //
 //   1. H = (2/n) X^T X over the n calibration rows of X [n][cols] (hessian()).
 //   2. Dead inputs (H[i,i] == 0): H[i,i] = 1 and W[:, i] = 0.
-//   3. Act-order (optional): columns in order of decreasing H[i,i].
+//   3. Act-order (optional): columns in order of decreasing H[i,i]
+//      (act_order_permutation), or in a given order (GptqOptions::order: the
+//      layers sharing one input, hence one H, share one order).
 //   4. Dampening: H += damp * mean(diag H) * I.
 //   5. U = upper Cholesky factor of H^-1 (H^-1 = U^T U).
 //   6. Columns in blocks of 128 (or the group size, if larger): for column i, at
@@ -36,6 +38,9 @@ struct GptqOptions {
     bool static_groups = false;
     int block_size = 128;
     ScaleRule rule = ScaleRule::search;
+    // With act_order: the column order to walk (a permutation of 0..cols-1);
+    // empty: act_order_permutation(H).
+    std::vector<int32_t> order;
 };
 
 struct GptqResult {
@@ -57,9 +62,14 @@ void hessian_add(Eigen::MatrixXf& h, int64_t& n_before, const RowMatrix& x);
 // definite.
 Eigen::MatrixXf inverse_cholesky_upper(const Eigen::MatrixXf& h);
 
+// Act-order: the columns by decreasing H[i,i] (dead columns, H[i,i] == 0,
+// count as 1), ties in index order.
+std::vector<int32_t> act_order_permutation(const Eigen::MatrixXf& h);
+
 // Quantizes w [rows][cols] into `layout` (a grouped format of w's shape) given
 // its Hessian h [cols][cols]. Throws std::runtime_error if the dampened
-// Hessian is not positive definite.
+// Hessian is not positive definite, std::invalid_argument if the shapes or
+// options.order do not fit.
 GptqResult gptq_quantize(const RowMatrix& w, const Eigen::MatrixXf& h, const PackedLayout& layout,
                          const GptqOptions& options = {});
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the calibrated-quantization table of docs/QUALITY.md: FP32, RTN,
-# GPTQ and AWQ (and the act-order / combined variants at group 32) for q4, q4a
+# GPTQ and AWQ (and the act-order / combined variants at group 32, without
+# double quantization) for q4, q4a
 # and nf4 at groups 32 and 64, with and without double quantization, on
 # stories260K and aidreams260K. Calibration uses the first half of the
 # TinyStories excerpt's documents and every score the second half (never the
@@ -8,12 +9,16 @@
 # agreement against the FP32 model, and the file size. Prints Markdown.
 #
 # usage: scripts/quality_calibrated.sh [NIBBLE_BINARY] [DATA_DIR] [WORK_DIR]
-# MODELS="stories260K aidreams260K", FORMATS="q4 q4a nf4" and GROUP_SIZES="32 64" select rows (to
-# run parts side by side; every row is deterministic).
+# MODELS="stories260K aidreams260K", FORMATS="q4 q4a nf4", GROUP_SIZES="32 64",
+# DOUBLE_QUANT="off on" and METHODS (comma-separated, e.g. "rtn,gptq --act-order";
+# the ratio column needs rtn) select rows (to run parts side by side; every row
+# is deterministic).
 set -euo pipefail
 models="${MODELS:-stories260K aidreams260K}"
 formats="${FORMATS:-q4 q4a nf4}"
 groups="${GROUP_SIZES:-32 64}"
+dqs="${DOUBLE_QUANT:-off on}"
+only_methods="${METHODS:-}"
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 nibble="${1:-$here/build/nibble}"
@@ -66,12 +71,13 @@ for spec in "stories260K:$data/stories260K.bin:$data/tok512.model" \
     echo "| $name | FP32 | f32 | - | - | $(stat -c %s "$src") | $fp32 | 0 | | 0 | 100% |"
     for fmt in $formats; do
         for group in $groups; do
-            for dq in off on; do
+            for dq in $dqs; do
                 methods=(rtn gptq awq)
                 [ "$group" = 32 ] && [ "$dq" = off ] &&
-                    methods+=("gptq --act-order --static-groups" "awq+gptq")
+                    methods+=("gptq --act-order --static-groups" "gptq --act-order" "awq+gptq")
                 rtn_increase=""
                 for method in "${methods[@]}"; do
+                    [ -z "$only_methods" ] || [[ ",$only_methods," == *",$method,"* ]] || continue
                     flags=(--format "$fmt" --group-size "$group" --method $method)
                     [ "$dq" = on ] && flags+=(--double-quant)
                     [ "${method%% *}" != rtn ] && flags+=(--calib "$calib")

@@ -1,5 +1,7 @@
 // The calibrated quantization pipeline on the real small models: the runtime
-// decodes GPTQ files to exactly the quantizer's own matrices, AWQ's folded
+// decodes GPTQ files to exactly the quantizer's own matrices (act-order with
+// static groups, and with groups in the permuted order stored with a column
+// order, whose logits equal a dense forward pass with those matrices), AWQ's folded
 // scales keep the full-precision logits, and GPTQ/AWQ files score better than
 // RTN on text the calibration never saw.
 #include <doctest/doctest.h>
@@ -8,10 +10,12 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <numeric>
 
 #include "engine/forward.h"
 #include "engine/perplexity.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_dispatch.h"
 #include "models/loader.h"
 #include "models/quant_calibrated.h"
 #include "test_data.h"
@@ -90,7 +94,7 @@ QuantizeRecipe linear_only(WeightFormat f, int group) {
 
 }  // namespace
 
-TEST_CASE("GPTQ act-order files decode to exactly the quantizer's own matrices") {
+TEST_CASE("GPTQ act-order (static groups) files decode to exactly the quantizer's own matrices") {
     const Model src = load_model(data_path(kStories.bin));
     const Tokenizer tok = Tokenizer::from_file(data_path(kStories.tokenizer));
     const CalibSequences calib = calib_of(tok, src, 1024);
@@ -100,7 +104,9 @@ TEST_CASE("GPTQ act-order files decode to exactly the quantizer's own matrices")
         o.gptq.act_order = true;
         o.gptq.static_groups = true;
         std::map<std::string, RowMatrix> own;
-        o.on_matrix = [&](const std::string& name, const QuantizedMatrix& q) {
+        o.on_matrix = [&](const std::string& name, const QuantizedMatrix& q,
+                          const std::vector<int32_t>& order) {
+            CHECK(order.empty());
             own[name] = q.values;
         };
         const std::string path = temp_file("gptq_act_order.nbl");
@@ -112,6 +118,7 @@ TEST_CASE("GPTQ act-order files decode to exactly the quantizer's own matrices")
             if (!own.count(t->name)) continue;
             const RowMatrix& ref = own[t->name];
             CAPTURE(t->name);
+            CHECK(t->column_order == nullptr);
             CHECK(dequantize(t->view) == ref);
             // The runtime's product with a vector equals the product with ref.
             Eigen::VectorXf x = Eigen::VectorXf::LinSpaced(t->cols(), -1.0f, 1.0f);
@@ -122,6 +129,108 @@ TEST_CASE("GPTQ act-order files decode to exactly the quantizer's own matrices")
             ++checked;
         }
         CHECK(checked == 7 * src.config.n_layers);
+    }
+}
+
+namespace {
+
+// m's matrix `t` as the runtime decodes it, in the model's column order.
+RowMatrix runtime_matrix(const Tensor& t) {
+    const RowMatrix stored = dequantize(t.view);
+    if (t.column_order == nullptr) return stored;
+    RowMatrix out(stored.rows(), stored.cols());
+    for (int64_t j = 0; j < t.cols(); ++j) out.col(t.column_order[j]) = stored.col(j);
+    return out;
+}
+
+std::vector<int32_t> order_of(const Tensor& t) {
+    return t.column_order ? std::vector<int32_t>(t.column_order, t.column_order + t.cols())
+                          : std::vector<int32_t>();
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b, double* max_abs) {
+    double diff = 0.0;
+    *max_abs = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, double(std::fabs(a[i] - b[i])));
+        *max_abs = std::max(*max_abs, double(std::fabs(a[i])));
+    }
+    return diff;
+}
+
+}  // namespace
+
+TEST_CASE("GPTQ act-order with groups in the permuted order: stored column orders, exact") {
+    const Model src = load_model(data_path(kStories.bin));
+    const Tokenizer tok = Tokenizer::from_file(data_path(kStories.tokenizer));
+    const CalibSequences calib = calib_of(tok, src, 1024);
+    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4}) {
+        const std::string fname = format_name(f);
+        CAPTURE(fname);
+        CalibratedOptions o;
+        o.method = QuantMethod::gptq;
+        o.gptq.act_order = true;
+        // The quantizer's own matrices, put back in the original column order
+        // with the order it reports, and those orders (empty: not permuted).
+        std::map<std::string, RowMatrix> own;
+        std::map<std::string, std::vector<int32_t>> orders;
+        o.on_matrix = [&](const std::string& name, const QuantizedMatrix& q,
+                          const std::vector<int32_t>& order) {
+            RowMatrix m = q.values;
+            for (size_t j = 0; j < order.size(); ++j)
+                m.col(order[j]) = q.values.col(Eigen::Index(j));
+            own[name] = m;
+            orders[name] = order;
+        };
+        const std::string path = temp_file("gptq_act_order_permuted.nbl");
+        quantize_calibrated_to_file(src, linear_only(f, 32), o, calib, path, "");
+        const Model m = load_model(path);  // validates: q/k/v and gate/up share orders
+        REQUIRE(own.size() == size_t(7 * src.config.n_layers));
+        // Every layer is stored permuted except ffn_down: its 172 columns are
+        // too few for a stored order's alignment, so it gets static groups.
+        int checked = 0, permuted = 0;
+        for (const Tensor* t : m.tensors()) {
+            if (!own.count(t->name)) continue;
+            CAPTURE(t->name);
+            const bool storable = t->cols() % 16 == 0;
+            CHECK(storable == (t->name.find("ffn_down") == std::string::npos));
+            CHECK((t->column_order != nullptr) == storable);
+            CHECK(order_of(*t) == orders[t->name]);
+            std::vector<int32_t> identity(size_t(t->cols()));
+            std::iota(identity.begin(), identity.end(), 0);
+            permuted += storable && orders[t->name] != identity;
+            CHECK(runtime_matrix(*t) == own[t->name]);
+            ++checked;
+        }
+        CHECK(checked == 7 * src.config.n_layers);
+        CHECK(permuted == 6 * src.config.n_layers);  // act-order moved columns in every one
+        for (const LayerWeights& l : m.layers) {
+            CHECK(order_of(l.wq) == order_of(l.wk));
+            CHECK(order_of(l.wq) == order_of(l.wv));
+            CHECK(order_of(l.w_gate) == order_of(l.w_up));
+        }
+
+        // The runtime's logits (activations gathered into each stored order)
+        // equal those of the same model with the quantizer's matrices in f32,
+        // with FP32 products on both sides (only the sums' order differs).
+        Model dense = load_model(path);
+        std::vector<RowMatrix> keep;
+        keep.reserve(own.size());
+        for (Tensor* t : dense.tensors()) {
+            if (!own.count(t->name)) continue;
+            keep.push_back(own[t->name]);
+            t->view = MatrixView{make_layout(WeightFormat::f32, t->rows(), t->cols()),
+                                 reinterpret_cast<const uint8_t*>(keep.back().data())};
+            t->column_order = nullptr;
+        }
+        set_matmul_kernel(MatmulKernel::reference);
+        const std::vector<float> got = logits_of(m, tok), ref = logits_of(dense, tok);
+        set_matmul_kernel(MatmulKernel::automatic);
+        REQUIRE(got.size() == ref.size());
+        double max_abs = 0.0;
+        const double diff = max_abs_diff(ref, got, &max_abs);
+        MESSAGE(fname << ": max logit difference " << diff << " (max |logit| " << max_abs << ")");
+        CHECK(diff <= 1e-5 * max_abs);
     }
 }
 
