@@ -23,6 +23,9 @@ GroupParams fit_group(WeightFormat format, const float* w, int n, ScaleRule rule
         case WeightFormat::nf4:
             fit = fit_nf4_group(w, n, rule);
             break;
+        case WeightFormat::iq4nl:
+            fit = fit_iq4nl_group(w, n);
+            break;
         default:
             throw std::invalid_argument(std::string("no group grid for format ") +
                                         format_name(format));

@@ -42,6 +42,8 @@ inline float grid_value(WeightFormat format, float w, const GroupParams& p) {
             return p.scale * float(q4a_code(w, p.scale, p.min)) + p.min;
         case WeightFormat::nf4:
             return p.scale * kNf4Codebook[nf4_code(w, p.scale)];
+        case WeightFormat::iq4nl:
+            return p.scale * kIq4nlCodebook[iq4nl_code(w, p.scale)];
         default:
             return w;
     }

@@ -88,7 +88,8 @@ TEST_CASE("hessian_add averages batches like one pass over all rows") {
 
 TEST_CASE("GPTQ leaves at most 0.4x RTN's output error") {
     const Layer& l = layer();
-    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4}) {
+    for (WeightFormat f :
+         {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl}) {
         for (int g : {32, 64, 128, 256}) {
             for (bool dq : {false, true}) {  // double quantization at g32 only
                 if (dq && g != 32) continue;
@@ -103,7 +104,7 @@ TEST_CASE("GPTQ leaves at most 0.4x RTN's output error") {
                 CHECK(r.column_order.empty());
                 CHECK(ratio <= 0.4);
                 MESSAGE(std::string(format_name(f))
-                        << " g" << g << (dq ? "+dq" : "") << " GPTQ/RTN " << ratio);
+                        << " g" << g << std::string(dq ? "+dq" : "") << " GPTQ/RTN " << ratio);
             }
         }
     }
@@ -147,8 +148,8 @@ TEST_CASE("GPTQ's stored matrix decodes exactly to its own grid values") {
     GptqOptions o;
     o.act_order = true;
     o.static_groups = true;
-    for (WeightFormat f :
-         {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::q8}) {
+    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
+                           WeightFormat::iq4nl, WeightFormat::q8}) {
         const PackedLayout layout = make_layout(f, 256, 512, 64);
         const GptqResult r = gptq_quantize(l.w, l.h, layout, o);
         const std::vector<uint8_t> blob = pack(r.matrix);
