@@ -43,9 +43,11 @@ void print_version(std::FILE* out) {
     std::fprintf(out, "nibble %s (commit %s)\n", build_version(), build_commit());
     std::fprintf(out, "built with %s, C++%ld, for %s\n", compiler(), __cplusplus / 100 % 100,
                  architecture());
-    std::fprintf(
-        out, "CPU: AVX2 = %d | AVX_VNNI = %d | AVX512_VNNI = %d | NEON = %d | DOTPROD = %d\n",
-        int(cpu.avx2), int(cpu.avx_vnni), int(cpu.avx512), int(cpu.neon), int(cpu.dotprod));
+    std::fprintf(out,
+                 "CPU: AVX2 = %d | AVX_VNNI = %d | AVX512_VNNI = %d | AMX_INT8 = %d | NEON = %d | "
+                 "DOTPROD = %d\n",
+                 int(cpu.avx2), int(cpu.avx_vnni), int(cpu.avx512), int(amx_tiles_usable()),
+                 int(cpu.neon), int(cpu.dotprod));
     std::fprintf(out, "matmul kernel: %s (%s activations) | threads: %d\n",
                  matmul_kernel_name(kernel), activation_mode_name(matmul_activation_mode()),
                  set_threads(0));

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 
+#include "kernels/cpu_features.h"
 #include "kernels/matmul_variants.h"
 
 #if defined(__x86_64__)
@@ -75,4 +76,16 @@ uint64_t& packed_generation() {
 
 }  // namespace amx
 }  // namespace nibble::kernels
+
+namespace nibble {
+bool amx_tiles_usable() {
+    return kernels::amx_usable();
+}
+}  // namespace nibble
+#else
+namespace nibble {
+bool amx_tiles_usable() {
+    return false;
+}
+}  // namespace nibble
 #endif

@@ -61,6 +61,7 @@ TEST_CASE("nibble --version names the version, the commit, the CPU features and 
     CHECK(lines[2] == "CPU: AVX2 = " + std::to_string(int(cpu.avx2)) +
                           " | AVX_VNNI = " + std::to_string(int(cpu.avx_vnni)) +
                           " | AVX512_VNNI = " + std::to_string(int(cpu.avx512)) +
+                          " | AMX_INT8 = " + std::to_string(int(amx_tiles_usable())) +
                           " | NEON = " + std::to_string(int(cpu.neon)) +
                           " | DOTPROD = " + std::to_string(int(cpu.dotprod)));
     const std::string kernel = matmul_kernel_name(matmul_kernel());
