@@ -15,9 +15,13 @@
 
 namespace nibble::fuzz {
 
-// A path whose content is exactly `data` (the same memfd, rewritten each call).
-inline std::string as_file(const uint8_t* data, size_t size) {
-    static const int fd = memfd_create("nibble_fuzz", MFD_CLOEXEC);
+// A path whose content is exactly `data`: memfd number `slot` (0..3), rewritten
+// each call; harnesses that need several files use several slots.
+inline std::string as_file(const uint8_t* data, size_t size, int slot = 0) {
+    static int fds[4] = {-1, -1, -1, -1};
+    if (slot < 0 || slot >= 4) __builtin_trap();
+    if (fds[slot] < 0) fds[slot] = memfd_create("nibble_fuzz", MFD_CLOEXEC);
+    const int fd = fds[slot];
     if (fd < 0 || ftruncate(fd, 0) != 0) __builtin_trap();
     size_t at = 0;
     while (at < size) {

@@ -36,10 +36,32 @@ json read_json(const fs::path& path) {
     std::stringstream text;
     text << in.rdbuf();
     try {
-        return json::parse(text.str());
-    } catch (const json::exception& e) {
-        fail(path.string(), std::string("not valid JSON (") + e.what() + ")");
+        json j = json::parse(text.str());
+        if (!j.is_object()) fail(path.string(), "is not a JSON object");
+        return j;
+    } catch (const json::parse_error& e) {
+        // Not e.what(): nlohmann quotes the raw bytes around the error.
+        fail(path.string(), "not valid JSON (syntax error at byte " + std::to_string(e.byte) +
+                                " of " + std::to_string(text.str().size()) + ")");
     }
+}
+
+// j[key] when present and not null, else nullptr; a value of another JSON type
+// than `want` is an error naming the key (json::value() would throw nlohmann's
+// type_error text instead).
+const json* field(const json& j, const char* key, json::value_t want, const char* what,
+                  const std::string& where) {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return nullptr;
+    const bool ok = want == json::value_t::number_float ? it->is_number() : it->type() == want;
+    if (!ok) fail(where, std::string("\"") + key + "\" is not " + what);
+    return &*it;
+}
+
+std::string string_field(const json& j, const char* key, const std::string& where,
+                         const std::string& fallback) {
+    const json* v = field(j, key, json::value_t::string, "a string", where);
+    return v ? v->get<std::string>() : fallback;
 }
 
 int int_field(const json& j, const char* key, const std::string& where, int fallback = -1) {
@@ -91,9 +113,11 @@ ModelConfig read_config(const json& j, const std::string& where) {
             fail(where, "config.json head_dim differs from hidden_size / num_attention_heads");
         }
     }
-    if (const auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
-        const std::string type = rs->value("type", rs->value("rope_type", std::string("?")));
-        const double factor = rs->value("factor", 0.0);
+    if (const json* rs = field(j, "rope_scaling", json::value_t::object, "an object", where)) {
+        const std::string type =
+            string_field(*rs, "type", where, string_field(*rs, "rope_type", where, "?"));
+        const json* f = field(*rs, "factor", json::value_t::number_float, "a number", where);
+        const double factor = f ? f->get<double>() : 0.0;
         if (type != "linear" || !(factor >= 1.0)) {
             fail(where, "rope_scaling type \"" + type + "\" is not supported (only linear)");
         }
@@ -179,7 +203,10 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
                               : e->shape == std::vector<uint64_t>{uint64_t(rows), uint64_t(cols)};
     if (!shape_ok) {
         std::string shape;
-        for (uint64_t d : e->shape) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+        for (uint64_t d : e->shape) {  // (not `"x" + to_string`: gcc 12's false -Wrestrict)
+            if (!shape.empty()) shape += 'x';
+            shape += std::to_string(d);
+        }
         fail(file, "tensor " + slot.hf_name + " has shape [" + shape + "], expected " +
                        std::to_string(rows) + "x" + std::to_string(cols));
     }
@@ -196,18 +223,19 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
 
 // quantization_config of an AutoGPTQ / AutoAWQ checkpoint; nullopt without one.
 std::optional<PackedQuantConfig> read_quant_config(const json& config, const std::string& where) {
-    const auto it = config.find("quantization_config");
-    if (it == config.end() || it->is_null()) return std::nullopt;
+    const json* it =
+        field(config, "quantization_config", json::value_t::object, "an object", where);
+    if (it == nullptr) return std::nullopt;
     const json& j = *it;
-    const std::string method = j.value("quant_method", std::string("?"));
+    const std::string method = string_field(j, "quant_method", where, "?");
     PackedQuantConfig q;
     if (method == "gptq") {
         q.method = PackedQuantConfig::Method::gptq;
-        q.zeros_minus_one = j.value("checkpoint_format", std::string("gptq")) != "gptq_v2";
+        q.zeros_minus_one = string_field(j, "checkpoint_format", where, "gptq") != "gptq_v2";
     } else if (method == "awq") {
         q.method = PackedQuantConfig::Method::awq;
         q.zeros_minus_one = false;
-        const std::string version = j.value("version", std::string("gemm"));
+        const std::string version = string_field(j, "version", where, "gemm");
         if (version != "gemm" && version != "GEMM") {
             fail(where, "AWQ version \"" + version + "\" is not supported (only GEMM)");
         }
@@ -215,14 +243,19 @@ std::optional<PackedQuantConfig> read_quant_config(const json& config, const std
         fail(where, "quantization method \"" + method + "\" is not supported (gptq, awq)");
     }
     const auto bits = j.find("bits") != j.end() ? j.find("bits") : j.find("w_bit");
-    if (bits == j.end() || !bits->is_number_integer() || bits->get<int>() != 4) {
+    if (bits == j.end() || !bits->is_number_integer() || bits->get<int64_t>() != 4) {
         fail(where, "only 4-bit GPTQ/AWQ checkpoints are supported");
     }
     const auto group =
         j.find("group_size") != j.end() ? j.find("group_size") : j.find("q_group_size");
     if (group == j.end() || !group->is_number_integer())
         fail(where, "quantization_config has no group_size");
-    q.group_size = group->get<int>();
+    const int64_t g = group->get<int64_t>();
+    if (g <= 0 || g > std::numeric_limits<int>::max()) {
+        fail(where,
+             "quantization_config group_size " + std::to_string(g) + " is not a positive integer");
+    }
+    q.group_size = int(g);
     return q;
 }
 
@@ -270,7 +303,9 @@ Model load_hf_model(const std::string& path) {
     const Shards shards = open_shards(dir, single);
     for (const auto& [name, file] : shards.files) m.storage.push_back(file.file());
 
-    const bool tied = config.value("tie_word_embeddings", false);
+    const json* tie = field(config, "tie_word_embeddings", json::value_t::boolean, "true or false",
+                            config_path.string());
+    const bool tied = tie != nullptr && tie->get<bool>();
     const auto quant = read_quant_config(config, config_path.string());
     int packed = 0;
     for (const TensorSlot& slot : tensor_slots(m.config)) {
