@@ -13,6 +13,7 @@
 
 #include "apps/commands.h"
 #include "apps/sampling_options.h"
+#include "apps/validate.h"
 #include "engine/chat_session.h"
 #include "models/loader.h"
 
@@ -98,6 +99,7 @@ int chat_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     const int ctx = args["ctx-size"].as<int>();
     if (ctx < 0) throw UsageError("--ctx-size must be >= 0");
@@ -120,6 +122,7 @@ int chat_command(int argc, char** argv) {
     ro.context = ctx > 0 ? ctx : model.config.max_seq_len;
     ro.max_batch = batch;
     ro.kv_type = kv;
+    check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);
     ChatSession session(state, tokenizer, chat);
     const bool interactive = isatty(STDIN_FILENO) != 0;

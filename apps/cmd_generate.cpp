@@ -16,6 +16,7 @@
 #include "apps/commands.h"
 #include "apps/progress.h"
 #include "apps/sampling_options.h"
+#include "apps/validate.h"
 #include "engine/request_json.h"
 #include "engine/scheduler.h"
 #include "models/loader.h"
@@ -68,11 +69,8 @@ std::set<std::string> completed_ids(const std::string& path) {
 // Reads and checks every prompt; bad lines are reported on stderr and skipped.
 std::vector<Job> read_jobs(const std::string& path, const Tokenizer& tokenizer, int context,
                            const std::set<std::string>& skip, int* n_bad) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open the prompts file");
-    std::stringstream s;
-    s << in.rdbuf();
-    const std::string text = s.str();
+    // A regular file of bounded size, or "-" for stdin (a FIFO would block).
+    const std::string text = read_text_input(path);
     const bool json = looks_like_jsonl(text);
     std::vector<Job> jobs;
     std::set<std::string> seen;
@@ -162,11 +160,12 @@ int generate_command(int argc, char** argv) {
         std::fputs(options.help().c_str(), stdout);
         return 0;
     }
+    reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     if (!args.count("file")) throw UsageError("missing --file (-f)");
     if (!args.count("out")) throw UsageError("missing --out");
     const int parallel = args["parallel"].as<int>();
-    const int n_predict = args["n-predict"].as<int>();
+    int n_predict = args["n-predict"].as<int>();
     const int ctx = args["ctx-size"].as<int>();
     if (parallel < 1 || parallel > 256) throw UsageError("--parallel must be in 1..256");
     if (n_predict < -1) throw UsageError("--n-predict must be >= -1");
@@ -186,6 +185,10 @@ int generate_command(int argc, char** argv) {
     ro.max_batch = batch;
     ro.n_sequences = parallel;
     ro.kv_type = kv;
+    // -n beyond the context is clipped to it (said once); a completion also
+    // stops where its sequence fills the context.
+    if (n_predict > ro.context) n_predict = clip_n_predict(n_predict, 0, ro.context);
+    check_state_memory(model, ro, "--ctx-size or --parallel", "--batch-size");
     int n_bad = 0;
     const std::string prompts_path = args["file"].as<std::string>();
     std::vector<Job> jobs = read_jobs(prompts_path, tokenizer, ro.context, done, &n_bad);

@@ -3,9 +3,11 @@
 #   asan  the whole test suite built with AddressSanitizer + UBSan (gcc) in
 #         build-asan/ and run through ctest (the NEON-under-qemu test, which
 #         cross-compiles its own unsanitized binary, is left out);
-#   fuzz  every libFuzzer harness in fuzz/ built with clang (ASan + UBSan) in
-#         build-fuzz/ and run for FUZZ_SECONDS (default 45) each, seeded from
-#         ../shared/data (small files and truncated copies made here).
+#   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) built with clang
+#         (ASan + UBSan) in build-fuzz/ and run for FUZZ_SECONDS (default 45)
+#         each, seeded from ../shared/data (small files and truncated copies
+#         made here), fuzz/seeds/ and the seeds the HF harnesses generate; the
+#         corpus grows in build-fuzz/corpus/ from run to run.
 # usage: scripts/ci-extra.sh [asan] [fuzz]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +20,14 @@ jobs=$(nproc)
 
 asan_suite() {
     echo "== ASan+UBSan test suite (build-asan/)"
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNIBBLE_WERROR=ON \
-        -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+    local start=$SECONDS
+    # Release (-O3, as scripts/build.sh) with line tables for the reports.
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DNIBBLE_WERROR=ON \
+        -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
     cmake --build build-asan -j"$jobs" >/dev/null
-    local start=$SECONDS
+    echo "ASan+UBSan build: $((SECONDS - start)) s"
+    start=$SECONDS
     # detect_leaks: libgomp's thread pool is freed at exit; leaks of our own show up too.
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --test-dir build-asan --output-on-failure -j"$jobs" -E neon_qemu
@@ -51,8 +56,8 @@ fuzz_all() {
     CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release \
         -DNIBBLE_FUZZ=ON -DNIBBLE_WERROR=OFF -DCMAKE_CXX_FLAGS="$flags" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-    local harnesses=(fuzz_gguf fuzz_llama2c fuzz_nibble_file fuzz_llama2c_vocab fuzz_sentencepiece
-                     fuzz_tokenizer_text)
+    local harnesses=() h src
+    for src in fuzz/fuzz_*.cpp; do harnesses+=("$(basename "$src" .cpp)"); done
     local targets=()
     for h in "${harnesses[@]}"; do targets+=(--target "$h"); done
     cmake --build build-fuzz -j"$jobs" "${targets[@]}" >/dev/null
@@ -71,6 +76,12 @@ fuzz_all() {
     seeds fuzz_sentencepiece "$data/tok512.model" "$data/tokenizer.model:16384"
     seeds fuzz_tokenizer_text "$data/ggml-vocab-llama-spm.gguf.inp" \
         "$data/corpus/tinystories_excerpt.txt:2048" "$data/corpus/wikitext2-test.txt:2048"
+    seeds fuzz_request_json fuzz/seeds/request_json/* "$data/reference/stories260K_greedy.jsonl"
+    # The Hugging Face harnesses write their own seeds (the tiny checkpoint).
+    for h in fuzz_safetensors fuzz_hf_config; do
+        rm -rf "build-fuzz/seeds/$h"
+        NIBBLE_FUZZ_WRITE_SEEDS="build-fuzz/seeds/$h" "build-fuzz/fuzz/$h" >/dev/null 2>&1
+    done
 
     local total=0
     for h in "${harnesses[@]}"; do

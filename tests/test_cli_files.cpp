@@ -69,6 +69,11 @@ TEST_CASE("FIFOs, devices and directories are refused at once as inputs") {
     expect_refusal("run -m " + kModelPath + " --tokenizer " + fifo + " -p hi", 1,
                    fifo + ": is a FIFO");
     expect_refusal("perplexity -m " + kModelPath + tok + " -f " + fifo, 1, fifo + ": is a FIFO");
+    const std::string gen_out = " --out " + (work_dir() / "gen.jsonl").string();
+    expect_refusal("generate -m " + kModelPath + tok + " -f " + fifo + gen_out, 1,
+                   fifo + ": is a FIFO");
+    expect_refusal("generate -m " + kModelPath + tok + " -f /dev/zero" + gen_out, 1,
+                   "/dev/zero: is a character device");
     expect_refusal("quantize " + fifo + " " + (work_dir() / "q.nbl").string(), 1,
                    fifo + ": is a FIFO");
     expect_refusal(

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli_expect.h"
@@ -68,7 +70,35 @@ TEST_CASE("-n beyond the context is clipped to it and said once") {
     CHECK(std::stoi(o.text.substr(at + 12)) <= 64);
 }
 
+TEST_CASE("generate: -n beyond the context is clipped once, each completion ends in it") {
+    const auto dir = nibble::test::temp_dir("cli_limits_generate");
+    const std::string prompts = (dir / "prompts.txt").string();
+    const std::string out = (dir / "out.jsonl").string();
+    { std::ofstream(prompts) << "Once upon a time\nLily went\nThe cat\n"; }
+    const CliOutcome o =
+        run_nibble("generate" + kModel + " --tokenizer " + data_path("tok512.model") + " -f " +
+                       prompts + " --out " + out + " -n 2147483647 -c 64 --temp 0 --parallel 2",
+                   Capture::stderr_only);
+    CAPTURE(o.text);
+    CHECK(o.exit_code == 0);
+    const std::string notice = "--n-predict 2147483647 does not fit in the context of 64";
+    CHECK(o.text.find(notice) != std::string::npos);
+    CHECK(o.text.find(notice) == o.text.rfind(notice));
+    std::ifstream in(out);
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+        const auto j = nlohmann::json::parse(line);
+        CHECK(j["n_prompt"].get<int>() + j["n_completion"].get<int>() <= 64);
+    }
+    CHECK(lines == 3);
+}
+
 TEST_CASE("context, batch and bench sizes that cannot fit in memory are refused up front") {
+    const std::string gen = "generate" + kModel + " -f " +
+                            data_path("corpus/tinystories_excerpt.txt") +
+                            " --out /tmp/nibble_never_written.jsonl";
+    expect_refusal(gen + " -c 2000000000", 1, "lower --ctx-size or --parallel");
+    expect_refusal("chat" + kModel + " -c 2000000000", 1, "lower --ctx-size");
     // 2e9 positions of stories260K's KV cache are >1 TiB: refused, naming the option.
     expect_refusal(kRun + " -p hi -c 2000000000", 1, "lower --ctx-size");
     expect_refusal("perplexity" + kModel + " -f " + data_path("corpus/tinystories_excerpt.txt") +
@@ -95,6 +125,8 @@ TEST_CASE("sampling options outside their meaning and stray arguments are refuse
     expect_refusal("info " + data_path("stories260K.bin") + " " + data_path("tok512.model"), 2,
                    "unexpected argument '" + data_path("tok512.model") + "'");
     expect_refusal(kRun + " -p hi stray", 2, "unexpected argument 'stray'");
+    expect_refusal("chat" + kModel + " stray", 2, "unexpected argument 'stray'");
+    expect_refusal("generate" + kModel + " -f x --out y stray", 2, "unexpected argument 'stray'");
     expect_refusal("quantize " + data_path("stories260K.bin") + " /tmp/a.nbl /tmp/b.nbl", 2,
                    "unexpected argument '/tmp/b.nbl'");
 }
