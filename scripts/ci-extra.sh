@@ -21,9 +21,12 @@ jobs=$(nproc)
 asan_suite() {
     echo "== ASan+UBSan test suite (build-asan/)"
     local start=$SECONDS
-    # Release (-O3, as scripts/build.sh) with line tables for the reports.
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DNIBBLE_WERROR=ON \
-        -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1" \
+    # -O1 (ASan's advice: a much shorter build than -O3 and still quick tests),
+    # assertions on, line tables for the reports. Warnings are not errors here:
+    # gcc 12 gives false maybe-uninitialized warnings in <regex> under ASan
+    # (the normal build keeps -Werror).
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=None -DNIBBLE_WERROR=OFF \
+        -DCMAKE_CXX_FLAGS="-O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
     cmake --build build-asan -j"$jobs" >/dev/null
     echo "ASan+UBSan build: $((SECONDS - start)) s"
