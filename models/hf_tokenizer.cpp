@@ -97,7 +97,8 @@ std::string config_template(const json& j, const fs::path& file) {
             if (!t.is_object() || !t.contains("template") || !t["template"].is_string()) {
                 fail(file, "\"chat_template\" list entries need a \"template\" string");
             }
-            if (t.value("name", std::string()) == "default")
+            // (not t.value("name", ...): it throws nlohmann's type_error for a non-string)
+            if (const auto name = t.find("name"); name != t.end() && *name == "default")
                 return t["template"].get<std::string>();
             if (first.empty()) first = t["template"].get<std::string>();
         }

@@ -103,3 +103,12 @@ TEST_CASE("GPTQ bits and group_size beyond int are not truncated into valid valu
     check_refused("bits_wrap", gptq(4294967300ll, 32).dump(), "only 4-bit");
     check_refused("group_wrap", gptq(4, 4294967328ll).dump(), "group_size 4294967328");
 }
+
+TEST_CASE("chat_template.json: a template name that is not a string is not nlohmann's type_error") {
+    const std::string dir = checkpoint("template_name", fuzz::tiny_config().dump());
+    std::ofstream(dir + "/chat_template.json")
+        << R"({"chat_template": [{"name": 5, "template": "first"}, )"
+        << R"({"name": "default", "template": "chosen"}]})";
+    const Model m = load_hf_model(dir);
+    CHECK(m.chat_template == "chosen");
+}
