@@ -43,6 +43,9 @@ json read_json(const fs::path& path) {
         // Not e.what(): nlohmann quotes the raw bytes around the error.
         fail(path.string(), "not valid JSON (syntax error at byte " + std::to_string(e.byte) +
                                 " of " + std::to_string(text.str().size()) + ")");
+    } catch (const json::exception& e) {  // out_of_range 406: a number beyond a double
+        fail(path.string(), "not valid JSON (error " + std::to_string(e.id) +
+                                (e.id == 406 ? ": a number out of range)" : ")"));
     }
 }
 

@@ -47,6 +47,9 @@ std::optional<json> read_optional_object(const fs::path& path) {
         j = json::parse(*text);
     } catch (const json::parse_error& e) {
         fail(path, "not valid JSON (at byte " + std::to_string(e.byte) + ")");
+    } catch (const json::exception& e) {  // out_of_range 406: a number beyond a double
+        fail(path, "not valid JSON (error " + std::to_string(e.id) +
+                       (e.id == 406 ? ": a number out of range)" : ")"));
     }
     if (!j.is_object()) fail(path, "not a JSON object");
     return j;

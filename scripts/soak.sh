@@ -5,12 +5,12 @@
 # RSS after the first minute, at the end and the peak, and fails when the end is
 # more than 5% above the first-minute figure (memory that grows with use).
 # Not a test (it takes minutes); figures go to docs/RELIABILITY.md.
-# usage: scripts/soak.sh [chat] [generate]   (default: both; uses build/nibble)
+# usage: scripts/soak.sh [chat] [generate]   (default: both; build/nibble or $NIBBLE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 data="$root/../shared/data"
-nibble="$root/build/nibble"
+nibble="${NIBBLE:-$root/build/nibble}"  # NIBBLE=path: another binary
 [ -x "$nibble" ] || scripts/build.sh nibble >/dev/null
 turns=${SOAK_TURNS:-2000}
 prompts=${SOAK_PROMPTS:-20000}

@@ -112,3 +112,19 @@ TEST_CASE("chat_template.json: a template name that is not a string is not nlohm
     const Model m = load_hf_model(dir);
     CHECK(m.chat_template == "chosen");
 }
+
+TEST_CASE("a number beyond a double in config.json or tokenizer_config.json is a clean error") {
+    // found by fuzz/fuzz_hf_config: nlohmann throws out_of_range (406), not
+    // parse_error, and it escaped as an unknown exception
+    check_refused("huge_number", R"({"hidden_size": 1e999})", "a number out of range");
+    const std::string dir = checkpoint("huge_in_tokenizer_config", fuzz::tiny_config().dump());
+    std::ofstream(dir + "/tokenizer_config.json") << R"({"bos_token": 33333333e3333})";
+    std::string message;
+    try {
+        (void)load_hf_model(dir);
+    } catch (const std::runtime_error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("tokenizer_config.json") != std::string::npos);
+    CHECK(message.find("a number out of range") != std::string::npos);
+}
