@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <memory>
+#include <optional>
 
 #include "apps/commands.h"
 #include "apps/validate.h"
@@ -26,111 +27,102 @@ std::string normalized(const std::string& text) {
     return out;
 }
 
-}  // namespace
+struct PerplexityOptions {
+    ModelOptions model;
+    std::string text_path;
+    int window = 0;  // --ctx: 0 for the documents protocol
+    int stride = 0;
+    bool second_half = false;
+    std::string save_logits, kl_base;  // empty: not asked for
+    bool quiet = false;
+};
 
-int perplexity_command(int argc, char** argv) {
+// Parses and validates the options; nullopt after printing --help.
+std::optional<PerplexityOptions> parse_perplexity_options(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Perplexity of a model on a text file");
+    add_model_options(options, 128, "tokens per forward pass");
     // clang-format off
     options.add_options()
-        ("m,model", "model file", cxxopts::value<std::string>())
-        ("f,file", "text file, - for stdin (documents split on <|endoftext|> or lone newlines)", cxxopts::value<std::string>())
-        ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
-        ("c,ctx-size", "documents protocol: context (0: the model's); documents are cut to ctx-1 tokens", cxxopts::value<int>()->default_value("0"))
+        ("f,file", "text file, - for stdin (documents split on <|endoftext|> or lone newlines; documents protocol: each cut to ctx-size - 1 tokens)", cxxopts::value<std::string>())
         ("ctx", "window protocol: the whole text as one token stream in windows of N tokens, each from a fresh context (0: one window per document)", cxxopts::value<int>()->default_value("0"))
         ("stride", "with --ctx: a window every S tokens, scoring the tokens not scored before (default N: non-overlapping windows scoring every token)", cxxopts::value<int>()->default_value("0"))
         ("second-half", "with --ctx: llama.cpp's protocol (non-overlapping windows, first token replaced by BOS, only the second half scored)")
         ("save-logits", "write the log-probabilities of every scored token to FILE (the base for --kl-base)", cxxopts::value<std::string>())
         ("kl-base", "report KL divergence and top-1 agreement against FILE (written by --save-logits with the same text and protocol)", cxxopts::value<std::string>())
-        ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("128"))
-        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("q,quiet", "no running estimate")
         ("h,help", "show this help");
     // clang-format on
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);
-        return 0;
+        return std::nullopt;
     }
     reject_extra_arguments(args);
-    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    PerplexityOptions o;
+    o.model = model_options(args);
     if (!args.count("file")) throw UsageError("missing --file (-f)");
-    const int context = args["ctx-size"].as<int>();
-    const int window = args["ctx"].as<int>();
-    int stride = args["stride"].as<int>();
-    const bool second_half = args.count("second-half") > 0;
-    const int batch = batch_size_option(args);
-    if (context < 0 || context == 1) throw UsageError("--ctx-size must be 0 or at least 2");
-    if (window < 0 || window == 1) throw UsageError("--ctx must be 0 or at least 2");
-    if (window == 0 && (args.count("stride") || second_half)) {
+    o.text_path = args["file"].as<std::string>();
+    o.window = args["ctx"].as<int>();
+    o.stride = args["stride"].as<int>();
+    o.second_half = args.count("second-half") > 0;
+    if (args.count("save-logits")) o.save_logits = args["save-logits"].as<std::string>();
+    if (args.count("kl-base")) o.kl_base = args["kl-base"].as<std::string>();
+    o.quiet = args.count("quiet") > 0;
+    if (o.model.context == 1) throw UsageError("--ctx-size must be 0 or at least 2");
+    if (o.window < 0 || o.window == 1) throw UsageError("--ctx must be 0 or at least 2");
+    if (o.window == 0 && (args.count("stride") || o.second_half)) {
         throw UsageError("--stride and --second-half need --ctx N");
     }
-    if (second_half && args.count("stride")) {
+    if (o.second_half && args.count("stride")) {
         throw UsageError("--second-half: llama.cpp's windows do not overlap; drop --stride");
     }
-    if (second_half && window < 4) throw UsageError("--second-half needs --ctx of at least 4");
-    if (stride == 0) stride = window;
-    if (window > 0 && (stride < 1 || stride > window)) {
+    if (o.second_half && o.window < 4) throw UsageError("--second-half needs --ctx of at least 4");
+    if (o.stride == 0) o.stride = o.window;
+    if (o.window > 0 && (o.stride < 1 || o.stride > o.window)) {
         throw UsageError("--stride must be in 1..--ctx");
     }
-    if (args.count("save-logits") && args.count("kl-base")) {
+    if (!o.save_logits.empty() && !o.kl_base.empty()) {
         throw UsageError(
             "--save-logits and --kl-base: save the base with the full-precision "
             "model first, then compare");
     }
-    const KvType kv = kv_option(args);
-    set_threads(args["threads"].as<int>());
+    return o;
+}
 
-    const std::string text_path = args["file"].as<std::string>();
-    const std::string text = read_text_file(text_path);
-    const Model model = load_model_reporting(args["model"].as<std::string>());
-    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+// The windows to score under the chosen protocol; sets ro.context to fit them.
+std::vector<ScoredWindow> make_windows(const PerplexityOptions& o, const std::string& text,
+                                       const Model& model, const Tokenizer& tokenizer,
+                                       RuntimeOptions& ro, int& truncated) {
     const int bos = tokenizer.bos_id();
-
-    RuntimeOptions ro;
-    ro.max_batch = batch;
-    ro.kv_type = kv;
-    std::vector<ScoredWindow> windows;
-    int truncated = 0;
-    if (window == 0) {
+    if (o.window == 0) {
         std::vector<std::vector<int32_t>> docs;
         for (const std::string& doc : split_documents(text)) {
             docs.push_back(tokenizer.encode(doc, false));
         }
-        ro.context = context > 0 ? context : model.config.max_seq_len;
-        windows = document_windows(docs, bos, ro.context, &truncated);
-    } else {
-        if (window > model.config.max_seq_len) {
-            throw UsageError("--ctx " + std::to_string(window) + " is longer than the model's " +
-                             std::to_string(model.config.max_seq_len) + " positions");
-        }
-        const std::vector<int32_t> stream = tokenizer.encode(normalized(text), false);
-        ro.context = window;
-        windows = second_half ? llamacpp_windows(stream, bos, window)
-                              : strided_windows(stream, bos, window, stride);
+        return document_windows(docs, bos, ro.context, &truncated);
     }
-    if (windows.empty()) throw std::runtime_error(text_path + ": no text to score");
+    if (o.window > model.config.max_seq_len) {
+        throw UsageError("--ctx " + std::to_string(o.window) + " is longer than the model's " +
+                         std::to_string(model.config.max_seq_len) + " positions");
+    }
+    const std::vector<int32_t> stream = tokenizer.encode(normalized(text), false);
+    ro.context = o.window;
+    return o.second_half ? llamacpp_windows(stream, bos, o.window)
+                         : strided_windows(stream, bos, o.window, o.stride);
+}
 
-    const int vocab = model.config.vocab_size;
-    std::unique_ptr<LogitsBaseWriter> saver;
-    std::unique_ptr<LogitsBaseReader> base;
-    if (args.count("save-logits")) {
-        saver = std::make_unique<LogitsBaseWriter>(args["save-logits"].as<std::string>(), vocab);
-    }
-    if (args.count("kl-base")) {
-        base = std::make_unique<LogitsBaseReader>(args["kl-base"].as<std::string>(), vocab);
-    }
-    const bool quiet = args.count("quiet") > 0;
-    check_state_memory(model, ro, window == 0 ? "--ctx-size" : "--ctx", "--batch-size");
-    InferenceState state(model, ro);
-    const PerplexityResult r = score_windows(
+// Scores the windows, feeding every scored position to --save-logits or --kl-base.
+PerplexityResult score(const PerplexityOptions& o, InferenceState& state,
+                       const std::vector<ScoredWindow>& windows, LogitsBaseWriter* saver,
+                       LogitsBaseReader* base) {
+    return score_windows(
         state, windows,
         [&](const float* logits, int32_t target) {
             if (saver) saver->add(logits, target);
             if (base) base->add(logits, target);
         },
         [&](int done, int total, const PerplexityResult& so_far) {
-            if (quiet) return;
+            if (o.quiet) return;
             std::fprintf(stderr, "\r[%d/%d] perplexity %.4f", done, total, so_far.perplexity());
             if (base) {
                 std::fprintf(stderr, ", KL %.6f, top-1 %.2f%%", base->stats().mean_kl(),
@@ -139,7 +131,34 @@ int perplexity_command(int argc, char** argv) {
             if (done == total) std::fputc('\n', stderr);
             std::fflush(stderr);
         });
-    const char* protocol = window == 0 ? "documents" : second_half ? "llama.cpp" : "windows";
+}
+
+}  // namespace
+
+int perplexity_command(int argc, char** argv) {
+    const std::optional<PerplexityOptions> parsed = parse_perplexity_options(argc, argv);
+    if (!parsed) return 0;
+    const PerplexityOptions& o = *parsed;
+    set_threads(o.model.threads);
+
+    const std::string text = read_text_file(o.text_path);
+    const Model model = load_model_reporting(o.model.model_path);
+    const Tokenizer tokenizer = resolve_tokenizer(model, o.model.tokenizer_path);
+    RuntimeOptions ro = runtime_options(o.model, model);
+    int truncated = 0;
+    const std::vector<ScoredWindow> windows =
+        make_windows(o, text, model, tokenizer, ro, truncated);
+    if (windows.empty()) throw std::runtime_error(o.text_path + ": no text to score");
+
+    const int vocab = model.config.vocab_size;
+    std::unique_ptr<LogitsBaseWriter> saver;
+    std::unique_ptr<LogitsBaseReader> base;
+    if (!o.save_logits.empty()) saver = std::make_unique<LogitsBaseWriter>(o.save_logits, vocab);
+    if (!o.kl_base.empty()) base = std::make_unique<LogitsBaseReader>(o.kl_base, vocab);
+    check_state_memory(model, ro, o.window == 0 ? "--ctx-size" : "--ctx", "--batch-size");
+    InferenceState state(model, ro);
+    const PerplexityResult r = score(o, state, windows, saver.get(), base.get());
+    const char* protocol = o.window == 0 ? "documents" : o.second_half ? "llama.cpp" : "windows";
     std::printf(
         "protocol %s, windows %d, scored tokens %lld, truncated %d, mean NLL %.6f, perplexity "
         "%.6f\n",
@@ -148,8 +167,7 @@ int perplexity_command(int argc, char** argv) {
     if (saver) {
         saver->finish();
         std::printf("saved log-probabilities of %lld tokens to %s\n",
-                    static_cast<long long>(saver->positions()),
-                    args["save-logits"].as<std::string>().c_str());
+                    static_cast<long long>(saver->positions()), o.save_logits.c_str());
     }
     if (base) {
         base->finish();

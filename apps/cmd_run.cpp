@@ -12,16 +12,11 @@ namespace nibble::app {
 
 int run_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Generate text with a model");
+    add_model_options(options, 64, "tokens per forward pass when reading the prompt");
     // clang-format off
     options.add_options()
-        ("m,model", "model file (llama2.c .bin, GGUF, nibble)", cxxopts::value<std::string>())
-        ("tokenizer", "tokenizer (.model or llama2.c tokenizer.bin)", cxxopts::value<std::string>()->default_value(""))
         ("p,prompt", "prompt text", cxxopts::value<std::string>()->default_value(""))
         ("n,n-predict", "number of tokens to generate", cxxopts::value<int>()->default_value("256"))
-        ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
-        ("b,batch-size", "tokens per forward pass when reading the prompt", cxxopts::value<int>()->default_value("64"))
-        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "-1");
@@ -31,22 +26,15 @@ int run_command(int argc, char** argv) {
         return 0;
     }
     reject_extra_arguments(args);
-    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    const ModelOptions mo = model_options(args);
     const int n_predict = args["n-predict"].as<int>();
-    const int context = args["ctx-size"].as<int>();
-    const int batch = batch_size_option(args);
     const SamplerParams sp = sampling_option_values(args);
     if (n_predict < 0) throw UsageError("--n-predict must be >= 0");
-    if (context < 0) throw UsageError("--ctx-size must be >= 0");
-    const KvType kv = kv_option(args);
-    set_threads(args["threads"].as<int>());
+    set_threads(mo.threads);
 
-    const Model model = load_model_reporting(args["model"].as<std::string>());
-    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
-    RuntimeOptions ro;
-    ro.context = context > 0 ? context : model.config.max_seq_len;
-    ro.max_batch = batch;
-    ro.kv_type = kv;
+    const Model model = load_model_reporting(mo.model_path);
+    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
+    const RuntimeOptions ro = runtime_options(mo, model);
     const std::vector<int32_t> prompt = tokenizer.encode(args["prompt"].as<std::string>(), true);
     if (int(prompt.size()) > ro.context) {
         throw UsageError("--prompt has " + std::to_string(prompt.size()) +

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/forward.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "tokenizer/tokenizer.h"
@@ -42,6 +43,22 @@ int batch_size_option(const cxxopts::ParseResult& args);
 // The whole content of a text file (or "-" for stdin): a regular file of at
 // most kMaxTextFileBytes (apps/validate.h); throws std::runtime_error("PATH: ...").
 std::string read_text_file(const std::string& path);
+
+// The options `run` and `perplexity` share: -m/--model, --tokenizer,
+// -c/--ctx-size, -b/--batch-size (default `default_batch`), -t/--threads, --kv.
+void add_model_options(cxxopts::Options& options, int default_batch, const std::string& batch_help);
+struct ModelOptions {
+    std::string model_path;
+    std::string tokenizer_path;  // empty: resolve_tokenizer finds one
+    int context = 0;             // 0: the model's
+    int batch = 0;
+    KvType kv = KvType::f16;
+    int threads = 0;  // 0: physical cores
+};
+// Reads and validates them (a missing --model or a bad value: UsageError).
+ModelOptions model_options(const cxxopts::ParseResult& args);
+// The runtime options they give for `model` (its context length unless -c).
+RuntimeOptions runtime_options(const ModelOptions& o, const Model& model);
 
 // Sets the OpenMP thread count and returns it: 0 means the number of physical
 // cores, a negative count is refused (UsageError), more than the CPUs available

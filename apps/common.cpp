@@ -73,6 +73,40 @@ std::string read_text_file(const std::string& path) {
     return read_text_input(path);
 }
 
+void add_model_options(cxxopts::Options& options, int default_batch,
+                       const std::string& batch_help) {
+    // clang-format off
+    options.add_options()
+        ("m,model", "model file (llama2.c .bin, GGUF, nibble)", cxxopts::value<std::string>())
+        ("tokenizer", "tokenizer (.model or llama2.c tokenizer.bin)", cxxopts::value<std::string>()->default_value(""))
+        ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
+        ("b,batch-size", batch_help, cxxopts::value<int>()->default_value(std::to_string(default_batch)))
+        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"));
+    // clang-format on
+}
+
+ModelOptions model_options(const cxxopts::ParseResult& args) {
+    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    ModelOptions o;
+    o.model_path = args["model"].as<std::string>();
+    o.tokenizer_path = args["tokenizer"].as<std::string>();
+    o.context = args["ctx-size"].as<int>();
+    if (o.context < 0) throw UsageError("--ctx-size must be >= 0");
+    o.batch = batch_size_option(args);
+    o.kv = kv_option(args);
+    o.threads = args["threads"].as<int>();
+    return o;
+}
+
+RuntimeOptions runtime_options(const ModelOptions& o, const Model& model) {
+    RuntimeOptions ro;
+    ro.context = o.context > 0 ? o.context : model.config.max_seq_len;
+    ro.max_batch = o.batch;
+    ro.kv_type = o.kv;
+    return ro;
+}
+
 int set_threads(int requested) {
     int physical_cores = 0;
     if (requested == 0) {

@@ -169,27 +169,19 @@ PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::s
     }
 }
 
-}  // namespace
+// The nibble keys of __metadata__, checked and parsed.
+struct Metadata {
+    json config;   // nibble.config
+    json tensors;  // nibble.tensors: name -> layout
+    bool shared_output = false;
+    std::string tokenizer_text;  // nibble.tokenizer_bytes as written
+    uint64_t tokenizer_bytes = 0;
+    std::string chat_template;  // nibble.chat_template, optional
+};
 
-bool is_nibble_file(const MappedFile& file) {
-    return file.size() >= 8 + kMagicPrefix.size() &&
-           std::memcmp(file.data() + 8, kMagicPrefix.data(), kMagicPrefix.size()) == 0;
-}
-
-Model load_nibble_file(std::shared_ptr<MappedFile> file) {
-    const std::string& path = file->path();
-    const HeaderReader r{path};
-    if (!is_nibble_file(*file)) r.fail("not a nibble model file (no nibble header)");
-    const SafetensorsFile st = SafetensorsFile::parse(file);
-    const uint64_t n = st.header_bytes();
-    if ((8 + n) % kSectionAlign != 0) {
-        r.fail("data section starts at byte " + std::to_string(8 + n) + ", not a multiple of " +
-               std::to_string(kSectionAlign));
-    }
-    const uint8_t* data = st.data_section();
-    const uint64_t data_size = st.data_bytes();
+Metadata read_metadata(const HeaderReader& r, const json& metadata) {
     json header = json::object();
-    header["__metadata__"] = st.metadata();
+    header["__metadata__"] = metadata;
     const json& meta = r.member(header, "__metadata__", "header");
     const std::string version = r.string(meta, "nibble_version", "__metadata__");
     if (version != kNibbleFileVersion) {
@@ -197,32 +189,42 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
                kNibbleFileVersion + "); upgrade nibble");
     }
     if (r.string(meta, "format", "__metadata__") != "nibble") r.fail("format is not nibble");
-    const json config_json =
-        r.parse(r.string(meta, "nibble.config", "__metadata__"), "nibble.config");
-    const json infos = r.parse(r.string(meta, "nibble.tensors", "__metadata__"), "nibble.tensors");
-    if (!infos.is_object()) r.fail("nibble.tensors is not a JSON object");
+    Metadata m;
+    m.config = r.parse(r.string(meta, "nibble.config", "__metadata__"), "nibble.config");
+    m.tensors = r.parse(r.string(meta, "nibble.tensors", "__metadata__"), "nibble.tensors");
+    if (!m.tensors.is_object()) r.fail("nibble.tensors is not a JSON object");
     const std::string shared_text = r.string(meta, "nibble.shared_output", "__metadata__");
     if (shared_text != "true" && shared_text != "false") {
         r.fail("nibble.shared_output is '" + shared_text + "', not true or false");
     }
-    const bool shared = shared_text == "true";
-    const std::string tok_text = r.string(meta, "nibble.tokenizer_bytes", "__metadata__");
-    if (tok_text.empty() || tok_text.size() > 12 ||
-        !std::all_of(tok_text.begin(), tok_text.end(),
-                     [](char ch) { return ch >= '0' && ch <= '9'; })) {
-        r.fail("nibble.tokenizer_bytes '" + tok_text + "' is not a byte count");
+    m.shared_output = shared_text == "true";
+    m.tokenizer_text = r.string(meta, "nibble.tokenizer_bytes", "__metadata__");
+    const std::string& tok = m.tokenizer_text;
+    if (tok.empty() || tok.size() > 12 ||
+        !std::all_of(tok.begin(), tok.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        r.fail("nibble.tokenizer_bytes '" + tok + "' is not a byte count");
     }
-    const uint64_t tokenizer_bytes = std::stoull(tok_text);
-    std::string chat_template;  // optional
+    m.tokenizer_bytes = std::stoull(tok);
     if (meta.contains("nibble.chat_template")) {
-        chat_template = r.string(meta, "nibble.chat_template", "__metadata__");
+        m.chat_template = r.string(meta, "nibble.chat_template", "__metadata__");
     }
+    return m;
+}
 
-    // Every safetensors entry: dtype, shape, offsets inside the data section,
-    // 64-byte aligned, together covering the data section without gaps.
-    const std::map<std::string, SafetensorsEntry>& entries = st.tensors();
+// The data section starts 64-byte aligned.
+void check_data_start(const HeaderReader& r, const SafetensorsFile& st) {
+    const uint64_t n = st.header_bytes();
+    if ((8 + n) % kSectionAlign != 0) {
+        r.fail("data section starts at byte " + std::to_string(8 + n) + ", not a multiple of " +
+               std::to_string(kSectionAlign));
+    }
+}
+
+// Every entry starts 64-byte aligned, and together they cover the data section
+// without gaps or overlaps.
+void check_entries(const HeaderReader& r, const SafetensorsFile& st) {
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (const auto& [name, e] : entries) {
+    for (const auto& [name, e] : st.tensors()) {
         if (e.begin % kSectionAlign != 0) {
             r.fail("tensor " + name + ": offset " + std::to_string(e.begin) +
                    " is not a multiple of " + std::to_string(kSectionAlign));
@@ -235,47 +237,75 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
         if (b != covered) r.fail("tensor data has a gap or overlap at byte " + std::to_string(b));
         covered = e;
     }
-    if (covered != data_size) {
+    if (covered != st.data_bytes()) {
         r.fail("tensors cover " + std::to_string(covered) + " bytes but the data section has " +
-               std::to_string(data_size) + " (truncated or trailing bytes)");
+               std::to_string(st.data_bytes()) + " (truncated or trailing bytes)");
+    }
+}
+
+// Hands out the model's tensors by name, each checked against its layout in
+// nibble.tensors, and remembers which entries were used.
+class TensorBinder {
+  public:
+    TensorBinder(const HeaderReader& r, const SafetensorsFile& st, const Metadata& meta)
+        : r_(r), data_(st.data_section()), meta_(meta), entries_(st.tensors()) {}
+
+    Tensor operator()(const std::string& name) {
+        const auto info = meta_.tensors.find(name);
+        if (info == meta_.tensors.end()) r_.fail("nibble.tensors has no entry for " + name);
+        const SafetensorsEntry& e = entry(name);
+        const PackedLayout layout = layout_from_json(r_, *info, name);
+        check_storage(name, e, layout);
+        used_.insert(name);
+        Tensor t;
+        t.name = name;
+        t.view.layout = layout;
+        t.view.data = data_ + e.begin;
+        if (const auto co = info->find("column_order"); co != info->end()) {
+            if (!co->is_boolean())
+                r_.fail("nibble.tensors[" + name + "]: column_order is not a boolean");
+            if (co->get<bool>()) t.column_order = column_order(name, layout.cols);
+        }
+        return t;
     }
 
-    Model m;
-    m.config = config_from_json(r, config_json);
-    m.source_path = path;
-    m.source_format = "nibble";
-    m.layers.resize(size_t(m.config.n_layers));
+    bool stored(const std::string& name) const { return entries_.count(name) > 0; }
 
-    std::set<std::string> used;
-    // "<name>.column_order": I32 [cols], a permutation of 0..cols-1.
-    auto column_order = [&](const std::string& name, int64_t cols) {
-        const std::string key = name + kColumnOrderSuffix;
-        const auto it = entries.find(key);
-        if (it == entries.end()) r.fail("tensor " + key + " is missing");
-        const SafetensorsEntry& e = it->second;
-        if (e.dtype != "I32" || e.shape != std::vector<uint64_t>{uint64_t(cols)} ||
-            e.end - e.begin != 4 * uint64_t(cols)) {
-            r.fail("tensor " + key + " is not I32 [" + std::to_string(cols) + "]");
+    // The tokenizer entry, which must hold exactly nibble.tokenizer_bytes (padded).
+    std::string tokenizer() {
+        const SafetensorsEntry& e = entry(kNibbleTokenizerTensor);
+        if (e.dtype != "U8" || e.shape.size() != 1 || e.shape[0] != e.end - e.begin ||
+            e.end - e.begin != align_up(meta_.tokenizer_bytes, kSectionAlign)) {
+            r_.fail(std::string("tensor ") + kNibbleTokenizerTensor + " does not hold " +
+                    meta_.tokenizer_text + " bytes");
         }
-        const auto* order = reinterpret_cast<const int32_t*>(data + e.begin);
-        std::vector<bool> seen(static_cast<size_t>(cols), false);
-        for (int64_t j = 0; j < cols; ++j) {
-            const int32_t v = order[j];
-            if (v < 0 || v >= cols || seen[size_t(v)]) {
-                r.fail("tensor " + key + " is not a permutation of the columns");
+        used_.insert(kNibbleTokenizerTensor);
+        return std::string(reinterpret_cast<const char*>(data_ + e.begin),
+                           size_t(meta_.tokenizer_bytes));
+    }
+
+    // Every stored tensor and every listed layout belongs to the model.
+    void check_all_used() const {
+        for (const auto& [name, e] : entries_) {
+            if (!used_.count(name)) r_.fail("unexpected tensor " + name);
+        }
+        for (const auto& [name, v] : meta_.tensors.items()) {
+            if (!used_.count(name) && !(meta_.shared_output && name == "output.weight")) {
+                r_.fail("nibble.tensors lists unknown tensor " + name);
             }
-            seen[size_t(v)] = true;
         }
-        used.insert(key);
-        return order;
-    };
-    auto tensor = [&](const std::string& name) {
-        const auto info = infos.find(name);
-        if (info == infos.end()) r.fail("nibble.tensors has no entry for " + name);
-        const auto it = entries.find(name);
-        if (it == entries.end()) r.fail("tensor " + name + " is missing");
-        const SafetensorsEntry& e = it->second;
-        const PackedLayout layout = layout_from_json(r, *info, name);
+    }
+
+  private:
+    const SafetensorsEntry& entry(const std::string& name) const {
+        const auto it = entries_.find(name);
+        if (it == entries_.end()) r_.fail("tensor " + name + " is missing");
+        return it->second;
+    }
+
+    // F32 tensors are stored with their shape, packed ones as padded U8 bytes.
+    void check_storage(const std::string& name, const SafetensorsEntry& e,
+                       const PackedLayout& layout) const {
         const uint64_t size = e.end - e.begin;
         if (e.dtype == "F32") {
             const bool shape_ok =
@@ -283,69 +313,91 @@ Model load_nibble_file(std::shared_ptr<MappedFile> file) {
                 ((e.shape.size() == 2 && e.shape[0] == uint64_t(layout.rows) &&
                   e.shape[1] == uint64_t(layout.cols)) ||
                  (layout.rows == 1 && e.shape.size() == 1 && e.shape[0] == uint64_t(layout.cols)));
-            if (!shape_ok) r.fail("tensor " + name + ": F32 shape does not match nibble.tensors");
+            if (!shape_ok) r_.fail("tensor " + name + ": F32 shape does not match nibble.tensors");
             if (size != layout.total_bytes) {
-                r.fail("tensor " + name + " has " + std::to_string(size) +
-                       " bytes, its layout needs " + std::to_string(layout.total_bytes));
+                r_.fail("tensor " + name + " has " + std::to_string(size) +
+                        " bytes, its layout needs " + std::to_string(layout.total_bytes));
             }
         } else if (e.dtype == "U8") {
             const uint64_t padded = align_up(layout.total_bytes, kSectionAlign);
             if (e.shape.size() != 1 || e.shape[0] != size) {
-                r.fail("tensor " + name + ": U8 shape does not match its data_offsets");
+                r_.fail("tensor " + name + ": U8 shape does not match its data_offsets");
             }
             if (size != padded) {
-                r.fail("tensor " + name + " has " + std::to_string(size) + " bytes, its " +
-                       format_name(layout.format) + " layout needs " + std::to_string(padded));
+                r_.fail("tensor " + name + " has " + std::to_string(size) + " bytes, its " +
+                        format_name(layout.format) + " layout needs " + std::to_string(padded));
             }
         } else {
-            r.fail("tensor " + name + ": dtype " + e.dtype + " is not U8 or F32");
+            r_.fail("tensor " + name + ": dtype " + e.dtype + " is not U8 or F32");
         }
-        used.insert(name);
-        Tensor t;
-        t.name = name;
-        t.view.layout = layout;
-        t.view.data = data + e.begin;
-        if (const auto co = info->find("column_order"); co != info->end()) {
-            if (!co->is_boolean())
-                r.fail("nibble.tensors[" + name + "]: column_order is not a boolean");
-            if (co->get<bool>()) t.column_order = column_order(name, layout.cols);
-        }
-        return t;
-    };
+    }
 
+    // "<name>.column_order": I32 [cols], a permutation of 0..cols-1.
+    const int32_t* column_order(const std::string& name, int64_t cols) {
+        const std::string key = name + kColumnOrderSuffix;
+        const SafetensorsEntry& e = entry(key);
+        if (e.dtype != "I32" || e.shape != std::vector<uint64_t>{uint64_t(cols)} ||
+            e.end - e.begin != 4 * uint64_t(cols)) {
+            r_.fail("tensor " + key + " is not I32 [" + std::to_string(cols) + "]");
+        }
+        const auto* order = reinterpret_cast<const int32_t*>(data_ + e.begin);
+        std::vector<bool> seen(static_cast<size_t>(cols), false);
+        for (int64_t j = 0; j < cols; ++j) {
+            const int32_t v = order[j];
+            if (v < 0 || v >= cols || seen[size_t(v)]) {
+                r_.fail("tensor " + key + " is not a permutation of the columns");
+            }
+            seen[size_t(v)] = true;
+        }
+        used_.insert(key);
+        return order;
+    }
+
+    const HeaderReader& r_;
+    const uint8_t* data_;
+    const Metadata& meta_;
+    const std::map<std::string, SafetensorsEntry>& entries_;
+    std::set<std::string> used_;
+};
+
+// Every weight of the tensor registry; a shared classifier is the embedding.
+void bind_weights(Model& m, TensorBinder& tensor, const HeaderReader& r, bool shared_output) {
+    m.layers.resize(size_t(m.config.n_layers));
     for (const TensorSlot& slot : tensor_slots(m.config)) {
-        if (slot.model_member == &Model::output && shared) {
-            if (entries.count(slot.gguf_name)) r.fail("output.weight is stored although shared");
+        if (slot.model_member == &Model::output && shared_output) {
+            if (tensor.stored(slot.gguf_name)) r.fail("output.weight is stored although shared");
             m.output = m.token_embedding;
             m.output.name = slot.gguf_name;
         } else {
             slot.in(m) = tensor(slot.gguf_name);
         }
     }
+}
 
-    if (tokenizer_bytes > 0) {
-        const auto it = entries.find(kNibbleTokenizerTensor);
-        if (it == entries.end())
-            r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " is missing");
-        const SafetensorsEntry& e = it->second;
-        if (e.dtype != "U8" || e.shape.size() != 1 || e.shape[0] != e.end - e.begin ||
-            e.end - e.begin != align_up(tokenizer_bytes, kSectionAlign)) {
-            r.fail(std::string("tensor ") + kNibbleTokenizerTensor + " does not hold " + tok_text +
-                   " bytes");
-        }
-        m.tokenizer_proto.assign(reinterpret_cast<const char*>(data + e.begin),
-                                 size_t(tokenizer_bytes));
-        used.insert(kNibbleTokenizerTensor);
-    }
-    m.chat_template = chat_template;
-    for (const auto& [name, e] : entries) {
-        if (!used.count(name)) r.fail("unexpected tensor " + name);
-    }
-    for (const auto& [name, v] : infos.items()) {
-        if (!used.count(name) && !(shared && name == "output.weight")) {
-            r.fail("nibble.tensors lists unknown tensor " + name);
-        }
-    }
+}  // namespace
+
+bool is_nibble_file(const MappedFile& file) {
+    return file.size() >= 8 + kMagicPrefix.size() &&
+           std::memcmp(file.data() + 8, kMagicPrefix.data(), kMagicPrefix.size()) == 0;
+}
+
+Model load_nibble_file(std::shared_ptr<MappedFile> file) {
+    const HeaderReader r{file->path()};
+    if (!is_nibble_file(*file)) r.fail("not a nibble model file (no nibble header)");
+    const SafetensorsFile st = SafetensorsFile::parse(file);
+    check_data_start(r, st);
+    const Metadata meta = read_metadata(r, st.metadata());
+    check_entries(r, st);
+
+    Model m;
+    m.config = config_from_json(r, meta.config);
+    m.source_path = file->path();
+    m.source_format = "nibble";
+    TensorBinder tensor(r, st, meta);
+    bind_weights(m, tensor, r, meta.shared_output);
+    if (meta.tokenizer_bytes > 0) m.tokenizer_proto = tensor.tokenizer();
+    m.chat_template = meta.chat_template;
+    tensor.check_all_used();
     try {
         m.validate();
     } catch (const std::exception& e) {
