@@ -183,128 +183,187 @@ bool share_input(const PackedLayout& a, const PackedLayout& b) {
 }
 
 // y_i = W_i x for products[0..n) whose layouts all share_input with the first.
-void matmul_shared_input(const MatmulProduct* products, int n_products, const float* x,
-                         int n_tokens) {
-    const PackedLayout& l = products[0].w->layout;
+// The steps: check the pointers, pick the row kernels, prepare x once
+// (quantized or padded), plan the row-block tasks, run them on the threads.
+
+void check_pointers(const MatmulProduct* products, int n_products, const float* x) {
     for (int i = 0; i < n_products; ++i) {
         const MatmulProduct& p = products[i];
         if (p.w->data == nullptr || x == nullptr || p.y == nullptr) {
             throw std::runtime_error("matmul: null weight, activation or output pointer");
         }
     }
+}
+
+// The row kernels of a matmul kernel (not reference) and the code order its
+// int8 rows read the quantized activations in.
+struct RowKernels {
+    kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
+    kernels::Fp32RowsFn fp32_rows = kernels::scalar::matmul_rows_fp32;
+    void (*quantize_row)(const float*, int, const QuantizedActivations&) = quantize_activation_row;
+    CodeOrder order = CodeOrder::natural;
+};
+
+RowKernels row_kernels(MatmulKernel kernel) {
+    RowKernels k;
+#if defined(__x86_64__)
+    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
+        kernel == MatmulKernel::avx512) {
+        k.int8_rows = kernel == MatmulKernel::avx512     ? kernels::avx512::matmul_rows_int8
+                      : kernel == MatmulKernel::avx_vnni ? kernels::avxvnni::matmul_rows_int8
+                                                         : kernels::avx2::matmul_rows_int8;
+        k.order = kernel == MatmulKernel::avx512 ? CodeOrder::quads : CodeOrder::pairs;
+        k.fp32_rows = kernels::avx2::matmul_rows_fp32;
+        k.quantize_row = kernels::avx2::quantize_activation_row;
+    }
+#endif
+#if defined(__aarch64__)
+    if (kernel == MatmulKernel::neon || kernel == MatmulKernel::neon_nodot) {
+        k.int8_rows = kernel == MatmulKernel::neon && cpu_features().dotprod
+                          ? kernels::neon::matmul_rows_int8_dotprod
+                          : kernels::neon::matmul_rows_int8;
+        k.fp32_rows = kernels::neon::matmul_rows_fp32;
+    }
+#endif
+    return k;
+}
+
+// x as the row kernels read it: int8 rows read qa (quantized later, see
+// quantize_input), fp32 rows read xs with x_stride floats per token.
+struct MatmulInput {
+    bool int8 = false;
+    QuantizedActivations qa;
+    const float* xs = nullptr;
+    int64_t x_stride = 0;
+};
+
+MatmulInput prepare_input(const PackedLayout& l, const float* x, int n_tokens, CodeOrder order) {
+    // Buffers of the calling thread, reused across calls (grow only).
+    thread_local ActivationBuffer activation_buffer;
+    thread_local std::vector<float> padded_x;
+    MatmulInput in;
+    in.int8 = is_grouped(l.format) && matmul_activation_mode() == ActivationMode::int8;
+    in.xs = x;
+    in.x_stride = l.cols;
+    if (in.int8) {
+        in.qa = activation_buffer.prepare(l, n_tokens, order);
+    } else if (l.padded_cols != l.cols) {
+        // The fp32 kernels read whole 32-column chunks: pad x with zeros.
+        in.x_stride = l.padded_cols;
+        const size_t n = size_t(n_tokens) * size_t(in.x_stride);
+        if (padded_x.size() < n) padded_x.resize(n);
+        for (int t = 0; t < n_tokens; ++t) {
+            const float* src = x + size_t(t) * size_t(l.cols);
+            float* dst = padded_x.data() + size_t(t) * size_t(in.x_stride);
+            std::copy(src, src + l.cols, dst);
+            std::fill(dst + l.cols, dst + in.x_stride, 0.0f);
+        }
+        in.xs = padded_x.data();
+    }
+    return in;
+}
+
+// Everything a task needs: the products, x as given and as prepared, the kernels.
+struct SharedInputJob {
+    const MatmulProduct* products;
+    int n_products;
+    const float* x;
+    int n_tokens;
+    RowKernels kernels;
+    MatmulInput input;
+};
+
+// Work items: blocks of kRowsPerTask rows, numbered through all matrices in turn.
+struct TaskPlan {
+    int64_t n_tasks = 0;
+    bool parallel = false;
+    // Few tokens (decoding): quantize on the calling thread, which saves a barrier.
+    bool quantize_in_parallel = false;
+};
+
+TaskPlan plan_tasks(const SharedInputJob& job) {
+    TaskPlan plan;
+    int64_t total_rows = 0;
+    for (int i = 0; i < job.n_products; ++i) {
+        plan.n_tasks += (job.products[i].w->layout.rows + kRowsPerTask - 1) / kRowsPerTask;
+        total_rows += job.products[i].w->layout.rows;
+    }
+    const PackedLayout& l = job.products[0].w->layout;
+    plan.parallel =
+        total_rows * l.padded_cols * job.n_tokens >= kMinParallelWork && plan.n_tasks > 1;
+    plan.quantize_in_parallel =
+        job.input.int8 && plan.parallel && int64_t(job.n_tokens) * l.cols >= kMinParallelQuantize;
+    return plan;
+}
+
+// Rows of tasks [t0, t1) of the whole list, matrix by matrix.
+void run_tasks(const SharedInputJob& job, int64_t t0, int64_t t1) {
+    const MatmulInput& in = job.input;
+    int64_t first = 0;  // first task of matrix i
+    for (int i = 0; i < job.n_products && first < t1; ++i) {
+        const MatrixView& w = *job.products[i].w;
+        const int64_t count = (w.layout.rows + kRowsPerTask - 1) / kRowsPerTask;
+        const int64_t a = std::max(t0, first) - first, b = std::min(t1, first + count) - first;
+        first += count;
+        if (a >= b) continue;
+        const int64_t r0 = a * kRowsPerTask, r1 = std::min(w.layout.rows, b * kRowsPerTask);
+        if (in.int8) {
+            job.kernels.int8_rows(w, in.qa, r0, r1, job.products[i].y);
+        } else {
+            job.kernels.fp32_rows(w, in.xs, in.x_stride, job.n_tokens, r0, r1, job.products[i].y);
+        }
+    }
+}
+
+// Static split with stealing: thread i owns the i-th contiguous range of
+// tasks and works through it from the front, so it streams one run of
+// memory (like a read-bandwidth probe) and its prefetches stay inside its
+// range. Dynamic 16-row tasks interleaved the two threads' reads and
+// reached only ~26 GB/s of weights when decoding on 2 threads against
+// ~36 GB/s static (docs/BENCHMARKS.md, "Where the time goes"). A thread
+// that has finished takes single tasks from the back of the others'
+// ranges, so one the OS delays does not hold up the matmul. Each output is
+// computed by one thread in a fixed order whatever the split (the kernels'
+// results do not depend on r0, r1).
+void run_split(const SharedInputJob& job, const TaskPlan& plan) {
+    const int n_ranges = plan.parallel ? std::min(omp_get_max_threads(), kMaxRanges) : 1;
+    TaskRange ranges[kMaxRanges];
+    for (int i = 0; i < n_ranges; ++i)
+        ranges[i].set(plan.n_tasks * i / n_ranges, plan.n_tasks * (i + 1) / n_ranges);
+#pragma omp parallel if (plan.parallel)
+    {
+        if (plan.quantize_in_parallel) {
+#pragma omp for schedule(static)
+            for (int t = 0; t < job.n_tokens; ++t) job.kernels.quantize_row(job.x, t, job.input.qa);
+        }
+        const int me = omp_get_thread_num();
+        int64_t a = 0, b = 0;
+        if (me < n_ranges) {
+            while (ranges[me].claim(true, kOwnerChunk, a, b)) run_tasks(job, a, b);
+        }
+        for (int k = 1; k < n_ranges; ++k) {
+            TaskRange& other = ranges[(me + k) % n_ranges];
+            while (other.claim(false, 1, a, b)) run_tasks(job, a, b);
+        }
+    }
+}
+
+void matmul_shared_input(const MatmulProduct* products, int n_products, const float* x,
+                         int n_tokens) {
+    check_pointers(products, n_products, x);
     const MatmulKernel kernel = matmul_kernel();
     if (kernel == MatmulKernel::reference) {
         for (int i = 0; i < n_products; ++i)
             reference::matmul(*products[i].w, x, n_tokens, products[i].y);
         return;
     }
-    kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
-    kernels::Fp32RowsFn fp32_rows = kernels::scalar::matmul_rows_fp32;
-    void (*quantize_row)(const float*, int, const QuantizedActivations&) = quantize_activation_row;
-    CodeOrder order = CodeOrder::natural;
-#if defined(__x86_64__)
-    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
-        kernel == MatmulKernel::avx512) {
-        int8_rows = kernel == MatmulKernel::avx512     ? kernels::avx512::matmul_rows_int8
-                    : kernel == MatmulKernel::avx_vnni ? kernels::avxvnni::matmul_rows_int8
-                                                       : kernels::avx2::matmul_rows_int8;
-        order = kernel == MatmulKernel::avx512 ? CodeOrder::quads : CodeOrder::pairs;
-        fp32_rows = kernels::avx2::matmul_rows_fp32;
-        quantize_row = kernels::avx2::quantize_activation_row;
+    SharedInputJob job{products, n_products, x, n_tokens, row_kernels(kernel), {}};
+    job.input = prepare_input(products[0].w->layout, x, n_tokens, job.kernels.order);
+    const TaskPlan plan = plan_tasks(job);
+    if (job.input.int8 && !plan.quantize_in_parallel) {
+        for (int t = 0; t < n_tokens; ++t) job.kernels.quantize_row(x, t, job.input.qa);
     }
-#endif
-#if defined(__aarch64__)
-    if (kernel == MatmulKernel::neon || kernel == MatmulKernel::neon_nodot) {
-        int8_rows = kernel == MatmulKernel::neon && cpu_features().dotprod
-                        ? kernels::neon::matmul_rows_int8_dotprod
-                        : kernels::neon::matmul_rows_int8;
-        fp32_rows = kernels::neon::matmul_rows_fp32;
-    }
-#endif
-
-    const bool use_int8 = is_grouped(l.format) && matmul_activation_mode() == ActivationMode::int8;
-    // Buffers of the calling thread, reused across calls (grow only).
-    thread_local ActivationBuffer activation_buffer;
-    thread_local std::vector<float> padded_x;
-    QuantizedActivations qa;
-    const float* xs = x;
-    int64_t x_stride = l.cols;
-    if (use_int8) {
-        qa = activation_buffer.prepare(l, n_tokens, order);
-    } else if (l.padded_cols != l.cols) {
-        // The fp32 kernels read whole 32-column chunks: pad x with zeros.
-        x_stride = l.padded_cols;
-        const size_t n = size_t(n_tokens) * size_t(x_stride);
-        if (padded_x.size() < n) padded_x.resize(n);
-        for (int t = 0; t < n_tokens; ++t) {
-            const float* src = x + size_t(t) * size_t(l.cols);
-            float* dst = padded_x.data() + size_t(t) * size_t(x_stride);
-            std::copy(src, src + l.cols, dst);
-            std::fill(dst + l.cols, dst + x_stride, 0.0f);
-        }
-        xs = padded_x.data();
-    }
-
-    // Work items: blocks of kRowsPerTask rows, numbered through all matrices in turn.
-    int64_t n_tasks = 0, total_rows = 0;
-    for (int i = 0; i < n_products; ++i) {
-        n_tasks += (products[i].w->layout.rows + kRowsPerTask - 1) / kRowsPerTask;
-        total_rows += products[i].w->layout.rows;
-    }
-    const bool parallel = total_rows * l.padded_cols * n_tokens >= kMinParallelWork && n_tasks > 1;
-    // Few tokens (decoding): quantize on the calling thread, which saves a barrier.
-    const bool quantize_in_parallel =
-        use_int8 && parallel && int64_t(n_tokens) * l.cols >= kMinParallelQuantize;
-    if (use_int8 && !quantize_in_parallel) {
-        for (int t = 0; t < n_tokens; ++t) quantize_row(x, t, qa);
-    }
-    // Rows of tasks [t0, t1) of the whole list, matrix by matrix.
-    const auto run_tasks = [&](int64_t t0, int64_t t1) {
-        int64_t first = 0;  // first task of matrix i
-        for (int i = 0; i < n_products && first < t1; ++i) {
-            const MatrixView& w = *products[i].w;
-            const int64_t count = (w.layout.rows + kRowsPerTask - 1) / kRowsPerTask;
-            const int64_t a = std::max(t0, first) - first, b = std::min(t1, first + count) - first;
-            first += count;
-            if (a >= b) continue;
-            const int64_t r0 = a * kRowsPerTask, r1 = std::min(w.layout.rows, b * kRowsPerTask);
-            if (use_int8) {
-                int8_rows(w, qa, r0, r1, products[i].y);
-            } else {
-                fp32_rows(w, xs, x_stride, n_tokens, r0, r1, products[i].y);
-            }
-        }
-    };
-    // Static split with stealing: thread i owns the i-th contiguous range of
-    // tasks and works through it from the front, so it streams one run of
-    // memory (like a read-bandwidth probe) and its prefetches stay inside its
-    // range. Dynamic 16-row tasks interleaved the two threads' reads and
-    // reached only ~26 GB/s of weights when decoding on 2 threads against
-    // ~36 GB/s static (docs/BENCHMARKS.md, "Where the time goes"). A thread
-    // that has finished takes single tasks from the back of the others'
-    // ranges, so one the OS delays does not hold up the matmul. Each output is
-    // computed by one thread in a fixed order whatever the split (the kernels'
-    // results do not depend on r0, r1).
-    const int n_ranges = parallel ? std::min(omp_get_max_threads(), kMaxRanges) : 1;
-    TaskRange ranges[kMaxRanges];
-    for (int i = 0; i < n_ranges; ++i)
-        ranges[i].set(n_tasks * i / n_ranges, n_tasks * (i + 1) / n_ranges);
-#pragma omp parallel if (parallel)
-    {
-        if (quantize_in_parallel) {
-#pragma omp for schedule(static)
-            for (int t = 0; t < n_tokens; ++t) quantize_row(x, t, qa);
-        }
-        const int me = omp_get_thread_num();
-        int64_t a = 0, b = 0;
-        if (me < n_ranges) {
-            while (ranges[me].claim(true, kOwnerChunk, a, b)) run_tasks(a, b);
-        }
-        for (int k = 1; k < n_ranges; ++k) {
-            TaskRange& other = ranges[(me + k) % n_ranges];
-            while (other.claim(false, 1, a, b)) run_tasks(a, b);
-        }
-    }
+    run_split(job, plan);
 }
 
 }  // namespace
