@@ -2,7 +2,7 @@
 // history), or one turn per line of piped input. Ctrl-C stops the answer being
 // written, Ctrl-D (end of input) exits.
 #include <editline/readline.h>
-#include <signal.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): sigaction is POSIX, not <csignal>
 #include <unistd.h>
 
 #include <atomic>

@@ -24,48 +24,33 @@ void draw_progress(int done, int total, const std::string& name) {
     std::fflush(stderr);
 }
 
-}  // namespace
-
-int quantize_command(int argc, char** argv) {
-    cxxopts::Options options(argv[0], "Quantize a model into a nibble model file");
-    options.add_options()("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)",
-                          cxxopts::value<std::string>())("output", "nibble model file to write",
-                                                         cxxopts::value<std::string>())(
-        "format", "format of the linear layers: q4, q4a, nf4, q8 (also f16, f32)",
-        cxxopts::value<std::string>()->default_value("q4"))(
-        "group-size", "weights per group: 32, 64, 128, 256",
-        cxxopts::value<int>()->default_value("32"))(
-        "double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")(
-        "keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins",
-        cxxopts::value<std::vector<std::string>>())(
-        "rule",
-        "scale choice: search (least squares), simple (max|w|/7, min/max, absmax), minus8 (q4: "
-        "largest magnitude -> -8)",
-        cxxopts::value<std::string>()->default_value("search"))(
-        "no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")(
-        "tokenizer", "tokenizer to embed when the input carries none",
-        cxxopts::value<std::string>()->default_value(""))(
-        "method", "rtn (round to nearest), gptq, awq, awq+gptq (AWQ scales, then GPTQ)",
-        cxxopts::value<std::string>()->default_value("rtn"))(
-        "calib", "calibration text for gptq/awq (documents as for perplexity)",
-        cxxopts::value<std::string>())("calib-tokens",
-                                       "calibration tokens to use (from the start of --calib)",
-                                       cxxopts::value<int64_t>()->default_value("8192"))(
-        "act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")(
-        "static-groups", "gptq with --act-order: fit groups on the original columns first")(
-        "damp", "gptq: dampening, as a fraction of the mean Hessian diagonal",
-        cxxopts::value<float>()->default_value("0.01"))("q,quiet", "no progress bar and no table")(
-        "h,help", "show this help");
+void add_quantize_options(cxxopts::Options& options) {
+    // clang-format off
+    options.add_options()
+        ("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)", cxxopts::value<std::string>())
+        ("output", "nibble model file to write", cxxopts::value<std::string>())
+        ("format", "format of the linear layers: q4, q4a, nf4, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
+        ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
+        ("double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")
+        ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
+        ("rule", "scale choice: search (least squares), simple (max|w|/7, min/max, absmax), minus8 (q4: largest magnitude -> -8)", cxxopts::value<std::string>()->default_value("search"))
+        ("no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")
+        ("tokenizer", "tokenizer to embed when the input carries none", cxxopts::value<std::string>()->default_value(""))
+        ("method", "rtn (round to nearest), gptq, awq, awq+gptq (AWQ scales, then GPTQ)", cxxopts::value<std::string>()->default_value("rtn"))
+        ("calib", "calibration text for gptq/awq (documents as for perplexity)", cxxopts::value<std::string>())
+        ("calib-tokens", "calibration tokens to use (from the start of --calib)", cxxopts::value<int64_t>()->default_value("8192"))
+        ("act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")
+        ("static-groups", "gptq with --act-order: fit groups on the original columns first")
+        ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
+        ("q,quiet", "no progress bar and no table")
+        ("h,help", "show this help");
+    // clang-format on
     options.parse_positional({"input", "output"});
     options.positional_help("IN OUT");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
-    if (!args.count("input") || !args.count("output")) throw UsageError("expected IN and OUT");
+}
 
+// --format, --group-size, --double-quant, --rule, --no-default-keep, --keep.
+QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     QuantizeRecipe recipe;
     const std::string fname = args["format"].as<std::string>();
     const auto format = parse_format(fname);
@@ -99,18 +84,28 @@ int quantize_command(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }
+    return recipe;
+}
 
+// --method and the calibration options that go with it.
+struct MethodOptions {
+    CalibratedOptions calibrated;
+    int64_t calib_tokens = 0;
+};
+
+MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRecipe& recipe) {
     const auto method = parse_method(args["method"].as<std::string>());
     if (!method) {
         throw UsageError("--method: unknown method '" + args["method"].as<std::string>() +
                          "' (rtn, gptq, awq, awq+gptq)");
     }
-    CalibratedOptions calibrated;
+    MethodOptions o;
+    CalibratedOptions& calibrated = o.calibrated;
     calibrated.method = *method;
     calibrated.gptq.act_order = args.count("act-order") > 0;
     calibrated.gptq.static_groups = args.count("static-groups") > 0;
     calibrated.gptq.damp = args["damp"].as<float>();
-    const int64_t calib_tokens = args["calib-tokens"].as<int64_t>();
+    o.calib_tokens = args["calib-tokens"].as<int64_t>();
     const bool uses_gptq = *method == QuantMethod::gptq || *method == QuantMethod::awq_gptq;
     if (*method != QuantMethod::rtn && !args.count("calib")) {
         throw UsageError(std::string("--method ") + method_name(*method) + " needs --calib TEXT");
@@ -128,23 +123,20 @@ int quantize_command(int argc, char** argv) {
     if (!(calibrated.gptq.damp > 0.0f && calibrated.gptq.damp <= 1.0f)) {
         throw UsageError("--damp must be in (0, 1]");
     }
-    if (calib_tokens < 2 || calib_tokens > (int64_t(1) << 24)) {
+    if (o.calib_tokens < 2 || o.calib_tokens > (int64_t(1) << 24)) {
         throw UsageError("--calib-tokens must be in 2..16777216");
     }
     if (*method != QuantMethod::rtn && !is_grouped(recipe.format)) {
         throw UsageError(std::string("--method ") + method_name(*method) +
                          ": needs a grouped --format (q4, q4a, nf4, q8)");
     }
+    return o;
+}
 
-    const bool quiet = args.count("quiet") > 0;
-    const std::string out_path = args["output"].as<std::string>();
-    const std::string tokenizer_path = args["tokenizer"].as<std::string>();
-    // Before any work: the output must not be an input, a folder, or unwritable.
-    check_output_path(out_path, {args["input"].as<std::string>(), tokenizer_path});
-    const Model model = load_model_reporting(args["input"].as<std::string>());
-
-    // The tokenizer to embed: --tokenizer, else the input's own, else one found
-    // next to the input (as `nibble run` would find it).
+// The tokenizer to embed: --tokenizer, else the input's own, else one found
+// next to the input (as `nibble run` would find it); empty, with a warning,
+// when there is none.
+std::string embedded_tokenizer(const Model& model, const std::string& tokenizer_path) {
     std::string tokenizer_proto = model.tokenizer_proto;
     if (!tokenizer_path.empty() || tokenizer_proto.empty()) {
         try {
@@ -155,26 +147,59 @@ int quantize_command(int argc, char** argv) {
                          escape_for_terminal(e.what()).c_str());
         }
     }
+    return tokenizer_proto;
+}
+
+// GPTQ/AWQ: calibration sequences from --calib, then tensor by tensor into the file.
+QuantizeResult quantize_calibrated(const cxxopts::ParseResult& args, const Model& model,
+                                   const QuantizeRecipe& recipe, const MethodOptions& m,
+                                   const std::string& tokenizer_proto, bool quiet) {
+    const std::string calib_path = args["calib"].as<std::string>();
+    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const CalibSequences calib = calibration_sequences(read_text_file(calib_path), tokenizer,
+                                                       m.calib_tokens, model.config.max_seq_len);
+    const char* method = method_name(m.calibrated.method);
+    if (!quiet) {
+        std::fprintf(stderr, "%s: %lld calibration tokens in %lld sequences from %s\n", method,
+                     static_cast<long long>(calib.size()), static_cast<long long>(calib.count()),
+                     calib_path.c_str());
+    }
+    return quantize_calibrated_to_file(model, recipe, m.calibrated, calib,
+                                       args["output"].as<std::string>(), tokenizer_proto,
+                                       quiet ? QuantizeProgress() : draw_progress);
+}
+
+}  // namespace
+
+int quantize_command(int argc, char** argv) {
+    cxxopts::Options options(argv[0], "Quantize a model into a nibble model file");
+    add_quantize_options(options);
+    const auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+        std::fputs(options.help().c_str(), stdout);
+        return 0;
+    }
+    reject_extra_arguments(args);
+    if (!args.count("input") || !args.count("output")) throw UsageError("expected IN and OUT");
+    const QuantizeRecipe recipe = recipe_options(args);
+    const MethodOptions method = method_options(args, recipe);
+
+    const bool quiet = args.count("quiet") > 0;
+    const std::string out_path = args["output"].as<std::string>();
+    const std::string tokenizer_path = args["tokenizer"].as<std::string>();
+    // Before any work: the output must not be an input, a folder, or unwritable.
+    check_output_path(out_path, {args["input"].as<std::string>(), tokenizer_path});
+    const Model model = load_model_reporting(args["input"].as<std::string>());
+    const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
 
     // Tensor by tensor into the file: the quantized model is never all in memory.
     QuantizeResult result;
     try {
-        if (*method == QuantMethod::rtn) {
+        if (method.calibrated.method == QuantMethod::rtn) {
             result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
                                             quiet ? QuantizeProgress() : draw_progress);
         } else {
-            const std::string calib_path = args["calib"].as<std::string>();
-            const Tokenizer tokenizer = resolve_tokenizer(model, tokenizer_path);
-            const CalibSequences calib = calibration_sequences(
-                read_text_file(calib_path), tokenizer, calib_tokens, model.config.max_seq_len);
-            if (!quiet) {
-                std::fprintf(stderr, "%s: %lld calibration tokens in %lld sequences from %s\n",
-                             method_name(*method), static_cast<long long>(calib.size()),
-                             static_cast<long long>(calib.count()), calib_path.c_str());
-            }
-            result = quantize_calibrated_to_file(model, recipe, calibrated, calib, out_path,
-                                                 tokenizer_proto,
-                                                 quiet ? QuantizeProgress() : draw_progress);
+            result = quantize_calibrated(args, model, recipe, method, tokenizer_proto, quiet);
         }
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());

@@ -1,7 +1,9 @@
 // Sampling options: declaration, defaults and validation in one place.
 // GCC 12 reports a false -Wrestrict in cxxopts' integer parsing when it is
 // inlined here (the same code compiles cleanly in other files).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wrestrict"
+#endif
 
 #include "apps/sampling_options.h"
 

@@ -74,7 +74,7 @@ BandwidthResult measure_read_bandwidth(uint64_t bytes, int passes, int threads) 
             for (int64_t i = lo; i < hi; i += 8) {
                 for (int k = 0; k < 8; ++k) s[k] += data[i + k];
             }
-            for (int k = 0; k < 8; ++k) sum += s[k];
+            for (const uint64_t part : s) sum += part;
         }
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

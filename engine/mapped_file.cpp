@@ -36,7 +36,9 @@ void MappedFile::release(const void* p, size_t n) const {
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
     const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    // The whole pages inside [p, p + n), as an offset from p (no integer-to-pointer cast).
+    auto* pages = const_cast<uint8_t*>(static_cast<const uint8_t*>(p)) + (first - begin);
+    if (last > first) madvise(pages, last - first, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -61,7 +61,8 @@ inline int q4_code(float w, float d) {
 inline int q4a_code(float w, float d, float m) {
     if (d == 0.0f) return 0;
     const float t = std::fmin(std::fmax((w - m) / d, 0.0f), 15.0f);
-    return int(t + 0.5f);
+    // t >= 0, so adding 0.5 and truncating rounds half up, the format's rule.
+    return int(t + 0.5f);  // NOLINT(bugprone-incorrect-roundings)
 }
 
 // Index 0..15 of the NF4 code book value nearest w/d: the number of midpoints
