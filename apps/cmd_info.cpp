@@ -21,7 +21,8 @@ int info_command(int argc, char** argv) {
     }
     reject_extra_arguments(args);
     if (!args.count("model")) throw UsageError("missing MODEL");
-    const Model model = load_model(args["model"].as<std::string>());
+    // Layouts only: nothing is converted (Tensor::deferred).
+    const Model model = load_model(args["model"].as<std::string>(), {.defer_conversion = true});
     const ModelConfig& c = model.config;
     std::printf("file:          %s (%s)\n", model.source_path.c_str(), model.source_format.c_str());
     std::printf("architecture:  %s\n", c.architecture.c_str());
@@ -38,11 +39,11 @@ int info_command(int argc, char** argv) {
         std::printf("imported:      %s\n", note.c_str());
     std::printf("\n%-28s %-6s %6s %14s %12s %7s\n", "tensor", "format", "group", "shape", "bytes",
                 "bpw");
-    const uint8_t* shared_with = model.token_embedding.view.data;
+    const void* shared_with = model.token_embedding.blob_id();
     for (const Tensor* t : model.tensors()) {
         const PackedLayout& l = t->view.layout;
         const std::string shape = std::to_string(l.rows) + " x " + std::to_string(l.cols);
-        const bool shared = t == &model.output && t->view.data == shared_with;
+        const bool shared = t == &model.output && t->blob_id() == shared_with;
         std::printf("%-28s %-6s %6s %14s %12zu %7.3f%s\n", t->name.c_str(), format_name(l.format),
                     l.group_size
                         ? (std::to_string(l.group_size) + (l.double_quant ? "+dq" : "")).c_str()

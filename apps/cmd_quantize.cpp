@@ -189,7 +189,11 @@ int quantize_command(int argc, char** argv) {
     const std::string tokenizer_path = args["tokenizer"].as<std::string>();
     // Before any work: the output must not be an input, a folder, or unwritable.
     check_output_path(out_path, {args["input"].as<std::string>(), tokenizer_path});
-    const Model model = load_model_reporting(args["input"].as<std::string>());
+    // RTN streams: each source tensor is converted when its turn comes and
+    // released after (Tensor::deferred). GPTQ/AWQ run the model, so load it whole.
+    const bool streamed = method.calibrated.method == QuantMethod::rtn;
+    const Model model =
+        load_model_reporting(args["input"].as<std::string>(), {.defer_conversion = streamed});
     const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
 
     // Tensor by tensor into the file: the quantized model is never all in memory.

@@ -8,6 +8,7 @@
 #include "engine/forward.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "models/loader.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nibble::app {
@@ -33,7 +34,7 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
 
 // load_model, then one line per import note on stderr ("PATH: 13 tensors Q4_K
 // -> q4a g32, ..."): what the loader converted.
-Model load_model_reporting(const std::string& path);
+Model load_model_reporting(const std::string& path, const LoadOptions& options = {});
 
 // The validated values of the options several commands share:
 // --kv (f32, f16, int8) and --batch-size (1..4096).

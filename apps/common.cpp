@@ -49,8 +49,8 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
                              "pass --tokenizer PATH");
 }
 
-Model load_model_reporting(const std::string& path) {
-    Model model = load_model(path);
+Model load_model_reporting(const std::string& path, const LoadOptions& options) {
+    Model model = load_model(path, options);
     for (const std::string& note : model.import_notes) {
         std::fprintf(stderr, "%s: %s\n", path.c_str(), note.c_str());
     }

@@ -101,21 +101,41 @@ void Model::validate() const {
 }
 
 size_t Model::weight_bytes() const {
-    std::set<const uint8_t*> seen;
+    std::set<const void*> seen;
     size_t total = 0;
     for (const Tensor* t : tensors()) {
-        if (seen.insert(t->view.data).second) total += t->view.layout.total_bytes;
+        if (seen.insert(t->blob_id()).second) total += t->view.layout.total_bytes;
     }
     return total;
 }
 
 int64_t Model::parameter_count() const {
-    std::set<const uint8_t*> seen;
+    std::set<const void*> seen;
     int64_t total = 0;
     for (const Tensor* t : tensors()) {
-        if (seen.insert(t->view.data).second) total += t->rows() * t->cols();
+        if (seen.insert(t->blob_id()).second) total += t->rows() * t->cols();
     }
     return total;
+}
+
+FetchedTensor fetch_tensor(const Tensor& t) {
+    FetchedTensor out{t, {}};
+    if (!t.deferred) return out;
+    out.tensor.view = t.deferred->fetch(out.keep);
+    out.tensor.deferred = nullptr;
+    const PackedLayout& a = t.view.layout;
+    const PackedLayout& b = out.tensor.view.layout;
+    if (a.format != b.format || a.rows != b.rows || a.cols != b.cols ||
+        a.group_size != b.group_size || a.double_quant != b.double_quant ||
+        out.tensor.view.data == nullptr) {
+        throw std::logic_error("tensor " + t.name +
+                               ": fetched bytes differ from the announced layout");
+    }
+    return out;
+}
+
+void release_source(const Tensor& t) {
+    if (t.deferred && t.deferred->release) t.deferred->release();
 }
 
 Tensor make_owned_tensor(Model& model, const std::string& name, const PackedLayout& layout) {

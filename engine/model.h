@@ -2,6 +2,7 @@
 // file they came from. Loaders (models/) fill it; the forward pass reads it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,18 @@ struct ModelConfig {
     void validate() const;
 };
 
+// The bytes of a tensor that a loader asked to defer its work (models/loader.h,
+// LoadOptions::defer_conversion) has left in the source file: `nibble quantize`
+// fetches one tensor, writes it and releases it before the next, so a converted
+// model never has to be in memory at once.
+struct DeferredTensor {
+    // The tensor's packed bytes: a view into the mapped file, or a conversion
+    // into buffers appended to `keep` (valid while they are).
+    std::function<MatrixView(std::vector<std::shared_ptr<const void>>& keep)> fetch;
+    // Drops the source bytes' pages from resident memory (MappedFile::release).
+    std::function<void()> release;
+};
+
 // A named weight: a packed matrix (vectors such as norm weights are 1 x n, f32).
 struct Tensor {
     std::string name;
@@ -48,8 +61,15 @@ struct Tensor {
     // forward pass gathers x[column_order[j]] before the matmul. Lets groups that
     // act-order scatters over the row be stored contiguously (docs/FORMAT.md).
     const int32_t* column_order = nullptr;
+    // Non-null: the bytes are not loaded yet; view.layout is the layout they will
+    // have and view.data is nullptr (fetch_tensor()).
+    std::shared_ptr<const DeferredTensor> deferred;
 
-    bool empty() const { return view.data == nullptr; }
+    bool empty() const { return view.data == nullptr && deferred == nullptr; }
+    // Identifies the blob: tensors with the same id share their bytes.
+    const void* blob_id() const {
+        return deferred ? static_cast<const void*>(deferred.get()) : view.data;
+    }
     int64_t rows() const { return view.layout.rows; }
     int64_t cols() const { return view.layout.cols; }
     WeightFormat format() const { return view.layout.format; }
@@ -100,5 +120,16 @@ Tensor make_owned_tensor(Model& model, const std::string& name, const PackedLayo
 inline uint8_t* writable(const Tensor& t) {
     return const_cast<uint8_t*>(t.view.data);
 }
+
+// A tensor whose bytes can be read: `t` itself, or `t` with its deferred bytes
+// fetched (the buffers they live in are in `keep`).
+struct FetchedTensor {
+    Tensor tensor;
+    std::vector<std::shared_ptr<const void>> keep;
+};
+// Throws std::logic_error when a fetch gives another layout than announced.
+FetchedTensor fetch_tensor(const Tensor& t);
+// Releases a deferred tensor's source pages (nothing for a loaded tensor).
+void release_source(const Tensor& t);
 
 }  // namespace nibble

@@ -50,7 +50,7 @@ std::pair<int64_t, int64_t> matrix_shape(const GgufFile& g, const GgufTensorInfo
 
 class TensorLoader {
   public:
-    TensorLoader(const GgufFile& g, Model& m) : g_(g), m_(m) {}
+    TensorLoader(const GgufFile& g, Model& m, bool defer) : g_(g), m_(m), defer_(defer) {}
 
     const GgufTensorInfo& info(const std::string& name) const {
         const GgufTensorInfo* t = g_.find_tensor(name);
@@ -81,6 +81,12 @@ class TensorLoader {
             fail(g_, "tensor " + t.name + " data lies outside the file");
         }
         try {
+            if (defer_) {
+                Tensor out = defer_ggml_tensor(m_, g_.file(), t.name, t.type, rows, cols, t.data,
+                                               t.n_bytes, need_f32);
+                ++counts_[t.type];
+                return out;
+            }
             Tensor out = import_ggml_tensor(m_, t.name, t.type, rows, cols, t.data, need_f32);
             ++counts_[t.type];
             // A converted tensor no longer needs its source pages resident.
@@ -93,12 +99,13 @@ class TensorLoader {
 
     const GgufFile& g_;
     Model& m_;
+    bool defer_;
     std::map<uint32_t, int> counts_;
 };
 
 }  // namespace
 
-Model load_gguf(std::shared_ptr<MappedFile> file) {
+Model load_gguf(std::shared_ptr<MappedFile> file, bool defer) {
     const GgufFile g = GgufFile::parse(file);
     const std::string arch = g.get_string("general.architecture").value_or("");
     if (arch != "llama") {
@@ -126,7 +133,7 @@ Model load_gguf(std::shared_ptr<MappedFile> file) {
         fail(g, "rope.freq_base and layer_norm_rms_epsilon must be positive");
     }
 
-    TensorLoader load(g, m);
+    TensorLoader load(g, m, defer);
     const auto [vocab_rows, embd_cols] = matrix_shape(g, load.info("token_embd.weight"));
     if (vocab_rows <= 0 || vocab_rows > std::numeric_limits<int>::max()) {
         fail(g, "token_embd.weight has " + std::to_string(vocab_rows) + " rows");

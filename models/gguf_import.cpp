@@ -241,20 +241,24 @@ Tensor to_f32(Model& model, const Tensor& t) {
     return out;
 }
 
+// bf16 is the top half of an f32; f16 holds it exactly when it round-trips.
+bool bf16_fits_f16(const uint8_t* data, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        uint16_t b;
+        std::memcpy(&b, data + 2 * i, 2);
+        const uint32_t bits = uint32_t(b) << 16;
+        float v;
+        std::memcpy(&v, &bits, 4);
+        if (fp16_to_fp32(fp32_to_fp16(v)) != v) return false;
+    }
+    return true;
+}
+
 Tensor import_dense(Model& model, const std::string& name, uint32_t type, int64_t rows,
                     int64_t cols, const uint8_t* data) {
     const size_t n = size_t(rows) * size_t(cols);
     if (type == BF16) {
-        // bf16 is the top half of an f32; f16 holds it exactly when it round-trips.
-        bool fits_f16 = true;
-        for (size_t i = 0; i < n && fits_f16; ++i) {
-            uint16_t b;
-            std::memcpy(&b, data + 2 * i, 2);
-            const uint32_t bits = uint32_t(b) << 16;
-            float v;
-            std::memcpy(&v, &bits, 4);
-            fits_f16 = fp16_to_fp32(fp32_to_fp16(v)) == v;
-        }
+        const bool fits_f16 = bf16_fits_f16(data, n);
         Tensor out = make_owned_tensor(
             model, name, make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols));
         uint8_t* dst = writable(out);
@@ -307,24 +311,34 @@ std::string ggml_conversion_note(uint32_t type) {
     return c ? type_name(type) + " -> " + c->note : "";
 }
 
+namespace {
+
+// The conversion of a quantized type, checked against the tensor's shape.
+const Conversion& checked_conversion(const std::string& name, uint32_t type, int64_t cols) {
+    const Conversion* c = conversion(type);
+    if (c == nullptr) {
+        throw std::runtime_error(
+            "tensor " + name + " has type " + type_name(type) +
+            ", which nibble cannot import (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
+            "Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
+    }
+    if (cols % c->block != 0) {
+        throw std::runtime_error("tensor " + name + " has " + std::to_string(cols) +
+                                 " columns, not a multiple of the " + type_name(type) +
+                                 " block of " + std::to_string(c->block));
+    }
+    return *c;
+}
+
+}  // namespace
+
 Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, int64_t rows,
                           int64_t cols, const uint8_t* data, bool need_f32) {
     Tensor out;
     if (type == F32 || type == F16 || type == BF16) {
         out = import_dense(model, name, type, rows, cols, data);
     } else {
-        const Conversion* c = conversion(type);
-        if (c == nullptr) {
-            throw std::runtime_error(
-                "tensor " + name + " has type " + type_name(type) +
-                ", which nibble cannot import (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-                "Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
-        }
-        if (cols % c->block != 0) {
-            throw std::runtime_error("tensor " + name + " has " + std::to_string(cols) +
-                                     " columns, not a multiple of the " + type_name(type) +
-                                     " block of " + std::to_string(c->block));
-        }
+        const Conversion* c = &checked_conversion(name, type, cols);
         out = make_owned_tensor(model, name, make_layout(c->format, rows, cols, kQK));
         const Target target(out.view.layout, writable(out));
         const size_t row_bytes = size_t(cols / c->block) * c->block_bytes;
@@ -338,6 +352,36 @@ Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, 
         }
     }
     if (need_f32 && out.format() != WeightFormat::f32) out = to_f32(model, out);
+    return out;
+}
+
+Tensor defer_ggml_tensor(Model& model, std::shared_ptr<const MappedFile> file,
+                         const std::string& name, uint32_t type, int64_t rows, int64_t cols,
+                         const uint8_t* data, size_t n_bytes, bool need_f32) {
+    if (need_f32) return import_ggml_tensor(model, name, type, rows, cols, data, true);
+    PackedLayout layout;
+    if (type == F32 || type == F16) {
+        layout = make_layout(type == F32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
+    } else if (type == BF16) {
+        const bool fits_f16 = bf16_fits_f16(data, size_t(rows) * size_t(cols));
+        file->release(data, n_bytes);
+        layout = make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols);
+    } else {
+        layout = make_layout(checked_conversion(name, type, cols).format, rows, cols, kQK);
+    }
+    auto deferred = std::make_shared<DeferredTensor>();
+    deferred->fetch = [name, type, rows, cols,
+                       data](std::vector<std::shared_ptr<const void>>& keep) {
+        Model owner;  // only its storage is kept
+        const Tensor t = import_ggml_tensor(owner, name, type, rows, cols, data, false);
+        keep.insert(keep.end(), owner.storage.begin(), owner.storage.end());
+        return t.view;
+    };
+    deferred->release = [file, data, n_bytes] { file->release(data, n_bytes); };
+    Tensor out;
+    out.name = name;
+    out.view.layout = layout;
+    out.deferred = std::move(deferred);
     return out;
 }
 

@@ -14,8 +14,10 @@
 //   up to fp16 and codes round(w / s): |error| <= s / 2.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "engine/mapped_file.h"
 #include "engine/model.h"
 
 namespace nibble {
@@ -31,5 +33,13 @@ std::string ggml_conversion_note(uint32_t ggml_type);
 // without conversion.
 Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
                           int64_t cols, const uint8_t* data, bool need_f32);
+
+// The same tensor, deferred (Tensor::deferred): the checks and the layout now
+// (BF16's f16 test reads the data, then releases its pages), the conversion
+// when fetched, `n_bytes` at `data` in `file` released by release_source().
+// Norms (need_f32) are imported at once into `model`.
+Tensor defer_ggml_tensor(Model& model, std::shared_ptr<const MappedFile> file,
+                         const std::string& name, uint32_t type, int64_t rows, int64_t cols,
+                         const uint8_t* data, size_t n_bytes, bool need_f32);
 
 }  // namespace nibble

@@ -148,6 +148,10 @@ struct Shards {
         file = files.at(o->second).path();
         return files.at(o->second).find(tensor);
     }
+    // The mapping holding a tensor that find() found.
+    std::shared_ptr<const MappedFile> mapping(const std::string& tensor) const {
+        return files.at(owner.at(tensor)).file();
+    }
 };
 
 Shards open_shards(const fs::path& dir, const std::string& single) {
@@ -195,8 +199,8 @@ uint32_t ggml_type_of(const std::string& dtype) {
 
 // One tensor: checked shape and dtype, then viewed or converted like GGUF's
 // dense types.
-Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
-                   const std::string& where) {
+Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const std::string& where,
+                   bool defer) {
     std::string file;
     const SafetensorsEntry* e = shards.find(slot.hf_name, file);
     if (e == nullptr) fail(where, "tensor " + slot.hf_name + " is missing");
@@ -220,6 +224,10 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot,
     }
     if (e->end - e->begin != uint64_t(rows * cols) * safetensors_dtype_size(e->dtype)) {
         fail(file, "tensor " + slot.hf_name + " data does not match its shape");
+    }
+    if (defer) {
+        return defer_ggml_tensor(m, shards.mapping(slot.hf_name), slot.gguf_name, type, rows, cols,
+                                 e->data, size_t(e->end - e->begin), slot.is_norm());
     }
     return import_ggml_tensor(m, slot.gguf_name, type, rows, cols, e->data, slot.is_norm());
 }
@@ -286,7 +294,7 @@ Tensor load_packed(Model& m, const Shards& shards, const TensorSlot& slot,
 
 }  // namespace
 
-Model load_hf_model(const std::string& path) {
+Model load_hf_model(const std::string& path, bool defer) {
     fs::path dir = path;
     std::string single;
     if (!fs::is_directory(dir)) {
@@ -326,7 +334,7 @@ Model load_hf_model(const std::string& path) {
                 continue;
             }
         }
-        slot.in(m) = load_tensor(m, shards, slot, path);
+        slot.in(m) = load_tensor(m, shards, slot, path, defer);
     }
     try {
         m.validate();

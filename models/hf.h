@@ -14,6 +14,8 @@ namespace nibble {
 // f16). Q/K rows stay in Hugging Face's order, so rope_style = halves.
 // Throws std::runtime_error("<path>: <problem>") naming an unsupported
 // architecture, a missing file or tensor, or a bad value.
-Model load_hf_model(const std::string& path);
+// With `defer`, F32/F16/BF16 matrices are read only when fetched
+// (Tensor::deferred); GPTQ/AWQ layers are converted at once.
+Model load_hf_model(const std::string& path, bool defer = false);
 
 }  // namespace nibble

@@ -13,8 +13,9 @@
 
 namespace nibble {
 
-Model load_model(const std::string& path) {
-    if (std::filesystem::is_directory(path)) return load_hf_model(path);  // Hugging Face
+Model load_model(const std::string& path, const LoadOptions& options) {
+    if (std::filesystem::is_directory(path))
+        return load_hf_model(path, options.defer_conversion);  // Hugging Face
     auto file = MappedFile::open(path);
     if (file->size() < 28) {
         throw std::runtime_error(path + ": file is too small (" + std::to_string(file->size()) +
@@ -23,13 +24,14 @@ Model load_model(const std::string& path) {
     const uint8_t* p = file->data();
     Model model;
     if (std::memcmp(p, "GGUF", 4) == 0) {
-        model = load_gguf(file);
+        model = load_gguf(file, options.defer_conversion);
     } else if (std::memcmp(p, "24ka", 4) == 0) {  // uint32 0x616b3432 little-endian
         model = load_llama2c_q80(file);
     } else if (is_nibble_file(*file)) {
         model = load_nibble_file(file);
     } else if (looks_like_safetensors(*file)) {
-        model = load_hf_model(path);  // a checkpoint's .safetensors: config.json next to it
+        model = load_hf_model(
+            path, options.defer_conversion);  // a checkpoint's .safetensors: config.json next to it
     } else {
         // No magic: llama2.c's legacy checkpoint is the only headerless format.
         try {

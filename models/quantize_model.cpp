@@ -110,7 +110,7 @@ QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe
         }
     }
     for (const Tensor* t : plan.sources) plan.layouts.push_back(target_layout(recipe, *t));
-    plan.shared = source.output.view.data == source.token_embedding.view.data &&
+    plan.shared = source.output.blob_id() == source.token_embedding.blob_id() &&
                   same_layout(plan.layouts.front(), plan.layouts.back());
     return plan;
 }
@@ -171,7 +171,12 @@ TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& la
 TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint8_t* dst,
                              const QuantizeOptions& options) {
     try {
-        return quantize_tensor_unchecked(src, layout, dst, options);
+        // A deferred tensor is converted now and its buffers and source pages
+        // released once quantized: one tensor of the source in memory at a time.
+        const TensorReport rep =
+            quantize_tensor_unchecked(fetch_tensor(src).tensor, layout, dst, options);
+        release_source(src);
+        return rep;
     } catch (const std::runtime_error& e) {
         throw std::runtime_error(src.name + ": " + e.what());
     }

@@ -245,3 +245,25 @@ TEST_CASE("one line per tensor type says what the import did") {
     CHECK(lines["Q4_K"].rfind("13 tensors Q4_K -> q4a g32", 0) == 0);
     CHECK(lines["Q6_K"].rfind("3 tensors Q6_K -> q8 g32, requantized", 0) == 0);
 }
+
+TEST_CASE("a deferred load announces each tensor's layout and fetches the same bytes") {
+    for (const char* kind : kFiles) {
+        const std::string path = data_path("gguf-quant/" + gguf_name(kind));
+        CAPTURE(path);
+        const Model whole = load_model(path);
+        const Model deferred = load_model(path, {.defer_conversion = true});
+        CHECK(deferred.import_notes == whole.import_notes);
+        CHECK(deferred.weight_bytes() == whole.weight_bytes());
+        const auto a = whole.tensors(), b = deferred.tensors();
+        REQUIRE(a.size() == b.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+            CAPTURE(a[i]->name);
+            CHECK((b[i]->deferred != nullptr) == (a[i]->rows() > 1));  // norms load at once
+            const FetchedTensor f = fetch_tensor(*b[i]);               // throws on another layout
+            const size_t n = a[i]->view.layout.total_bytes;
+            REQUIRE(f.tensor.view.layout.total_bytes == n);
+            CHECK(std::memcmp(f.tensor.view.data, a[i]->view.data, n) == 0);
+            release_source(*b[i]);
+        }
+    }
+}

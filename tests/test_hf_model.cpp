@@ -24,6 +24,7 @@
 #include "kernels/matmul_dispatch.h"
 #include "models/loader.h"
 #include "models/nibble_file.h"
+#include "models/quantize_model.h"
 #include "test_data.h"
 #include "tokenizer/tokenizer.h"
 
@@ -497,6 +498,32 @@ TEST_CASE(
     CHECK(std::equal(back.layers[0].wq.column_order, back.layers[0].wq.column_order + 64,
                      q.layers[0].wq.column_order));
     CHECK(max_difference(all_logits(back), expected) < 1e-5);
+}
+
+TEST_CASE("streamed (deferred) HF loads quantize to the same file as whole loads") {
+    Export bf16;
+    bf16.bf16 = true;
+    Export gptq;
+    gptq.gptq = true;
+    Export untied;
+    untied.untied = true;
+    for (const auto& [name, e] : {std::pair{"bf16", bf16}, {"gptq", gptq}, {"untied", untied}}) {
+        CAPTURE(name);
+        const std::string dir = export_stories(std::string("stream_") + name, e).string();
+        const Model deferred = load_model(dir, {.defer_conversion = true});
+        int waiting = 0;
+        for (const Tensor* t : deferred.tensors()) waiting += t->deferred != nullptr;
+        CHECK(waiting > 0);  // BF16/F32 matrices wait; GPTQ layers are converted at once
+        const Model whole = load_model(dir);
+        CHECK(deferred.weight_bytes() == whole.weight_bytes());
+        const fs::path out = test::temp_dir("nibble_test_hf");
+        QuantizeRecipe recipe;
+        recipe.format = WeightFormat::q4a;
+        quantize_model_to_file(deferred, recipe, (out / "deferred.nbl").string(), "");
+        quantize_model_to_file(whole, recipe, (out / "whole.nbl").string(), "");
+        CHECK(test::read_text((out / "deferred.nbl").string()) ==
+              test::read_text((out / "whole.nbl").string()));
+    }
 }
 
 namespace {
