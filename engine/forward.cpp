@@ -10,6 +10,7 @@
 #include "engine/layer_ops.h"
 #include "engine/profile.h"
 #include "kernels/matmul.h"
+#include "kernels/vec_ops.h"
 
 namespace nibble {
 
@@ -33,7 +34,8 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
     hidden_up_.resize(b * size_t(c.hidden_dim));
     final_rows_.resize(b * size_t(c.dim));
     logits_.resize(b * size_t(c.vocab_size));
-    scores_.resize(size_t(omp_get_max_threads()) * size_t(options_.context));
+    scores_.resize(size_t(omp_get_max_threads()) * size_t(c.n_heads / c.n_kv_heads) *
+                   size_t(options_.context));
     const int head_dim = c.head_dim();
     for (int i = 0; i < head_dim / 2; ++i) {
         rope_freq_.push_back(1.0f / std::pow(c.rope_theta, float(2 * i) / float(head_dim)) /
@@ -42,35 +44,40 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
 }
 
 // For every (token, head): softmax(q k^T / sqrt(head_dim)) v over the cache
-// positions 0..pos of the token's sequence. Query head h reads kv head
-// h / (n_heads / n_kv_heads).
+// positions 0..pos of the token's sequence. Query heads h = kv_head * group ..
+// (kv_head + 1) * group - 1 read kv head kv_head, so they are done together:
+// the kernels read each cached key and value once for the whole group.
 void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     const ModelConfig& c = model_->config;
     const int head_dim = c.head_dim();
     const int group = c.n_heads / c.n_kv_heads;
     const float inv_sqrt = 1.0f / std::sqrt(float(head_dim));
-    const int n_work = int(batch.size()) * c.n_heads;
+    const int n_work = int(batch.size()) * c.n_kv_heads;
+    const size_t context = size_t(options_.context);
     // Threads only pay off above ~2^18 multiply-adds (scores plus weighted values).
     int64_t positions = 0;
     for (const BatchToken& tok : batch) positions += tok.pos + 1;
     const bool parallel = positions * c.n_heads * head_dim * 2 > (int64_t(1) << 18);
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int work = 0; work < n_work; ++work) {
-        const int b = work / c.n_heads;
-        const int h = work % c.n_heads;
+        const int b = work / c.n_kv_heads;
+        const int kv_head = work % c.n_kv_heads;
         const BatchToken& tok = batch[size_t(b)];
-        const float* q = &q_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
-        float* scores = &scores_[size_t(omp_get_thread_num()) * size_t(options_.context)];
-        const int kv_head = h / group;
+        const size_t first = size_t(b) * size_t(c.dim) + size_t(kv_head * group * head_dim);
+        float* scores = &scores_[size_t(omp_get_thread_num()) * size_t(group) * context];
         const int n_pos = tok.pos + 1;
-        kv_.key_scores(tok.seq, layer, kv_head, q, n_pos, inv_sqrt, scores);
-        // Sliding window: positions before pos - window + 1 get no weight.
-        if (c.sliding_window > 0) {
-            for (int p = 0; p + c.sliding_window < n_pos; ++p) scores[p] = -INFINITY;
+        attention_scores(kv_.keys(tok.seq, layer, kv_head), head_dim, &q_[first], group, n_pos,
+                         inv_sqrt, scores, context);
+        for (int g = 0; g < group; ++g) {
+            float* row = scores + size_t(g) * context;
+            // Sliding window: positions before pos - window + 1 get no weight.
+            if (c.sliding_window > 0) {
+                for (int p = 0; p + c.sliding_window < n_pos; ++p) row[p] = -INFINITY;
+            }
+            softmax(row, n_pos);
         }
-        softmax(scores, n_pos);
-        float* out = &att_out_[size_t(b) * size_t(c.dim) + size_t(h * head_dim)];
-        kv_.weighted_values(tok.seq, layer, kv_head, scores, n_pos, out);
+        attention_values(kv_.values(tok.seq, layer, kv_head), head_dim, scores, context, group,
+                         n_pos, &att_out_[first]);
     }
 }
 
@@ -167,7 +174,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::swiglu, n);
-            swiglu(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
+            silu_mul(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
         }
         {
             Timed t(Op::matmul_down, n);

@@ -57,8 +57,8 @@ class InferenceState {
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
     std::vector<float> final_rows_;  // normalised rows whose logits are wanted
     std::vector<float> gathered_;    // [max_batch][max(dim, hidden)] column-ordered rows
-    std::vector<float> scores_;      // [threads][context] attention weights
-    std::vector<float> rope_freq_;   // [head_dim / 2]
+    std::vector<float> scores_;     // [threads][query heads per kv head][context] attention weights
+    std::vector<float> rope_freq_;  // [head_dim / 2]
 };
 
 }  // namespace nibble

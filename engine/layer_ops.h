@@ -35,26 +35,8 @@ inline void rope(float* vec, int n_heads, int head_dim, int pos, const float* fr
     }
 }
 
-// In-place softmax of x[0..n).
-inline void softmax(float* x, int n) {
-    float max_val = x[0];
-    for (int i = 1; i < n; ++i) max_val = x[i] > max_val ? x[i] : max_val;
-    float sum = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max_val);
-        sum += x[i];
-    }
-    for (int i = 0; i < n; ++i) x[i] /= sum;
-}
-
-// gate = silu(gate) * up, silu(z) = z * sigmoid(z)
-inline void swiglu(float* gate, const float* up, int n) {
-    for (int i = 0; i < n; ++i) {
-        float g = gate[i];
-        g *= (1.0f / (1.0f + std::exp(-g)));
-        gate[i] = g * up[i];
-    }
-}
+// softmax(x, n) and silu_mul(gate, up, n) (SwiGLU: gate = silu(gate) * up) are
+// vector kernels: kernels/vec_ops.h.
 
 inline void add_into(float* x, const float* delta, int n) {
     for (int i = 0; i < n; ++i) x[i] += delta[i];

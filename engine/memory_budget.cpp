@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "engine/input_file.h"
+#include "kernels/attention.h"
 
 namespace nibble {
 
@@ -33,15 +34,20 @@ constexpr uint64_t kSlackBytes = uint64_t(64) << 20;
 }  // namespace
 
 uint64_t kv_cache_bytes(const ModelConfig& config, int n_sequences, int context, KvType type) {
-    const uint64_t slots = uint64_t(n_sequences) * uint64_t(config.n_layers) * uint64_t(context);
-    const uint64_t elements = slots * uint64_t(config.kv_dim());
+    // Values for every position; keys in whole blocks of kKeyBlock positions
+    // (engine/kv_cache.h); INT8 adds one float scale per position and kv head to each.
+    const uint64_t pairs = uint64_t(n_sequences) * uint64_t(config.n_layers);
+    const uint64_t key_positions =
+        (uint64_t(context) + kKeyBlock - 1) / kKeyBlock * uint64_t(kKeyBlock);
+    const uint64_t positions = pairs * (uint64_t(context) + key_positions);
+    const uint64_t elements = positions * uint64_t(config.kv_dim());
     switch (type) {
         case KvType::f32:
-            return 2 * elements * 4;
+            return elements * 4;
         case KvType::f16:
-            return 2 * elements * 2;
+            return elements * 2;
         case KvType::int8:
-            return 2 * elements + 2 * slots * uint64_t(config.n_kv_heads) * 4;
+            return elements + positions * uint64_t(config.n_kv_heads) * 4;
     }
     return 0;
 }
@@ -56,7 +62,8 @@ MemoryNeed memory_need(const Model& model, const RuntimeOptions& options, int th
     // x, xb, q, att_out, final_rows: dim; k, v: kv_dim; gate, up: hidden; logits: vocab.
     const uint64_t floats_per_row = 5 * uint64_t(c.dim) + 2 * uint64_t(c.kv_dim()) +
                                     2 * uint64_t(c.hidden_dim) + uint64_t(c.vocab_size);
-    const uint64_t scores = uint64_t(std::max(threads, 1)) * uint64_t(context);
+    const uint64_t scores = uint64_t(std::max(threads, 1)) *
+                            uint64_t(c.n_heads / std::max(c.n_kv_heads, 1)) * uint64_t(context);
     // Activations quantized to int8 for the kernels: about one byte per input value.
     const uint64_t quantized = b * uint64_t(std::max(c.dim, c.hidden_dim)) * 2;
     need.buffers = 4 * (b * floats_per_row + scores) + quantized + kSlackBytes;

@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/attention.h"
+
 namespace nibble {
 
 float dot_f32(const float* a, const float* b, int n);
@@ -20,6 +22,12 @@ void axpy_i8(float alpha, const int8_t* x, float* y, int n);  // alpha includes 
 void convert_f32_to_f16(const float* x, uint16_t* y, int n);
 // y = round(x / scale) with scale = max|x| / 127 (returned); zero vector gives scale 0.
 float quantize_i8(const float* x, int8_t* y, int n);
+// In-place softmax of x[0..n): exp(x_i - max) / sum, with the exp of
+// kernels/vec_exp.h (-inf gives 0). The sum's order differs between versions.
+void softmax(float* x, int n);
+// gate_i = silu(gate_i) * up_i, silu(z) = z * (1 / (1 + exp(-z))), the exp of
+// kernels/vec_exp.h: every version gives the same bits.
+void silu_mul(float* gate, const float* up, int n);
 
 // One implementation of every function above.
 struct VecOps {
@@ -31,6 +39,10 @@ struct VecOps {
     void (*axpy_i8)(float, const int8_t*, float*, int);
     void (*convert_f32_to_f16)(const float*, uint16_t*, int);
     float (*quantize_i8)(const float*, int8_t*, int);
+    void (*softmax)(float*, int);
+    void (*silu_mul)(float*, const float*, int);
+    AttentionScoresFn attention_scores;
+    AttentionValuesFn attention_values;
 };
 
 const VecOps& vec_ops_scalar();

@@ -5,6 +5,7 @@
 
 #include "engine/layer_ops.h"
 #include "kernels/matmul.h"
+#include "kernels/vec_ops.h"
 
 namespace nibble {
 
@@ -88,7 +89,7 @@ RowMatrix attention(const ModelConfig& c, const CalibSequences& calib, RowMatrix
 
 RowMatrix swiglu_rows(const RowMatrix& gate, const RowMatrix& up) {
     RowMatrix out = gate;
-    swiglu(out.data(), up.data(), int(out.size()));
+    silu_mul(out.data(), up.data(), int(out.size()));
     return out;
 }
 

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -39,6 +40,38 @@ double dot_bound(const float* a, const float* b, int n) {
     double s = 0;
     for (int i = 0; i < n; ++i) s += std::fabs(double(a[i]) * double(b[i]));
     return 1e-6 * s + 1e-30;
+}
+
+// Scores as attention produces them: wide range, some -inf (masked positions).
+std::vector<float> score_row(int n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 6.0f);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) x[size_t(i)] = i % 5 == 3 ? -INFINITY : dist(rng);
+    x[0] = 0.5f;  // at least one finite score
+    return x;
+}
+
+// softmax (same exp, other summation order: within a few ulps) and silu_mul
+// (elementwise: the same bits) of `fast` against the scalar reference.
+void check_exp_kernels(const VecOps& fast) {
+    const VecOps& ref = vec_ops_scalar();
+    for (int n : {1, 3, 8, 9, 16, 31, 64, 100, 257}) {
+        CAPTURE(n);
+        auto a = score_row(n, uint32_t(n)), b = a;
+        fast.softmax(a.data(), n);
+        ref.softmax(b.data(), n);
+        for (int i = 0; i < n; ++i) {
+            CHECK(a[size_t(i)] == doctest::Approx(b[size_t(i)]).epsilon(1e-6));
+            if (i % 5 == 3 && i != 0) CHECK(a[size_t(i)] == 0.0f);
+        }
+        Data d = make_data(n, uint32_t(n + 100));
+        for (float& g : d.a) g *= 8.0f;  // into the saturating ranges of silu
+        auto g1 = d.a, g2 = d.a;
+        fast.silu_mul(g1.data(), d.b.data(), n);
+        ref.silu_mul(g2.data(), d.b.data(), n);
+        CHECK(std::memcmp(g1.data(), g2.data(), sizeof(float) * size_t(n)) == 0);
+    }
 }
 
 // Every function of `fast` against the portable versions.
@@ -97,9 +130,43 @@ void check_against_scalar(const VecOps* fast) {
     std::vector<int8_t> q(20, 5);
     CHECK(fast->quantize_i8(zeros.data(), q.data(), 20) == 0.0f);
     for (int8_t v : q) CHECK(v == 0);
+    check_exp_kernels(*fast);
 }
 
 }  // namespace
+
+TEST_CASE("softmax and silu_mul reference against exp in double precision") {
+    const VecOps& ref = vec_ops_scalar();
+    // silu(g) * 1 over the whole float range that matters, and the extremes.
+    std::vector<float> g, up;
+    for (float v = -100.0f; v <= 100.0f; v += 0.0137f) g.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 87.4f, -87.4f, 1e30f, -1e30f})
+        g.push_back(v);
+    up.assign(g.size(), 1.0f);
+    auto out = g;
+    ref.silu_mul(out.data(), up.data(), int(out.size()));
+    for (size_t i = 0; i < g.size(); ++i) {
+        CAPTURE(g[i]);
+        const double expected = double(g[i]) / (1.0 + std::exp(-double(g[i])));
+        // (absolute 1e-36: exp(-g) above 88.376 is +inf, so silu(g < -88.376) is -0
+        // where the exact value is at most 4e-37 in magnitude)
+        CHECK(std::fabs(out[i] - expected) <= 1e-6 * std::fabs(expected) + 1e-36);
+    }
+    // softmax: against a double-precision softmax; -inf gets exactly 0.
+    for (int n : {1, 2, 7, 64, 300}) {
+        auto x = score_row(n, uint32_t(7 * n));
+        auto y = x;
+        ref.softmax(y.data(), n);
+        double max_val = -INFINITY, sum = 0;
+        for (float v : x) max_val = std::fmax(max_val, double(v));
+        for (float v : x) sum += std::exp(double(v) - max_val);
+        for (int i = 0; i < n; ++i) {
+            const double expected = std::exp(double(x[size_t(i)]) - max_val) / sum;
+            CHECK(std::fabs(y[size_t(i)] - expected) <= 2e-6 * expected + 1e-37);
+            if (std::isinf(x[size_t(i)])) CHECK(y[size_t(i)] == 0.0f);
+        }
+    }
+}
 
 TEST_CASE("AVX2 vector kernels match the scalar reference" *
           nibble::test::skip_unless(vec_ops_avx2() != nullptr,

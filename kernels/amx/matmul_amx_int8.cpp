@@ -277,24 +277,24 @@ struct PanelPrefetch {
 };
 
 // The outputs of one panel for token tile tt, as a_k in acc[k][m][16 tokens].
-// The scaling of block b-1 is done after block b's tile instructions are
-// issued (results stored to alternating buffers).
+// Software pipeline: in step b, block b+1's multiplication is issued, block
+// b's result is stored (the tile unit works in order: the store waits for
+// block b's multiplication, not b+1's), and block b-1's stored result, whose
+// store was issued a whole step earlier and has reached the cache, is read
+// back and scaled. Results rotate through three buffers.
 template <WeightFormat F>
 void panel_times_tile(const uint8_t* panel, const float* w_scales, const PackedActivations& x,
                       int64_t tt, int64_t n_blocks, PanelPrefetch prefetch, float* acc) {
     // Lines per block step that cover the next panel in one pass.
     const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
-    alignas(64) int32_t c[2][kCInts];
+    alignas(64) int32_t c[3][kCInts];
     for (int i = 0; i < kAccFloats; i += 16) _mm512_store_ps(acc + i, _mm512_setzero_ps());
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
     const auto scale = [&](int64_t b) {
-        scale_block(c[b & 1], w_scales + b * kPanelRows, x_scales + b * kTileTokens,
+        scale_block(c[b % 3], w_scales + b * kPanelRows, x_scales + b * kTileTokens,
                     acc + (b & 3) * kCInts);
     };
-    // Software pipeline: block b+1's multiplication is issued before block
-    // b's result is stored and scaled (the tile unit works in order, and a
-    // store waits for its multiplication to finish).
     NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, 0);
     for (int64_t b = 0; b < n_blocks; ++b) {
         for (int64_t i = b * lines_per_step; i < (b + 1) * lines_per_step; ++i) {
@@ -304,13 +304,14 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, const PackedA
         }
         if (b & 1) {
             if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, b + 1);
-            _tile_stored(1, c[1], 4 * kTileTokens);
+            _tile_stored(1, c[b % 3], 4 * kTileTokens);
         } else {
             if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, b + 1);
-            _tile_stored(0, c[0], 4 * kTileTokens);
+            _tile_stored(0, c[b % 3], 4 * kTileTokens);
         }
-        scale(b);
+        if (b > 0) scale(b - 1);
     }
+    scale(n_blocks - 1);
 }
 
 #undef NIBBLE_TILE_MULTIPLY

@@ -7,7 +7,9 @@
 
 #include <cmath>  // lrintf (a libc call, not an inline copy)
 
+#include "kernels/avx2/attention_avx2.h"
 #include "kernels/cpu_features.h"
+#include "kernels/vec_exp.h"
 #include "kernels/vec_ops.h"
 
 namespace nibble {
@@ -125,6 +127,90 @@ float quantize_i8(const float* x, int8_t* y, int n) {
     return scale;
 }
 
+// kernels/vec_exp.h on 8 lanes; lanes at or below kMinInput (and NaN) give 0,
+// lanes above kMaxInput +inf.
+inline __m256 exp8(__m256 x) {
+    using namespace vec_exp;
+    const __m256 valid = _mm256_cmp_ps(x, _mm256_set1_ps(kMinInput), _CMP_GT_OQ);
+    const __m256 overflow = _mm256_cmp_ps(x, _mm256_set1_ps(kMaxInput), _CMP_GT_OQ);
+    x = _mm256_min_ps(x, _mm256_set1_ps(kMaxInput));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Hi), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Lo), r);
+    __m256 y = _mm256_set1_ps(kC0);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kC1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kC2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kC3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kC4));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kC5));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    const __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 e = _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(bits)), valid);
+    return _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY), overflow);
+}
+
+// A tail of fewer than 8 elements, padded with `fill`, and written back.
+struct Tail {
+    alignas(32) float v[8];
+    Tail(const float* x, int n, float fill) {
+        for (int i = 0; i < 8; ++i) v[i] = i < n ? x[i] : fill;
+    }
+    __m256 load() const { return _mm256_load_ps(v); }
+    void store(__m256 y, float* x, int n) {
+        _mm256_store_ps(v, y);
+        for (int i = 0; i < n; ++i) x[i] = v[i];
+    }
+};
+
+void softmax(float* x, int n) {
+    const int n8 = n & ~7, rest = n - n8;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int i = 0; i < n8; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    float max_val = -INFINITY;
+    {
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, vmax);
+        for (float v : lanes) max_val = max_val > v ? max_val : v;
+        for (int i = n8; i < n; ++i) max_val = max_val > x[i] ? max_val : x[i];
+    }
+    const __m256 m = _mm256_set1_ps(max_val);
+    __m256 sum = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (rest > 0) {
+        Tail t(x + n8, rest, -INFINITY);  // exp(-inf) = 0 adds nothing
+        const __m256 e = exp8(_mm256_sub_ps(t.load(), m));
+        t.store(e, x + n8, rest);
+        sum = _mm256_add_ps(sum, e);
+    }
+    const __m256 total = _mm256_set1_ps(hsum8(sum));
+    for (int i = 0; i < n8; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), total));
+    for (int i = n8; i < n; ++i) x[i] /= _mm256_cvtss_f32(total);
+}
+
+void silu_mul(float* gate, const float* up, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const auto silu_times = [&](__m256 g, __m256 u) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        return _mm256_mul_ps(_mm256_mul_ps(g, _mm256_div_ps(one, _mm256_add_ps(one, e))), u);
+    };
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(gate + i, silu_times(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+    if (i < n) {
+        Tail g(gate + i, n - i, 0.0f);
+        const Tail u(up + i, n - i, 0.0f);
+        g.store(silu_times(g.load(), u.load()), gate + i, n - i);
+    }
+}
+
 }  // namespace vec_avx2
 
 const VecOps* vec_ops_avx2() {
@@ -135,7 +221,11 @@ const VecOps* vec_ops_avx2() {
                             vec_avx2::axpy_f16,
                             vec_avx2::axpy_i8,
                             vec_avx2::convert_f32_to_f16,
-                            vec_avx2::quantize_i8};
+                            vec_avx2::quantize_i8,
+                            vec_avx2::softmax,
+                            vec_avx2::silu_mul,
+                            vec_avx2::attention_scores,
+                            vec_avx2::attention_values};
     return cpu_features().avx2 ? &ops : nullptr;
 }
 

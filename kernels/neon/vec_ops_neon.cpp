@@ -129,14 +129,12 @@ float quantize_i8(const float* x, int8_t* y, int n) {
 }  // namespace vec_neon
 
 const VecOps* vec_ops_neon() {
-    static const VecOps ops{vec_neon::dot_f32,
-                            vec_neon::dot_f16,
-                            vec_neon::dot_i8,
-                            vec_neon::axpy_f32,
-                            vec_neon::axpy_f16,
-                            vec_neon::axpy_i8,
-                            vec_neon::convert_f32_to_f16,
-                            vec_neon::quantize_i8};
+    static const VecOps ops{vec_neon::dot_f32, vec_neon::dot_f16, vec_neon::dot_i8,
+                            vec_neon::axpy_f32, vec_neon::axpy_f16, vec_neon::axpy_i8,
+                            vec_neon::convert_f32_to_f16, vec_neon::quantize_i8,
+                            // (softmax, SiLU and attention: the portable reference)
+                            vec_ops_scalar().softmax, vec_ops_scalar().silu_mul,
+                            attention_scores_scalar, attention_values_scalar};
     return &ops;
 }
 
