@@ -198,19 +198,21 @@ inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, 
 }
 
 // One panel: A tiles for every block (zero rows past n_valid) and the weight
-// scales per block and row, d_w(m, b) at scales[b * 16 + m].
+// scales of every group of every row, d_w(m, g) at scales[m * groups_per_row + g]
+// (0 for rows past n_valid); block b belongs to group b >> group_shift.
 template <WeightFormat F>
 void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks, uint8_t* panel,
-                  float* scales, float* row_params) {
+                  float* scales) {
     const PackedLayout& l = w.layout;
+    const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
-    const int group_shift = __builtin_ctzll(uint64_t(l.group_size / 32));
     const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
     if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * kATileBytes);
     for (int m = 0; m < kPanelRows; ++m) {
         const int64_t row = row0 + m;
+        float* row_scales = scales + m * gpr;
         if (m >= n_valid) {
-            for (int64_t b = 0; b < n_blocks; ++b) scales[b * kPanelRows + m] = 0.0f;
+            std::memset(row_scales, 0, size_t(gpr) * sizeof(float));
             continue;
         }
         const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
@@ -219,18 +221,16 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
             unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
         }
         if (l.double_quant) {
-            decode_row_params_generic(w, GroupStream::scales, row, row_params);
+            decode_row_params_generic(w, GroupStream::scales, row, row_scales);
         } else {
-            const uint16_t* s = scales16 + row * l.groups_per_row;
-            for (int64_t g = 0; g < l.groups_per_row; g += 16) {
-                const int64_t left = l.groups_per_row - g;
+            const uint16_t* s = scales16 + row * gpr;
+            for (int64_t g = 0; g < gpr; g += 16) {
+                const int64_t left = gpr - g;
                 const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
-                _mm512_mask_storeu_ps(row_params + g, k,
+                _mm512_mask_storeu_ps(row_scales + g, k,
                                       _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, s + g)));
             }
         }
-        for (int64_t b = 0; b < n_blocks; ++b)
-            scales[b * kPanelRows + m] = row_params[b >> group_shift];
     }
 }
 
@@ -246,12 +246,13 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
     } while (0)
 
 // a_k(m) += float(D(m, .)) * d_w(m, b) * d_x(b, .) for the 16 rows of block b,
-// whose integer products are c[16][16].
-inline void scale_block(const int32_t* c, const float* w_scales, const float* x_scales, float* a) {
+// whose integer products are c[16][16]; row m's weight scale is w_scales[m * w_stride].
+inline void scale_block(const int32_t* c, const float* w_scales, int64_t w_stride,
+                        const float* x_scales, float* a) {
     const __m512 dx = _mm512_loadu_ps(x_scales);
     for (int m = 0; m < kPanelRows; ++m) {
         const __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(c + m * kTileTokens));
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(w_scales[m]), dx);
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(w_scales[m * w_stride]), dx);
         _mm512_store_ps(a + m * kTileTokens,
                         _mm512_fmadd_ps(d, s, _mm512_load_ps(a + m * kTileTokens)));
     }
@@ -283,8 +284,9 @@ struct PanelPrefetch {
 // store was issued a whole step earlier and has reached the cache, is read
 // back and scaled. Results rotate through three buffers.
 template <WeightFormat F>
-void panel_times_tile(const uint8_t* panel, const float* w_scales, const PackedActivations& x,
-                      int64_t tt, int64_t n_blocks, PanelPrefetch prefetch, float* acc) {
+void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t groups_per_row,
+                      int group_shift, const PackedActivations& x, int64_t tt, int64_t n_blocks,
+                      PanelPrefetch prefetch, float* acc) {
     // Lines per block step that cover the next panel in one pass.
     const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
     alignas(64) int32_t c[3][kCInts];
@@ -292,8 +294,8 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, const PackedA
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
     const auto scale = [&](int64_t b) {
-        scale_block(c[b % 3], w_scales + b * kPanelRows, x_scales + b * kTileTokens,
-                    acc + (b & 3) * kCInts);
+        scale_block(c[b % 3], w_scales + (b >> group_shift), groups_per_row,
+                    x_scales + b * kTileTokens, acc + (b & 3) * kCInts);
     };
     NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, 0);
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -369,16 +371,18 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int64_t n_blocks = qa.n_blocks;
     const PackedActivations x = pack_activations(qa);
     auto* panel = scratch(kSlotPanel, size_t(n_blocks) * kATileBytes);
-    auto* panel_scales = reinterpret_cast<float*>(scratch(
-        kSlotPanelScales, (size_t(n_blocks) * kPanelRows + size_t(2 * l.groups_per_row)) * 4));
-    float* row_params = panel_scales + n_blocks * kPanelRows;
+    const int64_t gpr = l.groups_per_row;
+    const int group_shift = __builtin_ctzll(uint64_t(l.group_size / 32));
+    auto* panel_scales = reinterpret_cast<float*>(
+        scratch(kSlotPanelScales, (size_t(gpr) * kPanelRows + size_t(2 * gpr)) * 4));
+    float* row_params = panel_scales + gpr * kPanelRows;
     auto* acc = reinterpret_cast<float*>(scratch(kSlotAccumulators, kAccFloats * 4));
     const TileConfig config = tile_config();
     _tile_loadconfig(&config);
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     for (int64_t row0 = r0; row0 < r1; row0 += kPanelRows) {
         const int n_valid = r1 - row0 < kPanelRows ? int(r1 - row0) : kPanelRows;
-        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
+        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales);
         // The next panel's codes (within the matrix), fetched during the first pass.
         PanelPrefetch prefetch;
         if (const int64_t next = row0 + kPanelRows; next < l.rows) {
@@ -387,7 +391,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                         rows * int64_t(row_bytes)};
         }
         for (int64_t tt = 0; tt < x.n_token_tiles; ++tt) {
-            panel_times_tile<F>(panel, panel_scales, x, tt, n_blocks, prefetch, acc);
+            panel_times_tile<F>(panel, panel_scales, gpr, group_shift, x, tt, n_blocks, prefetch,
+                                acc);
             prefetch = {};
             write_outputs<F>(w, qa, acc, row0, n_valid, int(tt * kTileTokens), row_params, y);
         }
