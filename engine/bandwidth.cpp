@@ -2,9 +2,11 @@
 #include "engine/bandwidth.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -41,8 +43,17 @@ BandwidthResult measure_read_bandwidth(uint64_t bytes, int passes, int threads) 
     if (threads < 1) throw std::invalid_argument("bandwidth threads must be >= 1");
     // Whole 64-byte lines of 8 uint64 each.
     const int64_t n = int64_t(bytes / 64) * 8;
-    std::unique_ptr<uint64_t[]> buffer(new uint64_t[size_t(n)]);
-    uint64_t* data = buffer.get();
+    // In 2 MiB pages where the kernel allows, like the mapped weights
+    // (engine/mapped_file.cpp): with 4 KiB pages the probe would also measure
+    // page walks that decoding does not pay.
+    const size_t buffer_bytes = size_t(n) * sizeof(uint64_t);
+    void* mapping =
+        mmap(nullptr, buffer_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) throw std::bad_alloc();
+    const std::unique_ptr<void, std::function<void(void*)>> buffer(
+        mapping, [buffer_bytes](void* q) { munmap(q, buffer_bytes); });
+    madvise(mapping, buffer_bytes, MADV_HUGEPAGE);
+    auto* data = static_cast<uint64_t*>(mapping);
     // Each thread reads its own contiguous slice of whole lines; it also writes it
     // first, so its pages are its own (first touch).
     auto slice = [n](int t, int nt) {
@@ -68,10 +79,15 @@ BandwidthResult measure_read_bandwidth(uint64_t bytes, int passes, int threads) 
         {
             // Eight independent sums, one per word of a 64-byte line: no add waits
             // for the previous one, and the compiler turns them into vector adds,
-            // so the loop is limited by memory, not by the adder's latency.
+            // so the loop is limited by memory, not by the adder's latency. Lines
+            // kPrefetchLines ahead are requested early, as the matmul kernels do
+            // with their weights, so that the probe measures what a streaming
+            // kernel can reach rather than the hardware prefetcher alone.
+            constexpr int64_t kPrefetchWords = 8 * 64;  // 64 lines = 4 KiB ahead
             const auto [lo, hi] = slice(omp_get_thread_num(), omp_get_num_threads());
             uint64_t s[8] = {};
             for (int64_t i = lo; i < hi; i += 8) {
+                if (i + kPrefetchWords < hi) __builtin_prefetch(data + i + kPrefetchWords);
                 for (int k = 0; k < 8; ++k) s[k] += data[i + k];
             }
             for (const uint64_t part : s) sum += part;
