@@ -79,18 +79,13 @@ void print_stats(const TurnStats& s) {
 
 int chat_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Chat with a model in the terminal");
+    add_model_options(options, 64, "tokens per forward pass");
     // clang-format off
     options.add_options()
-        ("m,model", "model file", cxxopts::value<std::string>())
-        ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
         ("template", "chat template: llama2, chatml, zephyr, mistral, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
         ("system", "system prompt", cxxopts::value<std::string>()->default_value(""))
         ("n,n-predict", "tokens per answer (-1: until the end of the turn)", cxxopts::value<int>()->default_value("-1"))
         ("ignore-eos", "keep answering after end-of-sequence")
-        ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
-        ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("64"))
-        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "-1");
@@ -100,9 +95,7 @@ int chat_command(int argc, char** argv) {
         return 0;
     }
     reject_extra_arguments(args);
-    if (!args.count("model")) throw UsageError("missing --model (-m)");
-    const int ctx = args["ctx-size"].as<int>();
-    if (ctx < 0) throw UsageError("--ctx-size must be >= 0");
+    const ModelOptions mo = model_options(args);
     ChatOptions chat;
     chat.n_predict = args["n-predict"].as<int>();
     if (chat.n_predict < -1 || chat.n_predict == 0) {
@@ -111,17 +104,12 @@ int chat_command(int argc, char** argv) {
     chat.sampling = sampling_option_values(args);
     chat.system = args["system"].as<std::string>();
     chat.ignore_eos = args.count("ignore-eos") > 0;
-    const KvType kv = kv_option(args);
-    const int batch = batch_size_option(args);
-    set_threads(args["threads"].as<int>());
+    set_threads(mo.threads);
 
-    const Model model = load_model(args["model"].as<std::string>());
-    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const Model model = load_model(mo.model_path);
+    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
     chat.chat_template = choose_template(args, model);
-    RuntimeOptions ro;
-    ro.context = ctx > 0 ? ctx : model.config.max_seq_len;
-    ro.max_batch = batch;
-    ro.kv_type = kv;
+    const RuntimeOptions ro = runtime_options(mo, model);
     check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);
     ChatSession session(state, tokenizer, chat);

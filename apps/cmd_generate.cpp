@@ -139,19 +139,15 @@ std::string output_line(const Job& job, const FinishEvent& e) {
 
 int generate_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Complete a file of prompts, several at a time");
+    add_model_options(options, 64, "tokens per forward pass",
+                      "context per sequence (0: the model's)");
     // clang-format off
     options.add_options()
-        ("m,model", "model file", cxxopts::value<std::string>())
-        ("tokenizer", "tokenizer file", cxxopts::value<std::string>()->default_value(""))
         ("f,file", "prompts: one per line, or JSONL with \"prompt\" and options", cxxopts::value<std::string>())
         ("out", "output JSONL file", cxxopts::value<std::string>())
         ("parallel", "sequences decoded together", cxxopts::value<int>()->default_value("8"))
         ("resume", "keep OUT and skip the ids already in it")
         ("n,n-predict", "tokens per completion (-1: until EOS or the context)", cxxopts::value<int>()->default_value("256"))
-        ("c,ctx-size", "context per sequence (0: the model's)", cxxopts::value<int>()->default_value("0"))
-        ("b,batch-size", "tokens per forward pass", cxxopts::value<int>()->default_value("64"))
-        ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "42");
@@ -161,30 +157,24 @@ int generate_command(int argc, char** argv) {
         return 0;
     }
     reject_extra_arguments(args);
-    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    const ModelOptions mo = model_options(args);
     if (!args.count("file")) throw UsageError("missing --file (-f)");
     if (!args.count("out")) throw UsageError("missing --out");
     const int parallel = args["parallel"].as<int>();
     int n_predict = args["n-predict"].as<int>();
-    const int ctx = args["ctx-size"].as<int>();
     if (parallel < 1 || parallel > 256) throw UsageError("--parallel must be in 1..256");
     if (n_predict < -1) throw UsageError("--n-predict must be >= -1");
-    if (ctx < 0) throw UsageError("--ctx-size must be >= 0");
     const SamplerParams sampling = sampling_option_values(args);
-    const KvType kv = kv_option(args);
-    const int batch = std::max(batch_size_option(args), parallel);
-    set_threads(args["threads"].as<int>());
+    set_threads(mo.threads);
 
-    const Model model = load_model(args["model"].as<std::string>());
-    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const Model model = load_model(mo.model_path);
+    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
     const std::string out_path = args["out"].as<std::string>();
     const bool resume = args.count("resume") > 0;
     const std::set<std::string> done = resume ? completed_ids(out_path) : std::set<std::string>{};
-    RuntimeOptions ro;
-    ro.context = ctx > 0 ? ctx : model.config.max_seq_len;
-    ro.max_batch = batch;
+    RuntimeOptions ro = runtime_options(mo, model);
+    ro.max_batch = std::max(ro.max_batch, parallel);
     ro.n_sequences = parallel;
-    ro.kv_type = kv;
     // -n beyond the context is clipped to it (said once); a completion also
     // stops where its sequence fills the context.
     if (n_predict > ro.context) n_predict = clip_n_predict(n_predict, 0, ro.context);

@@ -45,9 +45,11 @@ int batch_size_option(const cxxopts::ParseResult& args);
 // most kMaxTextFileBytes (apps/validate.h); throws std::runtime_error("PATH: ...").
 std::string read_text_file(const std::string& path);
 
-// The options `run` and `perplexity` share: -m/--model, --tokenizer,
-// -c/--ctx-size, -b/--batch-size (default `default_batch`), -t/--threads, --kv.
-void add_model_options(cxxopts::Options& options, int default_batch, const std::string& batch_help);
+// The options `run`, `perplexity`, `chat` and `generate` share: -m/--model,
+// --tokenizer, -c/--ctx-size, -b/--batch-size (default `default_batch`),
+// -t/--threads, --kv.
+void add_model_options(cxxopts::Options& options, int default_batch, const std::string& batch_help,
+                       const std::string& ctx_help = "context size (0: the model's)");
 struct ModelOptions {
     std::string model_path;
     std::string tokenizer_path;  // empty: resolve_tokenizer finds one

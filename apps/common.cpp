@@ -73,13 +73,13 @@ std::string read_text_file(const std::string& path) {
     return read_text_input(path);
 }
 
-void add_model_options(cxxopts::Options& options, int default_batch,
-                       const std::string& batch_help) {
+void add_model_options(cxxopts::Options& options, int default_batch, const std::string& batch_help,
+                       const std::string& ctx_help) {
     // clang-format off
     options.add_options()
         ("m,model", "model file (llama2.c .bin, GGUF, nibble)", cxxopts::value<std::string>())
         ("tokenizer", "tokenizer (.model or llama2.c tokenizer.bin)", cxxopts::value<std::string>()->default_value(""))
-        ("c,ctx-size", "context size (0: the model's)", cxxopts::value<int>()->default_value("0"))
+        ("c,ctx-size", ctx_help, cxxopts::value<int>()->default_value("0"))
         ("b,batch-size", batch_help, cxxopts::value<int>()->default_value(std::to_string(default_batch)))
         ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
         ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"));
