@@ -52,7 +52,7 @@ std::string read_float(const Json& j, const char* name, double lo, double hi, bo
 std::string read_stop(const Json& j, std::vector<std::string>* out) {
     const auto it = j.find("stop");
     if (it == j.end() || it->is_null()) return "";
-    const std::string bad = "\"stop\" must be a non-empty string or an array of them";
+    const char* const bad = R"("stop" must be a non-empty string or an array of them)";
     if (it->is_string()) {
         out->push_back(it->get<std::string>());
     } else if (it->is_array()) {

@@ -97,7 +97,7 @@ inline const std::string& checkpoint_dir() {
     static const std::string dir = [] {
         char name[] = "/tmp/nibble_fuzz_hf.XXXXXX";
         if (mkdtemp(name) == nullptr) __builtin_trap();
-        const std::string d = name;
+        std::string d = name;
         const uint8_t empty = 0;
         auto link = [&](int slot, const char* file) {
             const std::string target = as_file(&empty, 0, slot);  // creates the memfd

@@ -63,8 +63,10 @@ uint8_t* scratch(int slot, size_t bytes) {
     if (b.size < bytes) {
         b.storage = std::make_unique<uint8_t[]>(bytes + 64);
         b.size = bytes;
+        // The first 64-byte aligned address in the buffer (pointer arithmetic,
+        // not an integer-to-pointer cast).
         const auto p = reinterpret_cast<uintptr_t>(b.storage.get());
-        b.aligned = reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
+        b.aligned = b.storage.get() + ((64 - p % 64) % 64);
     }
     return b.aligned;
 }

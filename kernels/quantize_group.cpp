@@ -140,7 +140,8 @@ Refit q4a_candidate(const float* w, int n, float d, float m, double sum_w, doubl
     float sq = 0.0f, sqq = 0.0f, swq = 0.0f;
     for (int i = 0; i < n; ++i) {
         const float t = std::fmin(std::fmax((w[i] - mf) * inv, 0.0f), 15.0f);
-        const float q = float(int(t + 0.5f));
+        // t >= 0, so adding 0.5 and truncating rounds half up, as q4a_code does.
+        const float q = float(int(t + 0.5f));  // NOLINT(bugprone-incorrect-roundings)
         sq += q;
         sqq += q * q;
         swq += w[i] * q;

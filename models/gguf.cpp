@@ -105,11 +105,11 @@ class TensorLoader {
 
 }  // namespace
 
-Model load_gguf(std::shared_ptr<MappedFile> file, bool defer) {
+Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer) {
     const GgufFile g = GgufFile::parse(file);
     const std::string arch = g.get_string("general.architecture").value_or("");
     if (arch != "llama") {
-        fail(g, "architecture \"" + arch + "\" is not supported (only \"llama\")");
+        fail(g, "architecture \"" + arch + R"(" is not supported (only "llama"))");
     }
 
     Model m;

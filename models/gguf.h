@@ -10,6 +10,6 @@ namespace nibble {
 // Builds a Model from a GGUF file; F32/F16 tensors are used in place from the
 // mapping, quantized ones converted (models/gguf_import.h); with `defer`, the
 // matrices are converted only when fetched (Tensor::deferred).
-Model load_gguf(std::shared_ptr<MappedFile> file, bool defer = false);
+Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer = false);
 
 }  // namespace nibble

@@ -95,10 +95,9 @@ std::optional<GgmlTypeSize> ggml_type_size(uint32_t type) {
             return GgmlTypeSize{1, 2};  // I16
         case 26:
             return GgmlTypeSize{1, 4};  // I32
-        case 27:
-            return GgmlTypeSize{1, 8};  // I64
-        case 28:
-            return GgmlTypeSize{1, 8};  // F64
+        case 27:                        // I64
+        case 28:                        // F64
+            return GgmlTypeSize{1, 8};
         case 30:
             return GgmlTypeSize{1, 2};  // BF16
         default:
@@ -169,7 +168,8 @@ void read_scalar(Reader& r, GgufType t, GgufValue& v, const std::string& what) {
             v.integer = r.read<uint8_t>(what);
             break;
         case GgufType::i8:
-            v.integer = r.read<int8_t>(what);
+            // GGUF i8 is a signed integer: the sign extension is meant.
+            v.integer = r.read<int8_t>(what);  // NOLINT(bugprone-signed-char-misuse)
             break;
         case GgufType::u16:
             v.integer = r.read<uint16_t>(what);
@@ -320,7 +320,7 @@ int64_t GgufTensorInfo::n_elements() const {
     return n;
 }
 
-GgufFile GgufFile::parse(std::shared_ptr<MappedFile> file) {
+GgufFile GgufFile::parse(const std::shared_ptr<MappedFile>& file) {
     GgufFile g;
     g.file_ = file;
     Reader r(*file);
@@ -520,7 +520,7 @@ Vocab read_gguf_vocab(const GgufFile& g) {
     if (!model) vocab_error(g, "no tokenizer.ggml.model; the file carries no vocabulary");
     if (*model != "llama") {
         vocab_error(g, "tokenizer.ggml.model is \"" + *model +
-                           "\"; only \"llama\" (SentencePiece) vocabularies are supported");
+                           R"("; only "llama" (SentencePiece) vocabularies are supported)");
     }
     const auto* tokens = g.get_string_array("tokenizer.ggml.tokens");
     if (!tokens || tokens->empty()) vocab_error(g, "tokenizer.ggml.tokens is missing or empty");

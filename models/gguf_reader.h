@@ -83,7 +83,7 @@ struct GgufTensorInfo {
 class GgufFile {
   public:
     // Parses the whole header; throws std::runtime_error("<path>: <problem>").
-    static GgufFile parse(std::shared_ptr<MappedFile> file);
+    static GgufFile parse(const std::shared_ptr<MappedFile>& file);
 
     const std::string& path() const { return file_->path(); }
     const std::shared_ptr<MappedFile>& file() const { return file_; }

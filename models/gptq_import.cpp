@@ -23,7 +23,7 @@ int32_t i32_at(const SafetensorsEntry& e, size_t i) {
     return v;
 }
 
-void check(const SafetensorsEntry& e, const std::string& dtype, std::vector<uint64_t> shape,
+void check(const SafetensorsEntry& e, const std::string& dtype, const std::vector<uint64_t>& shape,
            const std::string& what, const std::string& name) {
     if (e.dtype != dtype || e.shape != shape ||
         e.end - e.begin != e.n_elements() * (dtype == "F16" ? 2 : 4)) {

@@ -86,7 +86,7 @@ std::string token_text(const json& j, const char* key, const fs::path& file) {
         const auto c = it->find("content");
         if (c != it->end() && c->is_string()) return c->get<std::string>();
     }
-    fail(file, std::string("\"") + key + "\" is not a token (a string or {\"content\": ...})");
+    fail(file, std::string("\"") + key + R"(" is not a token (a string or {"content": ...}))");
 }
 
 // tokenizer_config's chat_template: a string, or [{"name", "template"}, ...].
@@ -98,7 +98,7 @@ std::string config_template(const json& j, const fs::path& file) {
         std::string first;
         for (const json& t : *it) {
             if (!t.is_object() || !t.contains("template") || !t["template"].is_string()) {
-                fail(file, "\"chat_template\" list entries need a \"template\" string");
+                fail(file, R"("chat_template" list entries need a "template" string)");
             }
             // (not t.value("name", ...): it throws nlohmann's type_error for a non-string)
             if (const auto name = t.find("name"); name != t.end() && *name == "default")

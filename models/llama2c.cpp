@@ -67,7 +67,7 @@ Tensor f32_view(const std::string& name, const uint8_t* data, int64_t rows, int6
 
 }  // namespace
 
-Model load_llama2c(std::shared_ptr<MappedFile> file) {
+Model load_llama2c(const std::shared_ptr<MappedFile>& file) {
     const std::string& path = file->path();
     Cursor cur{*file, 0};
     Llama2cHeader h;
@@ -118,7 +118,7 @@ Model load_llama2c(std::shared_ptr<MappedFile> file) {
     return m;
 }
 
-Model load_llama2c_q80(std::shared_ptr<MappedFile> file) {
+Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
     const std::string& path = file->path();
     Cursor cur{*file, 0};
     const uint8_t* header = cur.take(256, "header");

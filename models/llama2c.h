@@ -8,8 +8,8 @@
 namespace nibble {
 
 // fp32 checkpoint; the weights stay in the mapping (no copy).
-Model load_llama2c(std::shared_ptr<MappedFile> file);
+Model load_llama2c(const std::shared_ptr<MappedFile>& file);
 // runq "ak42" version 2 checkpoint; int8 groups are dequantized to f32 on load.
-Model load_llama2c_q80(std::shared_ptr<MappedFile> file);
+Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file);
 
 }  // namespace nibble

@@ -28,7 +28,7 @@ inline constexpr const char* kNibbleTokenizerTensor = "tokenizer.sentencepiece";
 bool is_nibble_file(const MappedFile& file);
 // Tensors point into the mapping; nothing is copied. Every size, offset, shape
 // and format is validated first; problems throw std::runtime_error("<path>: ...").
-Model load_nibble_file(std::shared_ptr<MappedFile> file);
+Model load_nibble_file(const std::shared_ptr<MappedFile>& file);
 // Writes `model` (all tensors in their current formats) and its tokenizer.
 // A classifier sharing the embedding's blob is stored once.
 void save_nibble_file(const Model& model, const std::string& path);

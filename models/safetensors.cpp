@@ -39,7 +39,7 @@ bool looks_like_safetensors(const MappedFile& file) {
            file.data()[8] == '{';
 }
 
-SafetensorsFile SafetensorsFile::parse(std::shared_ptr<MappedFile> file) {
+SafetensorsFile SafetensorsFile::parse(const std::shared_ptr<MappedFile>& file) {
     const std::string& path = file->path();
     auto fail = [&](const std::string& what) -> void {
         throw std::runtime_error(path + ": " + what);

@@ -31,7 +31,7 @@ class SafetensorsFile {
     // Parses and checks the header: length within the file, valid JSON object,
     // every entry's dtype a string, shape non-negative integers, offsets inside
     // the data section. Throws std::runtime_error("<path>: <problem>").
-    static SafetensorsFile parse(std::shared_ptr<MappedFile> file);
+    static SafetensorsFile parse(const std::shared_ptr<MappedFile>& file);
 
     const std::string& path() const { return file_->path(); }
     const std::shared_ptr<MappedFile>& file() const { return file_; }

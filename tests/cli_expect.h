@@ -4,37 +4,21 @@
 #pragma once
 #include <doctest/doctest.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): kill is POSIX
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <vector>
 
+#include "test_data.h"
+
 namespace nibble::test {
 
-struct CliResult {
-    int exit_code = -1;  // -1 when the process did not exit normally
-    bool signalled = false;
-    std::string err;  // stderr (stdout is discarded)
-};
-
-// `nibble ARGS` through the shell, killed after `seconds` (exit code 124).
-inline CliResult run_cli(const std::string& args, int seconds = 60) {
-    const std::string command = "timeout -s KILL " + std::to_string(seconds) + " " +
-                                std::string(NIBBLE_BINARY) + " " + args + " 2>&1 >/dev/null";
-    FILE* pipe = popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    CliResult r;
-    char buffer[4096];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.err.append(buffer, n);
-    const int status = pclose(pipe);
-    r.signalled = WIFSIGNALED(status);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+// `nibble ARGS` with its stderr captured, killed after `seconds` (exit code 124).
+inline CliOutcome run_cli(const std::string& args, int seconds = 60) {
+    return run_nibble(args, Capture::stderr_only, seconds);
 }
 
 inline int count_lines(const std::string& text) {
@@ -68,14 +52,14 @@ inline bool terminal_safe(const std::string& text) {
 // A refusal: exit `code`, exactly one terminal-safe line on stderr containing `must_contain`.
 inline void expect_refusal(const std::string& args, int code, const std::string& must_contain) {
     CAPTURE(args);
-    const CliResult r = run_cli(args);
-    CAPTURE(r.err);
+    const CliOutcome r = run_cli(args);
+    CAPTURE(r.text);
     CHECK_FALSE(r.signalled);
     CHECK(r.exit_code == code);
-    CHECK(count_lines(r.err) == 1);
-    CHECK(r.err.size() < 1000);
-    CHECK(terminal_safe(r.err));
-    CHECK(r.err.find(must_contain) != std::string::npos);
+    CHECK(count_lines(r.text) == 1);
+    CHECK(r.text.size() < 1000);
+    CHECK(terminal_safe(r.text));
+    CHECK(r.text.find(must_contain) != std::string::npos);
 }
 
 // Starts `nibble ARGS...` (default signal dispositions, output discarded) and

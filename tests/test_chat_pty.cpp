@@ -37,6 +37,7 @@ class PtyChat {
         if (pid_ == 0) {
             setenv("TERM", "dumb", 1);
             std::vector<char*> argv;
+            argv.reserve(args.size() + 1);
             for (std::string& a : args) argv.push_back(a.data());
             argv.push_back(nullptr);
             execv(argv[0], argv.data());

@@ -6,21 +6,13 @@
 #include "engine/chat_session.h"
 #include "models/loader.h"
 #include "test_data.h"
+#include "test_models.h"
 
 using namespace nibble;
-using nibble::test::data_path;
+using nibble::test::stories260k;
+using nibble::test::tok512;
 
 namespace {
-
-const Tokenizer& tok512() {
-    static const Tokenizer t = Tokenizer::from_file(data_path("tok512.model"));
-    return t;
-}
-
-const Model& stories() {
-    static const Model m = load_model(data_path("stories260K.bin"));
-    return m;
-}
 
 ChatOptions greedy(int n_predict, const std::string& system = "") {
     ChatOptions o;
@@ -48,7 +40,7 @@ Answer say(ChatSession& chat, const std::string& user) {
 
 TEST_CASE("each turn computes only its new tokens") {
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     ChatSession chat(state, tok512(), greedy(20, "Lily liked the park."));
     const Answer first = say(chat, "One day");
     CHECK_FALSE(first.text.empty());
@@ -69,13 +61,13 @@ TEST_CASE("the conversation equals one prompt of its rendered text") {
     // The second answer, computed incrementally, equals the answer to the whole
     // conversation rendered and evaluated from scratch.
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     ChatSession chat(state, tok512(), greedy(15));
     say(chat, "Once upon a time");
     const std::vector<int32_t> tokens_after_first = chat.tokens();
     const Answer second = say(chat, "The dog");
 
-    InferenceState fresh_state(stories(), ro);
+    InferenceState fresh_state(stories260k(), ro);
     Scheduler scheduler(fresh_state, tok512());
     Request r;
     r.prompt = tokens_after_first;
@@ -92,7 +84,7 @@ TEST_CASE("the conversation equals one prompt of its rendered text") {
 
 TEST_CASE("reset forgets the conversation") {
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     ChatSession chat(state, tok512(), greedy(30));
     const Answer a = say(chat, "Once upon a time");
     const Answer b = say(chat, "Once upon a time");
@@ -109,7 +101,7 @@ TEST_CASE("reset forgets the conversation") {
 TEST_CASE("a conversation three times longer than the context keeps answering") {
     RuntimeOptions ro;
     ro.context = 96;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     const std::string system = "Lily and Tom were friends.";
     ChatSession chat(state, tok512(), greedy(16, system));
     const auto system_tokens = chat.tokenize(system + "\n");
@@ -134,7 +126,7 @@ TEST_CASE("a conversation three times longer than the context keeps answering") 
 
 TEST_CASE("special tokens of templates become single ids") {
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     ChatSession chat(state, tok512(), greedy(5));
     const auto ids = chat.tokenize("<s>[INST] Hi [/INST] Hello </s><|im_start|>");
     CHECK(ids.front() == tok512().bos_id());
@@ -146,7 +138,7 @@ TEST_CASE("special tokens of templates become single ids") {
 
 TEST_CASE("an interrupted answer ends with reason cancelled and stays in the conversation") {
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     ChatOptions o = greedy(200);
     o.ignore_eos = true;
     ChatSession chat(state, tok512(), o);

@@ -33,9 +33,7 @@ void expect_error(const std::string& args, int code, const std::string& must_con
 }
 
 std::string temp_file(const std::string& name, const std::string& bytes) {
-    const auto path = nibble::test::temp_dir("nibble_cli_errors") / name;
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path.string();
+    return nibble::test::write_file(nibble::test::temp_dir("nibble_cli_errors") / name, bytes);
 }
 
 const std::string kTok = " --tokenizer " + data_path("tok512.model");

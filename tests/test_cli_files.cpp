@@ -17,12 +17,14 @@
 #include "test_data.h"
 
 namespace fs = std::filesystem;
-using nibble::test::CliResult;
+using nibble::test::Capture;
+using nibble::test::CliOutcome;
 using nibble::test::count_lines;
 using nibble::test::data_path;
 using nibble::test::expect_refusal;
 using nibble::test::read_text;
 using nibble::test::run_cli;
+using nibble::test::run_nibble;
 using nibble::test::spawn_nibble;
 using nibble::test::terminal_safe;
 
@@ -33,17 +35,12 @@ const std::string kTokPath = data_path("tok512.model");
 const std::string kText = data_path("corpus/tinystories_excerpt.txt");
 
 fs::path work_dir() {
-    static const fs::path dir = [] {
-        const fs::path d = nibble::test::temp_dir("nibble_cli_files_" + std::to_string(getpid()));
-        return d;
-    }();
+    static const fs::path dir = nibble::test::temp_dir("nibble_cli_files");
     return dir;
 }
 
 std::string write_file(const std::string& name, const std::string& bytes) {
-    const fs::path path = work_dir() / name;
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path.string();
+    return nibble::test::write_file(work_dir() / name, bytes);
 }
 
 // Temporary files an output at `out` may leave: "<out>.tmp*".
@@ -115,15 +112,9 @@ TEST_CASE("oversized tokenizer and text files are refused; stdin is read with th
     // stdin itself works: the same text gives the same perplexity from - and from the file
     const std::string cmd = "perplexity -m " + kModelPath + tok + " -c 64 -t 1 -f ";
     auto ppl = [&](const std::string& source) {
-        FILE* p =
-            popen((std::string(NIBBLE_BINARY) + " " + cmd + source + " 2>/dev/null").c_str(), "r");
-        REQUIRE(p != nullptr);
-        std::string out;
-        char b[512];
-        size_t n;
-        while ((n = fread(b, 1, sizeof b, p)) > 0) out.append(b, n);
-        CHECK(pclose(p) == 0);
-        return out;
+        const CliOutcome o = run_nibble(cmd + source, Capture::stdout_only);
+        CHECK(o.exit_code == 0);
+        return o.text;
     };
     const std::string from_file = ppl(kText);
     CHECK(from_file.find("perplexity") != std::string::npos);
@@ -143,9 +134,9 @@ TEST_CASE("corrupted headers and vocabularies give one escaped line, not a libra
     bytes[at + 1] = '\x1b';
     const std::string bad = write_file("bad_header.nbl", bytes);
     expect_refusal("info " + bad, 1, "header is not valid JSON (syntax error at byte");
-    const CliResult r = run_cli("info " + bad);
-    CHECK(r.err.find("json.exception") == std::string::npos);
-    CHECK(r.err.find("last read") == std::string::npos);
+    const CliOutcome r = run_cli("info " + bad);
+    CHECK(r.text.find("json.exception") == std::string::npos);
+    CHECK(r.text.find("last read") == std::string::npos);
 
     // GGUF: an escape sequence as the tokenizer model's name
     std::string gguf = read_text(data_path("stories260K.gguf"));
@@ -161,7 +152,7 @@ TEST_CASE("corrupted headers and vocabularies give one escaped line, not a libra
     const std::string junk = write_file("junk.model", std::string("\x0a\xff\xfe\x01", 4) + "zz");
     expect_refusal("run -m " + kModelPath + " --tokenizer " + junk + " -p hi", 1,
                    junk + ": not a usable SentencePiece model");
-    CHECK(run_cli("run -m " + kModelPath + " --tokenizer " + junk).err.find(".cc(") ==
+    CHECK(run_cli("run -m " + kModelPath + " --tokenizer " + junk).text.find(".cc(") ==
           std::string::npos);
     // an unknown command is escaped too
     expect_refusal("\"$(printf '\\033[31mfrob')\"", 2, "unknown command '\\x1b[31mfrob'");

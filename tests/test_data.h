@@ -41,10 +41,17 @@ inline std::filesystem::path temp_dir(const std::string& name) {
         }
     };
     static RemoveAtExit created;
-    const auto dir =
-        std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()));
+    auto dir = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()));
     if (std::filesystem::create_directories(dir)) created.dirs.push_back(dir);
     return dir;
+}
+
+// Writes `bytes` to `path` (replacing it) and returns the path.
+inline std::string write_file(const std::filesystem::path& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+    REQUIRE(out.good());
+    return path.string();
 }
 
 struct CliOutcome {
@@ -56,11 +63,14 @@ struct CliOutcome {
 enum class Capture { stdout_only, stderr_only };
 
 // Runs `nibble ARGS` through the shell and captures one of its streams (the
-// other is discarded).
-inline CliOutcome run_nibble(const std::string& args, Capture capture) {
+// other is discarded); with `timeout_seconds` > 0 it is killed after that long
+// (a FIFO must not hang the suite).
+inline CliOutcome run_nibble(const std::string& args, Capture capture, int timeout_seconds = 0) {
     const std::string redirect =
         capture == Capture::stderr_only ? " 2>&1 >/dev/null" : " 2>/dev/null";
-    FILE* pipe = popen((std::string(NIBBLE_BINARY) + " " + args + redirect).c_str(), "r");
+    const std::string timeout =
+        timeout_seconds > 0 ? "timeout -s KILL " + std::to_string(timeout_seconds) + " " : "";
+    FILE* pipe = popen((timeout + std::string(NIBBLE_BINARY) + " " + args + redirect).c_str(), "r");
     REQUIRE(pipe != nullptr);
     CliOutcome out;
     char buffer[4096];

@@ -1,8 +1,7 @@
 // nibble generate end to end on stories260K: JSONL options, bad lines reported
 // and skipped, outputs independent of --parallel, and --resume after a kill.
 #include <doctest/doctest.h>
-#include <signal.h>
-#include <unistd.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): kill is POSIX
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +20,7 @@ using Json = nlohmann::json;
 namespace {
 
 const std::filesystem::path& dir() {
-    static const auto d =
-        nibble::test::temp_dir("nibble_test_generate_" + std::to_string(getpid()));
+    static const auto d = nibble::test::temp_dir("nibble_test_generate");
     return d;
 }
 
@@ -31,9 +29,7 @@ std::string model_args() {
 }
 
 std::string write_file(const std::string& name, const std::string& text) {
-    const std::string path = (dir() / name).string();
-    std::ofstream(path, std::ios::binary) << text;
-    return path;
+    return nibble::test::write_file(dir() / name, text);
 }
 
 std::vector<Json> output_lines(const std::string& path) {

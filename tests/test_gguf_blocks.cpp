@@ -81,6 +81,9 @@ Encoded encode_q4_1(const float* x) {
     uint8_t q[32];
     Encoded e;
     for (int j = 0; j < 32; ++j) {
+        // x[j] - lo >= 0: adding 0.5 and truncating rounds half up, as ggml's
+        // quantize_row_q4_1_ref does.
+        // NOLINTNEXTLINE(bugprone-incorrect-roundings)
         q[j] = uint8_t(std::min(15, int(int8_t((x[j] - lo) * id + 0.5f))));
         e.values[j] = dh * float(q[j]) + mh;
         e.bound[j] = 0.5f * d + 15.0f * std::fabs(d - dh) + std::fabs(lo - mh) + 1e-7f;
@@ -200,9 +203,13 @@ TEST_CASE("stories260K as GGUF Q4_1 reads back exactly") {
 
 TEST_CASE("GGUF type errors name the type") {
     const auto dir = test::temp_dir("nibble_test_gguf_blocks");
-    for (const auto& [type, fragment] : std::vector<std::pair<int, std::string>>{
+    // Not a structured binding: the rewrite lambda captures the type, which
+    // clang 14 (clang-tidy) rejects for a binding.
+    for (const auto& type_fragment : std::vector<std::pair<int, std::string>>{
              {9, "has type Q8_1, which nibble cannot import"},
              {16, "has type IQ2_XXS, which nibble cannot read"}}) {
+        const int type = type_fragment.first;
+        const std::string& fragment = type_fragment.second;
         const std::string path = (dir / ("bad_type_" + std::to_string(type) + ".gguf")).string();
         test::rewrite_gguf(kGguf, path, [&](const GgufTensorInfo& t, const float*) {
             test::Rewrite r;

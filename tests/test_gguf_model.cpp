@@ -44,7 +44,7 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, siz
 // type (0 F32, 1 F16, 9 Q8_1 filled with zeros), -1 drops it.
 std::string rewrite_gguf(const std::string& name,
                          const std::function<int(const std::string&)>& type_of) {
-    const std::string path = temp_path(name);
+    std::string path = temp_path(name);
     test::rewrite_gguf(kGguf, path, [&](const GgufTensorInfo& t, const float* src) {
         test::Rewrite r;
         r.type = type_of(t.name);

@@ -91,9 +91,9 @@ std::vector<float> all_logits(const Model& model, ActivationMode mode) {
 double rms_difference(const std::vector<float>& ours, const nlohmann::json& ref) {
     double sum = 0.0;
     size_t n = 0;
-    for (size_t p = 0; p < ref.size(); ++p) {
-        for (size_t v = 0; v < ref[p].size(); ++v, ++n) {
-            const double e = double(ours[n]) - ref[p][v].get<double>();
+    for (const auto& row : ref) {
+        for (const auto& value : row) {
+            const double e = double(ours[n++]) - value.get<double>();
             sum += e * e;
         }
     }
@@ -211,7 +211,8 @@ int check_same_nibbles(const std::string& file, uint32_t type, WeightFormat form
         for (int64_t b = 0; b < t->rows() * t->cols() / 32; ++b) {
             ggml::BlockQ4_0 block;
             std::memcpy(&block, info->data + size_t(b) * sizeof block, sizeof block);
-            mismatches += std::memcmp(t->view.data + l.codes_offset + 16 * size_t(b), block.qs, 16);
+            mismatches +=
+                std::memcmp(t->view.data + l.codes_offset + 16 * size_t(b), block.qs, 16) != 0;
             uint16_t d;
             std::memcpy(&d, t->view.data + l.scales_offset + 2 * size_t(b), 2);
             mismatches += d != block.d;

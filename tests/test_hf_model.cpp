@@ -183,7 +183,7 @@ std::vector<HfTensor> gptq_pack(const std::string& prefix, std::vector<float>& v
 fs::path export_stories(const std::string& name, const Export& e) {
     const Model src = load_model(test::data_path("stories260K.bin"));
     const ModelConfig& c = src.config;
-    const fs::path dir = test::temp_dir("nibble_test_hf") / name;
+    fs::path dir = test::temp_dir("nibble_test_hf") / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
     json config = {{"architectures", {e.architecture}},
@@ -290,6 +290,8 @@ std::vector<double> direct_last_logits(const Model& m, int window) {
     const ModelConfig& c = m.config;
     const size_t dim = size_t(c.dim), n = kTokens.size();
     const int hd = c.head_dim();
+    // Index of element i of head `head` in a vector of heads.
+    auto at = [hd](int head, int i) { return size_t(head) * size_t(hd) + size_t(i); };
     auto matvec = [](const Tensor& w, const std::vector<double>& x) {
         std::vector<double> y(size_t(w.rows()), 0.0);
         for (int64_t r = 0; r < w.rows(); ++r) {
@@ -310,9 +312,9 @@ std::vector<double> direct_last_logits(const Model& m, int window) {
         for (int h = 0; h < heads; ++h) {
             for (int i = 0; i < hd / 2; ++i) {
                 const double angle = pos * std::pow(double(c.rope_theta), -2.0 * i / hd);
-                const double a = v[size_t(h * hd + i)], b = v[size_t(h * hd + i + hd / 2)];
-                v[size_t(h * hd + i)] = a * std::cos(angle) - b * std::sin(angle);
-                v[size_t(h * hd + i + hd / 2)] = a * std::sin(angle) + b * std::cos(angle);
+                const double a = v[at(h, i)], b = v[at(h, i + hd / 2)];
+                v[at(h, i)] = a * std::cos(angle) - b * std::sin(angle);
+                v[at(h, i + hd / 2)] = a * std::sin(angle) + b * std::cos(angle);
             }
         }
     };
@@ -341,7 +343,7 @@ std::vector<double> direct_last_logits(const Model& m, int window) {
                 for (int t = first; t <= p; ++t) {
                     double dot = 0.0;
                     for (int i = 0; i < hd; ++i)
-                        dot += q[size_t(p)][size_t(h * hd + i)] * k[size_t(t)][size_t(kh * hd + i)];
+                        dot += q[size_t(p)][at(h, i)] * k[size_t(t)][at(kh, i)];
                     s.push_back(dot / std::sqrt(double(hd)));
                     mx = std::max(mx, s.back());
                 }
@@ -349,8 +351,7 @@ std::vector<double> direct_last_logits(const Model& m, int window) {
                 for (double& e : s) sum += (e = std::exp(e - mx));
                 for (int t = first; t <= p; ++t) {
                     for (int i = 0; i < hd; ++i) {
-                        att[size_t(h * hd + i)] +=
-                            s[size_t(t - first)] / sum * v[size_t(t)][size_t(kh * hd + i)];
+                        att[at(h, i)] += s[size_t(t - first)] / sum * v[size_t(t)][at(kh, i)];
                     }
                 }
             }
@@ -540,7 +541,7 @@ std::string notes_of(const Model& m) {
 }
 
 const char* const kLlama2Template =
-    "{{ bos_token + '[INST] ' + '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' }}";
+    R"({{ bos_token + '[INST] ' + '<<SYS>>\n' + system_message + '\n<</SYS>>\n\n' }})";
 
 }  // namespace
 

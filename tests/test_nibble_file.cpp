@@ -108,7 +108,7 @@ TEST_CASE("f32 stories260K round-trips through a nibble file") {
     const std::string magic = R"({"__metadata__":{"format":"nibble","nibble_version":"1",)";
     CHECK(bytes.compare(8, magic.size(), magic) == 0);
     // The file is 8 + header + tensors, nothing else.
-    const auto meta = header["__metadata__"];
+    const auto& meta = header["__metadata__"];
     CHECK(meta["nibble.shared_output"] == "true");
     CHECK(std::stoul(meta["nibble.tokenizer_bytes"].get<std::string>()) ==
           Tokenizer::from_file(data_path("tok512.model")).serialized_proto().size());

@@ -25,8 +25,7 @@ std::string temp_path(const std::string& name) {
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
+    nibble::test::write_file(path, bytes);
 }
 
 // A valid q4 stories260K file, as bytes.

@@ -5,7 +5,6 @@
 // scales keep the full-precision logits, and GPTQ/AWQ files score better than
 // RTN on text the calibration never saw.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -27,10 +26,7 @@ using nibble::test::read_text;
 namespace {
 
 std::string temp_file(const std::string& name) {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("nibble_test_quant_calibrated_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
+    return (nibble::test::temp_dir("nibble_test_quant_calibrated") / name).string();
 }
 
 struct SmallModel {
@@ -136,7 +132,7 @@ namespace {
 
 // m's matrix `t` as the runtime decodes it, in the model's column order.
 RowMatrix runtime_matrix(const Tensor& t) {
-    const RowMatrix stored = dequantize(t.view);
+    RowMatrix stored = dequantize(t.view);
     if (t.column_order == nullptr) return stored;
     RowMatrix out(stored.rows(), stored.cols());
     for (int64_t j = 0; j < t.cols(); ++j) out.col(t.column_order[j]) = stored.col(j);

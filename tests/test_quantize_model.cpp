@@ -11,9 +11,11 @@
 #include "models/nibble_file.h"
 #include "models/quantize_model.h"
 #include "test_data.h"
+#include "test_models.h"
 
 using namespace nibble;
 using nibble::test::data_path;
+using nibble::test::stories260k;
 
 namespace {
 
@@ -21,12 +23,8 @@ std::string temp_path(const std::string& name) {
     return (nibble::test::temp_dir("nibble_test_quantize_model") / name).string();
 }
 
-const Model& stories() {
-    static const Model m = load_model(data_path("stories260K.bin"));
-    return m;
-}
-
-QuantizeRecipe recipe(WeightFormat f, int group, bool dq, std::vector<std::string> keep = {}) {
+QuantizeRecipe recipe(WeightFormat f, int group, bool dq,
+                      const std::vector<std::string>& keep = {}) {
     QuantizeRecipe r;
     r.format = f;
     r.group_size = group;
@@ -55,7 +53,7 @@ uint64_t header_length(const std::string& path) {
 }  // namespace
 
 TEST_CASE("default recipe: 4-bit linear layers, q8 embedding and output, f32 norms") {
-    const QuantizeResult q = quantize_model(stories(), recipe(WeightFormat::q4, 32, false));
+    const QuantizeResult q = quantize_model(stories260k(), recipe(WeightFormat::q4, 32, false));
     const Model& m = q.model;
     CHECK(m.token_embedding.format() == WeightFormat::q8);
     CHECK(m.token_embedding.view.layout.group_size == 32);
@@ -70,8 +68,8 @@ TEST_CASE("default recipe: 4-bit linear layers, q8 embedding and output, f32 nor
         }
     }
     // Norms are copied exactly; the report covers every tensor.
-    CHECK(std::memcmp(m.output_norm.view.data, stories().output_norm.view.data, 64 * 4) == 0);
-    REQUIRE(q.tensors.size() == stories().tensors().size());
+    CHECK(std::memcmp(m.output_norm.view.data, stories260k().output_norm.view.data, 64 * 4) == 0);
+    REQUIRE(q.tensors.size() == stories260k().tensors().size());
     for (const TensorReport& t : q.tensors) {
         CAPTURE(t.name);
         if (t.layout.format == WeightFormat::f32) {
@@ -86,27 +84,27 @@ TEST_CASE("default recipe: 4-bit linear layers, q8 embedding and output, f32 nor
     }
     CHECK(q.tensors.back().shared);
     CHECK(q.weight_bytes == m.weight_bytes());
-    CHECK(q.parameters == stories().parameter_count());
+    CHECK(q.parameters == stories260k().parameter_count());
     CHECK(q.linear_bits_per_weight() > 4.5);
     CHECK(q.linear_bits_per_weight() < 5.0);
 
     // Without the default exception everything but the norms is 4-bit.
     QuantizeRecipe plain = recipe(WeightFormat::nf4, 64, false);
     plain.q8_embedding_and_output = false;
-    const Model p = quantize_model(stories(), plain).model;
+    const Model p = quantize_model(stories260k(), plain).model;
     CHECK(p.token_embedding.format() == WeightFormat::nf4);
     CHECK(p.output.view.data == p.token_embedding.view.data);
     // q8 as the main format: no exception needed, all q8.
-    const Model q8 = quantize_model(stories(), recipe(WeightFormat::q8, 128, true)).model;
+    const Model q8 = quantize_model(stories260k(), recipe(WeightFormat::q8, 128, true)).model;
     CHECK(q8.layers[0].wq.format() == WeightFormat::q8);
     CHECK_FALSE(q8.layers[0].wq.view.layout.double_quant);  // dq is for 4-bit only
 }
 
 TEST_CASE("--keep overrides: globs, regexes, last match wins, norms stay f32") {
     const QuantizeResult q = quantize_model(
-        stories(),
+        stories260k(),
         recipe(WeightFormat::q4a, 64, true,
-               {"*=q4a", "blk.*.ffn_down.weight=q8", "re:blk\\.[13]\\.attn_[qk]\\.weight=nf4",
+               {"*=q4a", "blk.*.ffn_down.weight=q8", R"(re:blk\.[13]\.attn_[qk]\.weight=nf4)",
                 "output.weight=q4", "token_embd.weight=f32"}));
     const Model& m = q.model;
     CHECK(m.token_embedding.format() == WeightFormat::f32);
@@ -125,9 +123,10 @@ TEST_CASE("--keep overrides: globs, regexes, last match wins, norms stay f32") {
         CHECK(w.attn_norm.format() == WeightFormat::f32);  // "*" does not reach the norms
     }
     // Last matching rule wins.
-    const Model last = quantize_model(stories(), recipe(WeightFormat::q4, 32, false,
-                                                        {"blk.0.*=q8", "blk.0.attn_v.weight=nf4"}))
-                           .model;
+    const Model last =
+        quantize_model(stories260k(), recipe(WeightFormat::q4, 32, false,
+                                             {"blk.0.*=q8", "blk.0.attn_v.weight=nf4"}))
+            .model;
     CHECK(last.layers[0].wq.format() == WeightFormat::q8);
     CHECK(last.layers[0].wv.format() == WeightFormat::nf4);
     CHECK(last.layers[1].wq.format() == WeightFormat::q4);
@@ -145,14 +144,15 @@ TEST_CASE("recipe errors name the option") {
     check_invalid([] { parse_keep_rule("output.weight="); }, "--keep: expected");
     check_invalid([] { parse_keep_rule("output.weight=q5"); }, "--keep: unknown format 'q5'");
     check_invalid([] { parse_keep_rule("re:blk.(=q8"); }, "--keep: bad pattern");
-    check_invalid([] { quantize_model(stories(), recipe(WeightFormat::q4, 48, false)); },
+    check_invalid([] { quantize_model(stories260k(), recipe(WeightFormat::q4, 48, false)); },
                   "--group-size: 48");
     check_invalid(
-        [] { quantize_model(stories(), recipe(WeightFormat::q4, 32, false, {"blk.9.*=q8"})); },
+        [] { quantize_model(stories260k(), recipe(WeightFormat::q4, 32, false, {"blk.9.*=q8"})); },
         "--keep: pattern 'blk.9.*' matches no");
     check_invalid(
         [] {
-            quantize_model(stories(), recipe(WeightFormat::q4, 32, false, {"*_norm.weight=q8"}));
+            quantize_model(stories260k(),
+                           recipe(WeightFormat::q4, 32, false, {"*_norm.weight=q8"}));
         },
         "--keep: pattern");
     // A glob's '.' is literal.
@@ -167,8 +167,8 @@ TEST_CASE("double quantization changes the file by exactly the predicted bytes")
         for (int g : {32, 64, 128}) {
             CAPTURE(format_name(f));
             CAPTURE(g);
-            const QuantizeResult plain = quantize_model(stories(), recipe(f, g, false));
-            const QuantizeResult dq = quantize_model(stories(), recipe(f, g, true));
+            const QuantizeResult plain = quantize_model(stories260k(), recipe(f, g, false));
+            const QuantizeResult dq = quantize_model(stories260k(), recipe(f, g, true));
             // Prediction from the layouts alone: per stored tensor, the padded blob
             // size with and without double quantization.
             int64_t predicted = 0;
@@ -210,9 +210,7 @@ TEST_CASE("every input the loader reads can be quantized") {
         CHECK(loaded.layers[0].wq.format() == WeightFormat::q4);
         // Requantizing a nibble file with the same recipe copies every blob.
         const QuantizeResult again = quantize_model(loaded, recipe(WeightFormat::q4, 32, false));
-        for (size_t i = 0; i < again.tensors.size(); ++i) {
-            CHECK(again.tensors[i].rel_rms == 0.0);
-        }
+        for (const auto& t : again.tensors) CHECK(t.rel_rms == 0.0);
     }
 }
 
@@ -253,9 +251,13 @@ TEST_CASE("row slices quantized in parallel equal quantize_matrix on the whole m
         w[i] = (sum - 2.0f) * (i % size_t(cols) == 7 ? 20.0f : 1.0f);
     }
     omp_set_num_threads(2);
-    for (const auto& [f, g] :
+    // Not a structured binding: CAPTURE's lambda captures f, which clang 14
+    // (clang-tidy) rejects for a binding.
+    for (const auto& format_group :
          {std::pair{WeightFormat::q4, 32}, std::pair{WeightFormat::q4a, 64},
           std::pair{WeightFormat::nf4, 256}, std::pair{WeightFormat::q8, 128}}) {
+        const WeightFormat f = format_group.first;
+        const int g = format_group.second;
         CAPTURE(format_name(f));
         const PackedLayout layout = make_layout(f, rows, cols, g);
         const std::vector<uint8_t> whole = quantize_matrix(w.data(), layout);

@@ -104,7 +104,9 @@ TEST_CASE("bad options exit with code 2 and one line naming the option") {
         {"--rule best", "--rule"},
         {"--format q8 --double-quant", "--double-quant"},
     };
-    for (const auto& [options, name] : cases) {
+    for (const auto& c : cases) {  // (CAPTURE of a structured binding: clang 14 rejects it)
+        const std::string& options = c.first;
+        const std::string& name = c.second;
         CAPTURE(options);
         const CliStreams r = run_nibble_streams("quantize " + in + " " + options);
         CAPTURE(r.err);

@@ -69,7 +69,9 @@ TEST_CASE("bad JSONL lines give an error and no request") {
         {R"({"prompt": "x", "stop": [1]})",
          "\"stop\" must be a non-empty string or an array of them"},
     };
-    for (const auto& [line, error] : cases) {
+    for (const auto& c : cases) {  // (CAPTURE of a structured binding: clang 14 rejects it)
+        const std::string& line = c.first;
+        const std::string& error = c.second;
         CAPTURE(line);
         const ParsedLine p = parse_request_line(line, 1, true);
         CHECK_FALSE(p.spec);

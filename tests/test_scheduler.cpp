@@ -2,7 +2,6 @@
 // the quantization pipeline): outputs do not depend on how many sequences share
 // a batch, cancellation and stop strings, prefix reuse, KV slot copies.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -13,30 +12,20 @@
 #include "models/loader.h"
 #include "models/quantize_model.h"
 #include "test_data.h"
+#include "test_models.h"
 
 using namespace nibble;
-using nibble::test::data_path;
+using nibble::test::stories260k;
+using nibble::test::tok512;
 
 namespace {
-
-const Tokenizer& tok512() {
-    static const Tokenizer t = Tokenizer::from_file(data_path("tok512.model"));
-    return t;
-}
-
-const Model& stories() {
-    static const Model m = load_model(data_path("stories260K.bin"));
-    return m;
-}
 
 // stories260K quantized to the default q4 recipe, written to a nibble file and loaded back.
 const Model& stories_q4() {
     static const Model m = [] {
         const std::string path =
-            (nibble::test::temp_dir("nibble_test_scheduler_" + std::to_string(::getpid())) /
-             "stories260K-q4.nbl")
-                .string();
-        quantize_model_to_file(stories(), QuantizeRecipe{}, path, tok512().serialized_proto());
+            (nibble::test::temp_dir("nibble_test_scheduler") / "stories260K-q4.nbl").string();
+        quantize_model_to_file(stories260k(), QuantizeRecipe{}, path, tok512().serialized_proto());
         return load_model(path);
     }();
     return m;
@@ -64,7 +53,7 @@ std::vector<Request> prompts(float temperature) {
         r.prompt = tok512().encode(text, true);
         r.n_predict = 5 + (i * 7) % 40;
         r.sampling.temperature = temperature;
-        r.sampling.seed = uint64_t(1000 + i);
+        r.sampling.seed = 1000 + uint64_t(i);
         out.push_back(r);
     }
     return out;
@@ -134,7 +123,7 @@ void check_parallel_equals_serial(const Model& model, float temperature) {
 }  // namespace
 
 TEST_CASE("greedy outputs at parallel 8 equal parallel 1 (f32)") {
-    check_parallel_equals_serial(stories(), 0.0f);
+    check_parallel_equals_serial(stories260k(), 0.0f);
 }
 
 TEST_CASE("greedy outputs at parallel 8 equal parallel 1 (q4 file)") {
@@ -142,29 +131,29 @@ TEST_CASE("greedy outputs at parallel 8 equal parallel 1 (q4 file)") {
 }
 
 TEST_CASE("seeded sampling does not depend on the batch companions") {
-    check_parallel_equals_serial(stories(), 0.9f);
+    check_parallel_equals_serial(stories260k(), 0.9f);
 }
 
 TEST_CASE("the scheduler's sequence equals generate() and the prompt comes first") {
     const Request r = prompts(0.0f)[2];
     RuntimeOptions ro;
     ro.kv_type = KvType::f16;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     std::string text;
     const GenerationResult g = generate(state, tok512(), r.prompt, r.n_predict, r.sampling,
                                         [&](const std::string& piece) { text += piece; });
-    const auto out = run_all(stories(), {r}, 1);
+    const auto out = run_all(stories260k(), {r}, 1);
     CHECK(g.tokens == out[0].tokens);
     CHECK(text == tok512().decode(g.tokens));
     CHECK(g.n_generated == int(g.tokens.size()) - int(r.prompt.size()));
 }
 
 TEST_CASE("cancelling one sequence leaves the others unchanged") {
-    const auto reference = run_all(stories(), prompts(0.0f), 8);
+    const auto reference = run_all(stories260k(), prompts(0.0f), 8);
     const int victim = 3;
     int cancels = 0;
     const auto out =
-        run_all(stories(), prompts(0.0f), 8, 64, [&](Scheduler& s, int i, const TokenEvent& e) {
+        run_all(stories260k(), prompts(0.0f), 8, 64, [&](Scheduler& s, int i, const TokenEvent& e) {
             if (i == victim && e.n_generated == 3) {
                 s.cancel(e.id);
                 ++cancels;
@@ -188,7 +177,7 @@ TEST_CASE("cancelling one sequence leaves the others unchanged") {
 
 TEST_CASE("cancelling a request that is still waiting") {
     RuntimeOptions ro;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     Scheduler s(state, tok512());
     std::vector<FinishReason> reasons;
     std::vector<int> generated;
@@ -212,7 +201,7 @@ TEST_CASE("cancelling a request that is still waiting") {
 TEST_CASE("a stop string ends the completion before it; the streamed text matches") {
     Request base = prompts(0.0f)[0];
     base.n_predict = 60;
-    const auto full = run_all(stories(), {base}, 1);
+    const auto full = run_all(stories260k(), {base}, 1);
     const std::string text = full[0].completion;
     REQUIRE(text.size() > 30);
     // A stop string taken from the middle of the greedy completion.
@@ -220,7 +209,7 @@ TEST_CASE("a stop string ends the completion before it; the streamed text matche
     const size_t first = text.find(stop);
     Request r = base;
     r.stop = {"zzzz-never", stop};
-    const auto out = run_all(stories(), {r}, 1);
+    const auto out = run_all(stories260k(), {r}, 1);
     CHECK(out[0].reason == FinishReason::stop);
     CHECK(out[0].completion == text.substr(0, first));
     CHECK(out[0].streamed == out[0].completion);
@@ -229,22 +218,22 @@ TEST_CASE("a stop string ends the completion before it; the streamed text matche
 TEST_CASE("finish reasons: length, end of context, eos") {
     Request r = prompts(0.0f)[0];
     r.n_predict = 7;
-    auto out = run_all(stories(), {r}, 1);
+    auto out = run_all(stories260k(), {r}, 1);
     CHECK(out[0].reason == FinishReason::length);
     CHECK(out[0].tokens.size() == r.prompt.size() + 7);
 
     r.n_predict = -1;  // until the context (24 positions) is full
-    out = run_all(stories(), {r}, 2, 64, nullptr, true, nullptr, 24);
+    out = run_all(stories260k(), {r}, 2, 64, nullptr, true, nullptr, 24);
     CHECK(out[0].reason == FinishReason::length);
     CHECK(out[0].tokens.size() == 24);
 
     r.n_predict = 0;
-    out = run_all(stories(), {r}, 1);
+    out = run_all(stories260k(), {r}, 1);
     CHECK(out[0].tokens.size() == r.prompt.size());
 
     // stories260K ends its stories with EOS well within 400 tokens.
     r.n_predict = 400;
-    out = run_all(stories(), {r}, 1);
+    out = run_all(stories260k(), {r}, 1);
     CHECK(out[0].reason == FinishReason::eos);
     CHECK(out[0].tokens.size() < r.prompt.size() + 400);
 }
@@ -261,8 +250,8 @@ TEST_CASE("a shared prefix is reused from another slot's KV cache with the same 
     }
     SchedulerStats with, without;
     // Two slots: later requests copy the prefix from a running or a free slot.
-    const auto reused = run_all(stories(), requests, 2, 64, nullptr, true, &with);
-    const auto computed = run_all(stories(), requests, 2, 64, nullptr, false, &without);
+    const auto reused = run_all(stories260k(), requests, 2, 64, nullptr, true, &with);
+    const auto computed = run_all(stories260k(), requests, 2, 64, nullptr, false, &without);
     for (size_t i = 0; i < requests.size(); ++i) CHECK(reused[i].tokens == computed[i].tokens);
     CHECK(without.prompt_tokens_reused == 0);
     CHECK(with.prompt_tokens_reused >= 4 * 12);
@@ -271,7 +260,7 @@ TEST_CASE("a shared prefix is reused from another slot's KV cache with the same 
 
 TEST_CASE("KvCache::copy_prefix copies keys and values of every layer") {
     for (KvType type : {KvType::f32, KvType::f16, KvType::int8}) {
-        const ModelConfig& c = stories().config;
+        const ModelConfig& c = stories260k().config;
         KvCache kv(c, 3, 8, type);
         std::vector<float> key(size_t(c.kv_dim())), value(key.size());
         for (int layer = 0; layer < c.n_layers; ++layer) {
@@ -303,7 +292,7 @@ TEST_CASE("KvCache::copy_prefix copies keys and values of every layer") {
 TEST_CASE("submit rejects prompts that cannot run") {
     RuntimeOptions ro;
     ro.context = 16;
-    InferenceState state(stories(), ro);
+    InferenceState state(stories260k(), ro);
     Scheduler s(state, tok512());
     Request r;
     CHECK_THROWS_AS(s.submit(r), std::invalid_argument);

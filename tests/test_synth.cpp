@@ -36,7 +36,7 @@ CliOutcome run_nibble(const std::string& args) {
 }
 
 std::string synth_file(const std::string& name, const std::string& extra) {
-    const std::string path = (temp_dir() / name).string();
+    std::string path = (temp_dir() / name).string();
     const CliOutcome o = run_nibble("synth --shape stories15m --tokenizer " +
                                     data_path("tokenizer.model") + " -o " + path + " " + extra);
     INFO(o.text);

@@ -24,11 +24,7 @@ std::string read_file(const std::string& path) {
 }
 
 std::string write_temp(const std::string& name, const std::string& bytes) {
-    const std::string path = (nibble::test::temp_dir("nibble_test_tokenizer") / name).string();
-    std::ofstream file(path, std::ios::binary);
-    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(file.good());
-    return path;
+    return nibble::test::write_file(nibble::test::temp_dir("nibble_test_tokenizer") / name, bytes);
 }
 
 // Loading `path` must throw a runtime_error whose message starts with the path.

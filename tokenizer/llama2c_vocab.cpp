@@ -112,8 +112,8 @@ Vocab parse_llama2c_vocab(std::string_view bytes, const std::string& origin) {
                                  " tokens (need at least <unk>, <s>, </s>)");
     }
     vocab.unk_id = 0;
-    if (vocab.bos_id < 0) throw std::runtime_error(origin + ": no BOS piece \"\\n<s>\\n\"");
-    if (vocab.eos_id < 0) throw std::runtime_error(origin + ": no EOS piece \"\\n</s>\\n\"");
+    if (vocab.bos_id < 0) throw std::runtime_error(origin + R"(: no BOS piece "\n<s>\n")");
+    if (vocab.eos_id < 0) throw std::runtime_error(origin + R"(: no EOS piece "\n</s>\n")");
     vocab.add_dummy_prefix = true;
     return vocab;
 }
