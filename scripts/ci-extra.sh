@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The CI checks beyond scripts/test.sh:
-#   asan  the whole test suite built with AddressSanitizer + UBSan (gcc) in
-#         build-asan/ and run through ctest (the NEON-under-qemu test, which
-#         cross-compiles its own unsanitized binary, is left out);
-#   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) built with clang
-#         (ASan + UBSan) in build-fuzz/ and run for FUZZ_SECONDS (default 45)
-#         each, seeded from ../shared/data (small files and truncated copies
-#         made here), fuzz/seeds/ and the seeds the HF harnesses generate; the
-#         corpus grows in build-fuzz/corpus/ from run to run.
+# The CI checks beyond scripts/test.sh, on ONE clang build (build-san/): the
+# whole project compiled with AddressSanitizer + UBSan (-O1) and libFuzzer's
+# coverage instrumentation (fuzzer-no-link; not in kernels/ and tests/, see
+# fuzz/coverage-ignorelist.txt), the harnesses in fuzz/ linked with libFuzzer.
+#   asan  builds everything in build-san/ and runs the whole test suite
+#         through ctest; any sanitizer report (written to
+#         build-san/sanitizer-logs/, also from the nibble processes the CLI
+#         tests start) fails the step. Left out: test_kernels_neon_qemu (it
+#         cross-compiles its own unsanitized aarch64 build and runs it under
+#         qemu) and check_isa_symbols (it only compiles kernel files and
+#         reads their symbol tables).
+#   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) run for
+#         FUZZ_SECONDS (default 45) each, seeded from ../shared/data (small
+#         files and truncated copies made here), fuzz/seeds/ and the seeds the
+#         HF harnesses generate; the corpus grows in build-san/corpus/ from
+#         run to run.
 # usage: scripts/ci-extra.sh [asan] [fuzz]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,29 +24,61 @@ data="$root/../shared/data"
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(asan fuzz)
 jobs=$(nproc)
+out=build-san
+symbolizer=/usr/lib/llvm-14/bin/llvm-symbolizer
 
-asan_suite() {
-    echo "== ASan+UBSan test suite (build-asan/)"
-    local start=$SECONDS
-    # -O1 (ASan's advice: a much shorter build than -O3 and still quick tests),
-    # assertions on, line tables for the reports. Warnings are not errors here:
-    # gcc 12 gives false maybe-uninitialized warnings in <regex> under ASan
-    # (the normal build keeps -Werror).
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=None -DNIBBLE_WERROR=OFF \
-        -DCMAKE_CXX_FLAGS="-O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
-        -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-    cmake --build build-asan -j"$jobs" >/dev/null
-    echo "ASan+UBSan build: $((SECONDS - start)) s"
-    start=$SECONDS
-    # detect_leaks: libgomp's thread pool is freed at exit; leaks of our own show up too.
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        ctest --test-dir build-asan --output-on-failure -j"$jobs" -E neon_qemu
-    echo "ASan+UBSan suite: passed in $((SECONDS - start)) s"
+# build TARGET...: configures build-san/ (once) and builds the targets (all
+# when none); the build's output goes to build-san/build.log, shown on failure.
+build() {
+    local flags="-O1 -g1 -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined"
+    flags+=" -fno-omit-frame-pointer -fsanitize-coverage-ignorelist=$root/fuzz/coverage-ignorelist.txt"
+    # Warnings are not errors here: the normal gcc build keeps -Werror.
+    mkdir -p "$out"
+    CC=clang-14 CXX=clang++-14 cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=None -DNIBBLE_WERROR=OFF \
+        -DNIBBLE_FUZZ=ON -DCMAKE_CXX_FLAGS="$flags" \
+        -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >"$out/configure.log" 2>&1 ||
+        { cat "$out/configure.log"; return 1; }
+    local targets=() t
+    for t in "$@"; do targets+=(--target "$t"); done
+    if ! cmake --build "$out" -j"$jobs" "${targets[@]}" >"$out/build.log" 2>&1; then
+        grep -E -B2 -A8 'error' "$out/build.log" | head -80
+        echo "FAILED: sanitizer build (log $out/build.log)"
+        return 1
+    fi
 }
 
-# seeds NAME FILE...: copies (or truncates, for FILE:BYTES) into build-fuzz/seeds/NAME.
+asan_suite() {
+    echo "== ASan+UBSan test suite ($out/)"
+    local start=$SECONDS
+    build
+    echo "ASan+UBSan build: $((SECONDS - start)) s"
+    start=$SECONDS
+    local logs="$root/$out/sanitizer-logs"
+    rm -rf "$logs"
+    mkdir -p "$logs"
+    # Reports go to files (one per process) so that none is lost in a test that
+    # checks a child's stderr; detect_leaks: leaks of our own fail too.
+    local status=0
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$logs/asan" \
+        UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" ASAN_SYMBOLIZER_PATH="$symbolizer" \
+        ctest --test-dir "$out" --output-on-failure -j"$jobs" \
+        -E '^(test_kernels_neon_qemu|check_isa_symbols)$' || status=1
+    if [ -n "$(ls -A "$logs")" ]; then
+        local f
+        for f in "$logs"/*; do
+            echo "--- $f"
+            head -60 "$f"
+        done
+        echo "FAILED: sanitizer reports in $logs"
+        return 1
+    fi
+    [ $status -eq 0 ] || { echo "FAILED: tests under ASan+UBSan"; return 1; }
+    echo "ASan+UBSan suite: passed in $((SECONDS - start)) s, no sanitizer report"
+}
+
+# seeds NAME FILE...: copies (or truncates, for FILE:BYTES) into $out/seeds/NAME.
 seeds() {
-    local dir="build-fuzz/seeds/$1"
+    local dir="$out/seeds/$1"
     shift
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -54,21 +93,16 @@ seeds() {
 }
 
 fuzz_all() {
-    echo "== libFuzzer harnesses (build-fuzz/, ${FUZZ_SECONDS:-45} s each)"
-    local flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -gline-tables-only"
-    CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release \
-        -DNIBBLE_FUZZ=ON -DNIBBLE_WERROR=OFF -DCMAKE_CXX_FLAGS="$flags" \
-        -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+    echo "== libFuzzer harnesses ($out/, ${FUZZ_SECONDS:-45} s each)"
     local harnesses=() h src
     for src in fuzz/fuzz_*.cpp; do harnesses+=("$(basename "$src" .cpp)"); done
-    local targets=()
-    for h in "${harnesses[@]}"; do targets+=(--target "$h"); done
-    cmake --build build-fuzz -j"$jobs" "${targets[@]}" >/dev/null
+    local start=$SECONDS
+    build nibble "${harnesses[@]}"
+    echo "harness build: $((SECONDS - start)) s"
 
     # A nibble file for the nibble-header seeds, written by this checkout's CLI.
-    [ -x build/nibble ] || scripts/build.sh nibble >/dev/null
-    local nbl="build-fuzz/stories260K-q4.nbl"
-    build/nibble quantize "$data/stories260K.bin" "$nbl" -q --tokenizer "$data/tok512.model" >/dev/null
+    local nbl="$out/stories260K-q4.nbl"
+    "$out/nibble" quantize "$data/stories260K.bin" "$nbl" -q --tokenizer "$data/tok512.model" >/dev/null
     seeds fuzz_gguf "$data/stories260K.gguf" "$data/stories260K.gguf:4096" \
         "$data/stories260K.gguf:32768" "$data/ggml-vocab-llama-spm.gguf:65536" \
         "$data/gguf-quant/tiny256-F32.gguf:16384"
@@ -82,26 +116,26 @@ fuzz_all() {
     seeds fuzz_request_json fuzz/seeds/request_json/* "$data/reference/stories260K_greedy.jsonl"
     # The Hugging Face harnesses write their own seeds (the tiny checkpoint).
     for h in fuzz_safetensors fuzz_hf_config; do
-        rm -rf "build-fuzz/seeds/$h"
-        NIBBLE_FUZZ_WRITE_SEEDS="build-fuzz/seeds/$h" "build-fuzz/fuzz/$h" >/dev/null 2>&1
+        rm -rf "$out/seeds/$h"
+        NIBBLE_FUZZ_WRITE_SEEDS="$out/seeds/$h" "$out/fuzz/$h" >/dev/null 2>&1
     done
 
     local total=0
     for h in "${harnesses[@]}"; do
-        mkdir -p "build-fuzz/corpus/$h" "build-fuzz/artifacts"
-        local log="build-fuzz/$h.log"
+        mkdir -p "$out/corpus/$h" "$out/artifacts"
+        local log="$out/$h.log"
         local max_len=()
         [ "$h" = fuzz_tokenizer_text ] && max_len=(-max_len=1024)
-        if ! "build-fuzz/fuzz/$h" "${max_len[@]}" -max_total_time="${FUZZ_SECONDS:-45}" -timeout=20 \
-            -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$h-" \
-            "build-fuzz/corpus/$h" "build-fuzz/seeds/$h" >"$log" 2>&1; then
+        if ! "$out/fuzz/$h" "${max_len[@]}" -max_total_time="${FUZZ_SECONDS:-45}" -timeout=20 \
+            -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$out/artifacts/$h-" \
+            "$out/corpus/$h" "$out/seeds/$h" >"$log" 2>&1; then
             tail -60 "$log"
-            echo "FAILED: $h (log $log; crashing input in build-fuzz/artifacts/)"
+            echo "FAILED: $h (log $log; crashing input in $out/artifacts/)"
             return 1
         fi
         local runs
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-        echo "$h: ${runs:-?} executions, corpus $(ls "build-fuzz/corpus/$h" | wc -l) inputs"
+        echo "$h: ${runs:-?} executions, corpus $(ls "$out/corpus/$h" | wc -l) inputs"
         total=$((total + ${runs:-0}))
     done
     echo "fuzzing: $total executions in total"

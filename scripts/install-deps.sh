@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(g++ cmake make pkg-config libsentencepiece-dev libcxxopts-dev doctest-dev
           nlohmann-json3-dev libeigen3-dev libbenchmark-dev libedit-dev g++-aarch64-linux-gnu qemu-user
-          clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev libfuzzer-14-dev)
+          clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
