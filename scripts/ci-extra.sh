@@ -41,7 +41,7 @@ build() {
     local targets=() t
     for t in "$@"; do targets+=(--target "$t"); done
     if ! cmake --build "$out" -j"$jobs" "${targets[@]}" >"$out/build.log" 2>&1; then
-        grep -E -B2 -A8 'error' "$out/build.log" | head -80
+        grep -E -A4 'error:' "$out/build.log" | head -80
         echo "FAILED: sanitizer build (log $out/build.log)"
         return 1
     fi
@@ -115,7 +115,7 @@ fuzz_all() {
         "$data/corpus/tinystories_excerpt.txt:2048" "$data/corpus/wikitext2-test.txt:2048"
     seeds fuzz_request_json fuzz/seeds/request_json/* "$data/reference/stories260K_greedy.jsonl"
     # The Hugging Face harnesses write their own seeds (the tiny checkpoint).
-    for h in fuzz_safetensors fuzz_hf_config; do
+    for h in fuzz_safetensors fuzz_hf_config fuzz_hf_tokenizer; do
         rm -rf "$out/seeds/$h"
         NIBBLE_FUZZ_WRITE_SEEDS="$out/seeds/$h" "$out/fuzz/$h" >/dev/null 2>&1
     done
