@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 namespace nibble {
 
@@ -65,6 +66,13 @@ RowMatrix rtn_scaled(const RowMatrix& w, const std::vector<float>& s, const Pack
 }
 
 double output_error(const RowMatrix& d, const Eigen::MatrixXf& h) {
+    // (Eigen checks the product's shape only with assertions on; in a release
+    // build a wrong-sized H gave a meaningless number.)
+    if (h.rows() != d.cols() || h.cols() != d.cols()) {
+        throw std::invalid_argument("output_error: H is " + std::to_string(h.rows()) + " x " +
+                                    std::to_string(h.cols()) + ", the difference has " +
+                                    std::to_string(d.cols()) + " columns");
+    }
     const RowMatrix dh = d * h;
     return double(dh.cwiseProduct(d).sum());
 }

@@ -11,7 +11,7 @@
 #         qemu) and check_isa_symbols (it only compiles kernel files and
 #         reads their symbol tables).
 #   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) run for
-#         FUZZ_SECONDS (default 45) each, seeded from ../shared/data (small
+#         FUZZ_SECONDS (default 45) each, as many at once as there are cores, seeded from ../shared/data (small
 #         files and truncated copies made here), fuzz/seeds/ and the seeds the
 #         HF harnesses generate; the corpus grows in build-san/corpus/ from
 #         run to run.
@@ -25,7 +25,8 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(asan fuzz)
 jobs=$(nproc)
 out=build-san
-symbolizer=/usr/lib/llvm-14/bin/llvm-symbolizer
+export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+export LSAN_OPTIONS="suppressions=$root/fuzz/lsan-suppressions.txt"
 
 # build TARGET...: configures build-san/ (once) and builds the targets (all
 # when none); the build's output goes to build-san/build.log, shown on failure.
@@ -60,7 +61,7 @@ asan_suite() {
     # checks a child's stderr; detect_leaks: leaks of our own fail too.
     local status=0
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$logs/asan" \
-        UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" ASAN_SYMBOLIZER_PATH="$symbolizer" \
+        UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" \
         ctest --test-dir "$out" --output-on-failure -j"$jobs" \
         -E '^(test_kernels_neon_qemu|check_isa_symbols)$' || status=1
     if [ -n "$(ls -A "$logs")" ]; then
@@ -92,6 +93,16 @@ seeds() {
     done
 }
 
+# fuzz_one NAME: runs harness NAME for FUZZ_SECONDS on its corpus and seeds.
+fuzz_one() {
+    local h=$1 max_len=()
+    mkdir -p "$out/corpus/$h"
+    [ "$h" = fuzz_tokenizer_text ] && max_len=(-max_len=1024)
+    "$out/fuzz/$h" "${max_len[@]}" -max_total_time="${FUZZ_SECONDS:-45}" -timeout=20 \
+        -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$out/artifacts/$h-" \
+        "$out/corpus/$h" "$out/seeds/$h" >"$out/$h.log" 2>&1
+}
+
 fuzz_all() {
     echo "== libFuzzer harnesses ($out/, ${FUZZ_SECONDS:-45} s each)"
     local harnesses=() h src
@@ -120,24 +131,35 @@ fuzz_all() {
         NIBBLE_FUZZ_WRITE_SEEDS="$out/seeds/$h" "$out/fuzz/$h" >/dev/null 2>&1
     done
 
-    local total=0
+    # The harnesses run side by side, one per core (each is one process).
+    local pids=() failed=() running=0
+    mkdir -p "$out/artifacts"
     for h in "${harnesses[@]}"; do
-        mkdir -p "$out/corpus/$h" "$out/artifacts"
-        local log="$out/$h.log"
-        local max_len=()
-        [ "$h" = fuzz_tokenizer_text ] && max_len=(-max_len=1024)
-        if ! "$out/fuzz/$h" "${max_len[@]}" -max_total_time="${FUZZ_SECONDS:-45}" -timeout=20 \
-            -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$out/artifacts/$h-" \
-            "$out/corpus/$h" "$out/seeds/$h" >"$log" 2>&1; then
-            tail -60 "$log"
-            echo "FAILED: $h (log $log; crashing input in $out/artifacts/)"
-            return 1
+        if [ $running -ge "$jobs" ]; then
+            wait -n || true
+            running=$((running - 1))
+        fi
+        fuzz_one "$h" &
+        pids+=($!)
+        running=$((running + 1))
+    done
+    local i total=0
+    for i in "${!harnesses[@]}"; do
+        h=${harnesses[$i]}
+        if ! wait "${pids[$i]}"; then
+            failed+=("$h")
+            continue
         fi
         local runs
-        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-        echo "$h: ${runs:-?} executions, corpus $(ls "$out/corpus/$h" | wc -l) inputs"
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$h.log" | tail -1)
+        echo "$h: ${runs:-?} executions, corpus $(find "$out/corpus/$h" -type f | wc -l) inputs"
         total=$((total + ${runs:-0}))
     done
+    for h in "${failed[@]}"; do
+        tail -60 "$out/$h.log"
+        echo "FAILED: $h (log $out/$h.log; crashing input in $out/artifacts/)"
+    done
+    [ ${#failed[@]} -eq 0 ] || return 1
     echo "fuzzing: $total executions in total"
 }
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <stdexcept>
 
 #include "models/quant_awq.h"
 #include "models/quant_gptq.h"
@@ -61,6 +62,9 @@ TEST_CASE("output_error is the squared output difference over the tokens") {
     const RowMatrix d = gaussian(256, 512, 0.001f, 9);
     const double direct = double((l.x * d.transpose()).squaredNorm()) * 2.0 / 4096.0;
     CHECK(std::fabs(output_error(d, l.h) / direct - 1.0) < 1e-3);
+    // The activations instead of H (the AWQ test below once did this; only
+    // Eigen's assertion in the sanitizer build caught it).
+    CHECK_THROWS_AS(output_error(d, l.x), std::invalid_argument);
 }
 
 TEST_CASE("inverse_cholesky_upper gives the upper Cholesky factor of the inverse") {
@@ -176,8 +180,9 @@ TEST_CASE("AWQ (scale search and clipping) leaves at most 0.85x RTN's output err
             RowMatrix ws = l.w, xs = l.x;
             scale_columns(ws, search.scales);
             divide_columns(xs, search.scales);
-            const QuantizedMatrix q = awq_clip_quantize(ws, hessian(xs), layout, ScaleRule::search);
-            const double ratio = stored_error(q, ws, xs) / rtn;
+            const Eigen::MatrixXf hs = hessian(xs);
+            const QuantizedMatrix q = awq_clip_quantize(ws, hs, layout, ScaleRule::search);
+            const double ratio = stored_error(q, ws, hs) / rtn;
             CAPTURE(format_name(f));
             CAPTURE(g);
             CHECK(ratio <= 0.85);
