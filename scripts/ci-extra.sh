@@ -3,23 +3,24 @@
 # whole project compiled with AddressSanitizer + UBSan (-O1) and libFuzzer's
 # coverage instrumentation (fuzzer-no-link; not in kernels/ and tests/, see
 # fuzz/coverage-ignorelist.txt), the harnesses in fuzz/ linked with libFuzzer.
-#   asan  builds everything in build-san/ and runs the whole test suite
-#         through ctest; any sanitizer report (written to
-#         build-san/sanitizer-logs/, also from the nibble processes the CLI
-#         tests start) fails the step. Left out: test_kernels_neon_qemu (it
-#         cross-compiles its own unsanitized aarch64 build and runs it under
-#         qemu), check_isa_symbols (it only compiles kernel files and reads
-#         their symbol tables) and test_install (it checks that the installed
-#         binary does not name the build tree, which sanitizer builds always
-#         do: their reports carry source paths). For CI's time budget also
-#         test_quant_calibrated and test_fast_path, the two longest under the
-#         sanitizers (nearly half of the suite's test time; both ran clean in the
-#         full run recorded in docs/RELIABILITY.md); SAN_ALL=1 runs them too.
+#   asan  builds nibble, the tests it runs and the harnesses in build-san/
+#         and runs the whole test suite through ctest; any sanitizer report
+#         (written to build-san/sanitizer-logs/, also from the nibble
+#         processes the CLI tests start) fails the step. Left out:
+#         test_kernels_neon_qemu (it cross-compiles its own unsanitized
+#         aarch64 build and runs it under qemu), check_isa_symbols (it only
+#         compiles kernel files and reads their symbol tables) and
+#         test_install (it checks that the installed binary does not name the
+#         build tree, which sanitizer builds always do: their reports carry
+#         source paths). For CI's time budget also test_quant_calibrated and
+#         test_fast_path, the two longest under the sanitizers (nearly half of
+#         the suite's test time; both ran clean in the full run recorded in
+#         docs/RELIABILITY.md); SAN_ALL=1 runs them too.
 #   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) run for
-#         FUZZ_SECONDS (default 45) each, as many at once as there are cores, seeded from ../shared/data (small
-#         files and truncated copies made here), fuzz/seeds/ and the seeds the
-#         HF harnesses generate; the corpus grows in build-san/corpus/ from
-#         run to run.
+#         FUZZ_SECONDS (default 45) each, as many at once as there are cores,
+#         seeded from ../shared/data (small files and truncated copies made
+#         here), fuzz/seeds/ and the seeds the HF harnesses generate; the
+#         corpus grows in build-san/corpus/ from run to run.
 # usage: scripts/ci-extra.sh [asan] [fuzz]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
