@@ -45,9 +45,10 @@ int info_command(int argc, char** argv) {
         const std::string shape = std::to_string(l.rows) + " x " + std::to_string(l.cols);
         const bool shared = t == &model.output && t->blob_id() == shared_with;
         std::printf("%-28s %-6s %6s %14s %12zu %7.3f%s\n", t->name.c_str(), format_name(l.format),
-                    l.group_size
-                        ? (std::to_string(l.group_size) + (l.double_quant ? "+dq" : "")).c_str()
-                        : "-",
+                    l.group_size ? (std::to_string(l.group_size) +
+                                    (l.double_quant && l.format != WeightFormat::q4k ? "+dq" : ""))
+                                       .c_str()
+                                 : "-",
                     shape.c_str(), l.total_bytes, l.bits_per_weight(),
                     shared ? "  (shares token_embd)" : "");
     }

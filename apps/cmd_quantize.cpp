@@ -29,7 +29,7 @@ void add_quantize_options(cxxopts::Options& options) {
     options.add_options()
         ("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)", cxxopts::value<std::string>())
         ("output", "nibble model file to write", cxxopts::value<std::string>())
-        ("format", "format of the linear layers: q4, q4a, nf4, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
+        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
         ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
         ("double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")
         ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
@@ -55,7 +55,8 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     const std::string fname = args["format"].as<std::string>();
     const auto format = parse_format(fname);
     if (!format) {
-        throw UsageError("--format: unknown format '" + fname + "' (q4, q4a, nf4, q8, f16, f32)");
+        throw UsageError("--format: unknown format '" + fname +
+                         "' (q4, q4a, nf4, iq4nl, q4k, q8, f16, f32)");
     }
     recipe.format = *format;
     recipe.group_size = args["group-size"].as<int>();
@@ -128,7 +129,13 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
     }
     if (*method != QuantMethod::rtn && !is_grouped(recipe.format)) {
         throw UsageError(std::string("--method ") + method_name(*method) +
-                         ": needs a grouped --format (q4, q4a, nf4, q8)");
+                         ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8)");
+    }
+    bool q4k = recipe.format == WeightFormat::q4k;
+    for (const KeepRule& k : recipe.keep) q4k = q4k || k.format == WeightFormat::q4k;
+    if (*method != QuantMethod::rtn && q4k) {
+        throw UsageError(std::string("--method ") + method_name(*method) +
+                         ": q4k is quantized with --method rtn only");
     }
     return o;
 }

@@ -96,7 +96,7 @@ struct Model {
     std::string source_path;
     std::string source_format;  // "llama2c", "llama2c-q80", "gguf", "nibble"
     // What the loader converted, one line per source tensor type (e.g. GGUF
-    // "Q4_K -> q4a g32, ..."); the command line prints them.
+    // "Q4_K -> q4k, ..."); the command line prints them.
     std::vector<std::string> import_notes;
     // Keeps mmaps and owned buffers that tensors point into alive.
     std::vector<std::shared_ptr<const void>> storage;

@@ -65,6 +65,10 @@ struct FormatTraits<WeightFormat::iq4nl> {
     static constexpr bool has_mins = false;
     static constexpr bool code_book = true;
 };
+// q4k holds q4a's codes with K-coded parameters (formats.h): the kernels run it
+// as q4a, its layout's double_quant sending them to the per-row decoder.
+template <>
+struct FormatTraits<WeightFormat::q4k> : FormatTraits<WeightFormat::q4a> {};
 template <>
 struct FormatTraits<WeightFormat::f16> {
     static constexpr int code_bits = 16;
@@ -98,7 +102,7 @@ struct FormatTag {
 };
 
 // Calls fn(FormatTag<F>{}) for the grouped formats that the int8-activation
-// kernels handle (q8, q4, q4a, nf4, iq4nl); other formats are not called.
+// kernels handle (q8, q4, q4a, nf4, iq4nl; q4k as q4a); other formats are not called.
 template <class Fn>
 void visit_grouped_format(WeightFormat format, Fn&& fn) {
     switch (format) {
@@ -109,6 +113,7 @@ void visit_grouped_format(WeightFormat format, Fn&& fn) {
             fn(FormatTag<WeightFormat::q4>{});
             break;
         case WeightFormat::q4a:
+        case WeightFormat::q4k:  // q4a's codes; parameters decoded per row
             fn(FormatTag<WeightFormat::q4a>{});
             break;
         case WeightFormat::nf4:

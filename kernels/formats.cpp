@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "kernels/kquant_params.h"
+
 namespace nibble {
 
 const char* format_name(WeightFormat format) {
@@ -21,17 +23,48 @@ const char* format_name(WeightFormat format) {
             return "nf4";
         case WeightFormat::iq4nl:
             return "iq4nl";
+        case WeightFormat::q4k:
+            return "q4k";
     }
     return "?";
 }
 
 std::optional<WeightFormat> parse_format(const std::string& name) {
     for (auto f : {WeightFormat::f32, WeightFormat::f16, WeightFormat::q8, WeightFormat::q4,
-                   WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl}) {
+                   WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl, WeightFormat::q4k}) {
         if (name == format_name(f)) return f;
     }
     return std::nullopt;
 }
+
+namespace {
+
+// q4k: q4a's codes, then the K-coded parameters, 16 bytes per 256 columns.
+PackedLayout make_q4k_layout(int64_t rows, int64_t cols, int group_size) {
+    if (group_size != 32) {
+        throw std::invalid_argument("q4k has group size 32, not " + std::to_string(group_size));
+    }
+    if (cols % kKQuantBlock != 0) {
+        throw std::invalid_argument("q4k needs rows of a multiple of 256 columns, not " +
+                                    std::to_string(cols));
+    }
+    PackedLayout l;
+    l.format = WeightFormat::q4k;
+    l.rows = rows;
+    l.cols = cols;
+    l.group_size = 32;
+    l.double_quant = true;  // parameters decoded per row (kernels/kquant_params.h)
+    l.groups_per_row = cols / 32;
+    l.padded_cols = cols;
+    l.codes_offset = 0;
+    l.codes_bytes = size_t(rows * cols) / 2;
+    l.scales_offset = align_up(l.codes_bytes, kSectionAlign);
+    l.scales_bytes = size_t(rows * (cols / kKQuantBlock)) * size_t(kKQuantParamBytes);
+    l.total_bytes = align_up(l.scales_offset + l.scales_bytes, kSectionAlign);
+    return l;
+}
+
+}  // namespace
 
 PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int group_size,
                          bool double_quant) {
@@ -56,6 +89,7 @@ PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int gr
         throw std::invalid_argument("group size " + std::to_string(group_size) +
                                     " is not one of 32, 64, 128, 256");
     }
+    if (format == WeightFormat::q4k) return make_q4k_layout(rows, cols, group_size);
     l.group_size = group_size;
     l.double_quant = double_quant;
     l.groups_per_row = (cols + group_size - 1) / group_size;

@@ -15,6 +15,7 @@
 //                give 16 consecutive columns each).
 //   scales       one per group, index row*groups_per_row + g:
 //                fp16, or int8 codes when double-quantized (see below).
+//                q4k: 16 bytes per 256 columns (kernels/kquant_params.h).
 //   mins         q4a only: one per group, same encoding as scales.
 //   dq_params    double quantization only: for the scales stream (and the mins
 //                stream for q4a) one fp32 offset followed by one fp32 block scale
@@ -26,12 +27,19 @@
 //   q4a:  w = d * q + m              q in 0..15, m = group minimum
 //   nf4:  w = d * NF4[q]             d = group absmax, NF4 = QLoRA code book
 //   iq4nl: w = d * IQ4NL[q]          IQ4NL = llama.cpp's IQ4_NL integers -127..113
+//   q4k:  w = d * q + m              q4a's codes; d and m coded as in llama.cpp's
+//                                    Q4_K: per 256 columns fp16 d, dmin and 6-bit
+//                                    codes, d = d256 * sc, m = -dmin256 * mc
+//                                    (group size 32, columns a multiple of 256;
+//                                    double_quant is always set: the kernels decode
+//                                    its parameters per row like a dq stream)
 //   (nf4 and iq4nl are the code-book formats: kernels/codebooks.h; the format's
 //   name names the table in nibble files)
 // Double quantization (QLoRA) of a per-group stream s (scales or mins):
 //   s_i = offset + block_scale[i / 256] * int8_code_i, offset = mean(s).
 //
-// Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G;
+// Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G,
+// q4k 4.5 (Q4_K's size);
 // with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
 #pragma once
 #include <cstddef>
@@ -41,7 +49,7 @@
 
 namespace nibble {
 
-enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl };
+enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl, q4k };
 
 const char* format_name(WeightFormat format);
 std::optional<WeightFormat> parse_format(const std::string& name);
@@ -50,7 +58,11 @@ inline bool is_grouped(WeightFormat f) {
 }
 inline bool is_4bit(WeightFormat f) {
     return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4 ||
-           f == WeightFormat::iq4nl;
+           f == WeightFormat::iq4nl || f == WeightFormat::q4k;
+}
+// Formats with a per-group minimum (w = d q + m).
+inline bool has_mins(WeightFormat f) {
+    return f == WeightFormat::q4a || f == WeightFormat::q4k;
 }
 
 // Double quantization groups the per-group scales in blocks of this many.

@@ -5,6 +5,7 @@
 
 #include "kernels/formats.h"
 #include "kernels/fp16.h"
+#include "kernels/kquant_params.h"
 
 namespace nibble {
 
@@ -13,6 +14,12 @@ enum class GroupStream { scales = 0, mins = 1 };
 // Value of the parameter of group index i (= row * groups_per_row + g).
 inline float group_param(const MatrixView& w, GroupStream stream, int64_t i) {
     const PackedLayout& l = w.layout;
+    if (l.format == WeightFormat::q4k) {  // 8 groups per super-block, never across rows
+        float scale, min;
+        kquant_group(w.data + l.scales_offset + size_t(i / 8) * kKQuantParamBytes, int(i % 8),
+                     scale, min);
+        return stream == GroupStream::scales ? scale : min;
+    }
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
     if (!l.double_quant) {
         uint16_t h;

@@ -60,6 +60,7 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
                 out[c] = d * float(q - 8);
                 break;
             case WeightFormat::q4a:
+            case WeightFormat::q4k:
                 out[c] = d * float(q) + group_param(w, GroupStream::mins, gi);
                 break;
             case WeightFormat::nf4:

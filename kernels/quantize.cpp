@@ -2,6 +2,7 @@
 // streams (fp16 or double-quantized), then codes against the decoded parameters.
 #include "kernels/quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
+#include "kernels/kquant_params.h"
 #include "kernels/quantize_group.h"
 
 namespace nibble {
@@ -33,7 +35,7 @@ void fit_groups(const float* src, const PackedLayout& l, ScaleRule rule, std::ve
                 std::vector<float>& mins) {
     const int64_t gpr = l.groups_per_row;
     scales.assign(size_t(l.n_groups()), 0.0f);
-    mins.assign(l.format == WeightFormat::q4a ? size_t(l.n_groups()) : 0, 0.0f);
+    mins.assign(has_mins(l.format) ? size_t(l.n_groups()) : 0, 0.0f);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < l.rows; ++r) {
         for (int64_t g = 0; g < gpr; ++g) {
@@ -57,12 +59,52 @@ void fit_groups(const float* src, const PackedLayout& l, ScaleRule rule, std::ve
                 case WeightFormat::iq4nl:
                     fit = fit_iq4nl_group(w, n);
                     break;
+                case WeightFormat::q4k:
+                    fit = fit_q4k_group(w, n, rule);
+                    break;
                 default:
                     break;
             }
             scales[size_t(r * gpr + g)] = fit.scale;
             if (!mins.empty()) mins[size_t(r * gpr + g)] = fit.min;
         }
+    }
+}
+
+// The fp16 super-block scale of values v[0..8) >= 0 coded as 6-bit multiples,
+// and the codes round(v / scale) in 0..63.
+uint16_t kquant_stream(const float* v, int* codes) {
+    float hi = 0.0f;
+    for (int j = 0; j < 8; ++j) hi = std::max(hi, v[j]);
+    if (hi / 63.0f > kFp16Max) {
+        throw std::runtime_error("quantize_matrix: q4k super-block scale " +
+                                 std::to_string(hi / 63.0f) + " does not fit in fp16");
+    }
+    const uint16_t h = fp32_to_fp16(hi / 63.0f);
+    const float d = fp16_to_fp32(h);
+    for (int j = 0; j < 8; ++j) {
+        const long q = d > 0.0f ? std::lround(v[j] / d) : 0;
+        codes[j] = int(std::clamp(q, 0L, 63L));
+    }
+    return h;
+}
+
+// q4k parameters: per 256 columns fp16 d, dmin and the packed 6-bit codes of
+// the eight groups' scales (>= 0) and minimums (<= 0), kernels/kquant_params.h.
+void store_kquant_params(const std::vector<float>& scales, const std::vector<float>& mins,
+                         uint8_t* dst) {
+    for (size_t b = 0; b < scales.size() / 8; ++b) {
+        float s[8], m[8];
+        for (int j = 0; j < 8; ++j) {
+            s[j] = std::max(0.0f, scales[8 * b + size_t(j)]);
+            m[j] = std::max(0.0f, -mins[8 * b + size_t(j)]);
+        }
+        int sc[8], mc[8];
+        const uint16_t d = kquant_stream(s, sc), dmin = kquant_stream(m, mc);
+        uint8_t* sb = dst + b * size_t(kKQuantParamBytes);
+        std::memcpy(sb, &d, 2);
+        std::memcpy(sb + 2, &dmin, 2);
+        kquant_pack(sc, mc, sb + 4);
     }
 }
 
@@ -125,8 +167,7 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
         for (int64_t g = 0; g < gpr; ++g) {
             const int64_t gi = r * gpr + g;
             const float d = group_param(view, GroupStream::scales, gi);
-            const float m =
-                l.format == WeightFormat::q4a ? group_param(view, GroupStream::mins, gi) : 0.0f;
+            const float m = has_mins(l.format) ? group_param(view, GroupStream::mins, gi) : 0.0f;
             for (int64_t c = g * l.group_size; c < (g + 1) * l.group_size; ++c) {
                 const float w = c < l.cols ? row[c] : 0.0f;  // padding: weight 0
                 if (l.format == WeightFormat::q8) {
@@ -140,6 +181,7 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
                         q = q4_code(w, d);
                         break;
                     case WeightFormat::q4a:
+                    case WeightFormat::q4k:
                         q = q4a_code(w, d, m);
                         break;
                     case WeightFormat::nf4:
@@ -188,13 +230,15 @@ void quantize_matrix_with_params(const float* src, const PackedLayout& l,
                                  const std::vector<float>& scales, const std::vector<float>& mins,
                                  uint8_t* dst) {
     if (!is_grouped(l.format) || scales.size() != size_t(l.n_groups()) ||
-        mins.size() != (l.format == WeightFormat::q4a ? size_t(l.n_groups()) : 0)) {
+        mins.size() != (has_mins(l.format) ? size_t(l.n_groups()) : 0)) {
         throw std::invalid_argument(
             "quantize_matrix_with_params: parameters do not fit the layout");
     }
     std::memset(dst, 0, l.total_bytes);
     check_finite(src, l);
-    if (l.double_quant) {
+    if (l.format == WeightFormat::q4k) {
+        store_kquant_params(scales, mins, dst + l.scales_offset);
+    } else if (l.double_quant) {
         const size_t stream_bytes = (1 + size_t(l.dq_blocks())) * sizeof(float);
         store_double_quant_stream(scales, dst + l.scales_offset, dst + l.dq_offset);
         if (!mins.empty()) {

@@ -318,4 +318,15 @@ GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule) {
     return best.found() ? best.fit : absmax;
 }
 
+GroupFit fit_q4k_group(const float* w, int n, ScaleRule rule) {
+    GroupFit fit = fit_q4a_group(w, n, rule);
+    if (fit.scale < 0.0f || fit.min > 0.0f) {  // range [0, max]: codes 0..15 from 0
+        float hi = 0.0f;
+        for (int i = 0; i < n; ++i) hi = std::max(hi, w[i]);
+        fit.scale = hi / 15.0f;
+        fit.min = 0.0f;
+    }
+    return fit;
+}
+
 }  // namespace nibble

@@ -38,6 +38,9 @@ GroupFit fit_nf4_group(const float* w, int n, ScaleRule rule);
 // error is at most 14|d| (the clipped end 113..127) and at most 12|d| (half the
 // widest gap) when it maps to 113.
 GroupFit fit_iq4nl_group(const float* w, int n);
+// q4k: the q4a fit, whose scale must be >= 0 and minimum <= 0 for Q4_K's coding
+// (otherwise d = max(w, 0) / 15, m = 0); the caller codes them per 256 columns.
+GroupFit fit_q4k_group(const float* w, int n, ScaleRule rule);
 
 // Nearest codes for decoded parameters. Each is optimal for any sign of d:
 // |w - d*v| = |d| * |w/d - v|, so the nearest value v to w/d is the answer.

@@ -12,9 +12,20 @@
 
 namespace nibble::kernels {
 
-// Double-quantized stream: s_i = offset + block_scale[i / 256] * int8_code_i.
+// Double-quantized stream: s_i = offset + block_scale[i / 256] * int8_code_i;
+// q4k's K-coded parameters likewise.
 inline void decode_dq_row(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
     const PackedLayout& l = w.layout;
+    if (l.format == WeightFormat::q4k) {  // K-coded (kernels/kquant_params.h)
+        const uint8_t* sb = w.data + l.scales_offset +
+                            size_t(row * l.groups_per_row / 8) * size_t(kKQuantParamBytes);
+        for (int64_t g = 0; g < l.groups_per_row; ++g) {
+            float scale, min;
+            kquant_group(sb + size_t(g / 8) * kKQuantParamBytes, int(g % 8), scale, min);
+            out[g] = stream == GroupStream::scales ? scale : min;
+        }
+        return;
+    }
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
     const int64_t gpr = l.groups_per_row;
     const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + offset) + row * gpr;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "kernels/fp16.h"
+#include "kernels/kquant_params.h"
 #include "kernels/matmul.h"
 #include "models/ggml_blocks.h"
 
@@ -36,9 +37,8 @@ const Conversion* conversion(uint32_t type) {
                                  "q8 g32, same codes and scales (exact)"};
     static const Conversion q5_0{WeightFormat::q8, kQK, sizeof(BlockQ5_0),
                                  "q8 g32, codes q-16 and the same scales (exact)"};
-    static const Conversion q4_k{WeightFormat::q4a, kQKK, sizeof(BlockQ4_K),
-                                 "q4a g32, same codes, scales d*sc and mins dmin*m rounded to "
-                                 "fp16 (|error| <= 2^-11 (15 |scale| + |min|))"};
+    static const Conversion q4_k{WeightFormat::q4k, kQKK, sizeof(BlockQ4_K),
+                                 "q4k, same codes, d, dmin and 6-bit scales and mins (exact)"};
     static const char* const kRequant =
         "q8 g32, requantized from the exact values (scale = max|w|/127 of each 32 rounded up to "
         "fp16, |error| <= scale/2)";
@@ -95,6 +95,11 @@ class Target {
     int8_t* bytes(int64_t r, int64_t g) const {
         return reinterpret_cast<int8_t*>(blob_ + l_.codes_offset) +
                size_t(r) * size_t(l_.padded_cols) + 32 * size_t(g);
+    }
+    // q4k: the 16 parameter bytes of super-block i of row r.
+    uint8_t* kparams(int64_t r, int64_t i) const {
+        return blob_ + l_.scales_offset +
+               size_t(r * (l_.cols / kQKK) + i) * size_t(kKQuantParamBytes);
     }
     void scale(int64_t r, int64_t g, uint16_t h) const { put(l_.scales_offset, r, g, h); }
     void min(int64_t r, int64_t g, uint16_t h) const { put(l_.mins_offset, r, g, h); }
@@ -178,16 +183,15 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
         case Q4_K:
             for (int64_t i = 0; i < cols / kQKK; ++i) {
                 const auto b = block_at<BlockQ4_K>(src, i);
-                const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+                uint8_t* params = t.kparams(r, i);  // the same d, dmin and 12 bytes
+                std::memcpy(params, &b.d, 2);
+                std::memcpy(params + 2, &b.dmin, 2);
+                std::memcpy(params + 4, b.scales, 12);
                 for (int s = 0; s < 8; ++s) {
-                    int sc, m;
-                    scale_min_k4(s, b.scales, sc, m);
                     uint8_t codes[32];
                     const uint8_t* q = b.qs + 32 * (s / 2);
                     for (int l = 0; l < 32; ++l) codes[l] = s % 2 == 0 ? q[l] & 0x0f : q[l] >> 4;
                     pack_chunk(codes, t.nibbles(r, 8 * i + s));
-                    t.scale(r, 8 * i + s, t.half(d * float(sc)));
-                    t.min(r, 8 * i + s, t.half(-(dmin * float(m))));
                 }
             }
             return;

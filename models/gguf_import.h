@@ -2,11 +2,11 @@
 //
 // Held exactly (same codes, same fp16 parameters, only the sections reordered):
 //   Q4_0 -> q4 g32, Q4_1 -> q4a g32, Q8_0 -> q8 g32, IQ4_NL -> iq4nl g32 (the
-//   same table), Q5_0 -> q8 g32 (code q - 16), BF16 -> f16 when every value fits f16
-//   exactly, else f32; F32 and F16 are used in place.
+//   same table), Q5_0 -> q8 g32 (code q - 16), Q4_K -> q4k (the same d, dmin and
+//   6-bit scale/min codes), BF16 -> f16 when every value fits f16 exactly, else
+//   f32; F32 and F16 are used in place.
 // Same codes, products of scales rounded to fp16 (relative error <= 2^-11 per
 // parameter in fp16's normal range, absolute <= 2^-25 below it):
-//   Q4_K -> q4a g32: scale d*sc, min -dmin*m;  |error| <= 2^-11 (15|scale| + |min|)
 //   IQ4_XS -> iq4nl g32: scale d*(ls - 32); |error| <= 2^-11 |w|
 // Requantized from the exactly dequantized weights (no nibble format holds 5-
 // or 6-bit codes with these scales):
@@ -22,7 +22,7 @@
 
 namespace nibble {
 
-// One line saying what the import does with a GGML type ("Q4_K -> q4a g32: ..."),
+// One line saying what the import does with a GGML type ("Q4_K -> q4k, ..."),
 // or "" for a type nibble cannot import.
 std::string ggml_conversion_note(uint32_t ggml_type);
 

@@ -61,7 +61,7 @@ KeepRule parse_keep_rule(const std::string& spec) {
     const auto format = parse_format(fname);
     if (!format) {
         throw std::invalid_argument("--keep: unknown format '" + fname + "' in '" + spec +
-                                    "' (f32, f16, q8, q4, q4a, nf4)");
+                                    "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k)");
     }
     rule.format = *format;
     const bool is_regex = rule.pattern.rfind("re:", 0) == 0;
@@ -319,7 +319,9 @@ std::string format_report(const QuantizeResult& r) {
     for (const TensorReport& t : r.tensors) {
         const PackedLayout& l = t.layout;
         const std::string group =
-            l.group_size ? std::to_string(l.group_size) + (l.double_quant ? "+dq" : "") : "-";
+            l.group_size ? std::to_string(l.group_size) +
+                               (l.double_quant && l.format != WeightFormat::q4k ? "+dq" : "")
+                         : "-";
         const std::string shape = std::to_string(l.rows) + " x " + std::to_string(l.cols);
         std::snprintf(line, sizeof line, "%-28s %-6s %6s %14s %12zu %7.3f %9.5f%s\n",
                       t.name.c_str(), format_name(l.format), group.c_str(), shape.c_str(),

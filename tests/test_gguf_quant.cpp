@@ -52,18 +52,14 @@ const nlohmann::json& logits_ref() {
 double conversion_bound(const std::string& type, const MatrixView& v, int64_t row, int64_t col,
                         double w) {
     const double rounding = 1e-6 * std::fabs(w) + 1e-12;  // float arithmetic
-    if (type == "Q4_K" || type == "IQ4_XS" || type == "Q5_K" || type == "Q6_K") {
+    if (type == "IQ4_XS" || type == "Q5_K" || type == "Q6_K") {
         const int64_t gi = row * v.layout.groups_per_row + col / v.layout.group_size;
         const double d = std::fabs(double(group_param(v, GroupStream::scales, gi)));
         const double tiny = std::ldexp(1.0, -25);  // fp16 subnormal rounding
-        if (type == "Q4_K") {
-            const double m = std::fabs(double(group_param(v, GroupStream::mins, gi)));
-            return std::ldexp(15.0 * d + m, -11) * 1.001 + 16.0 * tiny + rounding;
-        }
         if (type == "IQ4_XS") return std::ldexp(std::fabs(w), -11) * 1.001 + 127 * tiny + rounding;
         return 0.5 * d + rounding;  // requantized to q8
     }
-    return rounding;  // held exactly
+    return rounding;  // held exactly (Q4_K too: q4k)
 }
 
 // Per-row dequantization of a whole tensor.
@@ -153,7 +149,7 @@ bool held_exactly(const std::string& kind) {
 
 TEST_CASE("the exact path's logits match the FP64 reference; int8 is about as close as llama.cpp") {
     // Held exactly: within 1e-3 rms. With converted tensors (Q6_K, Q5_K -> q8,
-    // Q4_K / IQ4_XS scale rounding): the conversion adds at most 30% of the
+    // IQ4_XS scale rounding): the conversion adds at most 30% of the
     // file's own quantization error (rms of its exact logits against the F32
     // file's), i.e. at most 4.5% in variance. Measured: 2e-6 for the exact files;
     // 0.007 for a Q6_K classifier alone, 0.039 for the all-Q6_K file (0.27 of its
@@ -233,6 +229,45 @@ TEST_CASE("IQ4_NL is imported as iq4nl g32 (the same code book) bit for bit") {
     CHECK(check_same_nibbles("tiny256-IQ4_NL.gguf", ggml::IQ4_NL, WeightFormat::iq4nl) > 0);
 }
 
+TEST_CASE("Q4_K is imported as q4k with the same d, dmin, 6-bit scales and codes, bit for bit") {
+    const std::string path = data_path("gguf-quant/tiny256-Q4_K_M.gguf");
+    const GgufFile g = GgufFile::parse(MappedFile::open(path));
+    const Model model = load_model(path);
+    int checked = 0;
+    for (const Tensor* t : model.tensors()) {
+        const GgufTensorInfo* info = g.find_tensor(t->name);
+        REQUIRE(info != nullptr);
+        if (info->type != ggml::Q4_K) continue;
+        CAPTURE(t->name);
+        const PackedLayout& l = t->view.layout;
+        REQUIRE(l.format == WeightFormat::q4k);
+        CHECK(l.bits_per_weight() <= 4.5 + 1e-9 * double(l.rows));  // Q4_K's size (+ alignment)
+        size_t mismatches = 0;
+        for (int64_t b = 0; b < t->rows() * t->cols() / 256; ++b) {
+            ggml::BlockQ4_K block;
+            std::memcpy(&block, info->data + size_t(b) * sizeof block, sizeof block);
+            const uint8_t* params = t->view.data + l.scales_offset + 16 * size_t(b);
+            mismatches +=
+                std::memcmp(params, &block.d, 2) + std::memcmp(params + 2, &block.dmin, 2);
+            mismatches += std::memcmp(params + 4, block.scales, 12);
+            // Group s of the super-block: Q4_K keeps groups 2k and 2k+1 in the low
+            // and high nibbles of 32 bytes; q4a's chunk order is column j | j+16.
+            const uint8_t* codes = t->view.data + l.codes_offset + 128 * size_t(b);
+            for (int s = 0; s < 8; ++s) {
+                for (int j = 0; j < 32; ++j) {
+                    const uint8_t src = block.qs[32 * (s / 2) + j];
+                    const int want = s % 2 == 0 ? src & 0x0f : src >> 4;
+                    const uint8_t byte = codes[16 * s + j % 16];
+                    mismatches += (j < 16 ? byte & 0x0f : byte >> 4) != want;
+                }
+            }
+        }
+        CHECK(mismatches == 0);
+        ++checked;
+    }
+    CHECK(checked == 13);
+}
+
 TEST_CASE("one line per tensor type says what the import did") {
     const Model model = load_model(data_path("gguf-quant/tiny256-Q4_K_M.gguf"));
     std::map<std::string, std::string> lines;
@@ -243,7 +278,7 @@ TEST_CASE("one line per tensor type says what the import did") {
     }
     CHECK(model.import_notes.size() == 3);
     CHECK(lines["F32"].rfind("5 tensors F32 -> f32", 0) == 0);
-    CHECK(lines["Q4_K"].rfind("13 tensors Q4_K -> q4a g32", 0) == 0);
+    CHECK(lines["Q4_K"].rfind("13 tensors Q4_K -> q4k, same codes", 0) == 0);
     CHECK(lines["Q6_K"].rfind("3 tensors Q6_K -> q8 g32, requantized", 0) == 0);
 }
 

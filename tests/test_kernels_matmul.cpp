@@ -16,6 +16,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
+#include "kernels/kquant_params.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "kernels/matmul_variants.h"
@@ -103,6 +104,29 @@ void fill_stream(TestMatrix& m, int stream, Pattern p, std::mt19937& rng) {
     }
 }
 
+// q4k's parameters (kernels/kquant_params.h): per 256 columns fp16 d and dmin
+// of the pattern's magnitude / 32 and random 6-bit scale and minimum codes
+// (zero_groups: every third group's codes 0).
+void fill_kquant(TestMatrix& m, Pattern p, std::mt19937& rng) {
+    const PackedLayout& l = m.layout;
+    std::uniform_real_distribution<float> u(0.2f, 1.0f);
+    std::uniform_int_distribution<int> code(0, 63);
+    const float mag = param_magnitude(p) / 32.0f;
+    for (int64_t b = 0; b < l.n_groups() / 8; ++b) {
+        uint8_t* sb = m.blob.data() + l.scales_offset + 16 * size_t(b);
+        const uint16_t d = fp32_to_fp16(mag * u(rng)), dmin = fp32_to_fp16(mag * u(rng));
+        std::memcpy(sb, &d, 2);
+        std::memcpy(sb + 2, &dmin, 2);
+        int sc[8], mc[8];
+        for (int j = 0; j < 8; ++j) {
+            const bool zero = p == Pattern::zero_groups && (8 * b + j) % 3 == 1;
+            sc[j] = zero ? 0 : code(rng);
+            mc[j] = zero ? 0 : code(rng);
+        }
+        kquant_pack(sc, mc, sb + 4);
+    }
+}
+
 TestMatrix make_matrix(WeightFormat f, int64_t rows, int64_t cols, int group, bool dq, Pattern p,
                        std::mt19937& rng) {
     TestMatrix m;
@@ -131,6 +155,10 @@ TestMatrix make_matrix(WeightFormat f, int64_t rows, int64_t cols, int group, bo
         if (f == WeightFormat::q8 && v == 0x80) v = 0x81;  // -128 is not a q8 code
         if (p == Pattern::codes_min || p == Pattern::codes_max) v = fill;
         m.blob[m.layout.codes_offset + i] = v;
+    }
+    if (f == WeightFormat::q4k) {
+        fill_kquant(m, p, rng);
+        return m;
     }
     fill_stream(m, 0, p, rng);
     if (f == WeightFormat::q4a) fill_stream(m, 1, p, rng);
@@ -173,14 +201,14 @@ double error_bound(const MatrixView& w, const float* xt, int64_t row, bool int8_
                 // general, so read them from the blob through the reference decoder.
                 const int64_t gi = row * l.groups_per_row + c / l.group_size;
                 d = std::fabs(double(group_param(w, GroupStream::scales, gi)));
-                if (l.format == WeightFormat::q4a)
+                if (has_mins(l.format))
                     m = std::fabs(double(group_param(w, GroupStream::mins, gi)));
             }
             const double aw = std::fabs(double(wr[size_t(c)]));
             const double ax = std::fabs(double(xt[c]));
             double mag = aw + d;
             if (l.format == WeightFormat::q4) mag += 8.0 * d;
-            if (l.format == WeightFormat::q4a) mag += 15.0 * d + m;
+            if (has_mins(l.format)) mag += 15.0 * d + m;
             if (l.format == WeightFormat::q8 || l.format == WeightFormat::iq4nl) mag += 127.0 * d;
             bound += 3e-5 * mag * (ax + dx);
             if (int8_path) {
@@ -227,7 +255,7 @@ double rounded_bound(const MatrixView& w, const float* xt, int64_t row) {
         const double d = std::fabs(double(group_param(w, GroupStream::scales, gi)));
         double mag = std::fabs(double(wr[size_t(c)])) + d;
         if (l.format == WeightFormat::q4) mag += 8.0 * d;
-        if (l.format == WeightFormat::q4a)
+        if (has_mins(l.format))
             mag += 15.0 * d + std::fabs(double(group_param(w, GroupStream::mins, gi)));
         if (l.format == WeightFormat::q8 || l.format == WeightFormat::iq4nl) mag += 127.0 * d;
         const double ax = std::fabs(double(xt[c]));
@@ -397,6 +425,51 @@ TEST_CASE("every fast kernel matches the reference on adversarial data") {
     }
 }
 
+// q4k (q4a's codes, K-coded parameters decoded per row): random and adversarial
+// data, shapes of 1-4 super-blocks per row, both activation paths.
+TEST_CASE("q4k: every fast kernel matches the reference") {
+    SettingsGuard guard;
+    std::mt19937 rng(4242);
+    const Pattern patterns[] = {Pattern::random,      Pattern::codes_min,   Pattern::codes_max,
+                                Pattern::zero_groups, Pattern::tiny_scales, Pattern::huge_scales};
+    for (MatmulKernel k : fast_kernels()) {
+        for (Pattern p : patterns) {
+            for (Shape s : {Shape{7, 256}, Shape{33, 512}, Shape{16, 1024}}) {
+                const TestMatrix m =
+                    make_matrix(WeightFormat::q4k, s.rows, s.cols, 32, true, p, rng);
+                for (int n_tokens : kTokenCounts) {
+                    for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
+                        check_against_reference(m, k, mode, n_tokens, p, rng);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("q4k parameters decode as Q4_K's (ggml get_scale_min_k4) and pack back") {
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int trial = 0; trial < 200; ++trial) {
+        uint8_t packed[12];
+        for (uint8_t& b : packed) b = uint8_t(byte(rng));
+        int sc[8], mc[8];
+        for (int j = 0; j < 8; ++j) {
+            kquant_codes(packed, j, sc[j], mc[j]);
+            // ggml-quants.c get_scale_min_k4, written out
+            const int want_sc =
+                j < 4 ? packed[j] & 63 : (packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4);
+            const int want_m =
+                j < 4 ? packed[j + 4] & 63 : (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
+            CHECK(sc[j] == want_sc);
+            CHECK(mc[j] == want_m);
+        }
+        uint8_t again[12];
+        kquant_pack(sc, mc, again);
+        CHECK(std::memcmp(again, packed, 12) == 0);  // every bit of the 12 bytes is used
+    }
+}
+
 TEST_CASE("f32 and f16 weights: every fast kernel matches the reference") {
     SettingsGuard guard;
     std::mt19937 rng(7);
@@ -423,6 +496,11 @@ TEST_CASE("AMX tiles: GEMM equals the AVX-512 GEMV bitwise" *
                                     "CPU lacks AMX-INT8 (or NIBBLE_AMX=0)")) {
     SettingsGuard guard;
     std::mt19937 rng(77);
+    const TestMatrix q4k = make_matrix(WeightFormat::q4k, 53, 1024, 32, true, Pattern::random, rng);
+    for (int n_tokens : {kernels::kAmxMinTokens, 40}) {
+        check_against_reference(q4k, MatmulKernel::avx512, ActivationMode::int8, n_tokens,
+                                Pattern::random, rng);
+    }
     for (WeightFormat f : kGrouped) {
         for (int g : kGroupSizes) {
             for (bool dq : {false, true}) {
@@ -443,14 +521,20 @@ TEST_CASE("1 and 2 threads give bitwise identical results") {
     std::mt19937 rng(5);
     const int saved = omp_get_max_threads();
     for (MatmulKernel k : fast_kernels()) {
-        for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
-                               WeightFormat::iq4nl, WeightFormat::q8, WeightFormat::f16}) {
+        for (WeightFormat f :
+             {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl,
+              WeightFormat::q4k, WeightFormat::q8, WeightFormat::f16}) {
             const bool grouped = is_grouped(f);
-            const TestMatrix m =
-                make_matrix(f, 301, 1000, grouped ? 64 : 0, false, Pattern::random, rng);
+            const bool q4k = f == WeightFormat::q4k;
+            const int64_t cols = q4k ? 1024 : 1000;
+            const TestMatrix m = make_matrix(f, 301, cols,
+                                             q4k       ? 32
+                                             : grouped ? 64
+                                                       : 0,
+                                             q4k, Pattern::random, rng);
             for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
                 for (int n_tokens : {1, 3, 40}) {  // 40 x 1000: parallel quantization
-                    const std::vector<float> x = random_activations(n_tokens, 1000, rng);
+                    const std::vector<float> x = random_activations(n_tokens, cols, rng);
                     std::vector<float> y1(size_t(301 * n_tokens)), y2(y1.size());
                     set_matmul_kernel(k);
                     set_matmul_activation_mode(mode);

@@ -2,6 +2,7 @@
 // and scale rule; group-size monotonicity; f32/f16; bad input.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -221,4 +222,42 @@ TEST_CASE("iq4nl: weights on the IQ4_NL grid come back exactly; others within 14
             CHECK(bad == 0);
         }
     }
+}
+
+TEST_CASE("q4k: codes nearest for the K-coded parameters; error close to q4a g32") {
+    // q4k fits each group as q4a, then codes the eight scales (and minimums) of
+    // 256 columns as 6-bit multiples of an fp16 d (dmin): a group's scale moves
+    // by at most d/2 and its minimum by dmin/2, so beyond q4a's clipping limit
+    // (kMaxClip scales) a weight can lose 15 d/2 + dmin/2 more.
+    const std::vector<float> data[] = {gaussian(16, 1024, 11), heavy_tailed(16, 1024, 12)};
+    for (const auto& x : data) {
+        const PackedLayout l = make_layout(WeightFormat::q4k, 16, 1024, 32);
+        CHECK(l.bits_per_weight() == 4.5);
+        const std::vector<uint8_t> blob = quantize_matrix(x.data(), l);
+        const MatrixView view{l, blob.data()};
+        const std::vector<float> out = dequantize_all(view);
+        int64_t bad = 0;
+        for (int64_t r = 0; r < 16; ++r) {
+            for (int64_t c = 0; c < 1024; ++c) {
+                const uint8_t* sb = blob.data() + l.scales_offset + 16 * size_t(r * 4 + c / 256);
+                uint16_t h[2];
+                std::memcpy(h, sb, 4);
+                const double d = fp16_to_fp32(h[0]), dmin = fp16_to_fp32(h[1]);
+                const double s = std::fabs(double(params_at(view, r, c).d));
+                const double bound = 0.5 * s + kMaxClip * (s + d / 2) + 7.5 * d + 0.5 * dmin;
+                const size_t i = size_t(r * 1024 + c);
+                bad += !(std::fabs(double(x[i]) - double(out[i])) <= bound * (1 + 1e-6));
+            }
+        }
+        CHECK(bad == 0);
+        const PackedLayout la = make_layout(WeightFormat::q4a, 16, 1024, 32);
+        const std::vector<uint8_t> blob_a = quantize_matrix(x.data(), la);
+        const double e_k = quantization_error(x.data(), view).rel_rms;
+        const double e_a = quantization_error(x.data(), MatrixView{la, blob_a.data()}).rel_rms;
+        MESSAGE("rel rms q4k " << e_k << ", q4a g32 " << e_a);
+        CHECK(e_k <= 1.1 * e_a);
+    }
+    // Shapes q4k cannot hold.
+    CHECK_THROWS_AS(make_layout(WeightFormat::q4k, 4, 1000, 32), std::invalid_argument);
+    CHECK_THROWS_AS(make_layout(WeightFormat::q4k, 4, 1024, 64), std::invalid_argument);
 }
