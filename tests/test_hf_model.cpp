@@ -508,7 +508,10 @@ TEST_CASE("streamed (deferred) HF loads quantize to the same file as whole loads
     gptq.gptq = true;
     Export untied;
     untied.untied = true;
-    for (const auto& [name, e] : {std::pair{"bf16", bf16}, {"gptq", gptq}, {"untied", untied}}) {
+    // (no structured binding: clang 14 cannot capture one in doctest's CAPTURE)
+    for (const auto& entry : {std::pair{"bf16", bf16}, {"gptq", gptq}, {"untied", untied}}) {
+        const char* name = entry.first;
+        const Export& e = entry.second;
         CAPTURE(name);
         const std::string dir = export_stories(std::string("stream_") + name, e).string();
         const Model deferred = load_model(dir, {.defer_conversion = true});
