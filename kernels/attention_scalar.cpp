@@ -9,31 +9,27 @@ namespace nibble {
 
 namespace {
 
-float key_element(const KeyBlocks& k, int p, int d) {
-    const size_t at =
-        size_t(p / kKeyBlock) * k.block_stride + size_t(d) * kKeyBlock + size_t(p % kKeyBlock);
-    switch (k.type) {
+// Element `at` of a cache array of the given type, as a float (exact).
+float element(const void* data, CacheElement type, size_t at) {
+    switch (type) {
         case CacheElement::f32:
-            return static_cast<const float*>(k.data)[at];
+            return static_cast<const float*>(data)[at];
         case CacheElement::f16:
-            return fp16_to_fp32(static_cast<const uint16_t*>(k.data)[at]);
+            return fp16_to_fp32(static_cast<const uint16_t*>(data)[at]);
         case CacheElement::i8:
-            return float(static_cast<const int8_t*>(k.data)[at]);
+            return float(static_cast<const int8_t*>(data)[at]);
     }
     return 0.0f;
 }
 
+float key_element(const KeyBlocks& k, int p, int d) {
+    return element(
+        k.data, k.type,
+        size_t(p / kKeyBlock) * k.block_stride + size_t(d) * kKeyBlock + size_t(p % kKeyBlock));
+}
+
 float value_element(const ValueRows& v, int p, int d) {
-    const size_t at = size_t(p) * v.stride + size_t(d);
-    switch (v.type) {
-        case CacheElement::f32:
-            return static_cast<const float*>(v.data)[at];
-        case CacheElement::f16:
-            return fp16_to_fp32(static_cast<const uint16_t*>(v.data)[at]);
-        case CacheElement::i8:
-            return float(static_cast<const int8_t*>(v.data)[at]);
-    }
-    return 0.0f;
+    return element(v.data, v.type, size_t(p) * v.stride + size_t(d));
 }
 
 }  // namespace

@@ -139,69 +139,70 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-void check_against_scalar(const VecOps* fast) {
-    REQUIRE(fast != nullptr);
+// check(type, case) for every element type and case, with both in the failure report.
+template <typename Check>
+void for_each_case(Check&& check) {
     for (CacheElement type : {CacheElement::f32, CacheElement::f16, CacheElement::i8}) {
         for (const Case& k : kCases) {
             CAPTURE(int(type));
             CAPTURE(k.head_dim);
             CAPTURE(k.n_queries);
             CAPTURE(k.n_pos);
-            const HeadCache c =
-                make_cache(type, k.head_dim, k.n_pos, uint32_t(k.n_pos * 31 + k.head_dim));
-            const auto q = random_vector(size_t(k.n_queries) * size_t(k.head_dim), 7);
-            const auto w = random_vector(size_t(k.n_queries) * (size_t(k.n_pos) + 7), 8);
-            const Result ref = run(vec_ops_scalar(), c, k, q, w);
-            const Result got = run(*fast, c, k, q, w);
-            CHECK(same_bits(ref.scores, got.scores));
-            CHECK(same_bits(ref.out, got.out));
+            check(type, k);
         }
     }
+}
+
+void check_against_scalar(const VecOps* fast) {
+    REQUIRE(fast != nullptr);
+    for_each_case([&](CacheElement type, const Case& k) {
+        const HeadCache c =
+            make_cache(type, k.head_dim, k.n_pos, uint32_t(k.n_pos * 31 + k.head_dim));
+        const auto q = random_vector(size_t(k.n_queries) * size_t(k.head_dim), 7);
+        const auto w = random_vector(size_t(k.n_queries) * (size_t(k.n_pos) + 7), 8);
+        const Result ref = run(vec_ops_scalar(), c, k, q, w);
+        const Result got = run(*fast, c, k, q, w);
+        CHECK(same_bits(ref.scores, got.scores));
+        CHECK(same_bits(ref.out, got.out));
+    });
 }
 
 }  // namespace
 
 TEST_CASE("attention reference: the documented layouts and a direct computation") {
-    for (CacheElement type : {CacheElement::f32, CacheElement::f16, CacheElement::i8}) {
-        for (const Case& k : kCases) {
-            CAPTURE(int(type));
-            CAPTURE(k.head_dim);
-            CAPTURE(k.n_queries);
-            CAPTURE(k.n_pos);
-            const HeadCache c =
-                make_cache(type, k.head_dim, k.n_pos, uint32_t(k.n_pos + k.head_dim));
-            const auto q = random_vector(size_t(k.n_queries) * size_t(k.head_dim), 1);
-            const size_t stride = size_t(k.n_pos) + 7;
-            const auto w = random_vector(size_t(k.n_queries) * stride, 2);
-            const Result r = run(vec_ops_scalar(), c, k, q, w);
-            for (int g = 0; g < k.n_queries; ++g) {
-                for (int p = 0; p < k.n_pos; ++p) {
-                    double dot = 0, mag = 0;
-                    for (int d = 0; d < k.head_dim; ++d) {
-                        const double t = double(q[size_t(g * k.head_dim + d)]) *
-                                         double(c.key_f[size_t(p * k.head_dim + d)]);
-                        dot += t;
-                        mag += std::fabs(t);
-                    }
-                    CHECK(std::fabs(r.scores[size_t(g) * stride + size_t(p)] - 0.125 * dot) <=
-                          1e-6 * mag + 1e-30);
-                }
-                // Nothing is written past n_pos.
-                for (size_t p = size_t(k.n_pos); p < stride; ++p)
-                    CHECK(r.scores[size_t(g) * stride + p] == kSentinel);
+    for_each_case([](CacheElement type, const Case& k) {
+        const HeadCache c = make_cache(type, k.head_dim, k.n_pos, uint32_t(k.n_pos + k.head_dim));
+        const auto q = random_vector(size_t(k.n_queries) * size_t(k.head_dim), 1);
+        const size_t stride = size_t(k.n_pos) + 7;
+        const auto w = random_vector(size_t(k.n_queries) * stride, 2);
+        const Result r = run(vec_ops_scalar(), c, k, q, w);
+        for (int g = 0; g < k.n_queries; ++g) {
+            for (int p = 0; p < k.n_pos; ++p) {
+                double dot = 0, mag = 0;
                 for (int d = 0; d < k.head_dim; ++d) {
-                    double sum = 0, mag = 0;
-                    for (int p = 0; p < k.n_pos; ++p) {
-                        const double t = double(w[size_t(g) * stride + size_t(p)]) *
-                                         double(c.value_f[size_t(p * k.head_dim + d)]);
-                        sum += t;
-                        mag += std::fabs(t);
-                    }
-                    CHECK(std::fabs(r.out[size_t(g * k.head_dim + d)] - sum) <= 1e-6 * mag + 1e-30);
+                    const double t = double(q[size_t(g * k.head_dim + d)]) *
+                                     double(c.key_f[size_t(p * k.head_dim + d)]);
+                    dot += t;
+                    mag += std::fabs(t);
                 }
+                CHECK(std::fabs(r.scores[size_t(g) * stride + size_t(p)] - 0.125 * dot) <=
+                      1e-6 * mag + 1e-30);
+            }
+            // Nothing is written past n_pos.
+            for (size_t p = size_t(k.n_pos); p < stride; ++p)
+                CHECK(r.scores[size_t(g) * stride + p] == kSentinel);
+            for (int d = 0; d < k.head_dim; ++d) {
+                double sum = 0, mag = 0;
+                for (int p = 0; p < k.n_pos; ++p) {
+                    const double t = double(w[size_t(g) * stride + size_t(p)]) *
+                                     double(c.value_f[size_t(p * k.head_dim + d)]);
+                    sum += t;
+                    mag += std::fabs(t);
+                }
+                CHECK(std::fabs(r.out[size_t(g * k.head_dim + d)] - sum) <= 1e-6 * mag + 1e-30);
             }
         }
-    }
+    });
 }
 
 TEST_CASE("AVX2 attention kernels equal the scalar reference bit for bit" *
