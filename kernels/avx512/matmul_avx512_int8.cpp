@@ -13,9 +13,10 @@
 // w + 8; nf4/iq4nl: the int8 code book plus 127; q8: w xor 0x80 = w + 128; q4a: K = 0,
 // its codes are the unsigned q itself), so
 //   vpdpbusd(u, x) = sum w x + K sum x,
-// and each block's integer accumulator starts at -K sum x, computed once per
-// token and quad from the activations alone (no per-row offset pass). The
-// sixteen int32 lanes (four partial sums per block) of four rows are then
+// and K sum x over each block is subtracted from the rows' whole-block sums.
+// That term depends on the activations alone: it is computed once per call,
+// token and quad (offset_sums) and is one subtraction per quad for four rows.
+// The sixteen int32 lanes (four partial sums per block) of four rows are
 // added into one vector of whole-block dot products D(r, 4q+k) at lane 4k+r
 // (integer adds: exact), converted to float, multiplied by d_w(r, 4q+k) *
 // d_x(4q+k) and accumulated with FMA. A row's output is
@@ -159,6 +160,31 @@ inline __m512i block_sums(const __m512i* dot) {
     return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
 }
 
+// K sum x over each block of every quad, for tokens [0, n_tokens): lane 4k+r
+// of quad q holds K times the sum of block 4q+k's activation codes (the same
+// for every r), i.e. what the bias K adds to each row's whole-block sum.
+// out is [n_tokens][n_quads][16] int32.
+template <WeightFormat F>
+void offset_sums(const QuantizedActivations& qa, int32_t* out) {
+    const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
+    const int64_t n_quads = (qa.n_blocks + 3) / 4;
+    for (int t = 0; t < qa.n_tokens; ++t) {
+        const int8_t* xq = qa.token_q(t);
+        int32_t* o = out + size_t(t) * size_t(n_quads) * 16;
+        for (int64_t q = 0; q < n_quads; ++q) {
+            // lane 4k+j: K times bytes 4j..4j+3 of block 4q+k's two halves
+            // (padding blocks of a partial quad hold zero codes).
+            __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias_bytes,
+                                            _mm512_loadu_si512(xq + 128 * q));
+            s = _mm512_dpbusd_epi32(s, bias_bytes, _mm512_loadu_si512(xq + 128 * q + 64));
+            // Sum the four lanes of each block into all four.
+            s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));
+            s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+            _mm512_storeu_si512(o + 16 * q, s);
+        }
+    }
+}
+
 // Masks of a quad with n_blocks valid blocks.
 struct QuadMasks {
     __mmask64 code_a, code_b;
@@ -186,8 +212,8 @@ QuadMasks quad_masks(int n_blocks, int group_shift) {
 // Four rows x T tokens: every quad of weights is unpacked once and used for T
 // tokens. Rows beyond n_valid repeat a valid row and are not written.
 template <WeightFormat F, bool kFp16, int T>
-void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& qa, int t0,
-                  int64_t row0, int64_t n_rows, float* y) {
+void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& qa,
+                  const int32_t* offsets, int t0, int64_t row0, int64_t n_rows, float* y) {
     constexpr int R = kRowBlock;
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
     const __m512i transpose =
@@ -196,15 +222,17 @@ void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& 
                            : _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12);
     __m512i book = _mm512_setzero_si512();
     if constexpr (FormatTraits<F>::code_book) book = codebook_unsigned_table<F>();
-    const __m512i bias_bytes = _mm512_set1_epi8(char(kCodeBias<F>));
 
     __m512 acc[T];  // lane 4k+r: a_k of row r
     for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
     const int8_t* xq[T];
     const float* xd4[T];
+    const int32_t* xk[T];
+    const int64_t n_quads = (qa.n_blocks + 3) / 4;
     for (int t = 0; t < T; ++t) {
         xq[t] = qa.token_q(t0 + t);
         xd4[t] = qa.token_d4(t0 + t);
+        xk[t] = offsets + size_t(t0 + t) * size_t(n_quads) * 16;
     }
 
     const auto step = [&]<bool kMasked>(int64_t q, const QuadMasks& m) {
@@ -224,18 +252,15 @@ void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& 
             const __m512i x0 = _mm512_loadu_si512(xq[t] + 128 * q);
             const __m512i x1 = _mm512_loadu_si512(xq[t] + 128 * q + 64);
             const __m512 dx = _mm512_loadu_ps(xd4[t] + 16 * q);  // lane 4k+j: d_x(4q+k)
-            __m512i start = _mm512_setzero_si512();
-            if constexpr (kCodeBias<F> != 0) {
-                const __m512i kx = _mm512_dpbusd_epi32(
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias_bytes, x0), bias_bytes, x1);
-                start = _mm512_sub_epi32(start, kx);
-            }
             __m512i dot[R];
             for (int r = 0; r < R; ++r) {
-                dot[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w[r].lo, x0), w[r].hi, x1);
+                dot[r] = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r].lo, x0), w[r].hi, x1);
             }
-            acc[t] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums(dot)), _mm512_mul_ps(ws, dx), acc[t]);
+            __m512i sums = block_sums(dot);
+            if constexpr (kCodeBias<F> != 0)
+                sums = _mm512_sub_epi32(sums, _mm512_loadu_si512(xk[t] + 16 * q));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(ws, dx), acc[t]);
         }
     };
 
@@ -251,25 +276,36 @@ void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& 
         const __m256 half =
             _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
+        const __m128 row_sums =
+            _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+        float* out = y + size_t(t0 + t) * size_t(n_rows) + size_t(row0);
+        if constexpr (F != WeightFormat::q4a) {
+            // finish_output's code-book scale, four rows at once (the same product).
+            if (n_valid == R) {
+                _mm_storeu_ps(out, FormatTraits<F>::code_book
+                                       ? _mm_mul_ps(row_sums, _mm_set1_ps(kCodeBookInt8Scale<F>))
+                                       : row_sums);
+                continue;
+            }
+        }
         alignas(16) float sums[4];
-        _mm_store_ps(sums,
-                     _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1)));
+        _mm_store_ps(sums, row_sums);
         for (int r = 0; r < n_valid; ++r) {
-            y[size_t(t0 + t) * size_t(n_rows) + size_t(row0 + r)] =
-                finish_output<F>(sums[r], rows[r].mins16, rows[r].mins32,
-                                 qa.token_group_sums(t0 + t), qa.groups_per_row);
+            out[r] = finish_output<F>(sums[r], rows[r].mins16, rows[r].mins32,
+                                      qa.token_group_sums(t0 + t), qa.groups_per_row);
         }
     }
 }
 
 // All tokens for four rows: token blocks of kTokenBlock, then the rest one by one.
 template <WeightFormat F, bool kFp16>
-void all_tokens(const RowData* rows, int n_valid, const QuantizedActivations& qa, int64_t row0,
-                int64_t n_rows, float* y) {
+void all_tokens(const RowData* rows, int n_valid, const QuantizedActivations& qa,
+                const int32_t* offsets, int64_t row0, int64_t n_rows, float* y) {
     int t = 0;
     for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
-        micro_kernel<F, kFp16, kTokenBlock>(rows, n_valid, qa, t, row0, n_rows, y);
-    for (; t < qa.n_tokens; ++t) micro_kernel<F, kFp16, 1>(rows, n_valid, qa, t, row0, n_rows, y);
+        micro_kernel<F, kFp16, kTokenBlock>(rows, n_valid, qa, offsets, t, row0, n_rows, y);
+    for (; t < qa.n_tokens; ++t)
+        micro_kernel<F, kFp16, 1>(rows, n_valid, qa, offsets, t, row0, n_rows, y);
 }
 
 template <WeightFormat F, bool kFp16>
@@ -278,9 +314,13 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
-    // Double-quantized parameters are decoded per row into scratch.
-    const size_t per_row = size_t(2 * gpr);
-    float* scratch = kFp16 ? nullptr : kernel_scratch(per_row * kRowBlock);
+    // Scratch: the double-quantized parameters decoded per row (kRowBlock rows),
+    // then the offset sums of every token (16 int32 per quad).
+    const size_t per_row = kFp16 ? 0 : size_t(2 * gpr);
+    const size_t offset_words = size_t(qa.n_tokens) * size_t((qa.n_blocks + 3) / 4) * 16;
+    float* scratch = kernel_scratch(per_row * kRowBlock + offset_words);
+    auto* offsets = reinterpret_cast<int32_t*>(scratch + per_row * kRowBlock);
+    if constexpr (kCodeBias<F> != 0) offset_sums<F>(qa, offsets);
     const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
     const auto* mins16 = reinterpret_cast<const uint16_t*>(w.data + l.mins_offset);
 
@@ -310,7 +350,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             }
         }
         for (int i = n; i < kRowBlock; ++i) rows[i] = rows[n - 1];
-        all_tokens<F, kFp16>(rows, n, qa, r, l.rows, y);
+        all_tokens<F, kFp16>(rows, n, qa, offsets, r, l.rows, y);
     }
 }
 
