@@ -245,19 +245,6 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         }                                       \
     } while (0)
 
-// a_k(m) += float(D(m, .)) * d_w(m, b) * d_x(b, .) for the 16 rows of block b,
-// whose integer products are c[16][16]; row m's weight scale is w_scales[m * w_stride].
-inline void scale_block(const int32_t* c, const float* w_scales, int64_t w_stride,
-                        const float* x_scales, float* a) {
-    const __m512 dx = _mm512_loadu_ps(x_scales);
-    for (int m = 0; m < kPanelRows; ++m) {
-        const __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(c + m * kTileTokens));
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(w_scales[m * w_stride]), dx);
-        _mm512_store_ps(a + m * kTileTokens,
-                        _mm512_fmadd_ps(d, s, _mm512_load_ps(a + m * kTileTokens)));
-    }
-}
-
 constexpr int kCInts = kPanelRows * kTileTokens;  // int32 per C tile
 constexpr int kAccFloats = 4 * kCInts;            // a_0..a_3 of one token tile
 
@@ -277,12 +264,32 @@ struct PanelPrefetch {
     int64_t bytes = 0;
 };
 
+// Blocks of a panel in the order in which they are multiplied: pass k takes
+// blocks k, k + 4, k + 8, ... (those that a_k sums), so that each pass keeps
+// its 16 rows' a_k in registers and adds the blocks in increasing order, the
+// order of the AVX-512 kernel.
+struct BlockOrder {
+    int64_t first[5] = {};  // step at which pass k starts; first[4] = n_blocks
+
+    explicit BlockOrder(int64_t n_blocks) {
+        for (int k = 0; k < 4; ++k) first[k + 1] = first[k] + (n_blocks - k + 3) / 4;
+    }
+    // Pass and block of step s.
+    [[gnu::always_inline]] int pass(int64_t s) const {
+        int k = 0;
+        while (s >= first[k + 1]) ++k;
+        return k;
+    }
+    [[gnu::always_inline]] int64_t block(int64_t s, int k) const { return k + 4 * (s - first[k]); }
+};
+
 // The outputs of one panel for token tile tt, as a_k in acc[k][m][16 tokens].
-// Software pipeline: in step b, block b+1's multiplication is issued, block
-// b's result is stored (the tile unit works in order: the store waits for
-// block b's multiplication, not b+1's), and block b-1's stored result, whose
-// store was issued a whole step earlier and has reached the cache, is read
-// back and scaled. Results rotate through three buffers.
+// Software pipeline: in step s, step s+1's multiplication is issued, step s's
+// result is stored (the tile unit works in order: the store waits for step
+// s's multiplication, not s+1's), and step s-1's stored result, whose store
+// was issued a whole step earlier and has reached the cache, is read back and
+// scaled: a_k(m) = fma(float(D(m, .)), d_w(m, b) * d_x(b, .), a_k(m)). Results
+// rotate through three buffers.
 template <WeightFormat F>
 void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t groups_per_row,
                       int group_shift, const PackedActivations& x, int64_t tt, int64_t n_blocks,
@@ -293,25 +300,43 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t group
     for (int i = 0; i < kAccFloats; i += 16) _mm512_store_ps(acc + i, _mm512_setzero_ps());
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
-    const auto scale = [&](int64_t b) {
-        scale_block(c[b % 3], w_scales + (b >> group_shift), groups_per_row,
-                    x_scales + b * kTileTokens, acc + (b & 3) * kCInts);
+    const BlockOrder order(n_blocks);
+    __m512 a[kPanelRows];  // a_k of the current pass: row m, 16 tokens
+    for (__m512& v : a) v = _mm512_setzero_ps();
+    const auto scale = [&](int64_t s) {
+        const int k = order.pass(s);
+        const int64_t b = order.block(s, k);
+        const __m512 dx = _mm512_loadu_ps(x_scales + b * kTileTokens);
+        const float* ws = w_scales + (b >> group_shift);
+        const int32_t* d = c[s % 3];
+        for (int m = 0; m < kPanelRows; ++m) {
+            const __m512 dw = _mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dx);
+            a[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(d + m * kTileTokens)), dw,
+                                   a[m]);
+        }
+        if (s + 1 == order.first[k + 1]) {  // the pass's last block
+            for (int m = 0; m < kPanelRows; ++m) {
+                _mm512_store_ps(acc + k * kCInts + m * kTileTokens, a[m]);
+                a[m] = _mm512_setzero_ps();
+            }
+        }
     };
-    NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, 0);
-    for (int64_t b = 0; b < n_blocks; ++b) {
-        for (int64_t i = b * lines_per_step; i < (b + 1) * lines_per_step; ++i) {
+    const auto block = [&](int64_t s) { return order.block(s, order.pass(s)); };
+    NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, block(0));
+    for (int64_t s = 0; s < n_blocks; ++s) {
+        for (int64_t i = s * lines_per_step; i < (s + 1) * lines_per_step; ++i) {
             if (64 * i < prefetch.bytes) {
                 _mm_prefetch(reinterpret_cast<const char*>(prefetch.next + 64 * i), _MM_HINT_T0);
             }
         }
-        if (b & 1) {
-            if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, b + 1);
-            _tile_stored(1, c[b % 3], 4 * kTileTokens);
+        if (s & 1) {
+            if (s + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, block(s + 1));
+            _tile_stored(1, c[s % 3], 4 * kTileTokens);
         } else {
-            if (b + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, b + 1);
-            _tile_stored(0, c[b % 3], 4 * kTileTokens);
+            if (s + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, block(s + 1));
+            _tile_stored(0, c[s % 3], 4 * kTileTokens);
         }
-        if (b > 0) scale(b - 1);
+        if (s > 0) scale(s - 1);
     }
     scale(n_blocks - 1);
 }
