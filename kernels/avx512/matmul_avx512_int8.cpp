@@ -32,7 +32,6 @@
 // with zeros).
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 // GCC 12's avx512fintrin.h builds _mm512_undefined_ps() from a self-initialised
@@ -330,9 +329,11 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const auto* mins16 = reinterpret_cast<const uint16_t*>(w.data + l.mins_offset);
 
     // Prefetch distance: whole row blocks, at least kPrefetchBytes of codes ahead.
-    const int64_t ahead =
-        kRowBlock * std::max<int64_t>(1, (kPrefetchBytes + kRowBlock * int64_t(row_bytes) - 1) /
-                                             (kRowBlock * int64_t(row_bytes)));
+    // (No std::max: nothing from std:: is instantiated in an ISA translation
+    // unit, tests/check_isa_symbols.sh.)
+    const int64_t block_bytes = kRowBlock * int64_t(row_bytes);
+    const int64_t blocks_ahead = (kPrefetchBytes + block_bytes - 1) / block_bytes;
+    const int64_t ahead = kRowBlock * (blocks_ahead > 1 ? blocks_ahead : 1);
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
