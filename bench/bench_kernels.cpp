@@ -2,12 +2,11 @@
 // LLaMA-7B sized matrices, for each kernel variant, activation path and thread
 // count. Reports bytes/s of packed weights read and tokens/s. "hot" runs reuse
 // one matrix (it may stay in the L3 cache); "cold" GEMV runs cycle through
-// 512 MB of copies in 2 MiB pages so the weights come from DRAM. The 1024x2048 matrices fit
-// in L2: their hot GEMV is the kernel's compute rate, not memory's.
+// 512 MB of copies in 2 MiB pages so the weights come from DRAM. The 1024x2048
+// matrices fit in L2: their hot GEMV is the kernel's compute rate, not memory's.
 //
 //   bench_kernels --benchmark_filter='q4_g32/4096x4096/tok1/avx2/int8/threads:1/cold'
 #include <benchmark/benchmark.h>
-
 #include <sys/mman.h>
 
 #include <cstring>
@@ -70,7 +69,8 @@ class Copies {
         if (p == MAP_FAILED) throw std::bad_alloc();
         madvise(p, bytes_, MADV_HUGEPAGE);
         base_ = static_cast<uint8_t*>(p);
-        for (size_t i = 0; i < count; ++i) std::memcpy(base_ + i * stride_, blob.data(), blob.size());
+        for (size_t i = 0; i < count; ++i)
+            std::memcpy(base_ + i * stride_, blob.data(), blob.size());
     }
     ~Copies() { munmap(base_, bytes_); }
     Copies(const Copies&) = delete;
@@ -132,15 +132,22 @@ std::string run_name(const Run& r) {
 void register_all() {
     const Config configs[] = {
         // 1.1 MB: stays in a 2 MB L2, so "hot" GEMV shows the kernel's compute rate.
-        {WeightFormat::q4, 32, 1024, 2048},   {WeightFormat::q8, 32, 1024, 2048},
-        {WeightFormat::q4, 32, 4096, 4096},   {WeightFormat::q4, 32, 11008, 4096},
-        {WeightFormat::q4, 32, 4096, 11008},  {WeightFormat::q4, 64, 4096, 4096},
-        {WeightFormat::q4, 64, 11008, 4096},  {WeightFormat::q8, 32, 4096, 4096},
-        {WeightFormat::q8, 32, 11008, 4096},  {WeightFormat::nf4, 64, 4096, 4096},
-        {WeightFormat::nf4, 64, 11008, 4096}, {WeightFormat::q4a, 64, 4096, 4096},
+        {WeightFormat::q4, 32, 1024, 2048},
+        {WeightFormat::q8, 32, 1024, 2048},
+        {WeightFormat::q4, 32, 4096, 4096},
+        {WeightFormat::q4, 32, 11008, 4096},
+        {WeightFormat::q4, 32, 4096, 11008},
+        {WeightFormat::q4, 64, 4096, 4096},
+        {WeightFormat::q4, 64, 11008, 4096},
+        {WeightFormat::q8, 32, 4096, 4096},
+        {WeightFormat::q8, 32, 11008, 4096},
+        {WeightFormat::nf4, 64, 4096, 4096},
+        {WeightFormat::nf4, 64, 11008, 4096},
+        {WeightFormat::q4a, 64, 4096, 4096},
         {WeightFormat::f16, 0, 4096, 4096},
         // TinyLlama-1.1B's feed-forward matrices.
-        {WeightFormat::q4, 32, 5632, 2048},   {WeightFormat::q4, 32, 2048, 5632},
+        {WeightFormat::q4, 32, 5632, 2048},
+        {WeightFormat::q4, 32, 2048, 5632},
     };
     for (const Config& c : configs) {
         for (MatmulKernel k : supported_matmul_kernels()) {
