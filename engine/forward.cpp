@@ -58,8 +58,7 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     int64_t positions = 0;
     for (const BatchToken& tok : batch) positions += tok.pos + 1;
     const bool parallel = positions * c.n_heads * head_dim * 2 > (int64_t(1) << 18);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-    for (int work = 0; work < n_work; ++work) {
+    const auto one = [&](int work) {
         const int b = work / c.n_kv_heads;
         const int kv_head = work % c.n_kv_heads;
         const BatchToken& tok = batch[size_t(b)];
@@ -78,6 +77,13 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
         }
         attention_values(kv_.values(tok.seq, layer, kv_head), head_dim, scores, context, group,
                          n_pos, &att_out_[first]);
+    };
+    // (No parallel region for one thread: libgomp allocates a team for each.)
+    if (parallel && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int work = 0; work < n_work; ++work) one(work);
+    } else {
+        for (int work = 0; work < n_work; ++work) one(work);
     }
 }
 

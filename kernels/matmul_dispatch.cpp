@@ -326,11 +326,20 @@ void run_tasks(const SharedInputJob& job, int64_t t0, int64_t t1) {
 // computed by one thread in a fixed order whatever the split (the kernels'
 // results do not depend on r0, r1).
 void run_split(const SharedInputJob& job, const TaskPlan& plan) {
-    const int n_ranges = plan.parallel ? std::min(omp_get_max_threads(), kMaxRanges) : 1;
+    // One thread: no parallel region (libgomp allocates and frees a team of
+    // one for every region, i.e. per matmul and token).
+    if (!plan.parallel || omp_get_max_threads() == 1) {
+        if (plan.quantize_in_parallel) {
+            for (int t = 0; t < job.n_tokens; ++t) job.kernels.quantize_row(job.x, t, job.input.qa);
+        }
+        run_tasks(job, 0, plan.n_tasks);
+        return;
+    }
+    const int n_ranges = std::min(omp_get_max_threads(), kMaxRanges);
     TaskRange ranges[kMaxRanges];
     for (int i = 0; i < n_ranges; ++i)
         ranges[i].set(plan.n_tasks * i / n_ranges, plan.n_tasks * (i + 1) / n_ranges);
-#pragma omp parallel if (plan.parallel)
+#pragma omp parallel
     {
         if (plan.quantize_in_parallel) {
 #pragma omp for schedule(static)
