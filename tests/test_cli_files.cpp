@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli_expect.h"
+#include "fuzz_findings.h"
 #include "test_data.h"
 
 namespace fs = std::filesystem;
@@ -154,6 +155,11 @@ TEST_CASE("corrupted headers and vocabularies give one escaped line, not a libra
                    junk + ": not a usable SentencePiece model");
     CHECK(run_cli("run -m " + kModelPath + " --tokenizer " + junk).text.find(".cc(") ==
           std::string::npos);
+    // a piece libsentencepiece aborted on (fuzz_sentencepiece's finding)
+    const std::string nul_piece =
+        write_file("nul_piece.model", nibble::test::kSentencePieceNulPiece);
+    expect_refusal("run -m " + kModelPath + " --tokenizer " + nul_piece + " -p hi", 1,
+                   nul_piece + ": not a usable SentencePiece model (piece 7 contains a NUL byte)");
     // an unknown command is escaped too
     expect_refusal("\"$(printf '\\033[31mfrob')\"", 2, "unknown command '\\x1b[31mfrob'");
 }

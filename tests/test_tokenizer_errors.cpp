@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fuzz_findings.h"
 #include "test_data.h"
 #include "tokenizer/llama2c_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -39,6 +40,44 @@ void check_load_fails(const std::string& path) {
         CAPTURE(message);
         CHECK(message.rfind(path + ": ", 0) == 0);
         CHECK(message.find('\n') == std::string::npos);
+    }
+    CHECK(threw);
+}
+
+// Protobuf wire format for the hand-made ModelProto pieces below.
+std::string varint(uint64_t value) {
+    std::string out;
+    for (; value >= 0x80; value >>= 7) out.push_back(static_cast<char>((value & 0x7f) | 0x80));
+    out.push_back(static_cast<char>(value));
+    return out;
+}
+
+std::string bytes_field(uint32_t field, const std::string& payload) {
+    return varint(uint64_t{field} << 3 | 2) + varint(payload.size()) + payload;
+}
+
+// One more ModelProto field 1: a SentencePiece message with text `piece`
+// (field 1) and type `type` (field 3: 1 normal, 2 unknown, 3 control,
+// 4 user-defined, 5 unused).
+std::string extra_piece(const std::string& piece, int type) {
+    return bytes_field(1, bytes_field(1, piece) + varint(3 << 3) + varint(type));
+}
+
+// Loading the ModelProto `proto` must throw a one-line runtime_error that
+// names the origin and says `reason`.
+void check_proto_refused(const std::string& proto, const std::string& reason) {
+    CAPTURE(reason);
+    bool threw = false;
+    try {
+        (void)nibble::Tokenizer::from_serialized_proto(proto, "bad.model");
+    } catch (const std::runtime_error& e) {
+        threw = true;
+        const std::string message = e.what();
+        CAPTURE(message);
+        CHECK(message.rfind("bad.model: not a usable SentencePiece model (", 0) == 0);
+        CHECK(message.find(reason) != std::string::npos);
+        CHECK(message.find('\n') == std::string::npos);
+        CHECK(message.find('\0') == std::string::npos);
     }
     CHECK(threw);
 }
@@ -116,4 +155,46 @@ TEST_CASE("bad vocabularies and ids") {
     CHECK_THROWS_AS(tokenizer.decode({-1}), std::runtime_error);
     nibble::StreamDecoder stream(tokenizer);
     CHECK_THROWS_AS(stream.push(100000), std::runtime_error);
+}
+
+// libsentencepiece builds its tries from the pieces as C strings: a piece
+// starting with NUL is a zero-length key, on which its trie builder throws
+// Darts::Details::Exception (not a runtime_error, and naming the library's
+// source file). Found by fuzz_sentencepiece.
+TEST_CASE("ModelProto pieces that libsentencepiece aborts on are refused") {
+    check_proto_refused(nibble::test::kSentencePieceNulPiece, "piece 7 contains a NUL byte");
+
+    // tok512.model with one more piece: a repeated field may come anywhere.
+    const std::string model = read_file(data_dir + "/tok512.model");
+    REQUIRE(nibble::Tokenizer::from_serialized_proto(model, "tok512").vocab_size() == 512);
+    for (int type : {1, 2, 3, 4, 5}) {
+        CAPTURE(type);
+        check_proto_refused(model + extra_piece(std::string("\0x", 2), type),
+                            "piece 512 contains a NUL byte");
+        check_proto_refused(model + extra_piece(std::string("\xe2\x96\x81"
+                                                            "a\0b",
+                                                            6),
+                                                type),
+                            "piece 512 contains a NUL byte");
+        check_proto_refused(model + extra_piece("", type), "piece 512 is empty");
+    }
+    // no text at all (only a type)
+    check_proto_refused(model + bytes_field(1, varint(3 << 3) + varint(1)), "piece 512 is empty");
+    // the last text of a piece counts (protobuf merges a repeated scalar field)
+    check_proto_refused(model + bytes_field(1, bytes_field(1, "zq") + bytes_field(1, {"\0", 1})),
+                        "piece 512 contains a NUL byte");
+    const std::string fine = "\xe2\x96\x81zqzq";
+    CHECK(nibble::Tokenizer::from_serialized_proto(
+              model + bytes_field(1, bytes_field(1, {"\0", 1}) + bytes_field(1, fine)), "tok512")
+              .vocab_size() == 513);
+
+    // bytes that are not protobuf wire format
+    check_proto_refused(model + "\x0a", "varint cut short");
+    check_proto_refused(model + "\x0a\x05zz", "length beyond the end");
+    check_proto_refused(model + "\x0b", "wire type 3");
+    check_proto_refused(model + std::string("\x00\x00", 2), "field number 0");
+    check_proto_refused(model + "\x09\x01\x02", "field beyond the end");
+    check_proto_refused(model + std::string(11, '\xff'), "varint longer than 10 bytes");
+    check_proto_refused(model + bytes_field(1, "\x0a\x09zz"),
+                        "length beyond the end at byte " + std::to_string(model.size() + 2));
 }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "tokenizer/llama2c_vocab.h"
+#include "tokenizer/sentencepiece_check.h"
 #include "tokenizer/sentencepiece_proto.h"
 #include "tokenizer/tokenizer_file.h"
 
@@ -50,6 +51,8 @@ Tokenizer Tokenizer::from_vocab(const Vocab& vocab) {
 }
 
 Tokenizer Tokenizer::from_serialized_proto(const std::string& proto, const std::string& origin) {
+    // What the library would abort on instead of returning an error.
+    check_model_proto(proto, origin);
     Tokenizer tokenizer;
     tokenizer.processor_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
     const auto status = tokenizer.processor_->LoadFromSerializedProto(proto);
