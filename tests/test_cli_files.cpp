@@ -15,6 +15,7 @@
 
 #include "cli_expect.h"
 #include "fuzz_findings.h"
+#include "spm_proto_bytes.h"
 #include "test_data.h"
 
 namespace fs = std::filesystem;
@@ -160,6 +161,12 @@ TEST_CASE("corrupted headers and vocabularies give one escaped line, not a libra
         write_file("nul_piece.model", nibble::test::kSentencePieceNulPiece);
     expect_refusal("run -m " + kModelPath + " --tokenizer " + nul_piece + " -p hi", 1,
                    nul_piece + ": not a usable SentencePiece model (piece 7 contains a NUL byte)");
+    // a normalizer charsmap whose trie loops (the library hung or crashed on "aaa...")
+    const std::string loop =
+        write_file("loop.model", read_text(kTokPath) + nibble::test::self_loop_charsmap(3));
+    expect_refusal(
+        "run -m " + kModelPath + " --tokenizer " + loop + " -p " + std::string(100, 'a'), 1,
+        loop + ": not a usable SentencePiece model (normalizer charsmap: trie has a cycle)");
     // an unknown command is escaped too
     expect_refusal("\"$(printf '\\033[31mfrob')\"", 2, "unknown command '\\x1b[31mfrob'");
 }

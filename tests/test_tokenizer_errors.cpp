@@ -10,6 +10,7 @@
 #include <string>
 
 #include "fuzz_findings.h"
+#include "spm_proto_bytes.h"
 #include "test_data.h"
 #include "tokenizer/llama2c_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -17,6 +18,11 @@
 namespace {
 
 const std::string data_dir = NIBBLE_DATA_DIR;
+using nibble::test::bytes_field;
+using nibble::test::charsmap_field;
+using nibble::test::extra_piece;
+using nibble::test::trie_unit;
+using nibble::test::varint;
 
 std::string read_file(const std::string& path) {
     std::ifstream file(path, std::ios::binary);
@@ -42,25 +48,6 @@ void check_load_fails(const std::string& path) {
         CHECK(message.find('\n') == std::string::npos);
     }
     CHECK(threw);
-}
-
-// Protobuf wire format for the hand-made ModelProto pieces below.
-std::string varint(uint64_t value) {
-    std::string out;
-    for (; value >= 0x80; value >>= 7) out.push_back(static_cast<char>((value & 0x7f) | 0x80));
-    out.push_back(static_cast<char>(value));
-    return out;
-}
-
-std::string bytes_field(uint32_t field, const std::string& payload) {
-    return varint(uint64_t{field} << 3 | 2) + varint(payload.size()) + payload;
-}
-
-// One more ModelProto field 1: a SentencePiece message with text `piece`
-// (field 1) and type `type` (field 3: 1 normal, 2 unknown, 3 control,
-// 4 user-defined, 5 unused).
-std::string extra_piece(const std::string& piece, int type) {
-    return bytes_field(1, bytes_field(1, piece) + varint(3 << 3) + varint(type));
 }
 
 // Loading the ModelProto `proto` must throw a one-line runtime_error that
@@ -197,4 +184,58 @@ TEST_CASE("ModelProto pieces that libsentencepiece aborts on are refused") {
     check_proto_refused(model + std::string(11, '\xff'), "varint longer than 10 bytes");
     check_proto_refused(model + bytes_field(1, "\x0a\x09zz"),
                         "length beyond the end at byte " + std::to_string(model.size() + 2));
+}
+
+// libsentencepiece walks a precompiled charsmap's double array as it is:
+// offsets outside it, values outside the strings, a loop or more than 32
+// matches on one path (its result array) read out of bounds or hang.
+TEST_CASE("precompiled charsmaps the normalizer would read out of bounds are refused") {
+    const std::string model = read_file(data_dir + "/tok512.model");
+    const std::string x(std::string("x\0", 2));
+    for (uint32_t spec : {3u, 5u}) {
+        CAPTURE(spec);
+        const std::string which = spec == 3 ? "(normalizer charsmap: " : "(denormalizer charsmap: ";
+        check_proto_refused(model + nibble::test::self_loop_charsmap(spec),
+                            which + "trie has a cycle");
+        // the root's children beyond the array
+        check_proto_refused(model + charsmap_field(spec, std::vector<uint32_t>(256, 256 << 10), x),
+                            which + "points outside its trie");
+        // 'a' matches, and its value indexes past the strings
+        std::vector<uint32_t> units(256, 0);
+        units['a'] = trie_unit('a', true, 'a' ^ 200);
+        units[200] = 0x80000000u | 1000;
+        check_proto_refused(model + charsmap_field(spec, units, x),
+                            which + "value outside its strings");
+        units[200] = 0x80000000u | 1;  // "" at the end of the strings: fine
+        CHECK(nibble::Tokenizer::from_serialized_proto(model + charsmap_field(spec, units, x), "t")
+                  .vocab_size() == 512);
+        check_proto_refused(model + charsmap_field(spec, units, "x"),
+                            which + "strings do not end in NUL");
+        check_proto_refused(model + charsmap_field(spec, {}, x), which + "no trie");
+        check_proto_refused(
+            model + bytes_field(spec, bytes_field(2, std::string("\x0a\0\0\0", 4) + "abcdefg\0")),
+            which + "trie beyond its end");
+
+        // A chain of matches on "aaa...": 32 load and normalize (the library's
+        // limit), 33 are refused. Base k is block k; its 'a' child leads to
+        // block k + 1, whose unit 0 is the value (0: "x").
+        for (uint32_t matches : {32u, 33u}) {
+            CAPTURE(matches);
+            std::vector<uint32_t> chain((matches + 2) * 256, 0);
+            for (uint32_t k = 0; k < matches; ++k) {
+                chain[256 * k + 'a'] = trie_unit('a', true, (256 * k + 'a') ^ (256 * (k + 1)));
+                chain[256 * (k + 1)] = 0x80000000u;
+            }
+            const std::string proto = model + charsmap_field(spec, chain, x);
+            if (matches > 32) {
+                check_proto_refused(proto, which + "trie has more than 32 matches on one path");
+                continue;
+            }
+            const auto t = nibble::Tokenizer::from_serialized_proto(proto, "t");
+            const std::string text(200, 'a');
+            const auto ids = t.encode(text, false);
+            CHECK_FALSE(ids.empty());
+            (void)t.decode(ids);
+        }
+    }
 }
