@@ -15,7 +15,11 @@
 #         source paths). For CI's time budget also test_quant_calibrated and
 #         test_fast_path, the two longest under the sanitizers (nearly half of
 #         the suite's test time; both ran clean in the full run recorded in
-#         docs/RELIABILITY.md); SAN_ALL=1 runs them too.
+#         docs/RELIABILITY.md), and test_loader_robustness (the next longest:
+#         truncated and corrupted copies of the real model and tokenizer
+#         files, loaded and run, which is what the fuzz step below does under
+#         the same sanitizers, seeded with the same files, by the hundred
+#         thousand); SAN_ALL=1 runs them too. The normal suite runs them all.
 #   fuzz  every libFuzzer harness in fuzz/ (fuzz/fuzz_*.cpp) run for
 #         FUZZ_SECONDS (default 45) each, as many at once as there are cores,
 #         seeded from ../shared/data (small files and truncated copies made
@@ -59,7 +63,7 @@ asan_suite() {
     # test_quantize_stream measures glibc malloc's resident memory (mallopt),
     # which ASan's allocator replaces.
     local start=$SECONDS skip="test_kernels_neon_qemu|check_isa_symbols|test_install|test_quantize_stream"
-    [ "${SAN_ALL:-0}" = 1 ] || skip+="|test_quant_calibrated|test_fast_path"
+    [ "${SAN_ALL:-0}" = 1 ] || skip+="|test_quant_calibrated|test_fast_path|test_loader_robustness"
     # Only what ctest runs (and the harnesses): not the benchmarks, not the skipped tests.
     local targets=(nibble) src name
     for src in tests/test_*.cpp fuzz/fuzz_*.cpp; do
