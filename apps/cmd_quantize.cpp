@@ -58,6 +58,11 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
         throw UsageError("--format: unknown format '" + fname +
                          "' (q4, q4a, nf4, iq4nl, q4k, q8, f16, f32)");
     }
+    if (*format == WeightFormat::q6k) {
+        throw UsageError(
+            "--format: q6k holds GGUF Q6_K tensors as imported, nibble does not quantize into it "
+            "(--keep PATTERN=q6k keeps a source's q6k tensors as they are)");
+    }
     recipe.format = *format;
     recipe.group_size = args["group-size"].as<int>();
     recipe.double_quant = args.count("double-quant") > 0;
@@ -131,11 +136,12 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
         throw UsageError(std::string("--method ") + method_name(*method) +
                          ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8)");
     }
-    bool q4k = recipe.format == WeightFormat::q4k;
-    for (const KeepRule& k : recipe.keep) q4k = q4k || k.format == WeightFormat::q4k;
-    if (*method != QuantMethod::rtn && q4k) {
+    bool kquant = recipe.format == WeightFormat::q4k;
+    for (const KeepRule& k : recipe.keep)
+        kquant = kquant || k.format == WeightFormat::q4k || k.format == WeightFormat::q6k;
+    if (*method != QuantMethod::rtn && kquant) {
         throw UsageError(std::string("--method ") + method_name(*method) +
-                         ": q4k is quantized with --method rtn only");
+                         ": q4k and q6k are quantized with --method rtn only");
     }
     return o;
 }

@@ -124,6 +124,7 @@ void visit_grouped_format(WeightFormat format, Fn&& fn) {
             break;
         case WeightFormat::f32:
         case WeightFormat::f16:
+        case WeightFormat::q6k:  // its own kernels (kernels/matmul_q6k.cpp)
             break;
     }
 }

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/kquant_params.h"
+#include "kernels/q6k.h"
 
 namespace nibble {
 
@@ -25,13 +26,16 @@ const char* format_name(WeightFormat format) {
             return "iq4nl";
         case WeightFormat::q4k:
             return "q4k";
+        case WeightFormat::q6k:
+            return "q6k";
     }
     return "?";
 }
 
 std::optional<WeightFormat> parse_format(const std::string& name) {
     for (auto f : {WeightFormat::f32, WeightFormat::f16, WeightFormat::q8, WeightFormat::q4,
-                   WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl, WeightFormat::q4k}) {
+                   WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl, WeightFormat::q4k,
+                   WeightFormat::q6k}) {
         if (name == format_name(f)) return f;
     }
     return std::nullopt;
@@ -64,6 +68,30 @@ PackedLayout make_q4k_layout(int64_t rows, int64_t cols, int group_size) {
     return l;
 }
 
+// q6k: Q6_K's code bytes, then its scales and d, per 256 columns (kernels/q6k.h).
+PackedLayout make_q6k_layout(int64_t rows, int64_t cols, int group_size) {
+    if (group_size != kQ6kBlock) {
+        throw std::invalid_argument("q6k has group size 256, not " + std::to_string(group_size));
+    }
+    if (cols % kQ6kBlock != 0) {
+        throw std::invalid_argument("q6k needs rows of a multiple of 256 columns, not " +
+                                    std::to_string(cols));
+    }
+    PackedLayout l;
+    l.format = WeightFormat::q6k;
+    l.rows = rows;
+    l.cols = cols;
+    l.group_size = int(kQ6kBlock);
+    l.groups_per_row = cols / kQ6kBlock;
+    l.padded_cols = cols;
+    l.codes_offset = 0;
+    l.codes_bytes = size_t(rows * l.groups_per_row) * size_t(kQ6kCodeBytes);
+    l.scales_offset = align_up(l.codes_bytes, kSectionAlign);
+    l.scales_bytes = size_t(rows * l.groups_per_row) * size_t(kQ6kParamBytes);
+    l.total_bytes = align_up(l.scales_offset + l.scales_bytes, kSectionAlign);
+    return l;
+}
+
 }  // namespace
 
 PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int group_size,
@@ -85,6 +113,7 @@ PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int gr
         l.total_bytes = l.codes_bytes;
         return l;
     }
+    if (format == WeightFormat::q6k) return make_q6k_layout(rows, cols, group_size);
     if (group_size != 32 && group_size != 64 && group_size != 128 && group_size != 256) {
         throw std::invalid_argument("group size " + std::to_string(group_size) +
                                     " is not one of 32, 64, 128, 256");

@@ -16,6 +16,8 @@
 //   scales       one per group, index row*groups_per_row + g:
 //                fp16, or int8 codes when double-quantized (see below).
 //                q4k: 16 bytes per 256 columns (kernels/kquant_params.h).
+//                q6k: codes 192 bytes and parameters 18 bytes per 256 columns
+//                (kernels/q6k.h: llama.cpp's Q6_K block split in two sections).
 //   mins         q4a only: one per group, same encoding as scales.
 //   dq_params    double quantization only: for the scales stream (and the mins
 //                stream for q4a) one fp32 offset followed by one fp32 block scale
@@ -33,13 +35,17 @@
 //                                    (group size 32, columns a multiple of 256;
 //                                    double_quant is always set: the kernels decode
 //                                    its parameters per row like a dq stream)
+//   q6k:  w = (d * sc) * (q - 32)    llama.cpp's Q6_K: q 6 bits (0..63), per 16
+//                                    columns an int8 scale code sc, per 256 columns
+//                                    an fp16 d (group size 256, columns a multiple
+//                                    of 256; its own kernels, kernels/matmul_q6k.cpp)
 //   (nf4 and iq4nl are the code-book formats: kernels/codebooks.h; the format's
 //   name names the table in nibble files)
 // Double quantization (QLoRA) of a per-group stream s (scales or mins):
 //   s_i = offset + block_scale[i / 256] * int8_code_i, offset = mean(s).
 //
 // Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G,
-// q4k 4.5 (Q4_K's size);
+// q4k 4.5 (Q4_K's size), q6k 6.5625 (Q6_K's size);
 // with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
 #pragma once
 #include <cstddef>
@@ -49,7 +55,7 @@
 
 namespace nibble {
 
-enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl, q4k };
+enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k };
 
 const char* format_name(WeightFormat format);
 std::optional<WeightFormat> parse_format(const std::string& name);

@@ -228,6 +228,21 @@ RowKernels row_kernels(MatmulKernel kernel) {
     return k;
 }
 
+// q6k's own kernels (kernels/matmul_q6k.cpp); int8 activations in natural order.
+RowKernels q6k_row_kernels(MatmulKernel kernel) {
+    RowKernels k = row_kernels(kernel);
+    k.int8_rows = kernels::scalar::matmul_rows_int8_q6k;
+#if defined(__x86_64__)
+    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
+        kernel == MatmulKernel::avx512) {
+        k.int8_rows = kernels::avx2::matmul_rows_int8_q6k;
+    }
+#endif
+    k.fp32_rows = kernels::scalar::matmul_rows_fp32_q6k;
+    k.order = CodeOrder::natural;
+    return k;
+}
+
 // x as the row kernels read it: int8 rows read qa (quantized later, see
 // quantize_input), fp32 rows read xs with x_stride floats per token.
 struct MatmulInput {
@@ -366,7 +381,9 @@ void matmul_shared_input(const MatmulProduct* products, int n_products, const fl
             reference::matmul(*products[i].w, x, n_tokens, products[i].y);
         return;
     }
-    SharedInputJob job{products, n_products, x, n_tokens, row_kernels(kernel), {}};
+    const bool q6k = products[0].w->layout.format == WeightFormat::q6k;
+    SharedInputJob job{
+        products, n_products, x, n_tokens, q6k ? q6k_row_kernels(kernel) : row_kernels(kernel), {}};
     job.input = prepare_input(products[0].w->layout, x, n_tokens, job.kernels.order);
     const TaskPlan plan = plan_tasks(job);
     if (job.input.int8 && !plan.quantize_in_parallel) {

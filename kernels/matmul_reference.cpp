@@ -6,6 +6,7 @@
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/matmul.h"
+#include "kernels/q6k.h"
 
 namespace nibble {
 
@@ -42,6 +43,18 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
     }
     const int64_t gpr = l.groups_per_row;
     const int64_t group = l.group_size;
+    if (l.format == WeightFormat::q6k) {  // kernels/q6k.h
+        int8_t q[kQ6kBlock];
+        float scales[kQ6kBlock / kQ6kSubBlock];
+        for (int64_t i = 0; i < gpr; ++i) {
+            q6k_unpack(q6k_codes(w.data, l.codes_offset, gpr, row, i), q);
+            q6k_scales(q6k_params(w.data, l.scales_offset, gpr, row, i), scales);
+            for (int64_t c = 0; c < kQ6kBlock; ++c) {
+                out[kQ6kBlock * i + c] = scales[c / kQ6kSubBlock] * float(q[c]);
+            }
+        }
+        return;
+    }
     if (l.format == WeightFormat::q8) {
         const int8_t* codes =
             reinterpret_cast<const int8_t*>(w.data + l.codes_offset) + row * l.padded_cols;

@@ -44,7 +44,17 @@ inline constexpr const int8_t* kCodeBookInt8 = F == WeightFormat::iq4nl ? kIq4nl
 template <WeightFormat F>
 inline constexpr float kCodeBookInt8Scale = F == WeightFormat::iq4nl ? 1.0f : kNf4Int8Scale;
 
+// q6k (kernels/q6k.h) has kernels of its own, picked by the dispatcher for a
+// q6k matrix whatever the variant: the int8 path reads activations in natural
+// order, the fp32 path (portable) dequantizes each row as the reference does.
+// out[0..cols/16) = the sub-block scales d * sc of one q6k row (portable code).
+void q6k_row_scales(const MatrixView& w, int64_t row, float* out);
+
 namespace scalar {
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
+void matmul_rows_fp32_q6k(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                          int64_t r0, int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
@@ -77,6 +87,8 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
                       float* y);
 }  // namespace avxvnni
 namespace avx2 {
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,

@@ -30,6 +30,14 @@ void check_finite(const float* src, const PackedLayout& l) {
     }
 }
 
+// q6k is held only as imported from GGUF Q6_K (formats.h).
+void reject_q6k(const PackedLayout& l) {
+    if (l.format == WeightFormat::q6k) {
+        throw std::runtime_error(
+            "q6k holds GGUF Q6_K tensors as imported; nibble does not quantize into it");
+    }
+}
+
 // Pass 1: the real-valued parameters of every group (index row*gpr + g).
 void fit_groups(const float* src, const PackedLayout& l, ScaleRule rule, std::vector<float>& scales,
                 std::vector<float>& mins) {
@@ -203,6 +211,7 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
 
 void quantize_matrix(const float* src, const PackedLayout& l, uint8_t* dst,
                      const QuantizeOptions& options) {
+    reject_q6k(l);
     std::memset(dst, 0, l.total_bytes);
     check_finite(src, l);
     const int64_t n = l.rows * l.cols;
@@ -234,6 +243,7 @@ void quantize_matrix_with_params(const float* src, const PackedLayout& l,
         throw std::invalid_argument(
             "quantize_matrix_with_params: parameters do not fit the layout");
     }
+    reject_q6k(l);
     std::memset(dst, 0, l.total_bytes);
     check_finite(src, l);
     if (l.format == WeightFormat::q4k) {

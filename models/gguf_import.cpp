@@ -11,6 +11,7 @@
 #include "kernels/fp16.h"
 #include "kernels/kquant_params.h"
 #include "kernels/matmul.h"
+#include "kernels/q6k.h"
 #include "models/ggml_blocks.h"
 
 namespace nibble {
@@ -44,7 +45,8 @@ const Conversion* conversion(uint32_t type) {
         "fp16, |error| <= scale/2)";
     static const Conversion q5_1{WeightFormat::q8, kQK, sizeof(BlockQ5_1), kRequant};
     static const Conversion q5_k{WeightFormat::q8, kQKK, sizeof(BlockQ5_K), kRequant};
-    static const Conversion q6_k{WeightFormat::q8, kQKK, sizeof(BlockQ6_K), kRequant};
+    static const Conversion q6_k{WeightFormat::q6k, kQKK, sizeof(BlockQ6_K),
+                                 "q6k, same codes, scales and d (exact)"};
     static const Conversion iq4_nl{WeightFormat::iq4nl, kQK, sizeof(BlockIQ4_NL),
                                    "iq4nl g32, same codes and scales (exact)"};
     static const Conversion iq4_xs{WeightFormat::iq4nl, kQKK, sizeof(BlockIQ4_XS),
@@ -76,6 +78,11 @@ const Conversion* conversion(uint32_t type) {
     }
 }
 
+// Group size of an import's target format: q6k's super-block, else 32.
+int group_size(WeightFormat f) {
+    return f == WeightFormat::q6k ? int(kQ6kBlock) : kQK;
+}
+
 template <class B>
 B block_at(const uint8_t* row, int64_t i) {
     B b;
@@ -100,6 +107,13 @@ class Target {
     uint8_t* kparams(int64_t r, int64_t i) const {
         return blob_ + l_.scales_offset +
                size_t(r * (l_.cols / kQKK) + i) * size_t(kKQuantParamBytes);
+    }
+    // q6k: the code bytes and the parameter bytes of super-block i of row r.
+    uint8_t* q6k_code_bytes(int64_t r, int64_t i) const {
+        return blob_ + l_.codes_offset + size_t(r * (l_.cols / kQKK) + i) * size_t(kQ6kCodeBytes);
+    }
+    uint8_t* q6k_param_bytes(int64_t r, int64_t i) const {
+        return blob_ + l_.scales_offset + size_t(r * (l_.cols / kQKK) + i) * size_t(kQ6kParamBytes);
     }
     void scale(int64_t r, int64_t g, uint16_t h) const { put(l_.scales_offset, r, g, h); }
     void min(int64_t r, int64_t g, uint16_t h) const { put(l_.mins_offset, r, g, h); }
@@ -219,15 +233,18 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                 }
             }
             return;
+        case Q6_K:  // the block's bytes in two sections: ql, qh | scales, d
+            static_assert(sizeof(BlockQ6_K) == kQ6kCodeBytes + kQ6kParamBytes);
+            for (int64_t i = 0; i < cols / kQKK; ++i) {
+                const uint8_t* b = src + size_t(i) * sizeof(BlockQ6_K);
+                std::memcpy(t.q6k_code_bytes(r, i), b, kQ6kCodeBytes);
+                std::memcpy(t.q6k_param_bytes(r, i), b + kQ6kCodeBytes, kQ6kParamBytes);
+            }
+            return;
         case Q5_K:
-        case Q6_K:
             for (int64_t i = 0; i < cols / kQKK; ++i) {
                 float w[kQKK];
-                if (type == Q5_K) {
-                    dequantize_q5_k(block_at<BlockQ5_K>(src, i), w);
-                } else {
-                    dequantize_q6_k(block_at<BlockQ6_K>(src, i), w);
-                }
+                dequantize_q5_k(block_at<BlockQ5_K>(src, i), w);
                 for (int s = 0; s < 8; ++s) t.requantize_q8(r, 8 * i + s, w + kQK * s);
             }
             return;
@@ -343,7 +360,8 @@ Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, 
         out = import_dense(model, name, type, rows, cols, data);
     } else {
         const Conversion* c = &checked_conversion(name, type, cols);
-        out = make_owned_tensor(model, name, make_layout(c->format, rows, cols, kQK));
+        out = make_owned_tensor(model, name,
+                                make_layout(c->format, rows, cols, group_size(c->format)));
         const Target target(out.view.layout, writable(out));
         const size_t row_bytes = size_t(cols / c->block) * c->block_bytes;
 #pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))
@@ -371,7 +389,8 @@ Tensor defer_ggml_tensor(Model& model, std::shared_ptr<const MappedFile> file,
         file->release(data, n_bytes);
         layout = make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols);
     } else {
-        layout = make_layout(checked_conversion(name, type, cols).format, rows, cols, kQK);
+        const WeightFormat f = checked_conversion(name, type, cols).format;
+        layout = make_layout(f, rows, cols, group_size(f));
     }
     auto deferred = std::make_shared<DeferredTensor>();
     deferred->fetch = [name, type, rows, cols,

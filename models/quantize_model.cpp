@@ -61,7 +61,7 @@ KeepRule parse_keep_rule(const std::string& spec) {
     const auto format = parse_format(fname);
     if (!format) {
         throw std::invalid_argument("--keep: unknown format '" + fname + "' in '" + spec +
-                                    "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k)");
+                                    "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k)");
     }
     rule.format = *format;
     const bool is_regex = rule.pattern.rfind("re:", 0) == 0;
@@ -92,8 +92,12 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
     for (const KeepRule& k : recipe.keep) {
         if (k.matches(source.name)) f = k.format;
     }
-    return make_layout(f, source.rows(), source.cols(), is_grouped(f) ? recipe.group_size : 0,
-                       recipe.double_quant && is_4bit(f));
+    // q4k and q6k have group sizes of their own (32, 256).
+    const int group = f == WeightFormat::q4k   ? 32
+                      : f == WeightFormat::q6k ? 256
+                      : is_grouped(f)          ? recipe.group_size
+                                               : 0;
+    return make_layout(f, source.rows(), source.cols(), group, recipe.double_quant && is_4bit(f));
 }
 
 QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe) {
