@@ -377,7 +377,7 @@ Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, 
     return out;
 }
 
-Tensor defer_ggml_tensor(Model& model, std::shared_ptr<const MappedFile> file,
+Tensor defer_ggml_tensor(Model& model, const std::shared_ptr<const MappedFile>& file,
                          const std::string& name, uint32_t type, int64_t rows, int64_t cols,
                          const uint8_t* data, size_t n_bytes, bool need_f32) {
     if (need_f32) return import_ggml_tensor(model, name, type, rows, cols, data, true);

@@ -39,7 +39,7 @@ Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t ggml_t
 // (BF16's f16 test reads the data, then releases its pages), the conversion
 // when fetched, `n_bytes` at `data` in `file` released by release_source().
 // Norms (need_f32) are imported at once into `model`.
-Tensor defer_ggml_tensor(Model& model, std::shared_ptr<const MappedFile> file,
+Tensor defer_ggml_tensor(Model& model, const std::shared_ptr<const MappedFile>& file,
                          const std::string& name, uint32_t type, int64_t rows, int64_t cols,
                          const uint8_t* data, size_t n_bytes, bool need_f32);
 

@@ -55,6 +55,7 @@ RowMatrix attention(const ModelConfig& c, const CalibSequences& calib, RowMatrix
                     const RowMatrix& v) {
     const int hd = c.head_dim(), group = c.n_heads / c.n_kv_heads;
     std::vector<float> freq;
+    freq.reserve(size_t(hd / 2));
     for (int i = 0; i < hd / 2; ++i) {
         freq.push_back(1.0f / std::pow(c.rope_theta, float(2 * i) / float(hd)));
     }

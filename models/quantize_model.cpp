@@ -177,7 +177,7 @@ TensorReport quantize_tensor(const Tensor& src, const PackedLayout& layout, uint
     try {
         // A deferred tensor is converted now and its buffers and source pages
         // released once quantized: one tensor of the source in memory at a time.
-        const TensorReport rep =
+        TensorReport rep =
             quantize_tensor_unchecked(fetch_tensor(src).tensor, layout, dst, options);
         release_source(src);
         return rep;

@@ -235,14 +235,14 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
 }
 
 // C tile c = A tile a x B tile b, signed or (q4a) unsigned weights.
-#define NIBBLE_TILE_PRODUCT(F, c, a, b)         \
-    do {                                        \
-        _tile_zero(c);                          \
-        if constexpr (F == WeightFormat::q4a) { \
-            _tile_dpbusd(c, a, b);              \
-        } else {                                \
-            _tile_dpbssd(c, a, b);              \
-        }                                       \
+#define NIBBLE_TILE_PRODUCT(F, c, a, b)           \
+    do {                                          \
+        _tile_zero(c);                            \
+        if constexpr ((F) == WeightFormat::q4a) { \
+            _tile_dpbusd(c, a, b);                \
+        } else {                                  \
+            _tile_dpbssd(c, a, b);                \
+        }                                         \
     } while (0)
 
 constexpr int kCInts = kPanelRows * kTileTokens;  // int32 per C tile
