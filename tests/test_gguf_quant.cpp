@@ -247,9 +247,10 @@ TEST_CASE("Q4_K is imported as q4k with the same d, dmin, 6-bit scales and codes
             ggml::BlockQ4_K block;
             std::memcpy(&block, info->data + size_t(b) * sizeof block, sizeof block);
             const uint8_t* params = t->view.data + l.scales_offset + 16 * size_t(b);
-            mismatches +=
-                std::memcmp(params, &block.d, 2) + std::memcmp(params + 2, &block.dmin, 2);
-            mismatches += std::memcmp(params + 4, block.scales, 12);
+            // memcmp's sign does not matter: any non-zero result is a mismatch.
+            mismatches += size_t(std::memcmp(params, &block.d, 2) != 0) +
+                          size_t(std::memcmp(params + 2, &block.dmin, 2) != 0);
+            mismatches += size_t(std::memcmp(params + 4, block.scales, 12) != 0);
             // Group s of the super-block: Q4_K keeps groups 2k and 2k+1 in the low
             // and high nibbles of 32 bytes; q4a's chunk order is column j | j+16.
             const uint8_t* codes = t->view.data + l.codes_offset + 128 * size_t(b);

@@ -49,7 +49,7 @@ HeadCache make_cache(CacheElement type, int head_dim, int n_pos, uint32_t seed) 
     HeadCache c{type, head_dim, n_pos, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0};
     const int n_blocks = (n_pos + kKeyBlock - 1) / kKeyBlock;
     c.block_stride = size_t(kKeyBlock) * size_t(head_dim + 3);  // room for "other heads"
-    c.value_stride = size_t(head_dim + 5);
+    c.value_stride = size_t(head_dim) + 5;
     c.scale_block_stride = 2 * kKeyBlock;
     c.value_scale_stride = 3;
     const size_t key_elems = size_t(n_blocks) * c.block_stride;
@@ -180,8 +180,8 @@ TEST_CASE("attention reference: the documented layouts and a direct computation"
             for (int p = 0; p < k.n_pos; ++p) {
                 double dot = 0, mag = 0;
                 for (int d = 0; d < k.head_dim; ++d) {
-                    const double t = double(q[size_t(g * k.head_dim + d)]) *
-                                     double(c.key_f[size_t(p * k.head_dim + d)]);
+                    const double t = double(q[size_t(g) * size_t(k.head_dim) + size_t(d)]) *
+                                     double(c.key_f[size_t(p) * size_t(k.head_dim) + size_t(d)]);
                     dot += t;
                     mag += std::fabs(t);
                 }
@@ -195,7 +195,7 @@ TEST_CASE("attention reference: the documented layouts and a direct computation"
                 double sum = 0, mag = 0;
                 for (int p = 0; p < k.n_pos; ++p) {
                     const double t = double(w[size_t(g) * stride + size_t(p)]) *
-                                     double(c.value_f[size_t(p * k.head_dim + d)]);
+                                     double(c.value_f[size_t(p) * size_t(k.head_dim) + size_t(d)]);
                     sum += t;
                     mag += std::fabs(t);
                 }
