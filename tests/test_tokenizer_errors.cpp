@@ -213,7 +213,8 @@ TEST_CASE("precompiled charsmaps the normalizer would read out of bounds are ref
                             which + "strings do not end in NUL");
         check_proto_refused(model + charsmap_field(spec, {}, x), which + "no trie");
         check_proto_refused(
-            model + bytes_field(spec, bytes_field(2, std::string("\x0a\0\0\0", 4) + "abcdefg\0")),
+            model + bytes_field(spec, bytes_field(2, std::string("\x0a\0\0\0", 4) +
+                                                         std::string("abcdefg\0", 8))),
             which + "trie beyond its end");
 
         // A chain of matches on "aaa...": 32 load and normalize (the library's
