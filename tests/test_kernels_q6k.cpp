@@ -127,7 +127,9 @@ TestMatrix make_matrix(int64_t rows, int64_t cols, Pattern p, std::mt19937& rng)
 // |d * sc| of column c of row r, from the ggml block.
 double sub_scale(const TestMatrix& m, int64_t r, int64_t c) {
     const BlockQ6K& b = m.blocks[size_t(r * (m.layout.cols / 256) + c / 256)];
-    return std::fabs(double(fp16_to_fp32(b.d)) * double(b.scales[(c % 256) / 16]));
+    // (c % 256) / 16 is the index of the 16-column group, not a value.
+    return std::fabs(double(fp16_to_fp32(b.d)) *
+                     double(b.scales[(c % 256) / 16]));  // NOLINT(bugprone-integer-division)
 }
 
 std::vector<float> random_activations(int n_tokens, int64_t cols, std::mt19937& rng) {
@@ -242,6 +244,8 @@ TEST_CASE("q6k rows dequantize as ggml's dequantize_row_q6_K, bit for bit") {
             for (int i = 0; i < 3; ++i)
                 ggml_dequantize_q6_k(m.blocks[size_t(3 * r + i)], &theirs[256 * size_t(i)]);
             for (size_t c = 0; c < ours.size(); ++c) {
+                // Bit for bit on purpose (-0.0 and NaN payloads included).
+                // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
                 mismatches += std::memcmp(&ours[c], &theirs[c], 4) != 0;
                 nonzero += ours[c] != 0.0f;
             }
