@@ -22,6 +22,7 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
                                      " tokens, the model " +
                                      std::to_string(model.config.vocab_size));
         }
+        apply_generation_settings(model, t);
         return t;
     };
     if (!tokenizer_path.empty())
@@ -39,7 +40,10 @@ Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_pat
         if (!std::filesystem::is_regular_file(candidate)) continue;
         try {
             Tokenizer t = Tokenizer::from_file(candidate.string());
-            if (t.vocab_size() == model.config.vocab_size) return t;
+            if (t.vocab_size() == model.config.vocab_size) {
+                apply_generation_settings(model, t);
+                return t;
+            }
         } catch (const std::exception&) {
             // not a usable tokenizer: keep looking
         }

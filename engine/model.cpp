@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "engine/tensor_registry.h"
+#include "tokenizer/tokenizer.h"
 
 namespace nibble {
 
@@ -149,6 +150,15 @@ Tensor make_owned_tensor(Model& model, const std::string& name, const PackedLayo
     t.view.layout = layout;
     t.view.data = static_cast<const uint8_t*>(p);
     return t;
+}
+
+void apply_generation_settings(const Model& model, Tokenizer& tokenizer) {
+    tokenizer.set_add_bos_token(model.generation.add_bos_token);
+    std::vector<int32_t> ids;
+    for (int32_t id : model.generation.extra_eos_ids) {
+        if (id >= 0 && id < tokenizer.vocab_size()) ids.push_back(id);
+    }
+    tokenizer.set_extra_eos_ids(std::move(ids));
 }
 
 }  // namespace nibble

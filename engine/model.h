@@ -83,6 +83,17 @@ struct LayerWeights {
     Tensor w_gate, w_up, w_down;  // [hidden][dim] x2, [dim][hidden]
 };
 
+// Tokenizer settings a model's files give besides the vocabulary: whether
+// prompts start with BOS (Hugging Face tokenizer_config.json add_bos_token, GGUF
+// tokenizer.ggml.add_bos_token) and ids besides EOS that end generation (the
+// rest of generation_config.json's eos_token_id list, GGUF
+// tokenizer.ggml.eot_token_id). Tokenizer::set_add_bos_token/set_extra_eos_ids
+// apply them (apply_generation_settings).
+struct GenerationSettings {
+    bool add_bos_token = true;
+    std::vector<int32_t> extra_eos_ids;
+};
+
 struct Model {
     ModelConfig config;
     Tensor token_embedding;  // [vocab][dim]
@@ -93,6 +104,7 @@ struct Model {
     std::string tokenizer_proto;
     // The Jinja chat template the file carries (GGUF tokenizer.chat_template), if any.
     std::string chat_template;
+    GenerationSettings generation;
     std::string source_path;
     std::string source_format;  // "llama2c", "llama2c-q80", "gguf", "nibble"
     // What the loader converted, one line per source tensor type (e.g. GGUF
@@ -131,5 +143,10 @@ struct FetchedTensor {
 FetchedTensor fetch_tensor(const Tensor& t);
 // Releases a deferred tensor's source pages (nothing for a loaded tensor).
 void release_source(const Tensor& t);
+
+class Tokenizer;
+// Gives `tokenizer` the model's GenerationSettings (extra EOS ids outside its
+// vocabulary are left out).
+void apply_generation_settings(const Model& model, Tokenizer& tokenizer);
 
 }  // namespace nibble

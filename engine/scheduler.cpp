@@ -261,7 +261,7 @@ void Scheduler::on_logits(Slot& slot, const float* logits) {
     if (int(slot.tokens.size()) >= context) return finish(slot, FinishReason::length, true);
     std::copy(logits, logits + vocab_, logits_copy_.begin());
     const int32_t next = slot.sampler->sample(logits_copy_.data(), slot.tokens);
-    if (!req.ignore_eos && (next == tokenizer_->eos_id() || next == tokenizer_->bos_id())) {
+    if (!req.ignore_eos && (tokenizer_->is_eos(next) || next == tokenizer_->bos_id())) {
         return finish(slot, FinishReason::eos);
     }
     slot.phase = Phase::decode;

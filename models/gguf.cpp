@@ -173,6 +173,18 @@ Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer) {
             fail(g, std::string("embedded vocabulary: ") + e.what());
         }
     }
+    // Generation settings (GenerationSettings): BOS in front of prompts or not,
+    // end-of-turn as a further EOS.
+    if (const auto add_bos = g.get_bool("tokenizer.ggml.add_bos_token")) {
+        m.generation.add_bos_token = *add_bos;
+    }
+    if (const auto eot = g.get_int("tokenizer.ggml.eot_token_id")) {
+        if (*eot < 0 || *eot >= int64_t(c.vocab_size)) {
+            fail(g, "tokenizer.ggml.eot_token_id " + std::to_string(*eot) +
+                        " is not a token id (vocab " + std::to_string(c.vocab_size) + ")");
+        }
+        m.generation.extra_eos_ids.push_back(int32_t(*eot));
+    }
     return m;
 }
 

@@ -136,6 +136,10 @@ HfTokenizerSettings read_hf_tokenizer_settings(const std::string& dir_path) {
                "generation_config.json");
     add_choice(s.eos, token_text(tok, "eos_token", tok_path), std::nullopt,
                "tokenizer_config.json");
+    if (const auto it = tok.find("add_bos_token"); it != tok.end() && !it->is_null()) {
+        if (!it->is_boolean()) fail(tok_path, "\"add_bos_token\" is not true or false");
+        s.add_bos_token = it->get<bool>();
+    }
     std::vector<int32_t> config_rest;  // config.json lists are rare; only the first counts
     add_choice(s.eos, "", token_id(cfg, "eos_token_id", cfg_path, &config_rest), "config.json");
 
@@ -186,13 +190,27 @@ void apply_hf_tokenizer_settings(Model& m, const HfTokenizerSettings& s) {
         };
         const int32_t bos = choose(s.bos, tok.bos_id(), "BOS");
         const int32_t eos = choose(s.eos, tok.eos_id(), "EOS");
-        if (!s.other_eos_ids.empty()) {
-            say("further EOS ids of generation_config.json not used (one EOS is supported)");
-        }
         if (bos != tok.bos_id() || eos != tok.eos_id()) {
             set_special_pieces(m.tokenizer_proto, bos, tok.piece(bos), eos, tok.piece(eos));
         }
     }
+    if (s.add_bos_token) {
+        m.generation.add_bos_token = *s.add_bos_token;
+        say(std::string("add_bos_token ") + (*s.add_bos_token ? "true" : "false") +
+            " (tokenizer_config.json)");
+    }
+    std::string extra;
+    for (int32_t id : s.other_eos_ids) {
+        if (id >= m.config.vocab_size) {
+            say("EOS id " + std::to_string(id) +
+                " (generation_config.json) is not a token id, "
+                "ignored");
+            continue;
+        }
+        m.generation.extra_eos_ids.push_back(id);
+        extra += (extra.empty() ? "" : ", ") + std::to_string(id);
+    }
+    if (!extra.empty()) say("further EOS ids " + extra + " (generation_config.json)");
     if (!note.empty()) m.import_notes.push_back(note);
 }
 

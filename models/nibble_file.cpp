@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -180,7 +181,8 @@ struct Metadata {
     bool shared_output = false;
     std::string tokenizer_text;  // nibble.tokenizer_bytes as written
     uint64_t tokenizer_bytes = 0;
-    std::string chat_template;  // nibble.chat_template, optional
+    std::string chat_template;      // nibble.chat_template, optional
+    GenerationSettings generation;  // nibble.add_bos_token, nibble.extra_eos_ids, optional
 };
 
 Metadata read_metadata(const HeaderReader& r, const json& metadata) {
@@ -211,6 +213,25 @@ Metadata read_metadata(const HeaderReader& r, const json& metadata) {
     m.tokenizer_bytes = std::stoull(tok);
     if (meta.contains("nibble.chat_template")) {
         m.chat_template = r.string(meta, "nibble.chat_template", "__metadata__");
+    }
+    if (meta.contains("nibble.add_bos_token")) {
+        const std::string add = r.string(meta, "nibble.add_bos_token", "__metadata__");
+        if (add != "true" && add != "false") {
+            r.fail("nibble.add_bos_token is '" + add + "', not true or false");
+        }
+        m.generation.add_bos_token = add == "true";
+    }
+    if (meta.contains("nibble.extra_eos_ids")) {
+        const json ids =
+            r.parse(r.string(meta, "nibble.extra_eos_ids", "__metadata__"), "nibble.extra_eos_ids");
+        if (!ids.is_array()) r.fail("nibble.extra_eos_ids is not a JSON list");
+        for (const json& id : ids) {
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+                id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+                r.fail("nibble.extra_eos_ids has an entry that is not a token id");
+            }
+            m.generation.extra_eos_ids.push_back(int32_t(id.get<int64_t>()));
+        }
     }
     return m;
 }
@@ -401,6 +422,13 @@ Model load_nibble_file(const std::shared_ptr<MappedFile>& file) {
     bind_weights(m, tensor, r, meta.shared_output);
     if (meta.tokenizer_bytes > 0) m.tokenizer_proto = tensor.tokenizer();
     m.chat_template = meta.chat_template;
+    m.generation = meta.generation;
+    for (int32_t id : m.generation.extra_eos_ids) {
+        if (id >= m.config.vocab_size) {
+            r.fail("nibble.extra_eos_ids: " + std::to_string(id) + " is outside the vocab of " +
+                   std::to_string(m.config.vocab_size));
+        }
+    }
     tensor.check_all_used();
     try {
         m.validate();
@@ -415,7 +443,8 @@ Model load_nibble_file(const std::shared_ptr<MappedFile>& file) {
 
 NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& config,
                                    std::vector<NibbleTensorDecl> tensors, bool shared_output,
-                                   size_t tokenizer_bytes, const std::string& chat_template)
+                                   size_t tokenizer_bytes, const std::string& chat_template,
+                                   const GenerationSettings& generation)
     : path_(path), tensors_(std::move(tensors)), tokenizer_bytes_(tokenizer_bytes) {
     try {
         config.validate();
@@ -433,6 +462,10 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
     meta["nibble.shared_output"] = shared_output ? "true" : "false";
     meta["nibble.tokenizer_bytes"] = std::to_string(tokenizer_bytes);
     if (!chat_template.empty()) meta["nibble.chat_template"] = chat_template;
+    if (!generation.add_bos_token) meta["nibble.add_bos_token"] = "false";
+    if (!generation.extra_eos_ids.empty()) {
+        meta["nibble.extra_eos_ids"] = json(generation.extra_eos_ids).dump();
+    }
 
     uint64_t at = 0;
     for (const NibbleTensorDecl& t : tensors_) {
@@ -588,7 +621,7 @@ void save_nibble_file(const Model& model, const std::string& path) {
         order.push_back(t);
     }
     NibbleFileWriter writer(path, model.config, std::move(decls), shared,
-                            model.tokenizer_proto.size(), model.chat_template);
+                            model.tokenizer_proto.size(), model.chat_template, model.generation);
     for (const Tensor* t : order)
         writer.write_tensor(t->name, t->view.data, t->view.layout.total_bytes);
     if (!model.tokenizer_proto.empty()) writer.write_tokenizer(model.tokenizer_proto);

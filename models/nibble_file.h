@@ -59,10 +59,13 @@ class NibbleFileWriter {
     // `tensors` in file order: the canonical order of Model::tensors(), without
     // "output.weight" when shared_output (it then reuses "token_embd.weight").
     // tokenizer_bytes == 0: the file carries no tokenizer. A non-empty
-    // chat_template (Model::chat_template) is stored as nibble.chat_template.
+    // chat_template (Model::chat_template) is stored as nibble.chat_template;
+    // generation settings other than the defaults as nibble.add_bos_token
+    // ("false") and nibble.extra_eos_ids (a JSON list of ids).
     NibbleFileWriter(const std::string& path, const ModelConfig& config,
                      std::vector<NibbleTensorDecl> tensors, bool shared_output,
-                     size_t tokenizer_bytes, const std::string& chat_template = "");
+                     size_t tokenizer_bytes, const std::string& chat_template = "",
+                     const GenerationSettings& generation = {});
     ~NibbleFileWriter();
     NibbleFileWriter(const NibbleFileWriter&) = delete;
     NibbleFileWriter& operator=(const NibbleFileWriter&) = delete;

@@ -423,7 +423,7 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
         decls.push_back({t.name, plan.layouts[i], orders[i].empty() ? nullptr : orders[i].data()});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
-                            tokenizer_proto.size(), source.chat_template);
+                            tokenizer_proto.size(), source.chat_template, source.generation);
     QuantizeResult result;
     CalibratedWriter out(source, plan, search_layouts, orders, options, writer, result, progress);
     out.write_rtn(0);  // token_embd

@@ -247,6 +247,7 @@ QuantizeResult quantize_model(const Model& source, const QuantizeRecipe& recipe,
     Model& m = result.model;
     m.config = source.config;
     m.tokenizer_proto = source.tokenizer_proto;
+    m.generation = source.generation;
     m.source_path = source.source_path;
     m.source_format = source.source_format;
     m.layers.resize(source.layers.size());
@@ -290,7 +291,7 @@ QuantizeResult quantize_model_to_file(const Model& source, const QuantizeRecipe&
         decls.push_back({plan.sources[i]->name, plan.layouts[i], plan.sources[i]->column_order});
     }
     NibbleFileWriter writer(path, source.config, std::move(decls), plan.shared,
-                            tokenizer_proto.size(), source.chat_template);
+                            tokenizer_proto.size(), source.chat_template, source.generation);
     QuantizeResult result;
     QuantizeOptions options;
     options.rule = recipe.rule;

@@ -34,10 +34,31 @@ struct Rewrite {
 };
 using RewriteFn = std::function<Rewrite(const GgufTensorInfo& t, const float* values)>;
 
-// Writes `source` (an all-F32 GGUF) to `path` with the same metadata and each
-// tensor as `rewrite` says.
+// Further metadata entries in GGUF's encoding (key, value type, value), and how many.
+struct ExtraMetadata {
+    std::vector<uint8_t> bytes;
+    uint64_t count = 0;
+
+    void add_key(const std::string& key, uint32_t type) {
+        append<uint64_t>(bytes, key.size());
+        bytes.insert(bytes.end(), key.begin(), key.end());
+        append<uint32_t>(bytes, type);
+        ++count;
+    }
+    void add_bool(const std::string& key, bool v) {
+        add_key(key, 7);  // GGUF_TYPE_BOOL
+        append<uint8_t>(bytes, v ? 1 : 0);
+    }
+    void add_u32(const std::string& key, uint32_t v) {
+        add_key(key, 4);  // GGUF_TYPE_UINT32
+        append<uint32_t>(bytes, v);
+    }
+};
+
+// Writes `source` (an all-F32 GGUF) to `path` with the same metadata (and
+// `extra` after it) and each tensor as `rewrite` says.
 inline void rewrite_gguf(const std::string& source, const std::string& path,
-                         const RewriteFn& rewrite) {
+                         const RewriteFn& rewrite, const ExtraMetadata& extra = {}) {
     const auto original = read_bytes(source);
     const GgufFile g = GgufFile::parse(MappedFile::open(source));
     // The metadata ends where the first tensor name's length field starts.
@@ -52,6 +73,11 @@ inline void rewrite_gguf(const std::string& source, const std::string& path,
     }
     REQUIRE(infos > 0);
     std::vector<uint8_t> out(original.begin(), original.begin() + std::ptrdiff_t(infos));
+    out.insert(out.end(), extra.bytes.begin(), extra.bytes.end());
+    uint64_t n_kv;
+    std::memcpy(&n_kv, &out[16], 8);
+    n_kv += extra.count;
+    std::memcpy(&out[16], &n_kv, 8);  // metadata count
     std::vector<uint8_t> data;
     uint64_t kept = 0;
     for (const auto& t : g.tensors()) {

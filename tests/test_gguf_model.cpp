@@ -170,6 +170,53 @@ TEST_CASE("F16 GGUF: matrices stay f16 in place, norms become f32") {
     }
 }
 
+TEST_CASE("GGUF tokenizer.ggml.add_bos_token and eot_token_id: no BOS, EOT ends generation") {
+    const Model plain = load_model(kGguf);
+    CHECK(plain.generation.add_bos_token);
+    CHECK(plain.generation.extra_eos_ids.empty());
+    test::ExtraMetadata extra;
+    extra.add_bool("tokenizer.ggml.add_bos_token", false);
+    extra.add_u32("tokenizer.ggml.eot_token_id", 300);
+    const std::string path = temp_path("stories_settings.gguf");
+    test::rewrite_gguf(
+        kGguf, path,
+        [](const GgufTensorInfo& t, const float*) {
+            return test::Rewrite{0, std::vector<uint8_t>(t.data, t.data + t.n_bytes)};
+        },
+        extra);
+    const Model m = load_model(path);
+    CHECK_FALSE(m.generation.add_bos_token);
+    CHECK(m.generation.extra_eos_ids == std::vector<int32_t>{300});
+    Tokenizer t = Tokenizer::from_serialized_proto(m.tokenizer_proto, path);
+    apply_generation_settings(m, t);
+    Tokenizer base = Tokenizer::from_serialized_proto(plain.tokenizer_proto, kGguf);
+    apply_generation_settings(plain, base);
+    const auto with_bos = base.encode("Once upon a time", true);
+    REQUIRE(with_bos.front() == base.bos_id());
+    CHECK(t.encode("Once upon a time", true) ==
+          std::vector<int32_t>(with_bos.begin() + 1, with_bos.end()));
+    CHECK(t.is_eos(300));
+    CHECK(t.is_eos(t.eos_id()));
+    CHECK_FALSE(base.is_eos(300));
+
+    test::ExtraMetadata bad;
+    bad.add_u32("tokenizer.ggml.eot_token_id", 512);  // the vocab has 512 tokens
+    const std::string bad_path = temp_path("stories_bad_eot.gguf");
+    test::rewrite_gguf(
+        kGguf, bad_path,
+        [](const GgufTensorInfo& t, const float*) {
+            return test::Rewrite{0, std::vector<uint8_t>(t.data, t.data + t.n_bytes)};
+        },
+        bad);
+    try {
+        load_model(bad_path);
+        FAIL("an EOT id outside the vocab was accepted");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).find("tokenizer.ggml.eot_token_id 512 is not a token id") !=
+              std::string::npos);
+    }
+}
+
 TEST_CASE("a missing output.weight shares the token embedding") {
     const std::string path = rewrite_gguf("stories_tied.gguf", [](const std::string& name) {
         return name == "output.weight" ? -1 : 0;

@@ -18,6 +18,7 @@
 
 #include "engine/chat_template.h"
 #include "engine/forward.h"
+#include "engine/scheduler.h"
 #include "engine/tensor_registry.h"
 #include "kernels/fp16.h"
 #include "kernels/matmul.h"
@@ -639,4 +640,89 @@ TEST_CASE("generation_config.json and tokenizer_config.json choose BOS, EOS and 
         std::ofstream(dir / "tokenizer_config.json") << R"({"chat_template": 3})";
         expect_error(dir.string(), "tokenizer_config.json: \"chat_template\" is not a string");
     }
+}
+
+namespace {
+
+// Greedy decoding of up to n tokens after `prompt`: the generated ids and why it ended.
+std::pair<std::vector<int32_t>, FinishReason> greedy(const Model& model, const Tokenizer& tokenizer,
+                                                     const std::vector<int32_t>& prompt, int n) {
+    InferenceState state(model, RuntimeOptions{});
+    Scheduler scheduler(state, tokenizer);
+    Request r;
+    r.prompt = prompt;
+    r.n_predict = n;
+    r.sampling.temperature = 0.0f;
+    std::pair<std::vector<int32_t>, FinishReason> out;
+    r.on_finish = [&](const FinishEvent& e) {
+        out.first.assign(e.tokens.begin() + std::ptrdiff_t(prompt.size()), e.tokens.end());
+        out.second = e.reason;
+    };
+    scheduler.submit(std::move(r));
+    scheduler.run();
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "add_bos_token false: prompts without BOS; an eos_token_id list: stops at its second id") {
+    const fs::path dir = export_stories("tok_generation", {});
+    const Model plain = load_model(dir.string());
+    CHECK(plain.generation.add_bos_token);
+    CHECK(plain.generation.extra_eos_ids.empty());
+    Tokenizer base = model_tokenizer(plain);
+    apply_generation_settings(plain, base);
+    const std::vector<int32_t> prompt = base.encode("Once upon a time", true);
+    REQUIRE(prompt.front() == 1);  // BOS by default
+    const auto [free_run, free_reason] = greedy(plain, base, prompt, 16);
+    REQUIRE(free_run.size() == 16);
+    REQUIRE(free_reason == FinishReason::length);
+    // The list's second id: one that greedy decoding generates at step k > 0 and not before.
+    size_t k = 1;
+    while (k < free_run.size() &&
+           (free_run[k] == 2 || std::find(free_run.begin(), free_run.begin() + std::ptrdiff_t(k),
+                                          free_run[k]) != free_run.begin() + std::ptrdiff_t(k))) {
+        ++k;
+    }
+    REQUIRE(k < free_run.size());
+    const int32_t stop = free_run[k];
+
+    std::ofstream(dir / "tokenizer_config.json") << R"({"add_bos_token": false})";
+    std::ofstream(dir / "generation_config.json") << "{\"eos_token_id\": [2, " << stop << "]}";
+    const Model m = load_model(dir.string());
+    CHECK_FALSE(m.generation.add_bos_token);
+    CHECK(m.generation.extra_eos_ids == std::vector<int32_t>{stop});
+    const std::string notes = notes_of(m);
+    CHECK_MESSAGE(notes.find("add_bos_token false (tokenizer_config.json)") != std::string::npos,
+                  notes);
+    CHECK_MESSAGE(notes.find("further EOS ids " + std::to_string(stop)) != std::string::npos,
+                  notes);
+    Tokenizer t = model_tokenizer(m);
+    apply_generation_settings(m, t);
+    CHECK(t.eos_id() == 2);
+    CHECK(t.is_eos(stop));
+    CHECK_FALSE(base.is_eos(stop));
+    // No BOS in front: the same ids as before without the first.
+    CHECK(t.encode("Once upon a time", true) ==
+          std::vector<int32_t>(prompt.begin() + 1, prompt.end()));
+    // The same prompt (BOS included, so the same logits): it stops before `stop`.
+    const auto [run, reason] = greedy(m, t, prompt, 16);
+    CHECK(reason == FinishReason::eos);
+    CHECK(run == std::vector<int32_t>(free_run.begin(), free_run.begin() + std::ptrdiff_t(k)));
+
+    // Both survive a nibble file, whole and through nibble quantize.
+    const fs::path nbl = test::temp_dir("nibble_test_hf") / "tok_generation.nbl";
+    save_nibble_file(m, nbl.string());
+    const Model saved = load_model(nbl.string());
+    CHECK_FALSE(saved.generation.add_bos_token);
+    CHECK(saved.generation.extra_eos_ids == std::vector<int32_t>{stop});
+    const fs::path q4 = test::temp_dir("nibble_test_hf") / "tok_generation_q4.nbl";
+    quantize_model_to_file(m, QuantizeRecipe{}, q4.string(), m.tokenizer_proto);
+    const Model quantized = load_model(q4.string());
+    CHECK_FALSE(quantized.generation.add_bos_token);
+    CHECK(quantized.generation.extra_eos_ids == std::vector<int32_t>{stop});
+
+    std::ofstream(dir / "tokenizer_config.json") << R"({"add_bos_token": "no"})";
+    expect_error(dir.string(), "tokenizer_config.json: \"add_bos_token\" is not true or false");
 }

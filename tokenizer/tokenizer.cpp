@@ -4,6 +4,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "tokenizer/llama2c_vocab.h"
@@ -85,7 +86,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
     const auto status = processor_->Encode(text, &ids);
     if (!status.ok())
         throw std::runtime_error("tokenizer: encode failed (" + status_reason(status) + ")");
-    if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
+    if (add_bos && add_bos_token_ && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return ids;
 }
 
@@ -117,6 +118,10 @@ int32_t Tokenizer::bos_id() const {
 }
 int32_t Tokenizer::eos_id() const {
     return processor_->eos_id();
+}
+bool Tokenizer::is_eos(int32_t id) const {
+    return id == eos_id() ||
+           std::find(extra_eos_ids_.begin(), extra_eos_ids_.end(), id) != extra_eos_ids_.end();
 }
 std::string Tokenizer::piece(int32_t id) const {
     if (id < 0 || id >= vocab_size()) return "";

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/vocab.h"
@@ -30,7 +31,9 @@ class Tokenizer {
     Tokenizer& operator=(Tokenizer&&) noexcept;
     ~Tokenizer();
 
-    // SentencePiece encoding (dummy prefix as the model says), optionally with BOS first.
+    // SentencePiece encoding (dummy prefix as the model says), with BOS first
+    // when add_bos is set and the model puts one in front of prompts
+    // (add_bos_token()).
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
     // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped).
     std::string decode(const std::vector<int32_t>& ids) const;
@@ -42,6 +45,16 @@ class Tokenizer {
 
     int32_t bos_id() const;
     int32_t eos_id() const;
+
+    // The model's generation settings (engine/model.h GenerationSettings):
+    // whether prompts start with BOS (default true) and ids besides EOS that
+    // end generation.
+    void set_add_bos_token(bool add) { add_bos_token_ = add; }
+    bool add_bos_token() const { return add_bos_token_; }
+    void set_extra_eos_ids(std::vector<int32_t> ids) { extra_eos_ids_ = std::move(ids); }
+    const std::vector<int32_t>& extra_eos_ids() const { return extra_eos_ids_; }
+    // Whether generating `id` ends a sequence: EOS or one of the extra ids.
+    bool is_eos(int32_t id) const;
     // The text of piece `id` and whether it is a control piece (what BOS/EOS
     // must be); "" and false outside the vocabulary.
     std::string piece(int32_t id) const;
@@ -55,6 +68,8 @@ class Tokenizer {
     Tokenizer() = default;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
     std::string proto_;
+    bool add_bos_token_ = true;
+    std::vector<int32_t> extra_eos_ids_;
     // A plain piece whose text is never empty: StreamDecoder decodes a window of
     // recent ids after it, so that the window is decoded as mid-text (-1: none).
     int32_t stream_anchor_id_ = -1;
