@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_settings.h"
 #include "kernels/codebooks.h"
 #include "kernels/cpu_features.h"
 #include "kernels/fp16.h"
@@ -27,6 +28,8 @@
 #endif
 
 using namespace nibble;
+using nibble::test::fast_kernels;
+using nibble::test::SettingsGuard;
 
 namespace {
 
@@ -274,22 +277,6 @@ constexpr WeightFormat kGrouped[] = {WeightFormat::q4, WeightFormat::q4a, Weight
 constexpr int kGroupSizes[] = {32, 64, 128, 256};
 constexpr int kTokenCounts[] = {1, 2, 3, 5, 8, 21};
 constexpr Shape kShapes[] = {{7, 172}, {33, 200}, {16, 320}};
-
-std::vector<MatmulKernel> fast_kernels() {
-    std::vector<MatmulKernel> out;
-    for (MatmulKernel k : supported_matmul_kernels()) {
-        if (k != MatmulKernel::reference) out.push_back(k);
-    }
-    return out;
-}
-
-// Restores the global kernel settings when a test case ends.
-struct SettingsGuard {
-    ~SettingsGuard() {
-        set_matmul_kernel(MatmulKernel::automatic);
-        set_matmul_activation_mode(ActivationMode::int8);
-    }
-};
 
 std::string describe(MatmulKernel k, ActivationMode mode, const PackedLayout& l, int n_tokens,
                      Pattern p) {

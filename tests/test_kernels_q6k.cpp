@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_settings.h"
 #include "kernels/fp16.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
@@ -22,6 +23,8 @@
 #endif
 
 using namespace nibble;
+using nibble::test::fast_kernels;
+using nibble::test::SettingsGuard;
 
 namespace {
 
@@ -163,21 +166,6 @@ double error_bound(const TestMatrix& m, const float* w, const float* xt, int64_t
     }
     return bound;
 }
-
-std::vector<MatmulKernel> fast_kernels() {
-    std::vector<MatmulKernel> out;
-    for (MatmulKernel k : supported_matmul_kernels()) {
-        if (k != MatmulKernel::reference) out.push_back(k);
-    }
-    return out;
-}
-
-struct SettingsGuard {
-    ~SettingsGuard() {
-        set_matmul_kernel(MatmulKernel::automatic);
-        set_matmul_activation_mode(ActivationMode::int8);
-    }
-};
 
 void check_against_reference(const TestMatrix& m, MatmulKernel k, ActivationMode mode, int n_tokens,
                              Pattern p, std::mt19937& rng) {
