@@ -19,11 +19,8 @@ inline void decode_dq_row(const MatrixView& w, GroupStream stream, int64_t row, 
     if (l.format == WeightFormat::q4k) {  // K-coded (kernels/kquant_params.h)
         const uint8_t* sb = w.data + l.scales_offset +
                             size_t(row * l.groups_per_row / 8) * size_t(kKQuantParamBytes);
-        for (int64_t g = 0; g < l.groups_per_row; ++g) {
-            float scale, min;
-            kquant_group(sb + size_t(g / 8) * kKQuantParamBytes, int(g % 8), scale, min);
-            out[g] = stream == GroupStream::scales ? scale : min;
-        }
+        const bool mins = stream == GroupStream::mins;
+        kquant_row(sb, l.groups_per_row / 8, mins ? nullptr : out, mins ? out : nullptr);
         return;
     }
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;

@@ -455,6 +455,21 @@ TEST_CASE("q4k parameters decode as Q4_K's (ggml get_scale_min_k4) and pack back
         kquant_pack(sc, mc, again);
         CHECK(std::memcmp(again, packed, 12) == 0);  // every bit of the 12 bytes is used
     }
+    // kquant_row (a whole row, d and dmin converted once per super-block, the
+    // codes by word operations) gives kquant_group's values exactly, for random
+    // bytes in d and dmin too (subnormal, negative, inf and nan halves).
+    std::vector<uint8_t> row(16 * 64);
+    for (uint8_t& b : row) b = uint8_t(byte(rng));
+    std::vector<float> scales(8 * 64), mins(8 * 64), only(8 * 64);
+    kquant_row(row.data(), 64, scales.data(), mins.data());
+    kquant_row(row.data(), 64, nullptr, only.data());
+    for (int64_t g = 0; g < 8 * 64; ++g) {
+        float scale, min;
+        kquant_group(row.data() + 16 * (g / 8), int(g % 8), scale, min);
+        CHECK(std::memcmp(&scales[size_t(g)], &scale, 4) == 0);
+        CHECK(std::memcmp(&mins[size_t(g)], &min, 4) == 0);
+        CHECK(std::memcmp(&only[size_t(g)], &min, 4) == 0);
+    }
 }
 
 TEST_CASE("f32 and f16 weights: every fast kernel matches the reference") {

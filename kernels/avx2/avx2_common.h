@@ -16,6 +16,8 @@
 #define NIBBLE_ISA_NAMESPACE avx2
 #endif
 
+#include "kernels/avx2/kquant_params_simd.h"
+
 namespace nibble::kernels::NIBBLE_ISA_NAMESPACE {
 
 // Sum of the 8 lanes, in a fixed order.
@@ -40,6 +42,13 @@ inline float dot(const float* a, const float* b, int64_t n) {
 // One row's group parameters of `stream` as floats (fp16 via F16C, 8 at a time).
 inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
     const PackedLayout& l = w.layout;
+    if (l.format == WeightFormat::q4k) {  // K-coded, 8 groups per 16-byte super-block
+        const int64_t n_blocks = l.groups_per_row / 8;
+        const uint8_t* sb = w.data + l.scales_offset + size_t(row * n_blocks) * 16;
+        const bool mins = stream == GroupStream::mins;
+        decode_q4k_row(sb, n_blocks, mins ? nullptr : out, mins ? out : nullptr);
+        return;
+    }
     if (l.double_quant) {
         decode_row_params_generic(w, stream, row, out);  // out of line: portable code
         return;

@@ -42,6 +42,7 @@
 #endif
 
 #define NIBBLE_ISA_NAMESPACE avx512
+#include "kernels/avx2/kquant_params_simd.h"
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
@@ -351,11 +352,15 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 if constexpr (F == WeightFormat::q4a) d.mins16 = mins16 + row * gpr;
             } else {
                 float* s = scratch + per_row * size_t(i);
-                decode_row_params_generic(w, GroupStream::scales, row, s);
                 d.scales32 = s;
-                if constexpr (F == WeightFormat::q4a) {
-                    decode_row_params_generic(w, GroupStream::mins, row, s + gpr);
-                    d.mins32 = s + gpr;
+                if constexpr (F == WeightFormat::q4a) d.mins32 = s + gpr;
+                if (l.format == WeightFormat::q4k) {  // both streams in one pass
+                    const uint8_t* sb = w.data + l.scales_offset + size_t(row * gpr / 8) * 16;
+                    decode_q4k_row(sb, gpr / 8, s, s + gpr);
+                } else {
+                    decode_row_params_generic(w, GroupStream::scales, row, s);
+                    if constexpr (F == WeightFormat::q4a)
+                        decode_row_params_generic(w, GroupStream::mins, row, s + gpr);
                 }
             }
         }
