@@ -235,7 +235,8 @@ RowKernels q6k_row_kernels(MatmulKernel kernel) {
 #if defined(__x86_64__)
     if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
         kernel == MatmulKernel::avx512) {
-        k.int8_rows = kernels::avx2::matmul_rows_int8_q6k;
+        k.int8_rows = kernel == MatmulKernel::avx512 ? kernels::avx512::matmul_rows_int8_q6k
+                                                     : kernels::avx2::matmul_rows_int8_q6k;
     }
 #endif
     k.fp32_rows = kernels::scalar::matmul_rows_fp32_q6k;

@@ -79,6 +79,8 @@ uint8_t* scratch(int slot, size_t bytes);
 uint64_t& packed_generation();
 }  // namespace amx
 namespace avx512 {
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);
 }  // namespace avx512
