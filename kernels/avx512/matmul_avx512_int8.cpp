@@ -355,7 +355,15 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 d.scales32 = s;
                 if constexpr (F == WeightFormat::q4a) d.mins32 = s + gpr;
                 if (l.format == WeightFormat::q4k) {  // both streams in one pass
-                    const uint8_t* sb = w.data + l.scales_offset + size_t(row * gpr / 8) * 16;
+                    const size_t sb_bytes = size_t(gpr / 8) * 16;
+                    const uint8_t* sb = w.data + l.scales_offset + size_t(row) * sb_bytes;
+                    // The parameters are a stream of their own: fetch those
+                    // of the rows `ahead` now, as their codes are.
+                    if (has_next) {
+                        for (size_t b = 0; b < sb_bytes; b += 64)
+                            _mm_prefetch(reinterpret_cast<const char*>(sb + ahead * sb_bytes + b),
+                                         _MM_HINT_T0);
+                    }
                     decode_q4k_row(sb, gpr / 8, s, s + gpr);
                 } else {
                     decode_row_params_generic(w, GroupStream::scales, row, s);
