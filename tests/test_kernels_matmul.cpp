@@ -503,6 +503,13 @@ TEST_CASE("AMX tiles: GEMM equals the AVX-512 GEMV bitwise" *
         check_against_reference(q4k, MatmulKernel::avx512, ActivationMode::int8, n_tokens,
                                 Pattern::random, rng);
     }
+    // Fewer blocks than the four passes, and passes of unequal length.
+    for (int64_t cols : {32, 96, 160, 224}) {
+        const TestMatrix m =
+            make_matrix(WeightFormat::q4, 37, cols, 32, false, Pattern::random, rng);
+        check_against_reference(m, MatmulKernel::avx512, ActivationMode::int8, 40, Pattern::random,
+                                rng);
+    }
     for (WeightFormat f : kGrouped) {
         for (int g : kGroupSizes) {
             for (bool dq : {false, true}) {

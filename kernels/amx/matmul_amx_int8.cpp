@@ -257,8 +257,10 @@ constexpr int kAccFloats = 4 * kCInts;            // a_0..a_3 of one token tile
         NIBBLE_TILE_PRODUCT(F, c, a, bt);                              \
     } while (0)
 
-// The next panel's code bytes, fetched into the cache a few lines per block
-// step while this panel is multiplied (its rows are contiguous).
+// The next panel's code bytes, fetched into L2 a few lines per block step
+// while this panel is multiplied (its rows are contiguous). Not into L1: the
+// first token tile's pass streams the whole panel and its B tiles through L1
+// before the next panel is unpacked.
 struct PanelPrefetch {
     const uint8_t* next = nullptr;
     int64_t bytes = 0;
@@ -267,78 +269,107 @@ struct PanelPrefetch {
 // Blocks of a panel in the order in which they are multiplied: pass k takes
 // blocks k, k + 4, k + 8, ... (those that a_k sums), so that each pass keeps
 // its 16 rows' a_k in registers and adds the blocks in increasing order, the
-// order of the AVX-512 kernel.
-struct BlockOrder {
-    int64_t first[5] = {};  // step at which pass k starts; first[4] = n_blocks
-
-    explicit BlockOrder(int64_t n_blocks) {
-        for (int k = 0; k < 4; ++k) first[k + 1] = first[k] + (n_blocks - k + 3) / 4;
+// order of the AVX-512 kernel. An iterator over that order.
+struct BlockCursor {
+    int64_t n_blocks;
+    int64_t block = 0;  // the block of the current step; n_blocks after the last
+    void next() {
+        block += 4;
+        if (block >= n_blocks) {
+            const int64_t k = (block & 3) + 1;
+            block = k < 4 && k < n_blocks ? k : n_blocks;
+        }
     }
-    // Pass and block of step s.
-    [[gnu::always_inline]] int pass(int64_t s) const {
-        int k = 0;
-        while (s >= first[k + 1]) ++k;
-        return k;
-    }
-    [[gnu::always_inline]] int64_t block(int64_t s, int k) const { return k + 4 * (s - first[k]); }
+    bool done() const { return block >= n_blocks; }
 };
 
+// Steps between a block's multiplication and the scaling of its result: a
+// result is stored (tilestored) in the step after its multiplication was
+// issued and read back two steps after that, when the store has long reached
+// the cache. (Measured on a Xeon with AMX: reading the result one step after
+// its store costs about 10% more per tile product than two steps after.)
+constexpr int kLag = 3;
+constexpr int kResultSlots = 4;  // results stored and not yet scaled: at most 3
+
+// a_k(m) += float(D(m, .)) * (d_w(m, b) * d_x(b, .)) for the 16 rows m of
+// the panel and the 16 tokens of the tile (D: the stored C tile of block b).
+[[gnu::always_inline]] inline void scale_block(const int32_t* d, const float* ws,
+                                               int64_t groups_per_row, __m512 dx, __m512 (&a)[16]) {
+#pragma GCC unroll 16
+    for (int m = 0; m < kPanelRows; ++m) {
+        const __m512 dw = _mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dx);
+        a[m] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(d + m * kTileTokens)), dw, a[m]);
+    }
+}
+
 // The outputs of one panel for token tile tt, as a_k in acc[k][m][16 tokens].
-// Software pipeline: in step s, step s+1's multiplication is issued, step s's
-// result is stored (the tile unit works in order: the store waits for step
-// s's multiplication, not s+1's), and step s-1's stored result, whose store
-// was issued a whole step earlier and has reached the cache, is read back and
-// scaled: a_k(m) = fma(float(D(m, .)), d_w(m, b) * d_x(b, .), a_k(m)). Results
-// rotate through three buffers.
+// Software pipeline over the steps (blocks in pass order): in step s, step
+// s + kLag's multiplication is issued, step s + kLag - 1's result is stored
+// (the tile unit works in order: the store waits for that step's
+// multiplication, not the one issued just before it) and step s's result,
+// stored two steps earlier, is read back and scaled:
+// a_k(m) = fma(float(D(m, .)), d_w(m, b) * d_x(b, .), a_k(m)). Consecutive
+// steps use disjoint tile registers (even: C 0, A 2, B 4; odd: C 1, A 3, B 5).
 template <WeightFormat F>
 void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t groups_per_row,
                       int group_shift, const PackedActivations& x, int64_t tt, int64_t n_blocks,
                       PanelPrefetch prefetch, float* acc) {
     // Lines per block step that cover the next panel in one pass.
     const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
-    alignas(64) int32_t c[3][kCInts];
-    for (int i = 0; i < kAccFloats; i += 16) _mm512_store_ps(acc + i, _mm512_setzero_ps());
+    alignas(64) int32_t c[kResultSlots][kCInts];
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
-    const BlockOrder order(n_blocks);
-    __m512 a[kPanelRows];  // a_k of the current pass: row m, 16 tokens
-    for (__m512& v : a) v = _mm512_setzero_ps();
-    const auto scale = [&](int64_t s) {
-        const int k = order.pass(s);
-        const int64_t b = order.block(s, k);
-        const __m512 dx = _mm512_loadu_ps(x_scales + b * kTileTokens);
-        const float* ws = w_scales + (b >> group_shift);
-        const int32_t* d = c[s % 3];
-        for (int m = 0; m < kPanelRows; ++m) {
-            const __m512 dw = _mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dx);
-            a[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(d + m * kTileTokens)), dw,
-                                   a[m]);
+    // The issue side of the pipeline: step `issued` multiplies block issue.block.
+    BlockCursor issue{n_blocks};
+    int64_t issued = 0;
+    const auto multiply_next = [&] {
+        if (issue.done()) return;
+        if (issued & 1) {
+            NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, issue.block);
+        } else {
+            NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, issue.block);
         }
-        if (s + 1 == order.first[k + 1]) {  // the pass's last block
-            for (int m = 0; m < kPanelRows; ++m) {
-                _mm512_store_ps(acc + k * kCInts + m * kTileTokens, a[m]);
-                a[m] = _mm512_setzero_ps();
-            }
+        ++issued;
+        issue.next();
+    };
+    const auto store = [&](int64_t s) {
+        if (s >= n_blocks) return;
+        if (s & 1) {
+            _tile_stored(1, c[s & (kResultSlots - 1)], 4 * kTileTokens);
+        } else {
+            _tile_stored(0, c[s & (kResultSlots - 1)], 4 * kTileTokens);
         }
     };
-    const auto block = [&](int64_t s) { return order.block(s, order.pass(s)); };
-    NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, block(0));
-    for (int64_t s = 0; s < n_blocks; ++s) {
-        for (int64_t i = s * lines_per_step; i < (s + 1) * lines_per_step; ++i) {
-            if (64 * i < prefetch.bytes) {
-                _mm_prefetch(reinterpret_cast<const char*>(prefetch.next + 64 * i), _MM_HINT_T0);
-            }
-        }
-        if (s & 1) {
-            if (s + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 2, 4, 0, panel, b_tiles, block(s + 1));
-            _tile_stored(1, c[s % 3], 4 * kTileTokens);
-        } else {
-            if (s + 1 < n_blocks) NIBBLE_TILE_MULTIPLY(F, 3, 5, 1, panel, b_tiles, block(s + 1));
-            _tile_stored(0, c[s % 3], 4 * kTileTokens);
-        }
-        if (s > 0) scale(s - 1);
+    // Prologue: steps 0 .. kLag - 1 issued, 0 .. kLag - 2 stored.
+    for (int i = 0; i < kLag; ++i) {
+        multiply_next();
+        if (i > 0) store(i - 1);
     }
-    scale(n_blocks - 1);
+    int64_t s = 0;
+    for (int k = 0; k < 4 && k < n_blocks; ++k) {
+        __m512 a[kPanelRows];
+        for (__m512& v : a) v = _mm512_setzero_ps();
+        for (int64_t b = k; b < n_blocks; b += 4, ++s) {
+            for (int64_t i = s * lines_per_step; i < (s + 1) * lines_per_step; ++i) {
+                if (64 * i < prefetch.bytes) {
+                    _mm_prefetch(reinterpret_cast<const char*>(prefetch.next + 64 * i),
+                                 _MM_HINT_T1);
+                }
+            }
+            multiply_next();
+            store(s + kLag - 1);
+            scale_block(c[s & (kResultSlots - 1)], w_scales + (b >> group_shift), groups_per_row,
+                        _mm512_loadu_ps(x_scales + b * kTileTokens), a);
+        }
+        for (int m = 0; m < kPanelRows; ++m)
+            _mm512_store_ps(acc + k * kCInts + m * kTileTokens, a[m]);
+    }
+    for (int k = int(n_blocks); k < 4; ++k) {  // fewer than 4 blocks: empty passes
+        for (int i = 0; i < kCInts; i += 16) {
+            _mm512_store_ps(acc + k * kCInts + i, _mm512_setzero_ps());
+        }
+    }
 }
 
 #undef NIBBLE_TILE_MULTIPLY
