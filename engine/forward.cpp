@@ -87,6 +87,25 @@ void InferenceState::attention(std::span<const BatchToken> batch, int layer) {
     }
 }
 
+namespace {
+
+// Runs row(b) for every token b of the batch: on all threads when the batch
+// holds enough work (at least 2^15 elements of rows of row_length), else on
+// this one (no parallel region of one thread: libgomp allocates a team for
+// each). Each token's row is computed by one thread as it would be alone, so
+// results do not depend on the thread count.
+template <class Row>
+void for_each_token(int n, int64_t row_length, const Row& row) {
+    if (n > 1 && int64_t(n) * row_length >= (int64_t(1) << 15) && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < n; ++b) row(b);
+    } else {
+        for (int b = 0; b < n; ++b) row(b);
+    }
+}
+
+}  // namespace
+
 const float* InferenceState::in_column_order(const Tensor& w, const float* x, int n) {
     if (w.column_order == nullptr) return x;
     const size_t cols = size_t(w.cols());
@@ -131,10 +150,10 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         // Attention block: x += Wo attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn)
         {
             Timed t(Op::rmsnorm, n);
-            for (int b = 0; b < n; ++b) {
+            for_each_token(n, c.dim, [&](int b) {
                 rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.attn_norm.f32(), c.dim,
                         c.norm_eps);
-            }
+            });
         }
         {
             Timed t(Op::matmul_qkv, n);
@@ -143,12 +162,16 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::rope_kv_store, n);
+            for_each_token(n, c.dim, [&](int b) {
+                const int pos = batch[size_t(b)].pos;
+                rope(&q_[size_t(b) * dim], c.n_heads, c.head_dim(), pos, rope_freq_.data(),
+                     c.rope_style);
+                rope(&k_[size_t(b) * kv_dim], c.n_kv_heads, c.head_dim(), pos, rope_freq_.data(),
+                     c.rope_style);
+            });
+            // One thread: the int8 cache quantizes through a shared scratch row.
             for (int b = 0; b < n; ++b) {
                 const BatchToken& tok = batch[size_t(b)];
-                rope(&q_[size_t(b) * dim], c.n_heads, c.head_dim(), tok.pos, rope_freq_.data(),
-                     c.rope_style);
-                rope(&k_[size_t(b) * kv_dim], c.n_kv_heads, c.head_dim(), tok.pos,
-                     rope_freq_.data(), c.rope_style);
                 kv_.store(tok.seq, l, tok.pos, &k_[size_t(b) * kv_dim], &v_[size_t(b) * kv_dim]);
             }
         }
@@ -162,16 +185,18 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::residual, n);
-            add_into(x, xb_.data(), n * c.dim);
+            for_each_token(n, c.dim, [&](int b) {
+                add_into(x + size_t(b) * dim, &xb_[size_t(b) * dim], c.dim);
+            });
         }
 
         // Feed-forward block: x += W_down (silu(W_gate xn) * (W_up xn))
         {
             Timed t(Op::rmsnorm, n);
-            for (int b = 0; b < n; ++b) {
+            for_each_token(n, c.dim, [&](int b) {
                 rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
                         c.norm_eps);
-            }
+            });
         }
         {
             Timed t(Op::matmul_gate_up, n);
@@ -180,7 +205,11 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::swiglu, n);
-            silu_mul(hidden_gate_.data(), hidden_up_.data(), n * c.hidden_dim);
+            const size_t hidden = size_t(c.hidden_dim);
+            for_each_token(n, c.hidden_dim, [&](int b) {
+                silu_mul(&hidden_gate_[size_t(b) * hidden], &hidden_up_[size_t(b) * hidden],
+                         c.hidden_dim);
+            });
         }
         {
             Timed t(Op::matmul_down, n);
@@ -188,7 +217,9 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         }
         {
             Timed t(Op::residual, n);
-            add_into(x, xb_.data(), n * c.dim);
+            for_each_token(n, c.dim, [&](int b) {
+                add_into(x + size_t(b) * dim, &xb_[size_t(b) * dim], c.dim);
+            });
         }
     }
 

@@ -17,17 +17,18 @@ inline void rmsnorm(float* out, const float* x, const float* weight, int n, floa
 }
 
 // Rotates each head of vec (n_heads * head_dim floats) by angle pos * freq[i]
-// for its i-th pair; pairs are (2i, 2i+1) or (i, i + head_dim/2).
+// for its i-th pair; pairs are (2i, 2i+1) or (i, i + head_dim/2). The angle
+// depends on the pair, not the head: one cos and sin per pair for all heads.
 inline void rope(float* vec, int n_heads, int head_dim, int pos, const float* freq,
                  RopeStyle style) {
     const int half = head_dim / 2;
-    for (int h = 0; h < n_heads; ++h) {
-        float* head = vec + h * head_dim;
-        for (int i = 0; i < half; ++i) {
-            const float angle = float(pos) * freq[i];
-            const float c = std::cos(angle), s = std::sin(angle);
-            const int a = style == RopeStyle::adjacent_pairs ? 2 * i : i;
-            const int b = style == RopeStyle::adjacent_pairs ? 2 * i + 1 : i + half;
+    for (int i = 0; i < half; ++i) {
+        const float angle = float(pos) * freq[i];
+        const float c = std::cos(angle), s = std::sin(angle);
+        const int a = style == RopeStyle::adjacent_pairs ? 2 * i : i;
+        const int b = style == RopeStyle::adjacent_pairs ? 2 * i + 1 : i + half;
+        for (int h = 0; h < n_heads; ++h) {
+            float* head = vec + h * head_dim;
             const float v0 = head[a], v1 = head[b];
             head[a] = v0 * c - v1 * s;
             head[b] = v0 * s + v1 * c;
