@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "kernels/fp16.h"
 #include "kernels/vec_ops.h"
 
 namespace nibble {
@@ -52,6 +51,7 @@ KvCache::KvCache(const ModelConfig& config, int n_sequences, int context, KvType
         case KvType::f16:
             keys_f16_.resize(n_keys);
             values_f16_.resize(n_values);
+            key_f16_scratch_.resize(size_t(kv_dim_));
             break;
         case KvType::int8:
             keys_i8_.resize(n_keys);
@@ -125,8 +125,10 @@ void KvCache::store(int seq, int layer, int pos, const float* key, const float* 
             }
             break;
         case KvType::f16:
+            // Converted as a row (vector kernel), then spread into the blocks.
+            convert_f32_to_f16(key, key_f16_scratch_.data(), kv_dim_);
             for (int i = 0; i < kv_dim_; ++i)
-                keys_f16_[key_at + size_t(i) * kKeyBlock] = fp32_to_fp16(key[i]);
+                keys_f16_[key_at + size_t(i) * kKeyBlock] = key_f16_scratch_[size_t(i)];
             convert_f32_to_f16(value, &values_f16_[at], kv_dim_);
             break;
         case KvType::int8: {

@@ -70,7 +70,8 @@ class KvCache {
     std::vector<uint16_t> keys_f16_, values_f16_;
     std::vector<int8_t> keys_i8_, values_i8_;
     std::vector<float> key_scales_, value_scales_;
-    std::vector<int8_t> key_scratch_;  // one INT8 head vector before it is spread into blocks
+    std::vector<int8_t> key_scratch_;        // one INT8 head vector before it is spread into blocks
+    std::vector<uint16_t> key_f16_scratch_;  // one FP16 key vector, likewise
 };
 
 }  // namespace nibble
