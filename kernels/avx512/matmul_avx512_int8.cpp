@@ -42,8 +42,8 @@
 #endif
 
 #define NIBBLE_ISA_NAMESPACE avx512
-#include "kernels/avx2/kquant_params_simd.h"
 #include "kernels/avx512/avx512_common.h"
+#include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params_generic.h"
@@ -364,7 +364,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                             _mm_prefetch(reinterpret_cast<const char*>(sb + ahead * sb_bytes + b),
                                          _MM_HINT_T0);
                     }
-                    decode_q4k_row(sb, gpr / 8, s, s + gpr);
+                    decode_q4k_row_avx512(sb, gpr / 8, s, s + gpr);
                 } else {
                     decode_row_params_generic(w, GroupStream::scales, row, s);
                     if constexpr (F == WeightFormat::q4a)
