@@ -1,11 +1,15 @@
-// q6k (kernels/q6k.h) with int8 activations on AVX2 (also run by the AVX-VNNI
-// and AVX-512 variants): per row the codes are unpacked to bytes 0..63 in
-// column order, 32 at a time as llama.cpp's Q6_K layout allows; per block of
-// 32 activations maddubs(q, x) - maddubs(32, x) gives the pair sums of
-// (q - 32) x (|.| <= 2 * 32 * 127, no saturation), madd the four 4-column sums
-// of each 16-column half, which are scaled by that half's d * sc and the
-// block's activation scale.
+// q6k (kernels/q6k.h) with int8 activations on AVX2 (also run by the
+// AVX-VNNI variant; AVX-512 has kernels/avx512/matmul_q6k_avx512.cpp): per
+// row the codes are unpacked to bytes 0..63 in column order, 32 at a time as
+// llama.cpp's Q6_K layout allows, and the scales d * sc widened from the
+// int8 codes sixteen at a time (vpmovsxbd, F16C for d); per block of 32
+// activations maddubs(q, x) - maddubs(32, x) gives the pair sums of (q - 32) x
+// (|.| <= 2 * 32 * 127, no saturation), madd the four 4-column sums of each
+// 16-column half, which are scaled by that half's d * sc and the block's
+// activation scale.
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "kernels/avx2/avx2_common.h"
 #include "kernels/matmul_variants.h"
@@ -57,7 +61,21 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
         for (int64_t i = 0; i < l.groups_per_row; ++i) {
             unpack_q6k(codes + size_t(i) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * i);
         }
-        q6k_row_scales(w, r, scales);  // out of line: portable code
+        const uint8_t* params =
+            w.data + l.scales_offset + size_t(r * l.groups_per_row) * size_t(kQ6kParamBytes);
+        for (int64_t i = 0; i < l.groups_per_row; ++i) {
+            // d * sc_j for the 16 int8 scales of super-block i (q6k_scales' products)
+            const uint8_t* p = params + size_t(i) * size_t(kQ6kParamBytes);
+            uint16_t dh;
+            std::memcpy(&dh, p + 16, 2);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+            const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            _mm256_storeu_ps(scales + 16 * i,
+                             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+            _mm256_storeu_ps(
+                scales + 16 * i + 8,
+                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        }
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);
             const float* xd = qa.token_d(t);
