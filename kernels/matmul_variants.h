@@ -89,6 +89,8 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
                       float* y);
 }  // namespace avxvnni
 namespace avx2 {
+// kernels/avx2/kquant_params_simd.h's decode_q4k_row, callable from generic code.
+void decode_q4k_params(const uint8_t* sb, int64_t n_blocks, float* scales, float* mins);
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
