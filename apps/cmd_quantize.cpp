@@ -29,7 +29,7 @@ void add_quantize_options(cxxopts::Options& options) {
     options.add_options()
         ("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)", cxxopts::value<std::string>())
         ("output", "nibble model file to write", cxxopts::value<std::string>())
-        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
+        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
         ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
         ("double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")
         ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
@@ -56,12 +56,7 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     const auto format = parse_format(fname);
     if (!format) {
         throw UsageError("--format: unknown format '" + fname +
-                         "' (q4, q4a, nf4, iq4nl, q4k, q8, f16, f32)");
-    }
-    if (*format == WeightFormat::q6k) {
-        throw UsageError(
-            "--format: q6k holds GGUF Q6_K tensors as imported, nibble does not quantize into it "
-            "(--keep PATTERN=q6k keeps a source's q6k tensors as they are)");
+                         "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, f16, f32)");
     }
     recipe.format = *format;
     recipe.group_size = args["group-size"].as<int>();

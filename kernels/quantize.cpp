@@ -30,11 +30,11 @@ void check_finite(const float* src, const PackedLayout& l) {
     }
 }
 
-// q6k is held only as imported from GGUF Q6_K (formats.h).
+// q6k has no per-group parameter fit (quantize_q6k_matrix quantizes it whole).
 void reject_q6k(const PackedLayout& l) {
     if (l.format == WeightFormat::q6k) {
         throw std::runtime_error(
-            "q6k holds GGUF Q6_K tensors as imported; nibble does not quantize into it");
+            "q6k is quantized whole (quantize_q6k_matrix), not from given group parameters");
     }
 }
 
@@ -211,9 +211,12 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
 
 void quantize_matrix(const float* src, const PackedLayout& l, uint8_t* dst,
                      const QuantizeOptions& options) {
-    reject_q6k(l);
     std::memset(dst, 0, l.total_bytes);
     check_finite(src, l);
+    if (l.format == WeightFormat::q6k) {
+        quantize_q6k_matrix(src, l, dst);
+        return;
+    }
     const int64_t n = l.rows * l.cols;
     if (l.format == WeightFormat::f32) {
         std::memcpy(dst, src, size_t(n) * 4);

@@ -34,6 +34,11 @@ struct QuantizeOptions {
 // Quantizes src[rows][cols] (row-major) into dst[0..layout.total_bytes).
 // Throws std::runtime_error if a weight is not finite or a group parameter does
 // not fit in fp16.
+// q6k (kernels/quantize_q6k.cpp): round to nearest, ggml Q6_K's scale coding
+// without its search; |w - w'| <= d |sc_j| / 2 in sub-block j unless a weight
+// rounds past the 6-bit range. Called by quantize_matrix for a q6k layout.
+void quantize_q6k_matrix(const float* src, const PackedLayout& layout, uint8_t* dst);
+
 void quantize_matrix(const float* src, const PackedLayout& layout, uint8_t* dst,
                      const QuantizeOptions& options = {});
 
