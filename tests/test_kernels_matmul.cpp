@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -466,9 +467,10 @@ TEST_CASE("q4k parameters decode as Q4_K's (ggml get_scale_min_k4) and pack back
     for (int64_t g = 0; g < 8 * 64; ++g) {
         float scale, min;
         kquant_group(row.data() + 16 * (g / 8), int(g % 8), scale, min);
-        CHECK(std::memcmp(&scales[size_t(g)], &scale, 4) == 0);
-        CHECK(std::memcmp(&mins[size_t(g)], &min, 4) == 0);
-        CHECK(std::memcmp(&only[size_t(g)], &min, 4) == 0);
+        // Bit patterns, so that NaNs compare too.
+        CHECK(std::bit_cast<uint32_t>(scales[size_t(g)]) == std::bit_cast<uint32_t>(scale));
+        CHECK(std::bit_cast<uint32_t>(mins[size_t(g)]) == std::bit_cast<uint32_t>(min));
+        CHECK(std::bit_cast<uint32_t>(only[size_t(g)]) == std::bit_cast<uint32_t>(min));
     }
 }
 
