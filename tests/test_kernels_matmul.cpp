@@ -413,6 +413,29 @@ TEST_CASE("every fast kernel matches the reference on adversarial data") {
     }
 }
 
+// Double-quantized parameters have one block scale per 256 groups counted over
+// the whole matrix, so a block can end inside a row: 45 x 200 at g32 (7 groups
+// per row, the first boundary at row 36 group 4) and 12 x 2976 (93 groups per
+// row: boundaries at groups 70, 163, ... of rows 2, 5, ...; rows not a multiple
+// of the SIMD decoders' 8 or 16 groups). Every fast kernel, GEMV and GEMM
+// (and, from 16 tokens, the AMX tiles where the CPU has them).
+TEST_CASE("double-quantized parameters: block scales that change inside a row") {
+    SettingsGuard guard;
+    std::mt19937 rng(256);
+    for (MatmulKernel k : fast_kernels()) {
+        for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4}) {
+            for (const Shape& s : {Shape{45, 200}, Shape{12, 2976}}) {
+                const TestMatrix m = make_matrix(f, s.rows, s.cols, 32, true, Pattern::random, rng);
+                for (int n_tokens : {1, 3, 16}) {
+                    check_against_reference(m, k, ActivationMode::int8, n_tokens, Pattern::random,
+                                            rng);
+                }
+                check_against_reference(m, k, ActivationMode::fp32, 1, Pattern::random, rng);
+            }
+        }
+    }
+}
+
 // q4k (q4a's codes, K-coded parameters decoded per row): random and adversarial
 // data, shapes of 1-4 super-blocks per row, both activation paths.
 TEST_CASE("q4k: every fast kernel matches the reference") {

@@ -220,8 +220,10 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
             const int64_t left = n_blocks - 4 * q;
             unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
         }
-        if (l.double_quant) {
+        if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel; AVX2 decoder)
             decode_row_params_generic(w, GroupStream::scales, row, row_scales);
+        } else if (l.double_quant) {
+            decode_dq_row(w, GroupStream::scales, row, row_scales);
         } else {
             const uint16_t* s = scales16 + row * gpr;
             for (int64_t g = 0; g < gpr; g += 16) {
@@ -400,8 +402,11 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
         const uint16_t* row_mins16 = nullptr;
         if constexpr (F == WeightFormat::q4a) {
             if (m >= n_valid) continue;
-            if (l.double_quant) {
+            if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel; AVX2 decoder)
                 decode_row_params_generic(w, GroupStream::mins, row0 + m, row_params);
+                mins32 = row_params;
+            } else if (l.double_quant) {
+                decode_dq_row(w, GroupStream::mins, row0 + m, row_params);
                 mins32 = row_params;
             } else {
                 row_mins16 = mins16 + (row0 + m) * l.groups_per_row;

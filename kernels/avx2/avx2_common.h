@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/formats.h"
 #include "kernels/group_params.h"
@@ -49,8 +50,31 @@ inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t r
         decode_q4k_row(sb, n_blocks, mins ? nullptr : out, mins ? out : nullptr);
         return;
     }
-    if (l.double_quant) {
-        decode_row_params_generic(w, stream, row, out);  // out of line: portable code
+    if (l.double_quant) {  // out[g] = offset + block_scale[(row * gpr + g) / 256] * code_g
+        const int64_t gpr = l.groups_per_row;
+        const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
+        const auto* codes = reinterpret_cast<const int8_t*>(w.data + offset) + row * gpr;
+        // (PackedLayout::dq_blocks() spelled out: no portable inline code here)
+        const int64_t dq_blocks = (l.rows * gpr + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
+        const uint8_t* dq =
+            w.data + l.dq_offset + size_t(stream) * (1 + size_t(dq_blocks)) * sizeof(float);
+        float mean;
+        std::memcpy(&mean, dq, sizeof(float));
+        for (int64_t g = 0; g < gpr;) {
+            const int64_t block = (row * gpr + g) / kDoubleQuantBlock;
+            const int64_t block_end = (block + 1) * kDoubleQuantBlock - row * gpr;
+            const int64_t end = block_end < gpr ? block_end : gpr;
+            float block_scale;
+            std::memcpy(&block_scale, dq + sizeof(float) * size_t(1 + block), sizeof(float));
+            const __m256 mean8 = _mm256_set1_ps(mean), scale8 = _mm256_set1_ps(block_scale);
+            for (; g + 8 <= end; g += 8) {  // multiply then add, as group_param() (no FMA)
+                int64_t c8;
+                std::memcpy(&c8, codes + g, sizeof(c8));
+                const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(c8)));
+                _mm256_storeu_ps(out + g, _mm256_add_ps(mean8, _mm256_mul_ps(scale8, c)));
+            }
+            for (; g < end; ++g) out[g] = mean + block_scale * float(codes[g]);
+        }
         return;
     }
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;

@@ -6,9 +6,11 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/format_traits.h"
 #include "kernels/formats.h"
+#include "kernels/group_params.h"
 #include "kernels/matmul_variants.h"
 
 // Every translation unit that includes this gets its own copy of these inline
@@ -30,6 +32,42 @@ inline float param_dot(const uint16_t* p16, const float* p32, const float* sums,
         acc = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(m, sums + g), acc);
     }
     return _mm512_reduce_add_ps(acc);
+}
+
+// One row's double-quantized parameters of `stream` (kernels/formats.h: int8
+// code c_g per group, one float offset per stream and one float block scale
+// per kDoubleQuantBlock groups counted over the whole matrix):
+//   out[g] = offset + block_scale[(row * gpr + g) / 256] * c_g,
+// 16 groups per step, multiply then add as the portable decoder does (no FMA:
+// the same bits as group_param()). Not for q4k, whose parameters are K-coded.
+inline void decode_dq_row(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
+    const PackedLayout& l = w.layout;
+    const int64_t gpr = l.groups_per_row;
+    const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
+    const auto* codes = reinterpret_cast<const int8_t*>(w.data + offset) + row * gpr;
+    // (PackedLayout::dq_blocks() spelled out: no portable inline code here)
+    const int64_t dq_blocks = (l.rows * gpr + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
+    const uint8_t* dq =
+        w.data + l.dq_offset + size_t(stream) * (1 + size_t(dq_blocks)) * sizeof(float);
+    float mean;
+    std::memcpy(&mean, dq, sizeof(float));
+    const __m512 mean16 = _mm512_set1_ps(mean);
+    for (int64_t g = 0; g < gpr;) {
+        const int64_t block = (row * gpr + g) / kDoubleQuantBlock;
+        const int64_t block_end = (block + 1) * kDoubleQuantBlock - row * gpr;
+        const int64_t end = block_end < gpr ? block_end : gpr;
+        float block_scale;
+        std::memcpy(&block_scale, dq + sizeof(float) * size_t(1 + block), sizeof(float));
+        const __m512 scale16 = _mm512_set1_ps(block_scale);
+        for (; g < end; g += 16) {
+            const __mmask16 m =
+                end - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (end - g)) - 1);
+            const __m512 c =
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, codes + g)));
+            _mm512_mask_storeu_ps(out + g, m, _mm512_add_ps(mean16, _mm512_mul_ps(scale16, c)));
+        }
+        g = end;
+    }
 }
 
 // A row's output from its scaled integer dot product: the code book's scale,

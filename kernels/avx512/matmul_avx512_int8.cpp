@@ -46,7 +46,6 @@
 #include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
-#include "kernels/row_params_generic.h"
 
 namespace nibble::kernels::avx512 {
 
@@ -366,9 +365,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                     }
                     decode_q4k_row_avx512(sb, gpr / 8, s, s + gpr);
                 } else {
-                    decode_row_params_generic(w, GroupStream::scales, row, s);
+                    decode_dq_row(w, GroupStream::scales, row, s);
                     if constexpr (F == WeightFormat::q4a)
-                        decode_row_params_generic(w, GroupStream::mins, row, s + gpr);
+                        decode_dq_row(w, GroupStream::mins, row, s + gpr);
                 }
             }
         }
