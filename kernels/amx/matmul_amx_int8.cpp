@@ -223,7 +223,7 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel; AVX2 decoder)
             decode_row_params_generic(w, GroupStream::scales, row, row_scales);
         } else if (l.double_quant) {
-            decode_dq_row(w, GroupStream::scales, row, row_scales);
+            decode_dq_rows(w, GroupStream::scales, row, 1, row_scales);
         } else {
             const uint16_t* s = scales16 + row * gpr;
             for (int64_t g = 0; g < gpr; g += 16) {
@@ -406,7 +406,7 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
                 decode_row_params_generic(w, GroupStream::mins, row0 + m, row_params);
                 mins32 = row_params;
             } else if (l.double_quant) {
-                decode_dq_row(w, GroupStream::mins, row0 + m, row_params);
+                decode_dq_rows(w, GroupStream::mins, row0 + m, 1, row_params);
                 mins32 = row_params;
             } else {
                 row_mins16 = mins16 + (row0 + m) * l.groups_per_row;

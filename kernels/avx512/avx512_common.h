@@ -34,39 +34,43 @@ inline float param_dot(const uint16_t* p16, const float* p32, const float* sums,
     return _mm512_reduce_add_ps(acc);
 }
 
-// One row's double-quantized parameters of `stream` (kernels/formats.h: int8
-// code c_g per group, one float offset per stream and one float block scale
-// per kDoubleQuantBlock groups counted over the whole matrix):
-//   out[g] = offset + block_scale[(row * gpr + g) / 256] * c_g,
-// 16 groups per step, multiply then add as the portable decoder does (no FMA:
-// the same bits as group_param()). Not for q4k, whose parameters are K-coded.
-inline void decode_dq_row(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
+// Double-quantized parameters of `stream` for n_rows consecutive rows from
+// first_row (kernels/formats.h: int8 code c_i per group, one float offset per
+// stream and one float block scale per kDoubleQuantBlock groups counted over
+// the whole matrix, so a block may end inside a row):
+//   out[i] = offset + block_scale[(first_row * gpr + i) / 256] * c_i,
+// i < n_rows * gpr: the rows' groups are consecutive in the stream, so a row
+// block is one span. 16 groups per step, multiply then add as the portable
+// decoder does (no FMA: the same bits as group_param()). Not for q4k.
+inline void decode_dq_rows(const MatrixView& w, GroupStream stream, int64_t first_row,
+                           int64_t n_rows, float* out) {
     const PackedLayout& l = w.layout;
-    const int64_t gpr = l.groups_per_row;
+    const int64_t first = first_row * l.groups_per_row, n = n_rows * l.groups_per_row;
     const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
-    const auto* codes = reinterpret_cast<const int8_t*>(w.data + offset) + row * gpr;
+    const auto* codes = reinterpret_cast<const int8_t*>(w.data + offset) + first;
     // (PackedLayout::dq_blocks() spelled out: no portable inline code here)
-    const int64_t dq_blocks = (l.rows * gpr + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
+    const int64_t dq_blocks =
+        (l.rows * l.groups_per_row + kDoubleQuantBlock - 1) / kDoubleQuantBlock;
     const uint8_t* dq =
         w.data + l.dq_offset + size_t(stream) * (1 + size_t(dq_blocks)) * sizeof(float);
     float mean;
     std::memcpy(&mean, dq, sizeof(float));
     const __m512 mean16 = _mm512_set1_ps(mean);
-    for (int64_t g = 0; g < gpr;) {
-        const int64_t block = (row * gpr + g) / kDoubleQuantBlock;
-        const int64_t block_end = (block + 1) * kDoubleQuantBlock - row * gpr;
-        const int64_t end = block_end < gpr ? block_end : gpr;
+    for (int64_t i = 0; i < n;) {
+        const int64_t block = (first + i) / kDoubleQuantBlock;
+        const int64_t block_end = (block + 1) * kDoubleQuantBlock - first;
+        const int64_t end = block_end < n ? block_end : n;
         float block_scale;
         std::memcpy(&block_scale, dq + sizeof(float) * size_t(1 + block), sizeof(float));
         const __m512 scale16 = _mm512_set1_ps(block_scale);
-        for (; g < end; g += 16) {
+        for (; i < end; i += 16) {
             const __mmask16 m =
-                end - g >= 16 ? __mmask16(0xffff) : __mmask16((1u << (end - g)) - 1);
+                end - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (end - i)) - 1);
             const __m512 c =
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, codes + g)));
-            _mm512_mask_storeu_ps(out + g, m, _mm512_add_ps(mean16, _mm512_mul_ps(scale16, c)));
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, codes + i)));
+            _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(mean16, _mm512_mul_ps(scale16, c)));
         }
-        g = end;
+        i = end;
     }
 }
 

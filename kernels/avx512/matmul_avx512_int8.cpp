@@ -364,12 +364,17 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                                          _MM_HINT_T0);
                     }
                     decode_q4k_row_avx512(sb, gpr / 8, s, s + gpr);
-                } else {
-                    decode_dq_row(w, GroupStream::scales, row, s);
+                } else {  // double-quantized: the row block's spans after this loop
+                    d.scales32 = scratch + size_t(i * gpr);
                     if constexpr (F == WeightFormat::q4a)
-                        decode_dq_row(w, GroupStream::mins, row, s + gpr);
+                        d.mins32 = scratch + size_t((kRowBlock + i) * gpr);
                 }
             }
+        }
+        if (!kFp16 && l.format != WeightFormat::q4k) {
+            decode_dq_rows(w, GroupStream::scales, r, n, scratch);
+            if constexpr (F == WeightFormat::q4a)
+                decode_dq_rows(w, GroupStream::mins, r, n, scratch + size_t(kRowBlock * gpr));
         }
         for (int i = n; i < kRowBlock; ++i) rows[i] = rows[n - 1];
         all_tokens<F, kFp16>(rows, n, qa, offsets, r, l.rows, y);
