@@ -416,7 +416,7 @@ TEST_CASE("every fast kernel matches the reference on adversarial data") {
 // Double-quantized parameters have one block scale per 256 groups counted over
 // the whole matrix, so a block can end inside a row: 45 x 200 at g32 (7 groups
 // per row, the first boundary at row 36 group 4) and 12 x 2976 (93 groups per
-// row: boundaries at groups 70, 163, ... of rows 2, 5, ...; rows not a multiple
+// row: boundaries at group 70 of row 2, 47 of row 5, ...; rows not a multiple
 // of the SIMD decoders' 8 or 16 groups). Every fast kernel, GEMV and GEMM
 // (and, from 16 tokens, the AMX tiles where the CPU has them).
 TEST_CASE("double-quantized parameters: block scales that change inside a row") {

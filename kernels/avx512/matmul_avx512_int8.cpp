@@ -350,9 +350,13 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                 d.scales16 = scales16 + row * gpr;
                 if constexpr (F == WeightFormat::q4a) d.mins16 = mins16 + row * gpr;
             } else {
-                float* s = scratch + per_row * size_t(i);
-                d.scales32 = s;
-                if constexpr (F == WeightFormat::q4a) d.mins32 = s + gpr;
+                // Decoded parameters: row i's scales at scratch[i * gpr], its
+                // mins at scratch[(kRowBlock + i) * gpr], so that the block's
+                // double-quantized codes decode as one span after this loop.
+                float* scales = scratch + size_t(i * gpr);
+                float* mins = scratch + size_t((kRowBlock + i) * gpr);
+                d.scales32 = scales;
+                if constexpr (F == WeightFormat::q4a) d.mins32 = mins;
                 if (l.format == WeightFormat::q4k) {  // both streams in one pass
                     const size_t sb_bytes = size_t(gpr / 8) * 16;
                     const uint8_t* sb = w.data + l.scales_offset + size_t(row) * sb_bytes;
@@ -363,11 +367,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                             _mm_prefetch(reinterpret_cast<const char*>(sb + ahead * sb_bytes + b),
                                          _MM_HINT_T0);
                     }
-                    decode_q4k_row_avx512(sb, gpr / 8, s, s + gpr);
-                } else {  // double-quantized: the row block's spans after this loop
-                    d.scales32 = scratch + size_t(i * gpr);
-                    if constexpr (F == WeightFormat::q4a)
-                        d.mins32 = scratch + size_t((kRowBlock + i) * gpr);
+                    decode_q4k_row_avx512(sb, gpr / 8, scales, mins);
                 }
             }
         }
