@@ -19,6 +19,11 @@ namespace nibble::kernels::avx2 {
 
 namespace {
 
+// How far ahead the codes and parameters of later rows are prefetched while a
+// row is unpacked (whole rows, at least this many code bytes), as in the
+// AVX-512 q6k kernel.
+constexpr int64_t kPrefetchBytes = 8192;
+
 // The 256 codes q (0..63) of one super-block, in column order.
 void unpack_q6k(const uint8_t* codes, uint8_t* out) {
     const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
@@ -55,10 +60,23 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     uint8_t* wq = reinterpret_cast<uint8_t*>(scales + n_scales);
     const __m256i c32 = _mm256_set1_epi8(32);
     const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
+    const int64_t ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* codes =
             w.data + l.codes_offset + size_t(r * l.groups_per_row) * size_t(kQ6kCodeBytes);
+        // The same blocks `ahead` rows on (the last rows prefetch themselves:
+        // no pointer past the blob).
+        const size_t pf_first = size_t((r + ahead < l.rows ? r + ahead : r) * l.groups_per_row);
+        const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
+        const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
         for (int64_t i = 0; i < l.groups_per_row; ++i) {
+            for (int64_t b = 0; b < kQ6kCodeBytes; b += 64) {
+                _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * kQ6kCodeBytes + b),
+                             _MM_HINT_T0);
+            }
+            _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes),
+                         _MM_HINT_T0);
             unpack_q6k(codes + size_t(i) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * i);
         }
         const uint8_t* params =

@@ -34,11 +34,17 @@ namespace {
 
 constexpr int64_t kChunk = 64;  // columns per 512-bit register
 constexpr int kTokenBlock = 4;
+// How far ahead the codes and parameters of later rows are prefetched while a
+// row is unpacked (whole rows, at least this many code bytes): without it the
+// hardware prefetcher alone reads about half as fast from DRAM as the q4 GEMV.
+constexpr int64_t kPrefetchBytes = 8192;
 
 // Unsigned codes q of one row (out[c]: column c) and the per-lane weight scales
 // of each chunk (scales[16k + i]: d * sc of columns 64k + 4i..64k + 4i + 3).
-void unpack_row(const uint8_t* codes, const uint8_t* params, int64_t n_blocks, uint8_t* out,
-                float* scales) {
+// pf_codes and pf_params: the same positions in the row to prefetch (a later
+// row), block by block along with the unpacking.
+void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_codes,
+                const uint8_t* pf_params, int64_t n_blocks, uint8_t* out, float* scales) {
     const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
     // qh shift counts (per 16-bit lane): 0 / 2 in the lower / upper 256 bits,
     // 4 / 6 for the columns of the high nibbles.
@@ -52,6 +58,10 @@ void unpack_row(const uint8_t* codes, const uint8_t* params, int64_t n_blocks, u
         _mm512_setr_epi32(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
     for (int64_t i = 0; i < n_blocks; ++i) {
         const uint8_t* c = codes + i * kQ6kCodeBytes;
+        for (int64_t b = 0; b < kQ6kCodeBytes; b += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * kQ6kCodeBytes + b),
+                         _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes), _MM_HINT_T0);
         for (int h = 0; h < 2; ++h) {
             const __m512i ql = _mm512_loadu_si512(c + 64 * h);
             const __m512i qh = _mm512_broadcast_i64x4(
@@ -139,13 +149,19 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     float* scales = dx + act;
     auto* q = reinterpret_cast<uint8_t*>(scales + n_chunks * 16);
     prepare_activations(qa, n_chunks, offsets, dx);
+    const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
+    const int64_t ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
     for (int64_t r = r0; r < r1; ++r) {
         // (q6k_codes/q6k_params written out: no portable inline helper is
         // emitted in this translation unit, tests/check_isa_symbols.sh)
         const size_t first = size_t(r * l.groups_per_row);
+        // The last rows prefetch themselves (no pointer past the blob).
+        const size_t pf_first = r + ahead < l.rows ? size_t((r + ahead) * l.groups_per_row) : first;
         unpack_row(w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
-                   w.data + l.scales_offset + first * size_t(kQ6kParamBytes), l.groups_per_row, q,
-                   scales);
+                   w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
+                   w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
+                   w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes), l.groups_per_row,
+                   q, scales);
         float* out = y + r;
         int t = 0;
         for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
