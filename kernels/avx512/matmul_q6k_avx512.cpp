@@ -9,20 +9,26 @@
 // the chunk's four 16-column scales d * sc spread over its sixteen int32 lanes
 // (lane i: columns 4i..4i+3, sub-block i / 4).
 //
-// For a chunk and a token, vpdpbusd(q, x) - 32 * (sums of four x) gives the
-// integer dot products of (q - 32) and x per lane (|.| <= 4 * 63 * 127; exact),
-// converted to float and multiplied by the lane's weight scale times its
-// block's activation scale (lanes 0..7 block 2c, 8..15 block 2c + 1), then
-// accumulated with FMA. A row's output is the sum of its sixteen lanes, every
-// chunk in order: nothing depends on the rows or tokens processed together.
-// The 32 * sum x terms and the per-lane activation scales depend on the
-// activations alone and are computed once per call.
+// Four rows are multiplied together. For a chunk and a token, vpdpbusd(q, x)
+// of each row gives sixteen 4-column sums; the four rows' vectors are added
+// into whole sub-block sums at lane 4j + r (row r, sub-block j of the chunk;
+// integer adds, exact), minus 32 times the sub-block's sum of x (the same for
+// every row), which gives the dot product of (q - 32) and x (|.| <= 16 * 63 *
+// 127). Converted to float, multiplied by the row's d * sc times the block's
+// activation scale (lanes 0..7 block 2c, 8..15 block 2c + 1) and accumulated
+// with FMA. A row's output is the sum of its four lanes, every chunk in order:
+// nothing depends on which rows or tokens are processed together. The 32 * sum
+// x terms and the per-lane activation scales depend on the activations alone
+// and are computed once per call.
 #include <immintrin.h>
 
 #include <cstring>
 
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // see matmul_avx512_int8.cpp
+// GCC 12's _mm512_undefined_ps() false positive (see matmul_avx512_int8.cpp),
+// reported as -Wuninitialized where vshuff32x4 is inlined here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include "kernels/matmul_variants.h"
@@ -33,6 +39,7 @@ namespace nibble::kernels::avx512 {
 namespace {
 
 constexpr int64_t kChunk = 64;  // columns per 512-bit register
+constexpr int kRowBlock = 4;
 constexpr int kTokenBlock = 4;
 // How far ahead the codes and parameters of later rows are prefetched while a
 // row is unpacked (whole rows, at least this many code bytes): without it the
@@ -88,8 +95,9 @@ void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_c
     }
 }
 
-// For every token and chunk: 32 times the sum of each four activation codes
-// (offsets, int32 per lane) and the activation scale of each lane's block (dx).
+// For every token and chunk: 32 times the sum of the activation codes of each
+// lane's 16-column sub-block (offsets, int32; lanes 4j..4j+3 all hold that of
+// sub-block j) and the activation scale of each lane's block (dx).
 void prepare_activations(const QuantizedActivations& qa, int64_t n_chunks, int32_t* offsets,
                          float* dx) {
     const __m512i c32 = _mm512_set1_epi8(32);
@@ -100,7 +108,10 @@ void prepare_activations(const QuantizedActivations& qa, int64_t n_chunks, int32
         for (int64_t k = 0; k < n_chunks; ++k) {
             const size_t o = (size_t(t) * size_t(n_chunks) + size_t(k)) * 16;
             const __m512i x = _mm512_loadu_si512(xq + kChunk * k);
-            _mm512_storeu_si512(offsets + o, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, x));
+            __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, x);
+            s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));
+            s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+            _mm512_storeu_si512(offsets + o, s);
             const __m512 d2 = _mm512_castps128_ps512(
                 _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xd + 2 * k))));
             _mm512_storeu_ps(dx + o, _mm512_permutexvar_ps(halves, d2));
@@ -108,31 +119,72 @@ void prepare_activations(const QuantizedActivations& qa, int64_t n_chunks, int32
     }
 }
 
-// One row (unpacked) times T tokens from token t0.
+// The four rows' scales of every chunk side by side: lane 4j + r gets row r's
+// scale of sub-block j, which lanes 4j..4j+3 of that row's scales all hold.
+void interleave_scales(const float* const* row_scales, int64_t n_chunks, float* out) {
+    for (int64_t k = 0; k < n_chunks; ++k) {
+        __m512 s = _mm512_loadu_ps(row_scales[0] + 16 * k);
+        s = _mm512_mask_mov_ps(s, 0x2222, _mm512_loadu_ps(row_scales[1] + 16 * k));
+        s = _mm512_mask_mov_ps(s, 0x4444, _mm512_loadu_ps(row_scales[2] + 16 * k));
+        s = _mm512_mask_mov_ps(s, 0x8888, _mm512_loadu_ps(row_scales[3] + 16 * k));
+        _mm512_storeu_ps(out + 16 * k, s);
+    }
+}
+
+// Four rows' 4-column sums (lane 4j + i of dot[r]) added into sub-block sums
+// at lane 4j + r. Integer adds, so the order does not matter.
+inline __m512i sub_block_sums(const __m512i* dot) {
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[0], dot[1]),
+                                         _mm512_unpackhi_epi32(dot[0], dot[1]));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[2], dot[3]),
+                                         _mm512_unpackhi_epi32(dot[2], dot[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// Four unpacked rows times T tokens from token t0; rows from n_valid on
+// repeat a valid one and are not written.
 template <int T>
-void row_tokens(const uint8_t* q, const float* scales, int64_t n_chunks,
-                const QuantizedActivations& qa, const int32_t* offsets, const float* dx, int t0,
-                float* out, int64_t out_stride) {
-    __m512 acc[T];
+void rows_tokens(const uint8_t* const* q, const float* scales, int64_t n_chunks,
+                 const QuantizedActivations& qa, const int32_t* offsets, const float* dx, int t0,
+                 int n_valid, float* y, int64_t n_rows) {
+    __m512 acc[T];  // lane 4j + r: row r, sub-block j of every chunk
     const int8_t* xq[T];
     for (int t = 0; t < T; ++t) {
         acc[t] = _mm512_setzero_ps();
         xq[t] = qa.token_q(t0 + t);
     }
     for (int64_t k = 0; k < n_chunks; ++k) {
-        const __m512i w = _mm512_loadu_si512(q + kChunk * k);
+        __m512i w[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r) w[r] = _mm512_loadu_si512(q[r] + kChunk * k);
         const __m512 ws = _mm512_loadu_ps(scales + 16 * k);
         for (int t = 0; t < T; ++t) {
             const size_t o = (size_t(t0 + t) * size_t(n_chunks) + size_t(k)) * 16;
-            const __m512i dot =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(xq[t] + 64 * k));
-            const __m512i sums = _mm512_sub_epi32(dot, _mm512_loadu_si512(offsets + o));
+            const __m512i x = _mm512_loadu_si512(xq[t] + kChunk * k);
+            __m512i dot[kRowBlock];
+            for (int r = 0; r < kRowBlock; ++r)
+                dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r], x);
+            const __m512i sums =
+                _mm512_sub_epi32(sub_block_sums(dot), _mm512_loadu_si512(offsets + o));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
                                      _mm512_mul_ps(ws, _mm512_loadu_ps(dx + o)), acc[t]);
         }
     }
-    for (int t = 0; t < T; ++t)
-        out[size_t(t0 + t) * size_t(out_stride)] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < T; ++t) {
+        // (lane r + lane 8 + r) + (lane 4 + r + lane 12 + r): row r at lane r.
+        const __m512 folded =
+            _mm512_add_ps(acc[t], _mm512_shuffle_f32x4(acc[t], acc[t], _MM_SHUFFLE(1, 0, 3, 2)));
+        const __m256 half = _mm512_castps512_ps256(folded);
+        const __m128 row_sums =
+            _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+        float* out = y + size_t(t0 + t) * size_t(n_rows);
+        if (n_valid == kRowBlock) {
+            _mm_storeu_ps(out, row_sums);
+        } else {
+            alignas(16) float sums[4];
+            _mm_store_ps(sums, row_sums);
+            for (int r = 0; r < n_valid; ++r) out[r] = sums[r];
+        }
+    }
 }
 
 }  // namespace
@@ -142,32 +194,52 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const PackedLayout& l = w.layout;
     const int64_t n_chunks = l.cols / kChunk;
     const size_t act = size_t(qa.n_tokens) * size_t(n_chunks) * 16;
-    // Scratch: offsets and dx of every token, the row's chunk scales, its codes.
-    float* scratch = kernel_scratch(2 * act + size_t(n_chunks) * 16 + size_t(l.cols) / 4);
+    const size_t row_scales = size_t(n_chunks) * 16;
+    // Scratch: offsets and dx of every token, the four rows' chunk scales, their
+    // interleaved copy, then the four rows' codes.
+    float* scratch =
+        kernel_scratch(2 * act + (kRowBlock + 1) * row_scales + kRowBlock * size_t(l.cols) / 4);
     auto* offsets = reinterpret_cast<int32_t*>(scratch);
     float* dx = scratch + act;
     float* scales = dx + act;
-    auto* q = reinterpret_cast<uint8_t*>(scales + n_chunks * 16);
+    float* block_scales = scales + kRowBlock * row_scales;
+    auto* codes = reinterpret_cast<uint8_t*>(block_scales + row_scales);
     prepare_activations(qa, n_chunks, offsets, dx);
+    // Prefetch distance: at least kPrefetchBytes of codes, in whole row blocks.
     const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
-    const int64_t ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
-    for (int64_t r = r0; r < r1; ++r) {
-        // (q6k_codes/q6k_params written out: no portable inline helper is
-        // emitted in this translation unit, tests/check_isa_symbols.sh)
-        const size_t first = size_t(r * l.groups_per_row);
-        // The last rows prefetch themselves (no pointer past the blob).
-        const size_t pf_first = r + ahead < l.rows ? size_t((r + ahead) * l.groups_per_row) : first;
-        unpack_row(w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
-                   w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
-                   w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
-                   w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes), l.groups_per_row,
-                   q, scales);
+    const int64_t rows_ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
+    const int64_t ahead = (rows_ahead + kRowBlock - 1) / kRowBlock * kRowBlock;
+    for (int64_t r = r0; r < r1; r += kRowBlock) {
+        const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        const uint8_t* q[kRowBlock];
+        const float* s[kRowBlock];
+        for (int i = 0; i < kRowBlock; ++i) {
+            const int src = i < n ? i : n - 1;  // rows past the range repeat the last one
+            q[i] = codes + size_t(src) * size_t(l.cols);
+            s[i] = scales + size_t(src) * row_scales;
+        }
+        for (int i = 0; i < n; ++i) {
+            const int64_t row = r + i;
+            // (q6k_codes/q6k_params written out: no portable inline helper is
+            // emitted in this translation unit, tests/check_isa_symbols.sh)
+            const size_t first = size_t(row * l.groups_per_row);
+            // The last rows prefetch themselves (no pointer past the blob).
+            const size_t pf_first =
+                row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
+            unpack_row(w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
+                       w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
+                       w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
+                       w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes),
+                       l.groups_per_row, codes + size_t(i) * size_t(l.cols),
+                       scales + size_t(i) * row_scales);
+        }
+        interleave_scales(s, n_chunks, block_scales);
         float* out = y + r;
         int t = 0;
         for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
-            row_tokens<kTokenBlock>(q, scales, n_chunks, qa, offsets, dx, t, out, l.rows);
+            rows_tokens<kTokenBlock>(q, block_scales, n_chunks, qa, offsets, dx, t, n, out, l.rows);
         for (; t < qa.n_tokens; ++t)
-            row_tokens<1>(q, scales, n_chunks, qa, offsets, dx, t, out, l.rows);
+            rows_tokens<1>(q, block_scales, n_chunks, qa, offsets, dx, t, n, out, l.rows);
     }
 }
 
