@@ -2,11 +2,18 @@
 // AVX-VNNI variant; AVX-512 has kernels/avx512/matmul_q6k_avx512.cpp): per
 // row the codes are unpacked to bytes 0..63 in column order, 32 at a time as
 // llama.cpp's Q6_K layout allows, and the scales d * sc widened from the
-// int8 codes sixteen at a time (vpmovsxbd, F16C for d); per block of 32
-// activations maddubs(q, x) - maddubs(32, x) gives the pair sums of (q - 32) x
-// (|.| <= 2 * 32 * 127, no saturation), madd the four 4-column sums of each
-// 16-column half, which are scaled by that half's d * sc and the block's
-// activation scale.
+// int8 codes sixteen at a time (vpmovsxbd, F16C for d).
+//
+// Four rows are multiplied together. Per block of 32 activations and row,
+// madd(maddubs(q, x), 1) gives eight 4-column sums (|.| <= 4 * 63 * 127, no
+// saturation: a pair is at most 2 * 63 * 127); 128-bit lane h holds those of
+// the block's 16-column half h. The four rows' vectors are added into half
+// sums at lane 4h + r (row r; integer adds, exact), minus 32 times the half's
+// sum of x (the same for every row), which gives the dot products of (q - 32)
+// and x; converted to float, multiplied by row r's d * sc of that half times
+// the block's activation scale and accumulated with FMA. A row's output is
+// its lane r plus lane 4 + r: nothing depends on which rows or tokens are
+// processed together.
 #include <immintrin.h>
 
 #include <cstring>
@@ -23,6 +30,8 @@ namespace {
 // row is unpacked (whole rows, at least this many code bytes), as in the
 // AVX-512 q6k kernel.
 constexpr int64_t kPrefetchBytes = 8192;
+constexpr int kRowBlock = 4;
+constexpr int kTokenBlock = 4;
 
 // The 256 codes q (0..63) of one super-block, in column order.
 void unpack_q6k(const uint8_t* codes, uint8_t* out) {
@@ -50,69 +59,168 @@ void unpack_q6k(const uint8_t* codes, uint8_t* out) {
     }
 }
 
+// For every token and block of 32: 32 times the sum of the activation codes of
+// each 16-column half, in all four lanes of the half (offsets[(t * n_blocks + b)
+// * 8 + 4h + i]).
+void half_offsets(const QuantizedActivations& qa, int32_t* offsets) {
+    const __m256i c32 = _mm256_set1_epi8(32), ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < qa.n_tokens; ++t) {
+        const int8_t* xq = qa.token_q(t);
+        for (int64_t b = 0; b < qa.n_blocks; ++b) {
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(c32, x), ones);
+            s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0xb1));  // pairs of lanes
+            s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0x4e));  // the four lanes
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(
+                                    offsets + (size_t(t) * size_t(qa.n_blocks) + size_t(b)) * 8),
+                                s);
+        }
+    }
+}
+
+// Four rows' 4-column sums (lane 4h + i of p[r]) added into half sums at lane
+// 4h + r. Integer adds, so the order does not matter.
+inline __m256i half_sums(const __m256i* p) {
+    const __m256i s01 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+    const __m256i s23 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+}
+
+// Four unpacked rows times T tokens from token t0; rows from n_valid on
+// repeat a valid one and are not written.
+template <int T>
+void rows_tokens(const uint8_t* const* wq, const float* block_scales,
+                 const QuantizedActivations& qa, const int32_t* offsets, int t0, int n_valid,
+                 float* y, int64_t n_rows) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[T];  // lane 4h + r: row r, half h of every block
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < qa.n_blocks; ++b) {
+        __m256i w[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r)
+            w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + 32 * b));
+        const __m256 ws = _mm256_loadu_ps(block_scales + 8 * b);
+        for (int t = 0; t < T; ++t) {
+            const size_t o = (size_t(t0 + t) * size_t(qa.n_blocks) + size_t(b)) * 8;
+            const __m256i x =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa.token_q(t0 + t) + 32 * b));
+            __m256i p[kRowBlock];
+            for (int r = 0; r < kRowBlock; ++r)
+                p[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(w[r], x), ones);
+            const __m256i sums = _mm256_sub_epi32(
+                half_sums(p), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + o)));
+            acc[t] =
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
+                                _mm256_mul_ps(ws, _mm256_set1_ps(qa.token_d(t0 + t)[b])), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        // Row r: lane r plus lane 4 + r.
+        const __m128 row_sums =
+            _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
+        float* out = y + size_t(t0 + t) * size_t(n_rows);
+        if (n_valid == kRowBlock) {
+            _mm_storeu_ps(out, row_sums);
+        } else {
+            alignas(16) float sums[4];
+            _mm_store_ps(sums, row_sums);
+            for (int r = 0; r < n_valid; ++r) out[r] = sums[r];
+        }
+    }
+}
+
 }  // namespace
 
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y) {
     const PackedLayout& l = w.layout;
-    const int64_t n_scales = l.cols / kQ6kSubBlock;
-    float* scales = kernel_scratch(size_t(n_scales + l.cols / 4));
-    uint8_t* wq = reinterpret_cast<uint8_t*>(scales + n_scales);
-    const __m256i c32 = _mm256_set1_epi8(32);
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t n_scales = l.cols / kQ6kSubBlock;  // one per 16 columns
+    const size_t offset_words = size_t(qa.n_tokens) * size_t(qa.n_blocks) * 8;
+    // Scratch: the offsets of every token, the four rows' scales, their
+    // interleaved copy (8 per block of 32: as many), then the four rows' codes.
+    float* scratch = kernel_scratch(offset_words + 2 * kRowBlock * size_t(n_scales) +
+                                    kRowBlock * size_t(l.cols) / 4);
+    auto* offsets = reinterpret_cast<int32_t*>(scratch);
+    float* scales = scratch + offset_words;
+    float* block_scales = scales + kRowBlock * n_scales;
+    auto* codes = reinterpret_cast<uint8_t*>(block_scales + kRowBlock * n_scales);
+    half_offsets(qa, offsets);
+    // Prefetch distance: at least kPrefetchBytes of codes, in whole row blocks.
     const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
-    const int64_t ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
-    for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes =
-            w.data + l.codes_offset + size_t(r * l.groups_per_row) * size_t(kQ6kCodeBytes);
-        // The same blocks `ahead` rows on (the last rows prefetch themselves:
-        // no pointer past the blob).
-        const size_t pf_first = size_t((r + ahead < l.rows ? r + ahead : r) * l.groups_per_row);
-        const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
-        const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
-        for (int64_t i = 0; i < l.groups_per_row; ++i) {
-            for (int64_t b = 0; b < kQ6kCodeBytes; b += 64) {
-                _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * kQ6kCodeBytes + b),
+    const int64_t rows_ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
+    const int64_t ahead = (rows_ahead + kRowBlock - 1) / kRowBlock * kRowBlock;
+    for (int64_t r = r0; r < r1; r += kRowBlock) {
+        const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        for (int i = 0; i < n; ++i) {
+            const int64_t row = r + i;
+            const size_t first = size_t(row * l.groups_per_row);
+            // The same blocks `ahead` rows on (the last rows prefetch
+            // themselves: no pointer past the blob).
+            const size_t pf_first =
+                row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
+            const uint8_t* row_codes = w.data + l.codes_offset + first * size_t(kQ6kCodeBytes);
+            const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
+            const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
+            uint8_t* wq = codes + size_t(i) * size_t(l.cols);
+            for (int64_t b = 0; b < l.groups_per_row; ++b) {
+                for (int64_t k = 0; k < kQ6kCodeBytes; k += 64) {
+                    _mm_prefetch(reinterpret_cast<const char*>(pf_codes + b * kQ6kCodeBytes + k),
+                                 _MM_HINT_T0);
+                }
+                _mm_prefetch(reinterpret_cast<const char*>(pf_params + b * kQ6kParamBytes),
                              _MM_HINT_T0);
+                unpack_q6k(row_codes + size_t(b) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * b);
             }
-            _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes),
-                         _MM_HINT_T0);
-            unpack_q6k(codes + size_t(i) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * i);
-        }
-        const uint8_t* params =
-            w.data + l.scales_offset + size_t(r * l.groups_per_row) * size_t(kQ6kParamBytes);
-        for (int64_t i = 0; i < l.groups_per_row; ++i) {
-            // d * sc_j for the 16 int8 scales of super-block i (q6k_scales' products)
-            const uint8_t* p = params + size_t(i) * size_t(kQ6kParamBytes);
-            uint16_t dh;
-            std::memcpy(&dh, p + 16, 2);
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
-            const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-            _mm256_storeu_ps(scales + 16 * i,
-                             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-            _mm256_storeu_ps(
-                scales + 16 * i + 8,
-                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-        }
-        for (int t = 0; t < qa.n_tokens; ++t) {
-            const int8_t* xq = qa.token_q(t);
-            const float* xd = qa.token_d(t);
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t b = 0; b < qa.n_blocks; ++b) {
-                const __m256i wv =
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 32 * b));
-                const __m256i xv =
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
-                const __m256i pairs =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(wv, xv), _mm256_maddubs_epi16(c32, xv));
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                const __m256 s = _mm256_mul_ps(
-                    _mm256_set_m128(_mm_set1_ps(scales[2 * b + 1]), _mm_set1_ps(scales[2 * b])),
-                    _mm256_set1_ps(xd[b]));
-                acc = _mm256_fmadd_ps(sums, s, acc);
+            const uint8_t* params = w.data + l.scales_offset + first * size_t(kQ6kParamBytes);
+            float* row_scales = scales + size_t(i) * size_t(n_scales);
+            for (int64_t b = 0; b < l.groups_per_row; ++b) {
+                // d * sc_j for the 16 int8 scales of super-block b (q6k_scales' products)
+                const uint8_t* p = params + size_t(b) * size_t(kQ6kParamBytes);
+                uint16_t dh;
+                std::memcpy(&dh, p + 16, 2);
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+                const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+                _mm256_storeu_ps(row_scales + 16 * b,
+                                 _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+                _mm256_storeu_ps(
+                    row_scales + 16 * b + 8,
+                    _mm256_mul_ps(d,
+                                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
             }
-            y[size_t(t) * size_t(l.rows) + size_t(r)] = hsum(acc);
         }
+        // Rows past the range repeat the last one (computed, not written).
+        const uint8_t* wq[kRowBlock];
+        const float* rs[kRowBlock];
+        for (int i = 0; i < kRowBlock; ++i) {
+            const int src = i < n ? i : n - 1;
+            wq[i] = codes + size_t(src) * size_t(l.cols);
+            rs[i] = scales + size_t(src) * size_t(n_scales);
+        }
+        // block_scales[8b + 4h + i] = row i's scale of half h of block b, i.e.
+        // sub-block s = 2b + h: the four rows' scales transposed, eight
+        // sub-blocks per step (4 x 8 -> 8 x 4 in two 4 x 4 transposes).
+        for (int64_t s = 0; s < n_scales; s += 8) {
+            const __m256 r0 = _mm256_loadu_ps(rs[0] + s), r1 = _mm256_loadu_ps(rs[1] + s);
+            const __m256 r2 = _mm256_loadu_ps(rs[2] + s), r3 = _mm256_loadu_ps(rs[3] + s);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            // u_k: sub-blocks s + k (lower 128 bits) and s + 4 + k (upper), rows 0..3.
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            float* o = block_scales + 4 * s;
+            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u1, 0x20));
+            _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+            _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+            _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
+        }
+        float* out = y + r;
+        int t = 0;
+        for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
+            rows_tokens<kTokenBlock>(wq, block_scales, qa, offsets, t, n, out, l.rows);
+        for (; t < qa.n_tokens; ++t)
+            rows_tokens<1>(wq, block_scales, qa, offsets, t, n, out, l.rows);
     }
 }
 
