@@ -86,4 +86,17 @@ inline float finish_output(float dot, const uint16_t* mins16, const float* mins3
     return s;
 }
 
+// Four rows' products of one step, lane 4k + j of dot[r] holding partial sum j
+// of row r's k-th group of columns (a 32-column block in the 4-bit kernels, a
+// 16-column sub-block in q6k), added into whole-group sums at lane 4k + r.
+// Integer adds, so the order does not matter.
+inline __m512i four_row_sums(const __m512i* dot) {
+    // s01 lanes per group: [d0 (j0+j2), d1 (j0+j2), d0 (j1+j3), d1 (j1+j3)]
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[0], dot[1]),
+                                         _mm512_unpackhi_epi32(dot[0], dot[1]));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[2], dot[3]),
+                                         _mm512_unpackhi_epi32(dot[2], dot[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
 }  // namespace nibble::kernels::NIBBLE_ISA_NAMESPACE

@@ -153,17 +153,6 @@ inline __m512 quad_scales(const RowData* rows, int64_t q, int group_shift, __mma
     return _mm512_permutexvar_ps(transpose, s);
 }
 
-// Four rows' quad products (lane 4k+j: partial sum j of block 4q+k) added into
-// whole-block sums at lane 4k+r. Integer adds, so the order does not matter.
-inline __m512i block_sums(const __m512i* dot) {
-    // s01 lanes per block: [d0 (j0+j2), d1 (j0+j2), d0 (j1+j3), d1 (j1+j3)]
-    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[0], dot[1]),
-                                         _mm512_unpackhi_epi32(dot[0], dot[1]));
-    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[2], dot[3]),
-                                         _mm512_unpackhi_epi32(dot[2], dot[3]));
-    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-}
-
 // K sum x over each block of every quad, for tokens [0, n_tokens): lane 4k+r
 // of quad q holds K times the sum of block 4q+k's activation codes (the same
 // for every r), i.e. what the bias K adds to each row's whole-block sum.
@@ -261,7 +250,7 @@ void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& 
                 dot[r] = _mm512_dpbusd_epi32(
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r].lo, x0), w[r].hi, x1);
             }
-            __m512i sums = block_sums(dot);
+            __m512i sums = four_row_sums(dot);
             if constexpr (kCodeBias<F> != 0)
                 sums = _mm512_sub_epi32(sums, _mm512_loadu_si512(xk[t] + 16 * q));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(ws, dx), acc[t]);

@@ -31,6 +31,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
+#define NIBBLE_ISA_NAMESPACE avx512
+#include "kernels/avx512/avx512_common.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
 
@@ -131,16 +133,6 @@ void interleave_scales(const float* const* row_scales, int64_t n_chunks, float* 
     }
 }
 
-// Four rows' 4-column sums (lane 4j + i of dot[r]) added into sub-block sums
-// at lane 4j + r. Integer adds, so the order does not matter.
-inline __m512i sub_block_sums(const __m512i* dot) {
-    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[0], dot[1]),
-                                         _mm512_unpackhi_epi32(dot[0], dot[1]));
-    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(dot[2], dot[3]),
-                                         _mm512_unpackhi_epi32(dot[2], dot[3]));
-    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-}
-
 // Four unpacked rows times T tokens from token t0; rows from n_valid on
 // repeat a valid one and are not written.
 template <int T>
@@ -164,7 +156,7 @@ void rows_tokens(const uint8_t* const* q, const float* scales, int64_t n_chunks,
             for (int r = 0; r < kRowBlock; ++r)
                 dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r], x);
             const __m512i sums =
-                _mm512_sub_epi32(sub_block_sums(dot), _mm512_loadu_si512(offsets + o));
+                _mm512_sub_epi32(four_row_sums(dot), _mm512_loadu_si512(offsets + o));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
                                      _mm512_mul_ps(ws, _mm512_loadu_ps(dx + o)), acc[t]);
         }
