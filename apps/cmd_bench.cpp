@@ -14,11 +14,11 @@
 
 #include "apps/bench_parallel.h"
 #include "apps/commands.h"
+#include "apps/memory_budget.h"
 #include "apps/validate.h"
-#include "engine/bandwidth.h"
 #include "engine/forward.h"
-#include "engine/input_file.h"
-#include "engine/memory_budget.h"
+#include "eval/bandwidth.h"
+#include "models/input_file.h"
 #include "models/loader.h"
 
 namespace nibble::app {

@@ -15,9 +15,9 @@
 
 #include "apps/commands.h"
 #include "apps/progress.h"
+#include "apps/request_json.h"
 #include "apps/sampling_options.h"
 #include "apps/validate.h"
-#include "engine/request_json.h"
 #include "engine/scheduler.h"
 #include "models/loader.h"
 

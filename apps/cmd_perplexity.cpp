@@ -1,5 +1,5 @@
 // nibble perplexity: perplexity of a text file under one of the protocols of
-// engine/perplexity.h, with the running estimate, and KL divergence / top-1
+// eval/perplexity.h, with the running estimate, and KL divergence / top-1
 // agreement against saved full-precision log-probabilities.
 #include <cstdio>
 #include <cxxopts.hpp>
@@ -8,8 +8,8 @@
 
 #include "apps/commands.h"
 #include "apps/validate.h"
-#include "engine/kl_divergence.h"
-#include "engine/perplexity.h"
+#include "eval/kl_divergence.h"
+#include "eval/perplexity.h"
 #include "models/loader.h"
 
 namespace nibble::app {

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "apps/commands.h"
-#include "engine/input_file.h"
-#include "engine/memory_budget.h"
+#include "apps/memory_budget.h"
+#include "models/input_file.h"
 
 namespace nibble::app {
 

@@ -59,7 +59,7 @@ std::vector<uint8_t> random_blob(const PackedLayout& l) {
 constexpr size_t kColdBytes = size_t(512) << 20;
 
 // The copies, in 2 MiB pages where the kernel gives them (MADV_HUGEPAGE), as
-// the model's mapped weights are (engine/mapped_file.cpp): with 4 KiB pages a
+// the model's mapped weights are (models/mapped_file.cpp): with 4 KiB pages a
 // stream pays a TLB miss every 4 KiB, which the decoder does not.
 class Copies {
   public:

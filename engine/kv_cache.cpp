@@ -194,14 +194,4 @@ ValueRows KvCache::values(int seq, int layer, int kv_head) const {
     return v;
 }
 
-void KvCache::key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
-                         float* scores) const {
-    attention_scores(keys(seq, layer, kv_head), head_dim_, q, 1, n, scale, scores, size_t(n));
-}
-
-void KvCache::weighted_values(int seq, int layer, int kv_head, const float* weights, int n,
-                              float* out) const {
-    attention_values(values(seq, layer, kv_head), head_dim_, weights, size_t(n), 1, n, out);
-}
-
 }  // namespace nibble

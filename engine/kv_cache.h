@@ -41,12 +41,6 @@ class KvCache {
     // Where the keys and values of one kv head are, for the attention kernels.
     KeyBlocks keys(int seq, int layer, int kv_head) const;
     ValueRows values(int seq, int layer, int kv_head) const;
-    // Attention over positions 0..n-1 of one kv head and one query:
-    // scores[t] = scale * (q . key[t]), and out = sum_t weights[t] * value[t].
-    void key_scores(int seq, int layer, int kv_head, const float* q, int n, float scale,
-                    float* scores) const;
-    void weighted_values(int seq, int layer, int kv_head, const float* weights, int n,
-                         float* out) const;
 
   private:
     // (sequence slot, layer) pairs are stored one after the other.

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string_view>
 
-#include "engine/request_json.h"
+#include "apps/request_json.h"
 
 namespace {
 

@@ -18,8 +18,8 @@
 #include <memory>
 #include <string>
 
-#include "engine/mapped_file.h"
 #include "engine/model.h"
+#include "models/mapped_file.h"
 
 namespace nibble {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/mapped_file.h"
+#include "models/mapped_file.h"
 #include "tokenizer/vocab.h"
 
 namespace nibble {

@@ -2,8 +2,8 @@
 #pragma once
 #include <string>
 
-#include "engine/mapped_file.h"
 #include "engine/model.h"
+#include "models/mapped_file.h"
 
 namespace nibble {
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/mapped_file.h"
 #include "engine/model.h"
+#include "models/mapped_file.h"
 
 namespace nibble {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/mapped_file.h"
+#include "models/mapped_file.h"
 
 namespace nibble {
 

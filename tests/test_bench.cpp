@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/bandwidth.h"
+#include "eval/bandwidth.h"
 #include "models/loader.h"
 #include "test_data.h"
 

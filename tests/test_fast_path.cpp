@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/perplexity.h"
+#include "eval/perplexity.h"
 #include "kernels/matmul_dispatch.h"
 #include "models/loader.h"
 #include "models/quantize_model.h"

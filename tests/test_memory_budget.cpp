@@ -5,8 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "apps/memory_budget.h"
 #include "engine/kv_cache.h"
-#include "engine/memory_budget.h"
 #include "models/loader.h"
 #include "test_data.h"
 

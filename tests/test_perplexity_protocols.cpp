@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <numeric>
 
-#include "engine/kl_divergence.h"
-#include "engine/perplexity.h"
+#include "eval/kl_divergence.h"
+#include "eval/perplexity.h"
 #include "models/loader.h"
 #include "test_data.h"
 

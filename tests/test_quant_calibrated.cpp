@@ -12,7 +12,7 @@
 #include <numeric>
 
 #include "engine/forward.h"
-#include "engine/perplexity.h"
+#include "eval/perplexity.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "models/loader.h"

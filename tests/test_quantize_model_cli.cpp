@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "engine/perplexity.h"
+#include "eval/perplexity.h"
 #include "models/loader.h"
 #include "test_data.h"
 #include "tokenizer/tokenizer.h"

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/generate.h"
-#include "engine/perplexity.h"
+#include "eval/perplexity.h"
 #include "models/loader.h"
 #include "test_data.h"
 

@@ -2,7 +2,7 @@
 // and the error phrase for each kind of bad line.
 #include <doctest/doctest.h>
 
-#include "engine/request_json.h"
+#include "apps/request_json.h"
 
 using namespace nibble;
 

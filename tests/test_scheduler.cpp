@@ -9,6 +9,7 @@
 
 #include "engine/generate.h"
 #include "engine/scheduler.h"
+#include "kernels/attention.h"
 #include "models/loader.h"
 #include "models/quantize_model.h"
 #include "test_data.h"
@@ -276,10 +277,13 @@ TEST_CASE("KvCache::copy_prefix copies keys and values of every layer") {
         std::vector<float> q(size_t(c.head_dim()), 1.0f), s0(8), s2(8);
         std::vector<float> w(8, 0.125f), v0(q.size()), v2(q.size());
         for (int layer = 0; layer < c.n_layers; ++layer) {
-            kv.key_scores(0, layer, 0, q.data(), 5, 1.0f, s0.data());
-            kv.key_scores(2, layer, 0, q.data(), 5, 1.0f, s2.data());
-            kv.weighted_values(0, layer, 0, w.data(), 5, v0.data());
-            kv.weighted_values(2, layer, 0, w.data(), 5, v2.data());
+            // Attention of one query over the first 5 positions of kv head 0,
+            // read through the same kernels the forward pass uses.
+            const int hd = c.head_dim();
+            attention_scores(kv.keys(0, layer, 0), hd, q.data(), 1, 5, 1.0f, s0.data(), 8);
+            attention_scores(kv.keys(2, layer, 0), hd, q.data(), 1, 5, 1.0f, s2.data(), 8);
+            attention_values(kv.values(0, layer, 0), hd, w.data(), 8, 1, 5, v0.data());
+            attention_values(kv.values(2, layer, 0), hd, w.data(), 8, 1, 5, v2.data());
             CHECK(s0 == s2);
             CHECK(v0 == v2);
             CHECK(s0[4] != 0.0f);

@@ -1,5 +1,5 @@
 // Weight bytes per decoded token, and a plain OpenMP memory read probe.
-#include "engine/bandwidth.h"
+#include "eval/bandwidth.h"
 
 #include <omp.h>
 #include <sys/mman.h>
@@ -46,7 +46,7 @@ BandwidthResult measure_read_bandwidth(uint64_t bytes, int passes, int threads) 
     // Whole 64-byte lines of 8 uint64 each.
     const int64_t n = int64_t(bytes / 64) * 8;
     // In 2 MiB pages where the kernel allows, like the mapped weights
-    // (engine/mapped_file.cpp): with 4 KiB pages the probe would also measure
+    // (models/mapped_file.cpp): with 4 KiB pages the probe would also measure
     // page walks that decoding does not pay.
     const size_t buffer_bytes = size_t(n) * sizeof(uint64_t);
     void* mapping =

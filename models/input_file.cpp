@@ -1,6 +1,6 @@
 // Regular-file checks before reading: open O_NONBLOCK, fstat, refuse anything
 // that is not a regular file or is larger than its kind allows.
-#include "engine/input_file.h"
+#include "models/input_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,5 +1,5 @@
 // mmap of a whole regular file, read-only and shared with the page cache.
-#include "engine/mapped_file.h"
+#include "models/mapped_file.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "engine/input_file.h"
+#include "models/input_file.h"
 
 namespace nibble {
 

@@ -1,15 +1,15 @@
 // Up-front memory accounting for an inference state (see forward.cpp and
 // kv_cache.cpp for the allocations this mirrors; test_memory_budget.cpp checks
 // the two agree).
-#include "engine/memory_budget.h"
+#include "apps/memory_budget.h"
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "engine/input_file.h"
 #include "kernels/attention.h"
+#include "models/input_file.h"
 
 namespace nibble {
 

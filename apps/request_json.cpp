@@ -1,6 +1,6 @@
 // Prompts-file lines and JSON request objects -> RequestSpec, with every value
 // checked and a one-phrase error for the first problem.
-#include "engine/request_json.h"
+#include "apps/request_json.h"
 
 #include <algorithm>
 #include <cmath>

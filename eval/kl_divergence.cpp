@@ -1,5 +1,5 @@
 // Saved full-precision log-probabilities, KL divergence and top-1 agreement.
-#include "engine/kl_divergence.h"
+#include "eval/kl_divergence.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,5 +1,5 @@
 // Document-wise perplexity (the protocol of shared/data/reference/stories260K_ppl.json).
-#include "engine/perplexity.h"
+#include "eval/perplexity.h"
 
 #include <algorithm>
 #include <cmath>
