@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/forward.h"
+#include "models/documents.h"
 
 namespace nibble {
 
@@ -30,12 +31,6 @@ struct PerplexityResult {
     double mean_nll() const { return scored_tokens > 0 ? total_nll / double(scored_tokens) : 0.0; }
     double perplexity() const;
 };
-
-// Splits a corpus into documents: on "<|endoftext|>" when the text has it,
-// otherwise on every single '\n' that has no '\n' right before or after it
-// (blank lines separate paragraphs inside a document). CRLF becomes LF; each
-// document is stripped and empty ones are dropped.
-std::vector<std::string> split_documents(const std::string& corpus);
 
 struct ScoredWindow {
     std::vector<int32_t> inputs;   // fed at positions 0, 1, ...

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "eval/perplexity.h"
+#include "models/documents.h"
 #include "kernels/quant_stats.h"
 #include "models/nibble_file.h"
 #include "models/quant_awq.h"
