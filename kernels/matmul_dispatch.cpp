@@ -47,17 +47,17 @@ const KernelEntry* kernel_from_env() {
     static const KernelEntry* const from_env = []() -> const KernelEntry* {
         const char* value = std::getenv("NIBBLE_KERNEL");
         if (value == nullptr || *value == '\0') return nullptr;
-        std::string names;
         for (const KernelEntry& e : kernels::kernel_table()) {
-            if (std::string(value) == e.name) {
-                if (!e.supported()) {
-                    throw std::runtime_error(std::string("NIBBLE_KERNEL: ") + value +
-                                             " is not supported by this CPU");
-                }
-                return &e;
+            if (std::string(value) != e.name) continue;
+            if (!e.supported()) {
+                throw std::runtime_error(std::string("NIBBLE_KERNEL: ") + value +
+                                         " is not supported by this CPU");
             }
-            names += names.empty() ? e.name : std::string(", ") + e.name;
+            return &e;
         }
+        std::string names;
+        for (const KernelEntry& e : kernels::kernel_table())
+            names += names.empty() ? e.name : std::string(", ") + e.name;
         throw std::runtime_error(std::string("NIBBLE_KERNEL: unknown kernel '") + value + "' (" +
                                  names + ")");
     }();
