@@ -16,8 +16,8 @@ struct CpuFeatures {
 const CpuFeatures& cpu_features();
 
 // x86: AMX-TILE and AMX-INT8 present, enabled by the OS for this process, and
-// not turned off with NIBBLE_AMX=0: the AVX-512 kernel then hands products of
-// 16 or more tokens to the AMX tile kernel (kernels/amx/). False elsewhere.
+// not turned off with NIBBLE_AMX=0: the kernel table's AMX entry then takes over
+// the AVX-512 entry's products of 16 or more tokens (kernels/amx/). False elsewhere.
 bool amx_tiles_usable();
 
 }  // namespace nibble

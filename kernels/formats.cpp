@@ -3,33 +3,16 @@
 
 #include <stdexcept>
 
+#include "kernels/format_traits.h"
 #include "kernels/kquant_params.h"
 #include "kernels/q6k.h"
 
 namespace nibble {
 
 const char* format_name(WeightFormat format) {
-    switch (format) {
-        case WeightFormat::f32:
-            return "f32";
-        case WeightFormat::f16:
-            return "f16";
-        case WeightFormat::q8:
-            return "q8";
-        case WeightFormat::q4:
-            return "q4";
-        case WeightFormat::q4a:
-            return "q4a";
-        case WeightFormat::nf4:
-            return "nf4";
-        case WeightFormat::iq4nl:
-            return "iq4nl";
-        case WeightFormat::q4k:
-            return "q4k";
-        case WeightFormat::q6k:
-            return "q6k";
-    }
-    return "?";
+    const char* name = "?";
+    visit_any_format(format, [&](auto tag) { name = FormatTraits<decltype(tag)::value>::name; });
+    return name;
 }
 
 std::optional<WeightFormat> parse_format(const std::string& name) {

@@ -1,4 +1,4 @@
-// Run-time selection of the matmul kernel for the CPU and the weight format,
+// Run-time choice of the kernel table's entry (kernels/kernel_table.h), the
 // activation quantization and the split of output rows over OpenMP threads.
 #include "kernels/matmul_dispatch.h"
 
@@ -12,48 +12,69 @@
 #include <vector>
 
 #include "kernels/activation_quant.h"
-#include "kernels/cpu_features.h"
+#include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
-#include "kernels/matmul_variants.h"
 
 namespace nibble {
 
 namespace {
 
-constexpr MatmulKernel kAllKernels[] = {
-    MatmulKernel::reference, MatmulKernel::scalar, MatmulKernel::avx2,      MatmulKernel::avx_vnni,
-    MatmulKernel::avx512,    MatmulKernel::neon,   MatmulKernel::neon_nodot};
+using kernels::KernelEntry;
 
-std::atomic<MatmulKernel> g_kernel{MatmulKernel::automatic};
+// The chosen entry (nullptr: automatic, not resolved yet) and the entry that
+// takes over its larger products when the CPU allows it (resolved with it).
+struct ActiveKernel {
+    const KernelEntry* entry = nullptr;
+    const KernelEntry* faster = nullptr;
+};
+std::atomic<const KernelEntry*> g_entry{nullptr};
 std::atomic<ActivationMode> g_activation_mode{ActivationMode::int8};
 
-MatmulKernel fastest_supported() {
-    const CpuFeatures& f = cpu_features();
-    if (f.avx512) return MatmulKernel::avx512;
-    if (f.avx_vnni) return MatmulKernel::avx_vnni;
-    if (f.avx2) return MatmulKernel::avx2;
-    if (f.neon) return MatmulKernel::neon;
-    return MatmulKernel::scalar;
+// The last supported entry that the automatic choice may take, found once.
+const KernelEntry& fastest_supported() {
+    static const KernelEntry& fastest = [&]() -> const KernelEntry& {
+        const KernelEntry* best = &kernels::kernel_entry(MatmulKernel::scalar);
+        for (const KernelEntry& e : kernels::kernel_table()) {
+            if (e.automatic && e.supported()) best = &e;
+        }
+        return *best;
+    }();
+    return fastest;
 }
 
-// NIBBLE_KERNEL, read once; automatic when unset or empty.
-MatmulKernel kernel_from_env() {
-    static const MatmulKernel from_env = [] {
+// NIBBLE_KERNEL, read until it is read without error; nullptr when unset or empty.
+const KernelEntry* kernel_from_env() {
+    static const KernelEntry* const from_env = []() -> const KernelEntry* {
         const char* value = std::getenv("NIBBLE_KERNEL");
-        if (value == nullptr || *value == '\0') return MatmulKernel::automatic;
-        for (MatmulKernel k : kAllKernels) {
-            if (std::string(value) == matmul_kernel_name(k)) {
-                if (!matmul_kernel_supported(k)) {
-                    throw std::runtime_error(std::string("NIBBLE_KERNEL: ") + value +
-                                             " is not supported by this CPU");
-                }
-                return k;
+        if (value == nullptr || *value == '\0') return nullptr;
+        for (const KernelEntry& e : kernels::kernel_table()) {
+            if (std::string(value) != e.name) continue;
+            if (!e.supported()) {
+                throw std::runtime_error(std::string("NIBBLE_KERNEL: ") + value +
+                                         " is not supported by this CPU");
             }
+            return &e;
         }
-        throw std::runtime_error(std::string("NIBBLE_KERNEL: unknown kernel '") + value +
-                                 "' (reference, scalar, avx2, avxvnni, avx512, neon, neon_nodot)");
+        std::string names;
+        for (const KernelEntry& e : kernels::kernel_table())
+            names += names.empty() ? e.name : std::string(", ") + e.name;
+        throw std::runtime_error(std::string("NIBBLE_KERNEL: unknown kernel '") + value + "' (" +
+                                 names + ")");
     }();
     return from_env;
+}
+
+// The entry in use: set_matmul_kernel's, else NIBBLE_KERNEL's, else the fastest.
+const KernelEntry& active_entry() {
+    const KernelEntry* chosen = g_entry.load(std::memory_order_relaxed);
+    if (chosen != nullptr) return *chosen;
+    const KernelEntry* from_env = kernel_from_env();
+    return from_env != nullptr ? *from_env : fastest_supported();
+}
+
+ActiveKernel active_kernel() {
+    const KernelEntry& e = active_entry();
+    return {&e, e.faster != nullptr && e.faster->supported() ? e.faster : nullptr};
 }
 
 // Below this many multiply-adds a matmul runs on the calling thread only.
@@ -97,57 +118,17 @@ struct alignas(64) TaskRange {
 }  // namespace
 
 const char* matmul_kernel_name(MatmulKernel kernel) {
-    switch (kernel) {
-        case MatmulKernel::automatic:
-            return "automatic";
-        case MatmulKernel::reference:
-            return "reference";
-        case MatmulKernel::scalar:
-            return "scalar";
-        case MatmulKernel::avx2:
-            return "avx2";
-        case MatmulKernel::avx_vnni:
-            return "avxvnni";
-        case MatmulKernel::avx512:
-            return "avx512";
-        case MatmulKernel::neon:
-            return "neon";
-        case MatmulKernel::neon_nodot:
-            return "neon_nodot";
-    }
-    return "?";
+    return kernel == MatmulKernel::automatic ? "automatic" : kernels::kernel_entry(kernel).name;
 }
 
 bool matmul_kernel_supported(MatmulKernel kernel) {
-    const CpuFeatures& f = cpu_features();
-    switch (kernel) {
-        case MatmulKernel::automatic:
-        case MatmulKernel::reference:
-        case MatmulKernel::scalar:
-            return true;
-#if defined(__x86_64__)
-        case MatmulKernel::avx2:
-            return f.avx2;
-        case MatmulKernel::avx_vnni:
-            return f.avx_vnni;
-        case MatmulKernel::avx512:
-            return f.avx512;
-#endif
-#if defined(__aarch64__)
-        case MatmulKernel::neon:
-            return f.neon;
-        case MatmulKernel::neon_nodot:
-            return f.neon;
-#endif
-        default:
-            return false;
-    }
+    return kernel == MatmulKernel::automatic || kernels::kernel_entry(kernel).supported();
 }
 
 std::vector<MatmulKernel> supported_matmul_kernels() {
     std::vector<MatmulKernel> out;
-    for (MatmulKernel k : kAllKernels) {
-        if (matmul_kernel_supported(k)) out.push_back(k);
+    for (const KernelEntry& e : kernels::kernel_table()) {
+        if (e.supported()) out.push_back(e.kernel);
     }
     return out;
 }
@@ -157,15 +138,18 @@ void set_matmul_kernel(MatmulKernel kernel) {
         throw std::runtime_error(std::string("matmul kernel ") + matmul_kernel_name(kernel) +
                                  " is not supported by this CPU");
     }
-    g_kernel.store(kernel);
+    g_entry.store(kernel == MatmulKernel::automatic ? nullptr : &kernels::kernel_entry(kernel));
 }
 
 MatmulKernel matmul_kernel() {
-    const MatmulKernel chosen = g_kernel.load();
-    if (chosen != MatmulKernel::automatic) return chosen;
-    const MatmulKernel from_env = kernel_from_env();
-    return from_env != MatmulKernel::automatic ? from_env : fastest_supported();
+    return active_entry().kernel;
 }
+
+namespace kernels {
+const KernelEntry& active_kernel_entry() {
+    return active_entry();
+}
+}  // namespace kernels
 
 void set_matmul_activation_mode(ActivationMode mode) {
     g_activation_mode.store(mode);
@@ -195,53 +179,18 @@ void check_pointers(const MatmulProduct* products, int n_products, const float* 
     }
 }
 
-// The row kernels of a matmul kernel (not reference) and the code order its
-// int8 rows read the quantized activations in.
+// The functions one matmul runs: the active entry's, or those of the entry
+// that takes over products of this many tokens; q6k's own row kernels.
 struct RowKernels {
-    kernels::Int8RowsFn int8_rows = kernels::scalar::matmul_rows_int8;
-    kernels::Fp32RowsFn fp32_rows = kernels::scalar::matmul_rows_fp32;
-    void (*quantize_row)(const float*, int, const QuantizedActivations&) = quantize_activation_row;
-    CodeOrder order = CodeOrder::natural;
+    kernels::RowKernels rows;
+    kernels::QuantizeRowFn quantize_row;
 };
 
-RowKernels row_kernels(MatmulKernel kernel) {
-    RowKernels k;
-#if defined(__x86_64__)
-    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
-        kernel == MatmulKernel::avx512) {
-        k.int8_rows = kernel == MatmulKernel::avx512     ? kernels::avx512::matmul_rows_int8
-                      : kernel == MatmulKernel::avx_vnni ? kernels::avxvnni::matmul_rows_int8
-                                                         : kernels::avx2::matmul_rows_int8;
-        k.order = kernel == MatmulKernel::avx512 ? CodeOrder::quads : CodeOrder::pairs;
-        k.fp32_rows = kernels::avx2::matmul_rows_fp32;
-        k.quantize_row = kernels::avx2::quantize_activation_row;
-    }
-#endif
-#if defined(__aarch64__)
-    if (kernel == MatmulKernel::neon || kernel == MatmulKernel::neon_nodot) {
-        k.int8_rows = kernel == MatmulKernel::neon && cpu_features().dotprod
-                          ? kernels::neon::matmul_rows_int8_dotprod
-                          : kernels::neon::matmul_rows_int8;
-        k.fp32_rows = kernels::neon::matmul_rows_fp32;
-    }
-#endif
-    return k;
-}
-
-// q6k's own kernels (kernels/matmul_q6k.cpp); int8 activations in natural order.
-RowKernels q6k_row_kernels(MatmulKernel kernel) {
-    RowKernels k = row_kernels(kernel);
-    k.int8_rows = kernels::scalar::matmul_rows_int8_q6k;
-#if defined(__x86_64__)
-    if (kernel == MatmulKernel::avx2 || kernel == MatmulKernel::avx_vnni ||
-        kernel == MatmulKernel::avx512) {
-        k.int8_rows = kernel == MatmulKernel::avx512 ? kernels::avx512::matmul_rows_int8_q6k
-                                                     : kernels::avx2::matmul_rows_int8_q6k;
-    }
-#endif
-    k.fp32_rows = kernels::scalar::matmul_rows_fp32_q6k;
-    k.order = CodeOrder::natural;
-    return k;
+RowKernels row_kernels(const ActiveKernel& active, const PackedLayout& l, int n_tokens) {
+    const KernelEntry& e = active.faster != nullptr && n_tokens >= active.faster->min_tokens
+                               ? *active.faster
+                               : *active.entry;
+    return {l.format == WeightFormat::q6k ? e.q6k : e.grouped, e.quantize_row};
 }
 
 // x as the row kernels read it: int8 rows read qa (quantized later, see
@@ -324,9 +273,10 @@ void run_tasks(const SharedInputJob& job, int64_t t0, int64_t t1) {
         if (a >= b) continue;
         const int64_t r0 = a * kRowsPerTask, r1 = std::min(w.layout.rows, b * kRowsPerTask);
         if (in.int8) {
-            job.kernels.int8_rows(w, in.qa, r0, r1, job.products[i].y);
+            job.kernels.rows.int8_rows(w, in.qa, r0, r1, job.products[i].y);
         } else {
-            job.kernels.fp32_rows(w, in.xs, in.x_stride, job.n_tokens, r0, r1, job.products[i].y);
+            job.kernels.rows.fp32_rows(w, in.xs, in.x_stride, job.n_tokens, r0, r1,
+                                       job.products[i].y);
         }
     }
 }
@@ -376,16 +326,16 @@ void run_split(const SharedInputJob& job, const TaskPlan& plan) {
 void matmul_shared_input(const MatmulProduct* products, int n_products, const float* x,
                          int n_tokens) {
     check_pointers(products, n_products, x);
-    const MatmulKernel kernel = matmul_kernel();
-    if (kernel == MatmulKernel::reference) {
+    const ActiveKernel active = active_kernel();
+    if (active.entry->whole_matmul != nullptr) {
         for (int i = 0; i < n_products; ++i)
-            reference::matmul(*products[i].w, x, n_tokens, products[i].y);
+            active.entry->whole_matmul(*products[i].w, x, n_tokens, products[i].y);
         return;
     }
-    const bool q6k = products[0].w->layout.format == WeightFormat::q6k;
-    SharedInputJob job{
-        products, n_products, x, n_tokens, q6k ? q6k_row_kernels(kernel) : row_kernels(kernel), {}};
-    job.input = prepare_input(products[0].w->layout, x, n_tokens, job.kernels.order);
+    const PackedLayout& layout = products[0].w->layout;
+    SharedInputJob job{products, n_products, x, n_tokens, row_kernels(active, layout, n_tokens),
+                       {}};
+    job.input = prepare_input(layout, x, n_tokens, job.kernels.rows.order);
     const TaskPlan plan = plan_tasks(job);
     if (job.input.int8 && !plan.quantize_in_parallel) {
         for (int t = 0; t < n_tokens; ++t) job.kernels.quantize_row(x, t, job.input.qa);

@@ -2,7 +2,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/codebooks.h"
+#include "kernels/format_traits.h"
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/matmul.h"
@@ -22,28 +22,24 @@ inline int nibble_at(const uint8_t* row_codes, int64_t c) {
 
 }  // namespace
 
-void dequantize_row(const MatrixView& w, int64_t row, float* out) {
+namespace {
+
+// Row `row` of w in format F (w.layout.format), through its traits' value().
+template <WeightFormat F>
+void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
     const PackedLayout& l = w.layout;
     const int64_t cols = l.cols;
-    switch (l.format) {
-        case WeightFormat::f32:
-            std::memcpy(out, w.data + size_t(row * cols) * 4, size_t(cols) * 4);
-            return;
-        case WeightFormat::f16: {
-            const uint8_t* src = w.data + size_t(row * cols) * 2;
-            for (int64_t c = 0; c < cols; ++c) {
-                uint16_t h;
-                std::memcpy(&h, src + 2 * c, 2);
-                out[c] = fp16_to_fp32(h);
-            }
-            return;
+    if constexpr (F == WeightFormat::f32) {
+        std::memcpy(out, w.data + size_t(row * cols) * 4, size_t(cols) * 4);
+    } else if constexpr (F == WeightFormat::f16) {
+        const uint8_t* src = w.data + size_t(row * cols) * 2;
+        for (int64_t c = 0; c < cols; ++c) {
+            uint16_t h;
+            std::memcpy(&h, src + 2 * c, 2);
+            out[c] = fp16_to_fp32(h);
         }
-        default:
-            break;
-    }
-    const int64_t gpr = l.groups_per_row;
-    const int64_t group = l.group_size;
-    if (l.format == WeightFormat::q6k) {  // kernels/q6k.h
+    } else if constexpr (F == WeightFormat::q6k) {  // kernels/q6k.h
+        const int64_t gpr = l.groups_per_row;
         int8_t q[kQ6kBlock];
         float scales[kQ6kBlock / kQ6kSubBlock];
         for (int64_t i = 0; i < gpr; ++i) {
@@ -53,39 +49,31 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
                 out[kQ6kBlock * i + c] = scales[c / kQ6kSubBlock] * float(q[c]);
             }
         }
-        return;
-    }
-    if (l.format == WeightFormat::q8) {
-        const int8_t* codes =
-            reinterpret_cast<const int8_t*>(w.data + l.codes_offset) + row * l.padded_cols;
+    } else {
+        const int64_t gpr = l.groups_per_row;
+        const int64_t group = l.group_size;
         for (int64_t c = 0; c < cols; ++c) {
-            out[c] = group_param(w, GroupStream::scales, row * gpr + c / group) * float(codes[c]);
-        }
-        return;
-    }
-    const uint8_t* codes = w.data + l.codes_offset + size_t(row * l.padded_cols / 2);
-    for (int64_t c = 0; c < cols; ++c) {
-        const int64_t gi = row * gpr + c / group;
-        const float d = group_param(w, GroupStream::scales, gi);
-        const int q = nibble_at(codes, c);
-        switch (l.format) {
-            case WeightFormat::q4:
-                out[c] = d * float(q - 8);
-                break;
-            case WeightFormat::q4a:
-            case WeightFormat::q4k:
-                out[c] = d * float(q) + group_param(w, GroupStream::mins, gi);
-                break;
-            case WeightFormat::nf4:
-                out[c] = d * kNf4Codebook[q];
-                break;
-            case WeightFormat::iq4nl:
-                out[c] = d * kIq4nlCodebook[q];
-                break;
-            default:
-                break;
+            const int64_t gi = row * gpr + c / group;
+            const float d = group_param(w, GroupStream::scales, gi);
+            const float m =
+                FormatTraits<F>::has_mins ? group_param(w, GroupStream::mins, gi) : 0.0f;
+            int q = 0;
+            if constexpr (FormatTraits<F>::code_bits == 8) {
+                const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset);
+                q = int{codes[row * l.padded_cols + c]};  // a signed code, -127..127
+            } else {
+                q = nibble_at(w.data + l.codes_offset + size_t(row * l.padded_cols / 2), c);
+            }
+            out[c] = FormatTraits<F>::value(q, d, m);
         }
     }
+}
+
+}  // namespace
+
+void dequantize_row(const MatrixView& w, int64_t row, float* out) {
+    visit_any_format(w.layout.format,
+                     [&](auto tag) { dequantize_row_as<decltype(tag)::value>(w, row, out); });
 }
 
 namespace reference {

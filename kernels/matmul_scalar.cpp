@@ -2,11 +2,9 @@
 // for CPUs without AVX2 or NEON, and a chunked FP32-activation path.
 #include <vector>
 
-#include "kernels/cpu_features.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params.h"
-#include "kernels/row_params_generic.h"
 
 namespace nibble::kernels {
 
@@ -14,20 +12,6 @@ float* kernel_scratch(size_t n) {
     thread_local std::vector<float> scratch;
     if (scratch.size() < n) scratch.resize(n);
     return scratch.data();
-}
-
-void decode_row_params_generic(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
-#if defined(__x86_64__)
-    const PackedLayout& l = w.layout;
-    if (l.format == WeightFormat::q4k && cpu_features().avx2) {  // same values, SIMD
-        const int64_t n_blocks = l.groups_per_row / 8;
-        const uint8_t* sb = w.data + l.scales_offset + size_t(row * n_blocks) * 16;
-        const bool mins = stream == GroupStream::mins;
-        avx2::decode_q4k_params(sb, n_blocks, mins ? nullptr : out, mins ? out : nullptr);
-        return;
-    }
-#endif
-    decode_row_params(w, stream, row, out);
 }
 
 namespace scalar {

@@ -63,8 +63,8 @@ void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int
 
 #if defined(__x86_64__)
 // AMX tiles (AMX-TILE and AMX-INT8, enabled for this process by the kernel):
-// the AVX-512 kernel hands products of at least kAmxMinTokens tokens to the
-// AMX kernel, whose results are bitwise those of the AVX-512 kernel alone.
+// the kernel table's AMX entry takes over the AVX-512 entry's products of at
+// least kAmxMinTokens tokens; its results are bitwise the AVX-512 kernel's.
 // NIBBLE_AMX=0 in the environment turns it off. Defined in generic code.
 bool amx_usable();
 inline constexpr int kAmxMinTokens = 16;
@@ -89,8 +89,6 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
                       float* y);
 }  // namespace avxvnni
 namespace avx2 {
-// kernels/avx2/kquant_params_simd.h's decode_q4k_row, callable from generic code.
-void decode_q4k_params(const uint8_t* sb, int64_t n_blocks, float* scales, float* mins);
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,

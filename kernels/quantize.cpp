@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/format_traits.h"
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/kquant_params.h"
@@ -50,29 +51,7 @@ void fit_groups(const float* src, const PackedLayout& l, ScaleRule rule, std::ve
             const int64_t c0 = g * l.group_size;
             const int n = int(std::min<int64_t>(l.group_size, l.cols - c0));
             const float* w = src + r * l.cols + c0;
-            GroupFit fit;
-            switch (l.format) {
-                case WeightFormat::q8:
-                    fit = fit_q8_group(w, n);
-                    break;
-                case WeightFormat::q4:
-                    fit = fit_q4_group(w, n, rule);
-                    break;
-                case WeightFormat::q4a:
-                    fit = fit_q4a_group(w, n, rule);
-                    break;
-                case WeightFormat::nf4:
-                    fit = fit_nf4_group(w, n, rule);
-                    break;
-                case WeightFormat::iq4nl:
-                    fit = fit_iq4nl_group(w, n);
-                    break;
-                case WeightFormat::q4k:
-                    fit = fit_q4k_group(w, n, rule);
-                    break;
-                default:
-                    break;
-            }
+            const GroupFit fit = fit_format_group(l.format, w, n, rule);
             scales[size_t(r * gpr + g)] = fit.scale;
             if (!mins.empty()) mins[size_t(r * gpr + g)] = fit.min;
         }
@@ -166,6 +145,7 @@ inline void put_nibble(uint8_t* row_codes, int64_t c, int q) {
 }
 
 // Pass 2: every code, nearest for the decoded parameters of its group.
+template <WeightFormat F>
 void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
     const PackedLayout& l = view.layout;
     const int64_t gpr = l.groups_per_row;
@@ -178,33 +158,23 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
             const float m = has_mins(l.format) ? group_param(view, GroupStream::mins, gi) : 0.0f;
             for (int64_t c = g * l.group_size; c < (g + 1) * l.group_size; ++c) {
                 const float w = c < l.cols ? row[c] : 0.0f;  // padding: weight 0
-                if (l.format == WeightFormat::q8) {
+                const int q = FormatTraits<F>::code(w, d, m);
+                if constexpr (FormatTraits<F>::code_bits == 8) {
                     int8_t* codes = reinterpret_cast<int8_t*>(dst + l.codes_offset);
-                    codes[r * l.padded_cols + c] = int8_t(q8_code(w, d));
-                    continue;
+                    codes[r * l.padded_cols + c] = int8_t(q);
+                } else {
+                    put_nibble(dst + l.codes_offset + size_t(r * l.padded_cols / 2), c, q);
                 }
-                int q = 0;
-                switch (l.format) {
-                    case WeightFormat::q4:
-                        q = q4_code(w, d);
-                        break;
-                    case WeightFormat::q4a:
-                    case WeightFormat::q4k:
-                        q = q4a_code(w, d, m);
-                        break;
-                    case WeightFormat::nf4:
-                        q = nf4_code(w, d);
-                        break;
-                    case WeightFormat::iq4nl:
-                        q = iq4nl_code(w, d);
-                        break;
-                    default:
-                        break;
-                }
-                put_nibble(dst + l.codes_offset + size_t(r * l.padded_cols / 2), c, q);
             }
         }
     }
+}
+
+void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
+    visit_any_format(view.layout.format, [&](auto tag) {
+        constexpr WeightFormat F = decltype(tag)::value;
+        if constexpr (kGroupArithmetic<F>) write_codes<F>(src, view, dst);
+    });
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 #include "kernels/quantize_group.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
+#include "kernels/format_traits.h"
 #include "kernels/fp16.h"
 
 namespace nibble {
@@ -325,6 +328,23 @@ GroupFit fit_q4k_group(const float* w, int n, ScaleRule rule) {
         for (int i = 0; i < n; ++i) hi = std::max(hi, w[i]);
         fit.scale = hi / 15.0f;
         fit.min = 0.0f;
+    }
+    return fit;
+}
+
+GroupFit fit_format_group(WeightFormat format, const float* w, int n, ScaleRule rule) {
+    bool fitted = false;
+    GroupFit fit;
+    visit_any_format(format, [&](auto tag) {
+        constexpr WeightFormat F = decltype(tag)::value;
+        if constexpr (kGroupArithmetic<F>) {
+            fit = FormatTraits<F>::fit(w, n, rule);
+            fitted = true;
+        }
+    });
+    if (!fitted) {
+        throw std::invalid_argument(std::string("no group parameters to fit for format ") +
+                                    format_name(format));
     }
     return fit;
 }

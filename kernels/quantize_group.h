@@ -41,6 +41,9 @@ GroupFit fit_iq4nl_group(const float* w, int n);
 // q4k: the q4a fit, whose scale must be >= 0 and minimum <= 0 for Q4_K's coding
 // (otherwise d = max(w, 0) / 15, m = 0); the caller codes them per 256 columns.
 GroupFit fit_q4k_group(const float* w, int n, ScaleRule rule);
+// The fit of `format` (its FormatTraits::fit); throws std::invalid_argument for
+// a format without group parameters of its own (f32, f16, q6k).
+GroupFit fit_format_group(WeightFormat format, const float* w, int n, ScaleRule rule);
 
 // Nearest codes for decoded parameters. Each is optimal for any sign of d:
 // |w - d*v| = |d| * |w/d - v|, so the nearest value v to w/d is the answer.

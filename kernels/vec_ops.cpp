@@ -1,4 +1,5 @@
-// Scalar vector kernels (reference and fallback) and run-time dispatch.
+// Scalar vector kernels (reference and fallback) and the dispatching functions
+// (the kernel table entry's vector ops).
 #include "kernels/vec_ops.h"
 
 #include <cmath>
@@ -6,7 +7,7 @@
 #include <cstring>
 
 #include "kernels/fp16.h"
-#include "kernels/matmul_dispatch.h"
+#include "kernels/kernel_table.h"
 #include "kernels/vec_exp.h"
 
 namespace nibble {
@@ -126,21 +127,9 @@ const VecOps* vec_ops_neon() {
 #endif
 
 const VecOps& vec_ops() {
-    // A table lookup per call: tests switch kernels at run time.
-    const VecOps* ops = nullptr;
-    switch (matmul_kernel()) {
-        case MatmulKernel::avx2:
-        case MatmulKernel::avx_vnni:
-        case MatmulKernel::avx512:
-            ops = vec_ops_avx2();
-            break;
-        case MatmulKernel::neon:
-        case MatmulKernel::neon_nodot:
-            ops = vec_ops_neon();
-            break;
-        default:
-            break;
-    }
+    // The active kernel table entry's, looked up per call: tests switch kernels.
+    const auto vec_ops_of_entry = kernels::active_kernel_entry().vec_ops;
+    const VecOps* ops = vec_ops_of_entry != nullptr ? vec_ops_of_entry() : nullptr;
     return ops != nullptr ? *ops : vec_ops_scalar();
 }
 

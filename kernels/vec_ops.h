@@ -1,8 +1,8 @@
 // Small vector kernels used by attention and the rest of the layer.
-// The functions in namespace nibble dispatch at run time on the same kernel
-// choice as matmul (kernels/matmul_dispatch.h: the CPU's best, NIBBLE_KERNEL or
-// set_matmul_kernel): scalar and reference use the portable versions, the x86
-// kernels the AVX2 ones, neon and neon_nodot the NEON ones.
+// The functions in namespace nibble run the vector ops of the kernel table's
+// entry in use (kernels/kernel_table.h, the same choice as matmul's): scalar and
+// reference use the portable versions, the x86 kernels the AVX2 ones, neon and
+// neon_nodot the NEON ones.
 #pragma once
 #include <cstdint>
 

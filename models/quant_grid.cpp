@@ -3,34 +3,21 @@
 
 #include <stdexcept>
 
+#include "kernels/format_traits.h"
 #include "kernels/fp16.h"
 #include "kernels/matmul.h"
 
 namespace nibble {
 
 GroupParams fit_group(WeightFormat format, const float* w, int n, ScaleRule rule) {
-    GroupFit fit;
-    switch (format) {
-        case WeightFormat::q8:
-            fit = fit_q8_group(w, n);
-            break;
-        case WeightFormat::q4:
-            fit = fit_q4_group(w, n, rule);
-            break;
-        case WeightFormat::q4a:
-            fit = fit_q4a_group(w, n, rule);
-            break;
-        case WeightFormat::nf4:
-            fit = fit_nf4_group(w, n, rule);
-            break;
-        case WeightFormat::iq4nl:
-            fit = fit_iq4nl_group(w, n);
-            break;
-        default:
-            throw std::invalid_argument(std::string("no group grid for format ") +
-                                        format_name(format));
+    bool fp16_grid = false;
+    visit_any_format(format,
+                     [&](auto tag) { fp16_grid = FormatTraits<decltype(tag)::value>::fp16_grid; });
+    if (!fp16_grid) {
+        throw std::invalid_argument(std::string("no group grid for format ") + format_name(format));
     }
-    return {round_to_fp16(fit.scale), format == WeightFormat::q4a ? round_to_fp16(fit.min) : 0.0f};
+    const GroupFit fit = fit_format_group(format, w, n, rule);
+    return {round_to_fp16(fit.scale), has_mins(format) ? round_to_fp16(fit.min) : 0.0f};
 }
 
 QuantizedMatrix rtn_quantize(const RowMatrix& w, const PackedLayout& layout, ScaleRule rule) {

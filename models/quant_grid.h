@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/format_traits.h"
 #include "kernels/formats.h"
 #include "kernels/quantize.h"
 #include "kernels/quantize_group.h"
@@ -31,22 +32,17 @@ struct GroupParams {
 // The fit of the RTN quantizer for one group of n weights, rounded to fp16.
 GroupParams fit_group(WeightFormat format, const float* w, int n, ScaleRule rule);
 
-// The value of the code nearest w for the parameters p.
+// The value of the code nearest w for the parameters p (w itself for a format
+// without an fp16 group grid).
 inline float grid_value(WeightFormat format, float w, const GroupParams& p) {
-    switch (format) {
-        case WeightFormat::q8:
-            return p.scale * float(q8_code(w, p.scale));
-        case WeightFormat::q4:
-            return p.scale * float(q4_code(w, p.scale) - 8);
-        case WeightFormat::q4a:
-            return p.scale * float(q4a_code(w, p.scale, p.min)) + p.min;
-        case WeightFormat::nf4:
-            return p.scale * kNf4Codebook[nf4_code(w, p.scale)];
-        case WeightFormat::iq4nl:
-            return p.scale * kIq4nlCodebook[iq4nl_code(w, p.scale)];
-        default:
-            return w;
-    }
+    float value = w;
+    visit_any_format(format, [&](auto tag) {
+        using Traits = FormatTraits<decltype(tag)::value>;
+        if constexpr (Traits::fp16_grid) {
+            value = Traits::value(Traits::code(w, p.scale, p.min), p.scale, p.min);
+        }
+    });
+    return value;
 }
 
 struct QuantizedMatrix {

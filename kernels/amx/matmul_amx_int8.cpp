@@ -35,9 +35,9 @@
 
 #define NIBBLE_ISA_NAMESPACE amx
 #include "kernels/avx512/avx512_common.h"
+#include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_variants.h"
-#include "kernels/row_params_generic.h"
 
 namespace nibble::kernels::amx {
 
@@ -200,9 +200,10 @@ inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, 
 // One panel: A tiles for every block (zero rows past n_valid) and the weight
 // scales of every group of every row, d_w(m, g) at scales[m * groups_per_row + g]
 // (0 for rows past n_valid); block b belongs to group b >> group_shift.
+// spare: room for groups_per_row floats (q4k's minimums, decoded with the scales).
 template <WeightFormat F>
 void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks, uint8_t* panel,
-                  float* scales) {
+                  float* scales, float* spare) {
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
@@ -220,8 +221,9 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
             const int64_t left = n_blocks - 4 * q;
             unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
         }
-        if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel; AVX2 decoder)
-            decode_row_params_generic(w, GroupStream::scales, row, row_scales);
+        if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel)
+            decode_q4k_row_avx512(w.data + l.scales_offset + size_t(row * gpr / 8) * 16, gpr / 8,
+                                  row_scales, spare);
         } else if (l.double_quant) {
             decode_dq_rows(w, GroupStream::scales, row, 1, row_scales);
         } else {
@@ -377,7 +379,8 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t group
 #undef NIBBLE_TILE_MULTIPLY
 #undef NIBBLE_TILE_PRODUCT
 
-// Writes one panel's outputs for the token tile at t0 (a_k in acc[k][m][16]):
+// Writes one panel's outputs for the token tile at t0 (a_k in acc[k][m][16]);
+// row_params has room for 2 * groups_per_row floats.
 // the sums are transposed so that each token's 16 rows, 64 contiguous bytes
 // of y, are one store.
 template <WeightFormat F>
@@ -402,8 +405,10 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
         const uint16_t* row_mins16 = nullptr;
         if constexpr (F == WeightFormat::q4a) {
             if (m >= n_valid) continue;
-            if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel; AVX2 decoder)
-                decode_row_params_generic(w, GroupStream::mins, row0 + m, row_params);
+            if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel), scales unused
+                const int64_t gpr = l.groups_per_row;
+                decode_q4k_row_avx512(w.data + l.scales_offset + size_t((row0 + m) * gpr / 8) * 16,
+                                      gpr / 8, row_params + gpr, row_params);
                 mins32 = row_params;
             } else if (l.double_quant) {
                 decode_dq_rows(w, GroupStream::mins, row0 + m, 1, row_params);
@@ -443,7 +448,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     for (int64_t row0 = r0; row0 < r1; row0 += kPanelRows) {
         const int n_valid = r1 - row0 < kPanelRows ? int(r1 - row0) : kPanelRows;
-        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales);
+        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
         // The next panel's codes (within the matrix), fetched during the first pass.
         PanelPrefetch prefetch;
         if (const int64_t next = row0 + kPanelRows; next < l.rows) {

@@ -8,7 +8,6 @@
 
 #include "kernels/formats.h"
 #include "kernels/group_params.h"
-#include "kernels/row_params_generic.h"
 
 // Every x86 ISA translation unit that includes this gets its own copy of these
 // inline helpers, in its own namespace (avx2, avxvnni), so that no copy

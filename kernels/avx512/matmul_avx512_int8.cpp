@@ -384,11 +384,6 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
 
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y) {
-    // Enough tokens to fill AMX tiles: the tile kernel gives the same bits.
-    if (qa.n_tokens >= kAmxMinTokens && amx_usable()) {
-        amx::matmul_rows_int8(w, qa, r0, r1, y);
-        return;
-    }
     visit_grouped_format(w.layout.format, [&](auto format) {
         rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
     });
