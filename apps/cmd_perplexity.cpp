@@ -1,6 +1,8 @@
 // nibble perplexity: perplexity of a text file under one of the protocols of
 // engine/perplexity.h, with the running estimate, and KL divergence / top-1
 // agreement against saved full-precision log-probabilities.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <memory>
@@ -8,9 +10,11 @@
 
 #include "apps/commands.h"
 #include "apps/validate.h"
+#include "engine/input_file.h"
 #include "engine/kl_divergence.h"
 #include "engine/perplexity.h"
 #include "models/loader.h"
+#include "models/output_file.h"
 
 namespace nibble::app {
 
@@ -140,6 +144,15 @@ int perplexity_command(int argc, char** argv) {
     if (!parsed) return 0;
     const PerplexityOptions& o = *parsed;
     set_threads(o.model.threads);
+    // Before anything is read: --save-logits is none of the inputs, and a file;
+    // --kl-base a regular file (a FIFO would block).
+    if (!o.save_logits.empty()) {
+        std::vector<std::string> inputs = model_input_files(o.model.model_path);
+        inputs.push_back(o.model.tokenizer_path);
+        inputs.push_back(o.text_path);
+        check_output_path(o.save_logits, inputs);
+    }
+    if (!o.kl_base.empty()) ::close(open_regular_file(o.kl_base, "logits base"));
 
     const std::string text = read_text_file(o.text_path);
     const Model model = load_model_reporting(o.model.model_path);
@@ -151,9 +164,13 @@ int perplexity_command(int argc, char** argv) {
     if (windows.empty()) throw std::runtime_error(o.text_path + ": no text to score");
 
     const int vocab = model.config.vocab_size;
+    std::unique_ptr<TemporaryOutput> saved_file;  // renamed into place when all is written
     std::unique_ptr<LogitsBaseWriter> saver;
     std::unique_ptr<LogitsBaseReader> base;
-    if (!o.save_logits.empty()) saver = std::make_unique<LogitsBaseWriter>(o.save_logits, vocab);
+    if (!o.save_logits.empty()) {
+        saved_file = std::make_unique<TemporaryOutput>(o.save_logits);
+        saver = std::make_unique<LogitsBaseWriter>(o.save_logits, saved_file->release_fd(), vocab);
+    }
     if (!o.kl_base.empty()) base = std::make_unique<LogitsBaseReader>(o.kl_base, vocab);
     check_state_memory(model, ro, o.window == 0 ? "--ctx-size" : "--ctx", "--batch-size");
     InferenceState state(model, ro);
@@ -166,8 +183,10 @@ int perplexity_command(int argc, char** argv) {
         r.perplexity());
     if (saver) {
         saver->finish();
+        saved_file->commit();
         std::printf("saved log-probabilities of %lld tokens to %s\n",
-                    static_cast<long long>(saver->positions()), o.save_logits.c_str());
+                    static_cast<long long>(saver->positions()),
+                    escape_for_terminal(o.save_logits).c_str());
     }
     if (base) {
         base->finish();

@@ -106,6 +106,7 @@ ModelOptions model_options(const cxxopts::ParseResult& args) {
 RuntimeOptions runtime_options(const ModelOptions& o, const Model& model) {
     RuntimeOptions ro;
     ro.context = o.context > 0 ? o.context : model.config.max_seq_len;
+
     ro.max_batch = o.batch;
     ro.kv_type = o.kv;
     return ro;

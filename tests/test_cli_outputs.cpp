@@ -172,10 +172,10 @@ TEST_CASE("a write that fails part-way ends with exit 1, an honest count and no 
     const std::string prompts = write_file("full_prompts.txt", story_prompts(40));
     const std::string out = (work_dir() / "full.jsonl").string();
     fs::remove(out);
-    // 16 blocks of 512 bytes: room for some output lines, not all 40.
-    const CliOutcome r = run_limited("ulimit -f 16", "generate -m " + kModelPath + " --tokenizer " +
-                                                         kTokPath + " -f " + prompts +
-                                                         " -n 24 --temp 0 -t 1 --out " + out);
+    // 4 blocks (of 512 or 1024 bytes, as the shell counts): room for some output lines, not all 40.
+    const CliOutcome r =
+        run_limited("ulimit -f 4", "generate -m " + kModelPath + " --tokenizer " + kTokPath +
+                                       " -f " + prompts + " -n 24 --temp 0 -t 1 --out " + out);
     CAPTURE(r.text);
     CHECK(r.exit_code == 1);
     const std::string written = read_text(out);
@@ -190,9 +190,9 @@ TEST_CASE("a write that fails part-way ends with exit 1, an honest count and no 
     // a whole-file output: nothing at the path, no temporary left
     const std::string logits = (work_dir() / "logits.bin").string();
     fs::remove(logits);
-    const CliOutcome p = run_limited("ulimit -f 16", "perplexity -m " + kModelPath +
-                                                         " --tokenizer " + kTokPath + " -f " +
-                                                         kText + " -q --save-logits " + logits);
+    const CliOutcome p =
+        run_limited("ulimit -f 4", "perplexity -m " + kModelPath + " --tokenizer " + kTokPath +
+                                       " -f " + kText + " -q --save-logits " + logits);
     CAPTURE(p.text);
     CHECK(p.exit_code == 1);
     CHECK(count_lines(p.text) == 1);
@@ -205,7 +205,7 @@ TEST_CASE("a write that fails part-way ends with exit 1, an honest count and no 
     // quantize: the failure is on its own line, not the progress bar's
     const std::string q = (work_dir() / "q.nbl").string();
     const CliOutcome qr =
-        run_limited("ulimit -f 16", "quantize " + kModelPath + " " + q + " --format q8");
+        run_limited("ulimit -f 4", "quantize " + kModelPath + " " + q + " --format q8");
     CAPTURE(qr.text);
     CHECK(qr.exit_code == 1);
     const size_t at = qr.text.find("nibble quantize: error:");
@@ -239,27 +239,27 @@ TEST_CASE("--resume keeps a last line without newline and never edits a file it 
     for (const std::string& notes : {std::string("hello\nworld"), std::string("world"),
                                      std::string("{\"id\": 1}\nplain text")}) {
         const std::string path = write_file("notes.txt", notes);
-        expect_refusal(common.substr(0, common.find(" --out")) + " -f " + three + " --out " +
-                           path + " --resume",
+        expect_refusal(common.substr(0, common.find(" --out")) + " -f " + three + " --out " + path +
+                           " --resume",
                        1, "notes.txt");
         CHECK(read_text(path) == notes);
     }
 }
 
 TEST_CASE("ids of any JSON type and size are kept as given; \"3\" and 3 are distinct") {
-    const std::string prompts = write_file(
-        "ids.jsonl", R"({"id": 9223372036854775808, "prompt": "Tom"})"
-                     "\n"
-                     R"({"id": 18446744073709551615, "prompt": "Tom"})"
-                     "\n"
-                     R"({"id": "3", "prompt": "Tom"})"
-                     "\n"
-                     R"({"id": 3, "prompt": "Tom"})"
-                     "\n"
-                     R"({"id": -9223372036854775808, "prompt": "Tom"})"
-                     "\n"
-                     R"({"id": ["a", {"z": 1, "b": 2}], "prompt": "Tom"})"
-                     "\n");
+    const std::string prompts =
+        write_file("ids.jsonl", R"({"id": 9223372036854775808, "prompt": "Tom"})"
+                                "\n"
+                                R"({"id": 18446744073709551615, "prompt": "Tom"})"
+                                "\n"
+                                R"({"id": "3", "prompt": "Tom"})"
+                                "\n"
+                                R"({"id": 3, "prompt": "Tom"})"
+                                "\n"
+                                R"({"id": -9223372036854775808, "prompt": "Tom"})"
+                                "\n"
+                                R"({"id": ["a", {"z": 1, "b": 2}], "prompt": "Tom"})"
+                                "\n");
     const std::string out = (work_dir() / "ids_out.jsonl").string();
     fs::remove(out);
     const std::string args = "generate -m " + kModelPath + " --tokenizer " + kTokPath + " -f " +
@@ -278,9 +278,8 @@ TEST_CASE("ids of any JSON type and size are kept as given; \"3\" and 3 are dist
         const size_t end = line.find(",\"prompt\"");
         ids.insert(line.substr(start, end - start));
     }
-    CHECK(ids == std::set<std::string>{"9223372036854775808", "18446744073709551615", "\"3\"",
-                                       "3", "-9223372036854775808",
-                                       R"(["a",{"z":1,"b":2}])"});
+    CHECK(ids == std::set<std::string>{"9223372036854775808", "18446744073709551615", "\"3\"", "3",
+                                       "-9223372036854775808", R"(["a",{"z":1,"b":2}])"});
     // resuming finds every one of them done
     r = run_cli(args + " --resume");
     CAPTURE(r.text);
@@ -295,8 +294,8 @@ TEST_CASE("per-prompt options get the checks of the flags; all prompts skipped i
                                      R"({"id": 2, "prompt": "Tom", "n_predict": -2})"
                                      "\n");
     const std::string out = (work_dir() / "bad_opts.jsonl.out").string();
-    const CliOutcome r = run_cli("generate -m " + kModelPath + " --tokenizer " + kTokPath +
-                                 " -f " + prompts + " -n 4 -t 1 --out " + out);
+    const CliOutcome r = run_cli("generate -m " + kModelPath + " --tokenizer " + kTokPath + " -f " +
+                                 prompts + " -n 4 -t 1 --out " + out);
     CAPTURE(r.text);
     CHECK(r.text.find("\"top_k\"") != std::string::npos);
     CHECK(r.exit_code == 1);
@@ -328,9 +327,9 @@ TEST_CASE("bench --parallel and endless input are bounded before allocating") {
     const std::string model = " -m " + kModelPath;
     // Under a 4 GiB address-space limit, so that the unchecked path fails fast.
     const std::string limit = "ulimit -v 4194304";
-    for (const std::string& args : {std::string("bench") + model + " --parallel 16 -p 1000000 -n 8",
-                                    std::string("bench") + model +
-                                        " --parallel 256 -p 100000 -n 100000"}) {
+    for (const std::string& args :
+         {std::string("bench") + model + " --parallel 16 -p 1000000 -n 8",
+          std::string("bench") + model + " --parallel 256 -p 100000 -n 100000"}) {
         const CliOutcome r = run_limited(limit, args);
         CAPTURE(args);
         CAPTURE(r.text);
@@ -338,8 +337,8 @@ TEST_CASE("bench --parallel and endless input are bounded before allocating") {
         CHECK(count_lines(r.text) == 1);
         CHECK(r.text.find("--parallel") != std::string::npos);
     }
-    const CliOutcome chat = run_limited("ulimit -v 1048576", "chat" + model + " --tokenizer " + kTokPath +
-                                                   " -t 1 < /dev/zero");
+    const CliOutcome chat = run_limited(
+        "ulimit -v 1048576", "chat" + model + " --tokenizer " + kTokPath + " -t 1 < /dev/zero");
     CAPTURE(chat.text);
     CHECK(chat.exit_code == 1);
     CHECK(chat.text.find("stdin: line 1") != std::string::npos);
@@ -349,14 +348,13 @@ TEST_CASE("chat --system longer than the context fails at start; -c beyond train
     std::string system;
     for (int i = 0; i < 100; ++i) system += "the cat sat on the mat ";
     const CliOutcome r = run_limited("true", "chat -m " + kModelPath + " --tokenizer " + kTokPath +
-                                                 " -c 64 --system '" + system +
-                                                 "' < /dev/null");
+                                                 " -c 64 --system '" + system + "' < /dev/null");
     CAPTURE(r.text);
     CHECK(r.exit_code == 1);
     CHECK(r.text.find("--system") != std::string::npos);
 
-    const CliOutcome w = run_cli("run -m " + kModelPath + " --tokenizer " + kTokPath +
-                                 " -p hi -n 2 -c 2048 -t 1");
+    const CliOutcome w =
+        run_cli("run -m " + kModelPath + " --tokenizer " + kTokPath + " -p hi -n 2 -c 2048 -t 1");
     CAPTURE(w.text);
     CHECK(w.exit_code == 0);
     CHECK(w.text.find("trained") != std::string::npos);
