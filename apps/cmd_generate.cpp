@@ -53,17 +53,6 @@ PreviousOutput previous_output(const std::string& path) {
     return previous;
 }
 
-// The most bytes one token stands for: a prompt longer than the context times
-// this cannot fit, and is refused before tokenizing it (which costs many times
-// its size).
-size_t max_token_bytes(const Tokenizer& tokenizer) {
-    size_t most = 4;  // a byte-fallback token still covers at most one UTF-8 character
-    for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
-        most = std::max(most, tokenizer.piece(id).size());
-    }
-    return most;
-}
-
 // Reads and checks every prompt; bad lines are reported on stderr and skipped.
 std::vector<Job> read_jobs(const std::string& path, const Tokenizer& tokenizer, int context,
                            const std::set<std::string>& skip, int* n_bad) {

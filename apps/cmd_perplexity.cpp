@@ -12,6 +12,7 @@
 #include "apps/validate.h"
 #include "engine/input_file.h"
 #include "engine/kl_divergence.h"
+#include "engine/memory_budget.h"
 #include "engine/perplexity.h"
 #include "models/loader.h"
 #include "models/output_file.h"
@@ -99,15 +100,35 @@ std::vector<ScoredWindow> make_windows(const PerplexityOptions& o, const std::st
                                        RuntimeOptions& ro, int& truncated) {
     const int bos = tokenizer.bos_id();
     if (o.window == 0) {
+        // Each document is cut to ctx-size - 1 tokens: its text past
+        // (ctx-size + 1) * max_token_bytes bytes (then to the next space,
+        // where SentencePiece pieces end) is never tokenized, so a huge line
+        // costs no more than a short one.
+        const size_t keep = size_t(ro.context + 1) * max_token_bytes(tokenizer);
         std::vector<std::vector<int32_t>> docs;
         for (const std::string& doc : split_documents(text)) {
-            docs.push_back(tokenizer.encode(doc, false));
+            size_t cut = doc.size();
+            if (doc.size() > keep) {
+                const size_t space = doc.find_first_of(" \n", keep);
+                cut = space != std::string::npos && space - keep < 4096 ? space : keep;
+            }
+            docs.push_back(tokenizer.encode(std::string_view(doc).substr(0, cut), false));
         }
         return document_windows(docs, bos, ro.context, &truncated);
     }
     if (o.window > model.config.max_seq_len) {
         throw UsageError("--ctx " + std::to_string(o.window) + " is longer than the model's " +
                          std::to_string(model.config.max_seq_len) + " positions");
+    }
+    // The whole text is one token stream: refused up front when tokenizing it
+    // cannot fit in memory.
+    const auto available = available_memory_bytes();
+    const uint64_t cost = uint64_t(text.size()) * kTokenizeBytesPerTextByte;
+    if (available && cost > *available) {
+        throw std::runtime_error(o.text_path + ": tokenizing " + byte_size_text(text.size()) +
+                                 " of text as one stream needs about " + byte_size_text(cost) +
+                                 ", more than the " + byte_size_text(*available) +
+                                 " available; score a shorter text");
     }
     const std::vector<int32_t> stream = tokenizer.encode(normalized(text), false);
     ro.context = o.window;

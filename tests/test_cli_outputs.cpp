@@ -374,3 +374,39 @@ TEST_CASE("a non-finite weight is reported with the file it is in") {
     CHECK(r.text.find("not finite") != std::string::npos);
     CHECK(r.text.find("nan.bin") != std::string::npos);
 }
+
+TEST_CASE("a huge prompt or document line is never tokenized whole") {
+    // 4 MiB of words in one line: the prompt is refused by its size alone (it
+    // cannot fit in 512 tokens), the document is cut before tokenizing, with
+    // the same score as the document cut by hand well past its context.
+    std::string words;
+    while (words.size() < (size_t(4) << 20)) words += "the cat sat on the mat. ";
+    const std::string prompts = write_file("huge.txt", words + "\nOnce upon a time\n");
+    const std::string out = (work_dir() / "huge_out.jsonl").string();
+    const CliOutcome g = run_cli("generate -m " + kModelPath + " --tokenizer " + kTokPath + " -f " +
+                                 prompts + " -n 4 -t 1 --out " + out);
+    CAPTURE(g.text);
+    CHECK(g.exit_code == 0);
+    CHECK(
+        g.text.find("huge.txt:1: the prompt of 4.0 MiB cannot fit in the context of 512 tokens") !=
+        std::string::npos);
+    CHECK(count_lines(read_text(out)) == 1);
+
+    const std::string head = read_text(kText).substr(0, 3000);
+    REQUIRE(head.find('\n') != std::string::npos);
+    const std::string one_line = head.substr(0, head.find('\n'));
+    REQUIRE(one_line.size() > 200);
+    const std::string short_doc =
+        write_file("short_doc.txt", one_line + " " + words.substr(0, 2000));
+    const std::string long_doc = write_file("long_doc.txt", one_line + " " + words);
+    const std::string ppl =
+        "perplexity -m " + kModelPath + " --tokenizer " + kTokPath + " -c 64 -q -t 1 -f ";
+    const CliOutcome a =
+        nibble::test::run_nibble(ppl + short_doc, nibble::test::Capture::stdout_only);
+    const CliOutcome b =
+        nibble::test::run_nibble(ppl + long_doc, nibble::test::Capture::stdout_only);
+    CHECK(a.exit_code == 0);
+    CHECK(b.exit_code == 0);
+    CHECK(a.text.find("truncated 1") != std::string::npos);
+    CHECK(a.text == b.text);
+}
