@@ -304,8 +304,8 @@ TEST_CASE("per-prompt options get the checks of the flags; all prompts skipped i
 TEST_CASE("escape bytes in ids and paths never reach the terminal raw") {
     const std::string esc_id = R"(\u001b[2J\u001b]0;pwned\u0007)";
     const std::string name = "p\x1b]0;pwned\x07.jsonl";
-    write_file(name, "{\"id\": \"" + esc_id + "\", \"prompt\": \"Tom\"}\n{\"id\": \"" + esc_id +
-                         "\", \"prompt\": \"Tom\"}\nnot json\n");
+    const std::string line = R"({"id": ")" + esc_id + R"(", "prompt": "Tom"})" + "\n";
+    write_file(name, line + line + "not json\n");
     const std::string shell_path =
         "\"$(printf '" + work_dir().string() + "/p\\033]0;pwned\\007.jsonl')\"";
     const std::string out_name = "o\x1b[2J.jsonl";
