@@ -154,7 +154,10 @@ std::vector<std::string> model_input_files(const std::string& model_path) {
         const bool tokenizer =
             name.rfind("tokenizer", 0) == 0 ||
             (name.rfind("tok", 0) == 0 && (ends_with(name, ".model") || ends_with(name, ".bin")));
-        if ((is_folder || hf_file || tokenizer) && e.is_regular_file(ec)) {
+        // What a checkpoint folder is read from (an earlier output put there is not).
+        const bool checkpoint = ends_with(name, ".safetensors") || ends_with(name, ".json") ||
+                                ends_with(name, ".jinja") || ends_with(name, ".model");
+        if ((((is_folder || hf_file) && checkpoint) || tokenizer) && e.is_regular_file(ec)) {
             files.push_back(e.path().string());
         }
     }

@@ -23,10 +23,10 @@ namespace nibble {
 void check_output_path(const std::string& output, const std::vector<std::string>& inputs);
 
 // The files a model path stands for, as inputs to check outputs against: the
-// path itself; every regular file of the folder when it is a folder or a file
-// of a Hugging Face folder (*.safetensors, *.json); and, next to any other model
-// file, the tokenizer files a command may pick up there (tokenizer.*, tok*.model,
-// tok*.bin).
+// path itself; when it is a folder or a file of a Hugging Face folder
+// (*.safetensors, *.json), every file of the folder a checkpoint is read from
+// (*.safetensors, *.json, *.jinja, *.model); and the tokenizer files a command
+// may pick up next to the model (tokenizer.*, tok*.model, tok*.bin).
 std::vector<std::string> model_input_files(const std::string& model_path);
 
 // An output written line by line as results arrive (generate's JSONL): every
