@@ -11,6 +11,7 @@
 #include <random>
 
 #include "apps/commands.h"
+#include "apps/validate.h"
 #include "engine/forward.h"
 
 namespace nibble::app {
@@ -67,6 +68,8 @@ void run_parallel_bench(const Model& model, const std::string& path,
     ro.n_sequences = max_b;
     ro.max_batch = std::max(o.batch_size, max_b);
     ro.kv_type = o.kv;
+    // Checked before allocating: B sequences of -p + -n positions each.
+    check_state_memory(model, ro, "--parallel or --n-prompt/--n-gen", "--batch-size");
     InferenceState state(model, ro);
     std::vector<BatchToken> batch(size_t(ro.max_batch));
     std::mt19937_64 rng(o.seed);

@@ -5,16 +5,17 @@
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): sigaction is POSIX, not <csignal>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cxxopts.hpp>
-#include <iostream>
 #include <string>
 
 #include "apps/commands.h"
 #include "apps/sampling_options.h"
 #include "apps/validate.h"
 #include "engine/chat_session.h"
+#include "models/input_file.h"
 #include "models/loader.h"
 
 namespace nibble::app {
@@ -48,10 +49,27 @@ ChatTemplate choose_template(const cxxopts::ParseResult& args, const Model& mode
     return ChatTemplate::plain;
 }
 
+// One line of piped input, of at most max_bytes (an endless line, such as
+// /dev/zero, is refused instead of read); false at end of input.
+bool read_piped_line(std::string* line, size_t max_bytes, int number) {
+    line->clear();
+    int c = 0;
+    while ((c = std::getchar()) != EOF) {
+        if (c == '\n') return true;
+        if (line->size() >= max_bytes) {
+            throw std::runtime_error("stdin: line " + std::to_string(number) + " is longer than " +
+                                     byte_size_text(max_bytes) +
+                                     ", more than the context can hold");
+        }
+        line->push_back(char(c));
+    }
+    return !line->empty();
+}
+
 // One line of input; false at end of input. Interactive lines come from
 // libedit (editing, history); Ctrl-C at the prompt clears the line.
-bool read_line(bool interactive, std::string* line) {
-    if (!interactive) return bool(std::getline(std::cin, *line));
+bool read_line(bool interactive, std::string* line, size_t max_bytes, int number) {
+    if (!interactive) return read_piped_line(line, max_bytes, number);
     while (true) {
         g_interrupted.store(false);
         char* text = readline("> ");
@@ -113,6 +131,15 @@ int chat_command(int argc, char** argv) {
     check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);
     ChatSession session(state, tokenizer, chat);
+    // A system prompt that leaves no room for a message fails now, not at every turn.
+    if (int(session.tokens().size()) + 4 > ro.context) {
+        throw std::runtime_error("--system: the system prompt has " +
+                                 std::to_string(session.tokens().size()) +
+                                 " tokens with the template, no room left in the context of " +
+                                 std::to_string(ro.context) + "; shorten it or raise --ctx-size");
+    }
+    // The longest line read: more bytes than this cannot fit in the context.
+    const size_t max_line_bytes = std::max<size_t>(size_t(1) << 20, size_t(ro.context) * 64);
     const bool interactive = isatty(STDIN_FILENO) != 0;
     install_sigint_handler();
     if (interactive) {
@@ -123,7 +150,8 @@ int chat_command(int argc, char** argv) {
                      chat_template_name(chat.chat_template), ro.context);
     }
     TurnStats last;
-    for (std::string line; read_line(interactive, &line);) {
+    int line_number = 0;
+    for (std::string line; read_line(interactive, &line, max_line_bytes, ++line_number);) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.empty()) continue;
         if (line == "/exit") break;

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -19,7 +18,9 @@
 #include "apps/sampling_options.h"
 #include "apps/validate.h"
 #include "engine/scheduler.h"
+#include "models/input_file.h"
 #include "models/loader.h"
+#include "models/output_file.h"
 
 namespace nibble::app {
 
@@ -39,31 +40,17 @@ uint64_t id_hash(const std::string& id) {
     return h;
 }
 
-// Ids already in OUT; a last line cut short by a killed run is removed from the file.
-std::set<std::string> completed_ids(const std::string& path) {
-    std::set<std::string> ids;
-    if (!std::filesystem::exists(path)) return ids;
-    std::string text;
-    {
-        std::ifstream in(path, std::ios::binary);
-        std::stringstream s;
-        s << in.rdbuf();
-        text = s.str();
+// The results already in OUT (--resume). OUT is read whole but bounded, and
+// refused untouched when it is not an output of generate.
+PreviousOutput previous_output(const std::string& path) {
+    if (!std::filesystem::exists(path)) return {};
+    PreviousOutput previous =
+        scan_previous_output(read_input_file(path, "output", kMaxTextFileBytes * 4, false));
+    if (!previous.error.empty()) {
+        throw std::runtime_error(path + ": " + previous.error +
+                                 "; not resumed (the file is unchanged)");
     }
-    const size_t complete = text.empty() ? 0 : text.rfind('\n') + 1;
-    if (complete != text.size()) std::filesystem::resize_file(path, complete);
-    std::istringstream lines(text.substr(0, complete));
-    int number = 0;
-    for (std::string line; std::getline(lines, line);) {
-        ++number;
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("id")) {
-            throw std::runtime_error(path + ": line " + std::to_string(number) +
-                                     " is not an output line of nibble generate");
-        }
-        ids.insert(j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump());
-    }
-    return ids;
+    return previous;
 }
 
 // Reads and checks every prompt; bad lines are reported on stderr and skipped.
@@ -72,6 +59,7 @@ std::vector<Job> read_jobs(const std::string& path, const Tokenizer& tokenizer, 
     // A regular file of bounded size, or "-" for stdin (a FIFO would block).
     const std::string text = read_text_input(path);
     const bool json = looks_like_jsonl(text);
+    const size_t longest_prompt = size_t(context) * max_token_bytes(tokenizer);
     std::vector<Job> jobs;
     std::set<std::string> seen;
     std::istringstream lines(text);
@@ -85,20 +73,24 @@ std::vector<Job> read_jobs(const std::string& path, const Tokenizer& tokenizer, 
         if (parsed.spec) {
             job.spec = std::move(*parsed.spec);
             job.line = number;
-            job.tokens = tokenizer.encode(job.spec.prompt, true);
-            if (!seen.insert(job.spec.id).second) {
-                error = "duplicate id " + job.spec.id;
-            } else if (int(job.tokens.size()) >= context) {
+            if (job.spec.prompt.size() > longest_prompt) {
+                error = "the prompt of " + byte_size_text(job.spec.prompt.size()) +
+                        " cannot fit in the context of " + std::to_string(context) + " tokens";
+            } else if (!seen.insert(job.spec.id_json).second) {
+                error = "duplicate id " + job.spec.id_json;
+            } else if ((job.tokens = tokenizer.encode(job.spec.prompt, true)).size() >=
+                       size_t(context)) {
                 error = "the prompt has " + std::to_string(job.tokens.size()) +
                         " tokens, the context " + std::to_string(context);
             }
         }
         if (!error.empty()) {
-            std::fprintf(stderr, "%s:%d: %s (skipped)\n", path.c_str(), number, error.c_str());
+            std::fprintf(stderr, "%s:%d: %s (skipped)\n", escape_for_terminal(path).c_str(), number,
+                         escape_for_terminal(error).c_str());
             ++*n_bad;
             continue;
         }
-        if (!skip.count(job.spec.id)) jobs.push_back(std::move(job));
+        if (!skip.count(job.spec.id_json)) jobs.push_back(std::move(job));
     }
     return jobs;
 }
@@ -121,11 +113,7 @@ Request make_request(const Job& job, const SamplerParams& defaults, int n_predic
 
 std::string output_line(const Job& job, const FinishEvent& e) {
     nlohmann::ordered_json j;
-    if (job.spec.numeric_id) {
-        j["id"] = std::stoll(job.spec.id);
-    } else {
-        j["id"] = job.spec.id;
-    }
+    j["id"] = nlohmann::ordered_json::parse(job.spec.id_json);
     j["prompt"] = job.spec.prompt;
     j["completion"] = std::string(e.completion);
     j["n_prompt"] = e.n_prompt;
@@ -166,12 +154,19 @@ int generate_command(int argc, char** argv) {
     if (n_predict < -1) throw UsageError("--n-predict must be >= -1");
     const SamplerParams sampling = sampling_option_values(args);
     set_threads(mo.threads);
+    const std::string out_path = args["out"].as<std::string>();
+    const bool resume = args.count("resume") > 0;
+    const std::string prompts_path = args["file"].as<std::string>();
+    // Before anything is read or written: OUT is none of the inputs, and a file.
+    std::vector<std::string> inputs = model_input_files(mo.model_path);
+    inputs.push_back(mo.tokenizer_path);
+    inputs.push_back(prompts_path);
+    check_output_path(out_path, inputs);
 
     const Model model = load_model(mo.model_path);
     const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
-    const std::string out_path = args["out"].as<std::string>();
-    const bool resume = args.count("resume") > 0;
-    const std::set<std::string> done = resume ? completed_ids(out_path) : std::set<std::string>{};
+    const PreviousOutput previous = resume ? previous_output(out_path) : PreviousOutput{};
+    const std::set<std::string>& done = previous.ids;
     RuntimeOptions ro = runtime_options(mo, model);
     ro.max_batch = std::max(ro.max_batch, parallel);
     ro.n_sequences = parallel;
@@ -180,17 +175,19 @@ int generate_command(int argc, char** argv) {
     if (n_predict > ro.context) n_predict = clip_n_predict(n_predict, 0, ro.context);
     check_state_memory(model, ro, "--ctx-size or --parallel", "--batch-size");
     int n_bad = 0;
-    const std::string prompts_path = args["file"].as<std::string>();
     std::vector<Job> jobs = read_jobs(prompts_path, tokenizer, ro.context, done, &n_bad);
 
-    FILE* out = std::fopen(out_path.c_str(), resume ? "ab" : "wb");
-    if (!out) throw std::runtime_error(out_path + ": cannot open for writing");
+    LineOutput out(out_path, resume, previous.keep_bytes, previous.lines);
+    if (previous.cut_line) {
+        std::fprintf(stderr, "generate: %s: left out a last line cut short by an interrupted run\n",
+                     escape_for_terminal(out_path).c_str());
+    }
     InferenceState state(model, ro);
     Scheduler scheduler(state, tokenizer);
     Progress progress(int(jobs.size()), isatty(STDERR_FILENO) != 0);
     if (resume && !done.empty()) {
         std::fprintf(stderr, "generate: %zu prompts already in %s, %zu to go\n", done.size(),
-                     out_path.c_str(), jobs.size());
+                     escape_for_terminal(out_path).c_str(), jobs.size());
     }
     // Submit a few more than the slots, so that a freed slot is refilled at once
     // but the queue stays short.
@@ -200,9 +197,7 @@ int generate_command(int argc, char** argv) {
             Request r = make_request(jobs[next], sampling, n_predict);
             const Job* job = &jobs[next];
             r.on_finish = [&, job](const FinishEvent& e) {
-                const std::string line = output_line(*job, e);
-                std::fwrite(line.data(), 1, line.size(), out);
-                std::fflush(out);
+                out.write_line(output_line(*job, e));
                 progress.finished(e.n_prompt - e.n_prompt_reused + e.n_generated, e.n_generated);
             };
             r.on_token = [&](const TokenEvent&) { progress.token(); };
@@ -210,13 +205,19 @@ int generate_command(int argc, char** argv) {
             ++next;
         }
     };
-    submit_more();
-    while (scheduler.step()) submit_more();
+    try {
+        submit_more();
+        while (scheduler.step()) submit_more();
+    } catch (...) {
+        progress.end();  // the error goes on its own line
+        throw;
+    }
     progress.end();
-    std::fclose(out);
+    out.finish();
     std::fprintf(stderr, "generate: %d prompts completed, %d skipped; %s\n", progress.done(), n_bad,
                  progress.summary().c_str());
-    return 0;
+    // Nothing to show for the run: every prompt was refused.
+    return n_bad > 0 && progress.done() == 0 && done.empty() ? 1 : 0;
 }
 
 }  // namespace nibble::app

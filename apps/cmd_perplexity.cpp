@@ -1,16 +1,21 @@
 // nibble perplexity: perplexity of a text file under one of the protocols of
 // eval/perplexity.h, with the running estimate, and KL divergence / top-1
 // agreement against saved full-precision log-probabilities.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <memory>
 #include <optional>
 
 #include "apps/commands.h"
+#include "apps/memory_budget.h"
 #include "apps/validate.h"
 #include "eval/kl_divergence.h"
 #include "eval/perplexity.h"
+#include "models/input_file.h"
 #include "models/loader.h"
+#include "models/output_file.h"
 
 namespace nibble::app {
 
@@ -95,15 +100,35 @@ std::vector<ScoredWindow> make_windows(const PerplexityOptions& o, const std::st
                                        RuntimeOptions& ro, int& truncated) {
     const int bos = tokenizer.bos_id();
     if (o.window == 0) {
+        // Each document is cut to ctx-size - 1 tokens: its text past
+        // (ctx-size + 1) * max_token_bytes bytes (then to the next space,
+        // where SentencePiece pieces end) is never tokenized, so a huge line
+        // costs no more than a short one.
+        const size_t keep = size_t(ro.context + 1) * max_token_bytes(tokenizer);
         std::vector<std::vector<int32_t>> docs;
         for (const std::string& doc : split_documents(text)) {
-            docs.push_back(tokenizer.encode(doc, false));
+            size_t cut = doc.size();
+            if (doc.size() > keep) {
+                const size_t space = doc.find_first_of(" \n", keep);
+                cut = space != std::string::npos && space - keep < 4096 ? space : keep;
+            }
+            docs.push_back(tokenizer.encode(std::string_view(doc).substr(0, cut), false));
         }
         return document_windows(docs, bos, ro.context, &truncated);
     }
     if (o.window > model.config.max_seq_len) {
         throw UsageError("--ctx " + std::to_string(o.window) + " is longer than the model's " +
                          std::to_string(model.config.max_seq_len) + " positions");
+    }
+    // The whole text is one token stream: refused up front when tokenizing it
+    // cannot fit in memory.
+    const auto available = available_memory_bytes();
+    const uint64_t cost = uint64_t(text.size()) * kTokenizeBytesPerTextByte;
+    if (available && cost > *available) {
+        throw std::runtime_error(o.text_path + ": tokenizing " + byte_size_text(text.size()) +
+                                 " of text as one stream needs about " + byte_size_text(cost) +
+                                 ", more than the " + byte_size_text(*available) +
+                                 " available; score a shorter text");
     }
     const std::vector<int32_t> stream = tokenizer.encode(normalized(text), false);
     ro.context = o.window;
@@ -140,6 +165,15 @@ int perplexity_command(int argc, char** argv) {
     if (!parsed) return 0;
     const PerplexityOptions& o = *parsed;
     set_threads(o.model.threads);
+    // Before anything is read: --save-logits is none of the inputs, and a file;
+    // --kl-base a regular file (a FIFO would block).
+    if (!o.save_logits.empty()) {
+        std::vector<std::string> inputs = model_input_files(o.model.model_path);
+        inputs.push_back(o.model.tokenizer_path);
+        inputs.push_back(o.text_path);
+        check_output_path(o.save_logits, inputs);
+    }
+    if (!o.kl_base.empty()) ::close(open_regular_file(o.kl_base, "logits base"));
 
     const std::string text = read_text_file(o.text_path);
     const Model model = load_model_reporting(o.model.model_path);
@@ -151,9 +185,13 @@ int perplexity_command(int argc, char** argv) {
     if (windows.empty()) throw std::runtime_error(o.text_path + ": no text to score");
 
     const int vocab = model.config.vocab_size;
+    std::unique_ptr<TemporaryOutput> saved_file;  // renamed into place when all is written
     std::unique_ptr<LogitsBaseWriter> saver;
     std::unique_ptr<LogitsBaseReader> base;
-    if (!o.save_logits.empty()) saver = std::make_unique<LogitsBaseWriter>(o.save_logits, vocab);
+    if (!o.save_logits.empty()) {
+        saved_file = std::make_unique<TemporaryOutput>(o.save_logits);
+        saver = std::make_unique<LogitsBaseWriter>(o.save_logits, saved_file->release_fd(), vocab);
+    }
     if (!o.kl_base.empty()) base = std::make_unique<LogitsBaseReader>(o.kl_base, vocab);
     check_state_memory(model, ro, o.window == 0 ? "--ctx-size" : "--ctx", "--batch-size");
     InferenceState state(model, ro);
@@ -166,8 +204,10 @@ int perplexity_command(int argc, char** argv) {
         r.perplexity());
     if (saver) {
         saver->finish();
+        saved_file->commit();
         std::printf("saved log-probabilities of %lld tokens to %s\n",
-                    static_cast<long long>(saver->positions()), o.save_logits.c_str());
+                    static_cast<long long>(saver->positions()),
+                    escape_for_terminal(o.save_logits).c_str());
     }
     if (base) {
         base->finish();

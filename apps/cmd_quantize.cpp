@@ -15,8 +15,11 @@ namespace nibble::app {
 
 namespace {
 
+bool g_progress_line_open = false;  // the bar's line has no newline yet
+
 void draw_progress(int done, int total, const std::string& name) {
     constexpr int kWidth = 30;
+    g_progress_line_open = done != total;
     const int filled = total > 0 ? done * kWidth / total : kWidth;
     std::fprintf(stderr, "\r[%s%s] %3d/%d %-28.28s", std::string(size_t(filled), '#').c_str(),
                  std::string(size_t(kWidth - filled), ' ').c_str(), done, total, name.c_str());
@@ -196,7 +199,11 @@ int quantize_command(int argc, char** argv) {
     const std::string out_path = args["output"].as<std::string>();
     const std::string tokenizer_path = args["tokenizer"].as<std::string>();
     // Before any work: the output must not be an input, a folder, or unwritable.
-    check_output_path(out_path, {args["input"].as<std::string>(), tokenizer_path});
+    const std::string in_path = args["input"].as<std::string>();
+    std::vector<std::string> inputs = model_input_files(in_path);
+    inputs.push_back(tokenizer_path);
+    if (args.count("calib")) inputs.push_back(args["calib"].as<std::string>());
+    check_output_path(out_path, inputs);
     // RTN streams: each source tensor is converted when its turn comes and
     // released after (Tensor::deferred). GPTQ/AWQ run the model, so load it whole.
     const bool streamed = method.calibrated.method == QuantMethod::rtn;
@@ -215,10 +222,18 @@ int quantize_command(int argc, char** argv) {
         }
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
+    } catch (const std::exception& e) {
+        // The error on a line of its own, naming the input (a non-finite
+        // weight says only which tensor it is in).
+        if (g_progress_line_open) std::fputc('\n', stderr);
+        g_progress_line_open = false;
+        const std::string what = e.what();
+        if (what.find("is not finite") == std::string::npos || what.rfind(in_path, 0) == 0) throw;
+        throw std::runtime_error(in_path + ": " + what);
     }
     if (!quiet) std::fputs(format_report(result).c_str(), stdout);
-    std::printf("wrote %s (%s, tokenizer %s)\n", out_path.c_str(), format_name(recipe.format),
-                tokenizer_proto.empty() ? "not included" : "included");
+    std::printf("wrote %s (%s, tokenizer %s)\n", escape_for_terminal(out_path).c_str(),
+                format_name(recipe.format), tokenizer_proto.empty() ? "not included" : "included");
     return 0;
 }
 

@@ -41,6 +41,14 @@ Model load_model_reporting(const std::string& path, const LoadOptions& options =
 KvType kv_option(const cxxopts::ParseResult& args);
 int batch_size_option(const cxxopts::ParseResult& args);
 
+// The most bytes of text one token of `tokenizer` stands for (its longest
+// piece, at least 4): text longer than N times this has more than N tokens.
+size_t max_token_bytes(const Tokenizer& tokenizer);
+
+// Tokenizing costs about this many bytes of memory per byte of text
+// (libsentencepiece, measured on a 40 MB line: 2.8 GB).
+inline constexpr uint64_t kTokenizeBytesPerTextByte = 80;
+
 // The whole content of a text file (or "-" for stdin): a regular file of at
 // most kMaxTextFileBytes (apps/validate.h); throws std::runtime_error("PATH: ...").
 std::string read_text_file(const std::string& path);

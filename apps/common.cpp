@@ -73,6 +73,14 @@ int batch_size_option(const cxxopts::ParseResult& args) {
     return batch;
 }
 
+size_t max_token_bytes(const Tokenizer& tokenizer) {
+    size_t most = 4;  // a byte-fallback token still covers at most one UTF-8 character
+    for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+        most = std::max(most, tokenizer.piece(id).size());
+    }
+    return most;
+}
+
 std::string read_text_file(const std::string& path) {
     return read_text_input(path);
 }
@@ -106,6 +114,7 @@ ModelOptions model_options(const cxxopts::ParseResult& args) {
 RuntimeOptions runtime_options(const ModelOptions& o, const Model& model) {
     RuntimeOptions ro;
     ro.context = o.context > 0 ? o.context : model.config.max_seq_len;
+
     ro.max_batch = o.batch;
     ro.kv_type = o.kv;
     return ro;

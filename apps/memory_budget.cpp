@@ -3,6 +3,8 @@
 // the two agree).
 #include "apps/memory_budget.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -73,7 +75,17 @@ MemoryNeed memory_need(const Model& model, const RuntimeOptions& options, int th
 std::optional<uint64_t> available_memory_bytes() {
     const auto available = proc_kib_field("/proc/meminfo", "MemAvailable");
     if (!available) return std::nullopt;
-    return *available + proc_kib_field("/proc/self/status", "RssAnon").value_or(0);
+    const uint64_t own = proc_kib_field("/proc/self/status", "RssAnon").value_or(0);
+    uint64_t bytes = *available + own;
+    // An address-space limit (ulimit -v) caps it too: what is left of it, plus
+    // the owned memory already counted in the need.
+    struct rlimit limit {};
+    if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+        const uint64_t mapped = proc_kib_field("/proc/self/status", "VmSize").value_or(0);
+        const uint64_t cap = uint64_t(limit.rlim_cur);
+        bytes = std::min(bytes, (cap > mapped ? cap - mapped : 0) + own);
+    }
+    return bytes;
 }
 
 void check_memory(const MemoryNeed& need, uint64_t available, const std::string& context_option,

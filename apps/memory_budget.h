@@ -27,7 +27,8 @@ uint64_t kv_cache_bytes(const ModelConfig& config, int n_sequences, int context,
 MemoryNeed memory_need(const Model& model, const RuntimeOptions& options, int threads);
 
 // MemAvailable from /proc/meminfo plus this process's own resident anonymous
-// memory (owned weights already loaded are part of the need), or nullopt when
+// memory (owned weights already loaded are part of the need), capped by what an
+// address-space limit (RLIMIT_AS, ulimit -v) leaves, or nullopt when
 // /proc/meminfo cannot be read.
 std::optional<uint64_t> available_memory_bytes();
 

@@ -11,7 +11,7 @@ namespace nibble {
 
 namespace {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;
 
 bool is_blank(std::string_view s) {
     return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
@@ -73,7 +73,7 @@ std::string read_options(const Json& j, RequestSpec* spec) {
     std::optional<int64_t> n_predict, top_k, seed;
     std::string e;
     if (!(e = read_int(j, "n_predict", -1, 1 << 30, &n_predict)).empty()) return e;
-    if (!(e = read_int(j, "top_k", INT32_MIN, INT32_MAX, &top_k)).empty()) return e;
+    if (!(e = read_int(j, "top_k", 0, INT32_MAX, &top_k)).empty()) return e;
     if (!(e = read_int(j, "seed", 0, INT64_MAX, &seed)).empty()) return e;
     if (!(e = read_float(j, "temp", 0.0, 1e30, false, ">= 0", &spec->temperature)).empty())
         return e;
@@ -88,6 +88,37 @@ std::string read_options(const Json& j, RequestSpec* spec) {
 
 }  // namespace
 
+PreviousOutput scan_previous_output(std::string_view text) {
+    PreviousOutput out;
+    size_t start = 0;
+    while (start < text.size()) {
+        const size_t newline = text.find('\n', start);
+        const bool last = newline == std::string_view::npos;
+        const size_t end = last ? text.size() : newline;
+        const std::string_view line = text.substr(start, end - start);
+        const Json j = Json::parse(line.begin(), line.end(), nullptr, false);
+        const bool result = !j.is_discarded() && j.is_object() && j.contains("id") &&
+                            j.contains("prompt") && j.contains("completion");
+        if (!result) {
+            // A killed run leaves at most one line unfinished, at the end.
+            if (last && line.rfind("{\"id\":", 0) == 0) {
+                out.cut_line = true;
+                return out;
+            }
+            out.ids.clear();
+            out.keep_bytes = 0;
+            out.error = "line " + std::to_string(out.lines + 1) +
+                        " is not an output line of nibble generate";
+            return out;
+        }
+        out.ids.insert(j["id"].dump(-1, ' ', false, Json::error_handler_t::replace));
+        ++out.lines;
+        out.keep_bytes = last ? text.size() : newline + 1;
+        start = end + 1;
+    }
+    return out;
+}
+
 bool looks_like_jsonl(std::string_view text) {
     const size_t at = text.find_first_not_of(" \t\r\n");
     return at != std::string_view::npos && text[at] == '{';
@@ -101,6 +132,7 @@ ParsedLine parse_request_line(std::string_view line, int line_number, bool json)
     }
     RequestSpec spec;
     spec.id = std::to_string(line_number);
+    spec.id_json = spec.id;
     spec.numeric_id = true;
     if (!json) {
         if (line.back() == '\r') line.remove_suffix(1);
@@ -128,15 +160,10 @@ ParsedLine parse_request_line(std::string_view line, int line_number, bool json)
     }
     spec.prompt = prompt->get<std::string>();
     if (const auto id = j.find("id"); id != j.end() && !id->is_null()) {
-        if (id->is_string()) {
-            spec.id = id->get<std::string>();
-            spec.numeric_id = false;
-        } else if (id->is_number_integer()) {
-            spec.id = id->dump();
-        } else {
-            out.error = "\"id\" must be a string or an integer";
-            return out;
-        }
+        // Any JSON value; integers keep every digit (int64 and uint64 ranges).
+        spec.id_json = id->dump(-1, ' ', false, Json::error_handler_t::replace);
+        spec.numeric_id = !id->is_string();
+        spec.id = id->is_string() ? id->get<std::string>() : spec.id_json;
     }
     out.error = read_options(j, &spec);
     if (out.error.empty()) out.spec = std::move(spec);

@@ -55,10 +55,17 @@ void reject_extra_arguments(const cxxopts::ParseResult& args) {
 
 void check_state_memory(const Model& model, const RuntimeOptions& options,
                         const std::string& context_option, const std::string& batch_option) {
-    const auto available = available_memory_bytes();
-    if (!available) return;
-    const MemoryNeed need = memory_need(model, options, omp_get_max_threads());
-    check_memory(need, *available, context_option, batch_option);
+    if (const auto available = available_memory_bytes()) {
+        const MemoryNeed need = memory_need(model, options, omp_get_max_threads());
+        check_memory(need, *available, context_option, batch_option);
+    }
+    // It fits; say once when it is longer than the model ever saw.
+    if (options.context > model.config.max_seq_len) {
+        std::fprintf(stderr,
+                     "nibble: a context of %d is beyond the %d positions the model was trained "
+                     "on; text past them may be poor\n",
+                     options.context, model.config.max_seq_len);
+    }
 }
 
 int clip_n_predict(int n_predict, int prompt_tokens, int context) {

@@ -23,7 +23,8 @@ void reject_extra_arguments(const cxxopts::ParseResult& args);
 
 // Refuses (std::runtime_error, one line) an inference state that would not fit
 // in the memory available, naming `context_option` or `batch_option` as the one
-// to lower. Skipped when /proc/meminfo cannot be read.
+// to lower (the memory check is skipped when /proc/meminfo cannot be read).
+// When it fits but is longer than the model's trained context, says so on stderr.
 void check_state_memory(const Model& model, const RuntimeOptions& options,
                         const std::string& context_option, const std::string& batch_option);
 

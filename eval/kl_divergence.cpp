@@ -1,11 +1,15 @@
 // Saved full-precision log-probabilities, KL divergence and top-1 agreement.
 #include "eval/kl_divergence.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+
+#include "models/input_file.h"
 
 namespace nibble {
 
@@ -38,12 +42,18 @@ void log_softmax(const float* logits, int vocab, float* out) {
     for (int v = 0; v < vocab; ++v) out[v] = float(double(logits[v] - max_logit) - log_sum);
 }
 
-LogitsBaseWriter::LogitsBaseWriter(const std::string& path, int vocab)
+LogitsBaseWriter::LogitsBaseWriter(const std::string& path, int fd, int vocab)
     : path_(path), vocab_(vocab), hash_(kFnvOffset), row_(size_t(vocab)) {
-    f_ = std::fopen(path.c_str(), "wb");
-    if (f_ == nullptr) throw std::runtime_error(path + ": cannot create: " + std::strerror(errno));
+    f_ = ::fdopen(fd, "wb");
+    if (f_ == nullptr) {
+        const int err = errno;
+        ::close(fd);
+        throw std::runtime_error(path + ": cannot write: " + std::strerror(err));
+    }
     const std::vector<char> zeros(kHeaderBytes, 0);  // the header is written by finish()
-    std::fwrite(zeros.data(), 1, zeros.size(), f_);
+    if (std::fwrite(zeros.data(), 1, zeros.size(), f_) != zeros.size()) {
+        throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
+    }
 }
 
 LogitsBaseWriter::~LogitsBaseWriter() {
@@ -66,15 +76,22 @@ void LogitsBaseWriter::finish() {
     ok = ok && std::fwrite(kMagic, 1, 4, f_) == 4 && std::fwrite(&kVersion, 4, 1, f_) == 1 &&
          std::fwrite(&vocab, 4, 1, f_) == 1 && std::fwrite(&positions, 8, 1, f_) == 1 &&
          std::fwrite(&hash_, 8, 1, f_) == 1;
+    ok = ok && std::fflush(f_) == 0 && ::fsync(::fileno(f_)) == 0;
+    const int err = errno;
     ok = std::fclose(f_) == 0 && ok;
     f_ = nullptr;
-    if (!ok) throw std::runtime_error(path_ + ": write failed");
+    if (!ok) throw std::runtime_error(path_ + ": write failed: " + std::strerror(err));
 }
 
 LogitsBaseReader::LogitsBaseReader(const std::string& path, int vocab)
     : path_(path), vocab_(vocab), hash_(kFnvOffset), base_(size_t(vocab)), row_(size_t(vocab)) {
-    f_ = std::fopen(path.c_str(), "rb");
-    if (f_ == nullptr) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+    const int fd = open_regular_file(path, "logits base");
+    f_ = ::fdopen(fd, "rb");
+    if (f_ == nullptr) {
+        const int err = errno;
+        ::close(fd);
+        throw std::runtime_error(path + ": cannot open: " + std::strerror(err));
+    }
     char magic[4];
     uint32_t version = 0, file_vocab = 0;
     uint64_t positions = 0;

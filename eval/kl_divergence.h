@@ -18,13 +18,15 @@ void log_softmax(const float* logits, int vocab, float* out);
 
 class LogitsBaseWriter {
   public:
-    // Throws std::runtime_error("PATH: ...") if the file cannot be created.
-    LogitsBaseWriter(const std::string& path, int vocab);
+    // Writes to `fd`, a new file open for writing (the caller's temporary
+    // file, renamed into place after finish()); `path` names it in messages.
+    // Takes ownership of the descriptor.
+    LogitsBaseWriter(const std::string& path, int fd, int vocab);
     ~LogitsBaseWriter();
     LogitsBaseWriter(const LogitsBaseWriter&) = delete;
     LogitsBaseWriter& operator=(const LogitsBaseWriter&) = delete;
     void add(const float* logits, int32_t target);
-    // Writes the header; throws on a write failure.
+    // Writes the header, flushes, fsyncs and closes; throws on a write failure.
     void finish();
     int64_t positions() const { return positions_; }
 
@@ -49,8 +51,9 @@ struct KlStats {
 
 class LogitsBaseReader {
   public:
-    // Throws std::runtime_error("PATH: ...") for a missing or malformed file or
-    // one whose vocabulary differs.
+    // Throws std::runtime_error("PATH: ...") for a missing or malformed file,
+    // one whose vocabulary differs, or anything but a regular file (a FIFO is
+    // refused at once, not waited on).
     LogitsBaseReader(const std::string& path, int vocab);
     ~LogitsBaseReader();
     LogitsBaseReader(const LogitsBaseReader&) = delete;

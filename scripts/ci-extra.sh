@@ -150,6 +150,7 @@ fuzz_all() {
     seeds fuzz_tokenizer_text "$data/ggml-vocab-llama-spm.gguf.inp" \
         "$data/corpus/tinystories_excerpt.txt:2048" "$data/corpus/wikitext2-test.txt:2048"
     seeds fuzz_request_json fuzz/seeds/request_json/* "$data/reference/stories260K_greedy.jsonl"
+    seeds fuzz_previous_output fuzz/seeds/previous_output/*
     # The Hugging Face harnesses write their own seeds (the tiny checkpoint).
     for h in fuzz_safetensors fuzz_hf_config fuzz_hf_tokenizer; do
         rm -rf "$out/seeds/$h"

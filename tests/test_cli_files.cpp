@@ -200,7 +200,7 @@ TEST_CASE("quantize and synth refuse outputs that are inputs, folders or unwrita
     expect_refusal("quantize " + in + " /nonexistent/folder/out.nbl" + tok, 1,
                    "folder /nonexistent/folder does not exist");
     expect_refusal("quantize " + in + " /dev/null" + tok, 1,
-                   "/dev/null: exists and is not a regular file");
+                   "/dev/null: is a character device, not a file to write");
     CHECK(leftover_temporaries(dir / "x") == 0);
     CHECK(read_text(in) == original);
 }

@@ -85,7 +85,7 @@ TEST_CASE("JSONL prompts with per-prompt options; bad lines are reported and ski
     CHECK(r.text.find(prompts + ":3: invalid JSON (skipped)") != std::string::npos);
     CHECK(r.text.find(prompts + ":5: missing \"prompt\" (skipped)") != std::string::npos);
     CHECK(r.text.find(prompts + ":7: the prompt has") != std::string::npos);
-    CHECK(r.text.find(prompts + ":8: duplicate id short (skipped)") != std::string::npos);
+    CHECK(r.text.find(prompts + ":8: duplicate id \"short\" (skipped)") != std::string::npos);
     CHECK(r.text.find("generate: 3 prompts completed, 4 skipped") != std::string::npos);
     const auto lines = output_lines(out);
     REQUIRE(lines.size() == 3);
