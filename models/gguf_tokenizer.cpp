@@ -76,7 +76,11 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
     if (model && *model == "gpt2") return Tokenizer::from_bpe_vocab(read_gguf_bpe_vocab(g), g.path());
     const Vocab vocab = read_gguf_vocab(g);  // "llama", or one line naming the model
     try {
-        return Tokenizer::from_vocab(vocab);
+        Tokenizer tokenizer = Tokenizer::from_vocab(vocab);
+        if (const auto add = g.get_bool("tokenizer.ggml.add_bos_token")) {
+            tokenizer.set_add_bos_token(*add);
+        }
+        return tokenizer;
     } catch (const std::exception& e) {
         fail(g, std::string("embedded vocabulary: ") + e.what());
     }

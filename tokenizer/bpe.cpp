@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace nibble {
 
@@ -161,14 +162,21 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
         }
     }
 
-    ids_.reserve(n);
+    size_t table = 16;
+    while (table < 2 * n) table *= 2;
+    ids_.assign(table, TextSlot{0, -1});
     bytes_.resize(n);
     byte_tokens_.fill(-1);
     std::string scratch;
     for (size_t id = 0; id < n; ++id) {
         const std::string& text = vocab_.tokens[id];
         const PieceType type = vocab_.types[id];
-        ids_.emplace(text, int32_t(id));  // the first of equal texts wins
+        if (find(text) < 0) {  // the first of equal texts wins
+            const auto hash = uint32_t(std::hash<std::string_view>()(text));
+            size_t slot = hash & (ids_.size() - 1);
+            while (ids_[slot].id >= 0) slot = (slot + 1) & (ids_.size() - 1);
+            ids_[slot] = {hash, int32_t(id)};
+        }
         std::string& bytes = bytes_[id];
         if (type == PieceType::control) continue;  // decodes to nothing
         if (vocab_.kind == BpeVocab::Kind::byte_level) {
@@ -218,17 +226,19 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
         vocab_.merge_ids.reserve(vocab_.merges.size());
         for (size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
             const auto& [left, right] = vocab_.merges[rank];
-            const std::string where = "merges[" + std::to_string(rank) + "] " + quoted(left) +
-                                      " " + quoted(right) + ": ";
             const int32_t l = find(left), r = find(right);
-            if (l < 0) fail(where + quoted(left) + " is not in the vocabulary");
-            if (r < 0) fail(where + quoted(right) + " is not in the vocabulary");
+            if (l < 0 || r < 0) {
+                fail("merges[" + std::to_string(rank) + "] " + quoted(left) + " " + quoted(right) +
+                     ": " + quoted(l < 0 ? left : right) + " is not in the vocabulary");
+            }
             vocab_.merge_ids.emplace_back(l, r);
         }
         vocab_.merges.clear();
         vocab_.merges.shrink_to_fit();
     }
-    merges_.reserve(vocab_.merge_ids.size());
+    table = 16;
+    while (table < 2 * vocab_.merge_ids.size()) table *= 2;
+    merges_.assign(table, MergeSlot{kNoMerge, {}});
     std::string joined;
     for (size_t rank = 0; rank < vocab_.merge_ids.size(); ++rank) {
         const auto [l, r] = vocab_.merge_ids[rank];
@@ -243,18 +253,32 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
                  quoted(vocab_.tokens[size_t(r)]) + ": the merged token " + quoted(joined) +
                  " is not in the vocabulary");
         }
-        merges_.try_emplace(uint64_t(uint32_t(l)) << 32 | uint32_t(r), Merge{int32_t(rank), result});
+        const uint64_t key = merge_key(l, r);
+        size_t slot = size_t((key * 0x9E3779B97F4A7C15ULL) >> 32) & (merges_.size() - 1);
+        while (merges_[slot].key != kNoMerge && merges_[slot].key != key) {
+            slot = (slot + 1) & (merges_.size() - 1);
+        }
+        if (merges_[slot].key == kNoMerge) merges_[slot] = {key, {int32_t(rank), result}};
     }
 }
 
 int32_t BpeModel::find(std::string_view text) const {
-    const auto it = ids_.find(text);
-    return it == ids_.end() ? -1 : it->second;
+    const auto hash = uint32_t(std::hash<std::string_view>()(text));
+    for (size_t slot = hash & (ids_.size() - 1);; slot = (slot + 1) & (ids_.size() - 1)) {
+        const TextSlot& s = ids_[slot];
+        if (s.id < 0) return -1;
+        if (s.hash == hash && vocab_.tokens[size_t(s.id)] == text) return s.id;
+    }
 }
 
 const BpeModel::Merge* BpeModel::find_merge(int32_t left, int32_t right) const {
-    const auto it = merges_.find(uint64_t(uint32_t(left)) << 32 | uint32_t(right));
-    return it == merges_.end() ? nullptr : &it->second;
+    const uint64_t key = merge_key(left, right);
+    for (size_t slot = size_t((key * 0x9E3779B97F4A7C15ULL) >> 32) & (merges_.size() - 1);;
+         slot = (slot + 1) & (merges_.size() - 1)) {
+        const MergeSlot& s = merges_[slot];
+        if (s.key == key) return &s.merge;
+        if (s.key == kNoMerge) return nullptr;
+    }
 }
 
 void BpeModel::encode(std::string_view text, bool parse_control, std::vector<int32_t>& out) const {

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/bpe_pretokenizer.h"
@@ -56,10 +55,26 @@ class BpeModel {
     void merge_symbols(Scratch& s, std::vector<int32_t>& out) const;
     const Merge* find_merge(int32_t left, int32_t right) const;
 
+    // Open-addressing hash tables (linear probing, power-of-two sizes, at most
+    // half full): loading a 128k-token, 280k-merge vocabulary looks up every
+    // merge's tokens, and node-based maps spend that time in cache misses.
+    struct TextSlot {
+        uint32_t hash;
+        int32_t id;  // -1: empty
+    };
+    struct MergeSlot {
+        uint64_t key;  // left << 32 | right; kNoMerge: empty
+        Merge merge;
+    };
+    static constexpr uint64_t kNoMerge = ~uint64_t(0);
+    static uint64_t merge_key(int32_t left, int32_t right) {
+        return uint64_t(uint32_t(left)) << 32 | uint32_t(right);
+    }
+
     BpeVocab vocab_;
     PreTokenizer pretokenizer_;
-    std::unordered_map<std::string_view, int32_t> ids_;  // vocabulary text -> id (into vocab_)
-    std::unordered_map<uint64_t, Merge> merges_;         // (left << 32 | right) -> merge
+    std::vector<TextSlot> ids_;      // vocabulary text -> id
+    std::vector<MergeSlot> merges_;  // (left, right) -> merge
     std::vector<std::string> bytes_;                     // decoded bytes of each token
     std::array<int32_t, 256> byte_tokens_{};             // the token of each single byte, -1: none
     // Added tokens matched in text before pre-tokenization, by first byte,

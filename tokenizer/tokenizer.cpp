@@ -63,8 +63,12 @@ Tokenizer Tokenizer::from_bpe_vocab(BpeVocab vocab, const std::string& origin) {
     Tokenizer tokenizer;
     tokenizer.add_bos_token_ = vocab.add_bos && vocab.bos_id >= 0;
     tokenizer.bpe_ = std::make_unique<BpeModel>(std::move(vocab), origin);
-    tokenizer.proto_ = tokenizer.bpe_->serialize();
     return tokenizer;
+}
+
+const std::string& Tokenizer::serialized_proto() const {
+    if (proto_.empty() && bpe_) proto_ = bpe_->serialize();
+    return proto_;
 }
 
 Tokenizer Tokenizer::from_vocab(const Vocab& vocab) {
@@ -122,6 +126,58 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
         throw std::runtime_error("tokenizer: encode failed (" + status_reason(status) + ")");
     if (add_bos && add_bos_token_ && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return ids;
+}
+
+std::vector<int32_t> Tokenizer::encode_template(std::string_view text, bool add_bos) const {
+    std::vector<int32_t> out;
+    if (add_bos && add_bos_token_ && bos_id() >= 0) out.push_back(bos_id());
+    if (bpe_) {
+        bpe_->encode(text, true, out);
+        return out;
+    }
+    // SentencePiece: "<s>", "</s>" and the vocabulary's control and
+    // user-defined pieces written "<...>" are special; the text between them
+    // is encoded normally.
+    size_t start = 0;  // of the plain text not yet encoded
+    const auto flush_plain = [&](size_t end) {
+        if (end > start) {
+            const auto ids = encode(text.substr(start, end - start), false);
+            out.insert(out.end(), ids.begin(), ids.end());
+        }
+    };
+    for (size_t at = 0; at < text.size();) {
+        int32_t special = -1;
+        size_t length = 0;
+        if (text.compare(at, 3, "<s>") == 0) {
+            special = bos_id();
+            length = 3;
+        } else if (text.compare(at, 4, "</s>") == 0) {
+            special = eos_id();
+            length = 4;
+        } else if (text[at] == '<') {
+            const size_t close = text.find('>', at + 1);
+            if (close != std::string_view::npos && close - at < 64) {
+                length = close + 1 - at;
+                special = special_id(text.substr(at, length));
+                // Control pieces, and pieces written "<|...|>" (user-defined
+                // ones, which libsentencepiece does not tell from normal ones).
+                if (special >= 0 && !processor_->IsControl(special) &&
+                    text.compare(at, 2, "<|") != 0) {
+                    special = -1;
+                }
+            }
+        }
+        if (special < 0) {
+            ++at;
+            continue;
+        }
+        flush_plain(at);
+        out.push_back(special);
+        at += length;
+        start = at;
+    }
+    flush_plain(text.size());
+    return out;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {

@@ -50,6 +50,11 @@ class Tokenizer {
     // Text is encoded as user text: control tokens' texts ("<|im_start|>") are
     // not turned into those tokens (see ChatSession::tokenize for template text).
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
+    // Text a chat template wrote: control and user-defined tokens' texts
+    // ("<|im_start|>", "<|eot_id|>", "<start_of_turn>", and "<s>"/"</s>" for
+    // SentencePiece BOS/EOS) become their ids, the rest is encoded as by
+    // encode(). Never for user text.
+    std::vector<int32_t> encode_template(std::string_view text, bool add_bos) const;
     // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped);
     // for BPE the tokens' bytes, control tokens dropped, invalid UTF-8 as U+FFFD.
     std::string decode(const std::vector<int32_t>& ids) const;
@@ -84,14 +89,15 @@ class Tokenizer {
     bool is_bpe() const { return bpe_ != nullptr; }
     // The ModelProto bytes (or the serialized BpeModel), to embed the
     // tokenizer in a nibble model file.
-    const std::string& serialized_proto() const { return proto_; }
+    // (A byte-pair tokenizer serializes itself on the first call.)
+    const std::string& serialized_proto() const;
 
   private:
     friend class StreamDecoder;
     Tokenizer() = default;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;  // SentencePiece, or
     std::unique_ptr<BpeModel> bpe_;                                    // byte-pair
-    std::string proto_;
+    mutable std::string proto_;
     bool add_bos_token_ = true;
     std::vector<int32_t> extra_eos_ids_;
     // A plain piece whose text is never empty: StreamDecoder decodes a window of
