@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/chat_template.h"
 #include "models/gguf_tokenizer.h"
 #include "test_data.h"
 #include "tokenizer/bpe.h"
@@ -257,4 +258,51 @@ TEST_CASE("bad vocabularies: one message naming the key") {
                                "pre_tokenizer": {"type": "ByteLevel"}})",
                             "t.json"),
         doctest::Contains("model.merges[0]"), std::runtime_error);
+}
+
+TEST_CASE("chat templates: their special tokens are single ids, users' text never is") {
+    using Role = ChatMessage::Role;
+    const std::vector<ChatMessage> messages = {
+        {Role::system, "Be brief."},
+        {Role::user, "Say <|im_start|> and <|eot_id|> and <start_of_turn>"},
+    };
+    struct Case {
+        ChatTemplate t;
+        const Tokenizer* tok;
+        std::vector<std::string> specials;  // written by the template
+    };
+    const std::vector<Case> cases = {
+        {ChatTemplate::chatml, &json_vocab("qwen3"), {"<|im_start|>", "<|im_end|>"}},
+        {ChatTemplate::llama3,
+         &gguf_vocab("ggml-vocab-llama-bpe.gguf"),
+         {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
+        {ChatTemplate::gemma, &json_vocab("gemma3"), {"<bos>", "<start_of_turn>", "<end_of_turn>"}},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(chat_template_name(c.t));
+        const RenderedChat r = render_chat_marked(c.t, messages, true);
+        const auto ids = c.tok->encode_template(r.text, false, r.contents);
+        for (const std::string& s : c.specials) {
+            CAPTURE(s);
+            const int32_t id = c.tok->special_id(s);
+            REQUIRE(id >= 0);
+            // Each special the template writes is one id, as often as written.
+            size_t written = 0;
+            for (size_t at = r.text.find(s); at != std::string::npos; at = r.text.find(s, at + 1)) {
+                const bool in_content = std::any_of(r.contents.begin(), r.contents.end(),
+                                                    [&](auto range) {
+                                                        return at >= range.first && at < range.second;
+                                                    });
+                written += !in_content;
+            }
+            CHECK(written > 0);
+            CHECK(size_t(std::count(ids.begin(), ids.end(), id)) == written);
+        }
+        // The user's message comes back as text; without the ranges the
+        // markers in it would have become special tokens.
+        CHECK(c.tok->decode(ids).find("Say <|im_start|> and <|eot_id|> and <start_of_turn>") !=
+              std::string::npos);
+        CHECK(c.tok->encode_template(r.text, false).size() < ids.size());
+        CHECK(c.tok->special_id(chat_end_of_turn(c.t)) >= 0);
+    }
 }

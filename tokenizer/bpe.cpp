@@ -281,27 +281,29 @@ const BpeModel::Merge* BpeModel::find_merge(int32_t left, int32_t right) const {
     }
 }
 
+std::pair<int32_t, size_t> BpeModel::special_at(std::string_view text, size_t at,
+                                                bool parse_control) const {
+    for (int32_t id : specials_by_first_byte_[uint8_t(text[at])]) {
+        const std::string& t = vocab_.tokens[size_t(id)];
+        if (!parse_control && vocab_.types[size_t(id)] == PieceType::control) continue;
+        if (text.compare(at, t.size(), t) == 0) return {id, t.size()};
+    }
+    return {-1, 0};
+}
+
 void BpeModel::encode(std::string_view text, bool parse_control, std::vector<int32_t>& out) const {
     Scratch s;
     // Added tokens first: the text between them is encoded as plain text.
     size_t plain = 0;
     for (size_t at = 0; at < text.size();) {
-        int32_t match = -1;
-        for (int32_t id : specials_by_first_byte_[uint8_t(text[at])]) {
-            const std::string& t = vocab_.tokens[size_t(id)];
-            if (!parse_control && vocab_.types[size_t(id)] == PieceType::control) continue;
-            if (text.compare(at, t.size(), t) == 0) {
-                match = id;
-                break;
-            }
-        }
-        if (match < 0) {
+        const auto [id, length] = special_at(text, at, parse_control);
+        if (id < 0) {
             ++at;
             continue;
         }
         encode_plain(text.substr(plain, at - plain), s, out);
-        out.push_back(match);
-        at += vocab_.tokens[size_t(match)].size();
+        out.push_back(id);
+        at += length;
         plain = at;
     }
     encode_plain(text.substr(plain), s, out);

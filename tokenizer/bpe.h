@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/bpe_pretokenizer.h"
@@ -23,6 +24,11 @@ class BpeModel {
     // with `parse_control` (text a chat template wrote); user-defined added
     // tokens (e.g. Qwen's "<think>") always do, as in llama.cpp and Hugging Face.
     void encode(std::string_view text, bool parse_control, std::vector<int32_t>& out) const;
+
+    // The added token whose text starts at text[at] (the longest; control
+    // tokens only with parse_control): {id, length}, or {-1, 0}.
+    std::pair<int32_t, size_t> special_at(std::string_view text, size_t at,
+                                          bool parse_control) const;
 
     // The bytes token `id` stands for when decoding ("" for control tokens);
     // id must be in [0, size()).

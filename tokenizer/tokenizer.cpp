@@ -128,55 +128,52 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
     return ids;
 }
 
-std::vector<int32_t> Tokenizer::encode_template(std::string_view text, bool add_bos) const {
+std::pair<int32_t, size_t> Tokenizer::special_at(std::string_view text, size_t at) const {
+    if (bpe_) return bpe_->special_at(text, at, true);
+    // SentencePiece: "<s>", "</s>", control pieces written "<...>" and pieces
+    // written "<|...|>" (user-defined ones, which libsentencepiece does not
+    // tell from normal ones).
+    if (text.compare(at, 3, "<s>") == 0 && bos_id() >= 0) return {bos_id(), 3};
+    if (text.compare(at, 4, "</s>") == 0 && eos_id() >= 0) return {eos_id(), 4};
+    if (text[at] != '<') return {-1, 0};
+    const size_t close = text.find('>', at + 1);
+    if (close == std::string_view::npos || close - at >= 64) return {-1, 0};
+    const size_t length = close + 1 - at;
+    const int32_t id = special_id(text.substr(at, length));
+    if (id < 0 || (!processor_->IsControl(id) && text.compare(at, 2, "<|") != 0)) return {-1, 0};
+    return {id, length};
+}
+
+std::vector<int32_t> Tokenizer::encode_template(
+    std::string_view text, bool add_bos,
+    const std::vector<std::pair<size_t, size_t>>& user_text) const {
     std::vector<int32_t> out;
     if (add_bos && add_bos_token_ && bos_id() >= 0) out.push_back(bos_id());
-    if (bpe_) {
-        bpe_->encode(text, true, out);
-        return out;
-    }
-    // SentencePiece: "<s>", "</s>" and the vocabulary's control and
-    // user-defined pieces written "<...>" are special; the text between them
-    // is encoded normally.
-    size_t start = 0;  // of the plain text not yet encoded
-    const auto flush_plain = [&](size_t end) {
-        if (end > start) {
-            const auto ids = encode(text.substr(start, end - start), false);
-            out.insert(out.end(), ids.begin(), ids.end());
-        }
-    };
+    size_t plain = 0;  // start of the text not yet encoded
+    size_t next_user = 0;
     for (size_t at = 0; at < text.size();) {
-        int32_t special = -1;
-        size_t length = 0;
-        if (text.compare(at, 3, "<s>") == 0) {
-            special = bos_id();
-            length = 3;
-        } else if (text.compare(at, 4, "</s>") == 0) {
-            special = eos_id();
-            length = 4;
-        } else if (text[at] == '<') {
-            const size_t close = text.find('>', at + 1);
-            if (close != std::string_view::npos && close - at < 64) {
-                length = close + 1 - at;
-                special = special_id(text.substr(at, length));
-                // Control pieces, and pieces written "<|...|>" (user-defined
-                // ones, which libsentencepiece does not tell from normal ones).
-                if (special >= 0 && !processor_->IsControl(special) &&
-                    text.compare(at, 2, "<|") != 0) {
-                    special = -1;
-                }
-            }
+        while (next_user < user_text.size() && user_text[next_user].second <= at) ++next_user;
+        if (next_user < user_text.size() && user_text[next_user].first <= at) {
+            at = user_text[next_user].second;  // inside what a user wrote
+            continue;
         }
-        if (special < 0) {
+        const auto [id, length] = special_at(text, at);
+        if (id < 0) {
             ++at;
             continue;
         }
-        flush_plain(at);
-        out.push_back(special);
+        if (at > plain) {
+            const auto ids = encode(text.substr(plain, at - plain), false);
+            out.insert(out.end(), ids.begin(), ids.end());
+        }
+        out.push_back(id);
         at += length;
-        start = at;
+        plain = at;
     }
-    flush_plain(text.size());
+    if (plain < text.size()) {
+        const auto ids = encode(text.substr(plain), false);
+        out.insert(out.end(), ids.begin(), ids.end());
+    }
     return out;
 }
 

@@ -52,9 +52,15 @@ class Tokenizer {
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
     // Text a chat template wrote: control and user-defined tokens' texts
     // ("<|im_start|>", "<|eot_id|>", "<start_of_turn>", and "<s>"/"</s>" for
-    // SentencePiece BOS/EOS) become their ids, the rest is encoded as by
-    // encode(). Never for user text.
-    std::vector<int32_t> encode_template(std::string_view text, bool add_bos) const;
+    // SentencePiece BOS/EOS) become their ids, the text between them is
+    // encoded as by encode(). Special tokens are not looked for inside the
+    // byte ranges `user_text` (sorted [begin, end) pairs): what users wrote.
+    std::vector<int32_t> encode_template(
+        std::string_view text, bool add_bos,
+        const std::vector<std::pair<size_t, size_t>>& user_text = {}) const;
+    // The special token whose text starts at text[at] (the longest), as
+    // encode_template finds them: {id, length}, or {-1, 0}.
+    std::pair<int32_t, size_t> special_at(std::string_view text, size_t at) const;
     // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped);
     // for BPE the tokens' bytes, control tokens dropped, invalid UTF-8 as U+FFFD.
     std::string decode(const std::vector<int32_t>& ids) const;
