@@ -41,7 +41,8 @@ ChatTemplate choose_template(const cxxopts::ParseResult& args, const Model& mode
     const std::string name = args["template"].as<std::string>();
     if (!name.empty()) {
         const auto t = parse_chat_template(name);
-        if (!t) throw UsageError(
+        if (!t)
+            throw UsageError(
                 "--template must be llama2, chatml, zephyr, mistral, llama3, gemma, phi3 or plain");
         return *t;
     }

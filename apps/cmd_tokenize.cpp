@@ -93,15 +93,15 @@ std::string process_escapes(const std::string& in) {
 
 int tokenize_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Print the tokens of a text");
-    options.add_options()("m,model", "model, GGUF (vocabulary-only too), tokenizer.json, tokenizer.model",
-                          cxxopts::value<std::string>())(
-        "p,prompt", "the text", cxxopts::value<std::string>())(
+    options.add_options()(
+        "m,model", "model, GGUF (vocabulary-only too), tokenizer.json, tokenizer.model",
+        cxxopts::value<std::string>())("p,prompt", "the text", cxxopts::value<std::string>())(
         "f,file", "read the text from a file", cxxopts::value<std::string>())(
         "stdin", "read the text from standard input")("ids", "print only the ids, as [1, 2, 3]")(
         "no-bos", "never put BOS in front")("no-escape", "do not process \\n, \\t, ... escapes")(
         "no-parse-special", "do not turn control tokens' texts into those tokens")(
-        "show-count", "print the number of tokens")("log-disable", "(accepted; nibble logs nothing)")(
-        "h,help", "show this help");
+        "show-count", "print the number of tokens")(
+        "log-disable", "(accepted; nibble logs nothing)")("h,help", "show this help");
     const auto args = options.parse(argc, argv);
     if (args.count("help")) {
         std::fputs(options.help().c_str(), stdout);
@@ -111,7 +111,7 @@ int tokenize_command(int argc, char** argv) {
     if (!args.count("model")) throw UsageError("missing -m MODEL");
     const int sources = int(args.count("prompt") + args.count("file") + args.count("stdin"));
     if (sources != 1) throw UsageError("give exactly one of -p PROMPT, -f FILE, --stdin");
-    std::string text = args.count("prompt")  ? args["prompt"].as<std::string>()
+    std::string text = args.count("prompt") ? args["prompt"].as<std::string>()
                        : args.count("file") ? read_text_file(args["file"].as<std::string>())
                                             : read_text_file("-");
     if (!args.count("no-escape")) text = process_escapes(text);
@@ -153,7 +153,8 @@ int tokenize_command(int argc, char** argv) {
             }
         }
     }
-    if (args.count("show-count")) out += "Total number of tokens: " + std::to_string(ids.size()) + "\n";
+    if (args.count("show-count"))
+        out += "Total number of tokens: " + std::to_string(ids.size()) + "\n";
     std::fwrite(out.data(), 1, out.size(), stdout);
     return 0;
 }

@@ -77,8 +77,7 @@ void render_inst(bool llama2, const std::vector<ChatMessage>& messages, Writer& 
 }
 
 // Gemma has no system role: the system prompt opens the first user turn.
-void render_gemma(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                  Writer& w) {
+void render_gemma(const std::vector<ChatMessage>& messages, bool add_generation_prompt, Writer& w) {
     w.text("<bos>");
     std::string system;
     bool first_user = true;
@@ -124,9 +123,9 @@ const char* chat_template_name(ChatTemplate t) {
 }
 
 std::optional<ChatTemplate> parse_chat_template(std::string_view name) {
-    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr,
-                           ChatTemplate::mistral, ChatTemplate::llama3, ChatTemplate::gemma,
-                           ChatTemplate::phi3, ChatTemplate::plain}) {
+    for (ChatTemplate t :
+         {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr, ChatTemplate::mistral,
+          ChatTemplate::llama3, ChatTemplate::gemma, ChatTemplate::phi3, ChatTemplate::plain}) {
         if (name == chat_template_name(t)) return t;
     }
     return std::nullopt;

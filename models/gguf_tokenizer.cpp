@@ -44,7 +44,8 @@ BpeVocab read_gguf_bpe_vocab(const GgufFile& g) {
         const std::string& m = (*merges)[i];
         const size_t space = m.find(' ', 1);  // llama.cpp: the first space after the first byte
         if (space == std::string::npos) {
-            fail(g, "tokenizer.ggml.merges[" + std::to_string(i) + "] has no space between two tokens");
+            fail(g, "tokenizer.ggml.merges[" + std::to_string(i) +
+                        "] has no space between two tokens");
         }
         v.merges.emplace_back(m.substr(0, space), m.substr(space + 1));
     }
@@ -73,7 +74,8 @@ BpeVocab read_gguf_bpe_vocab(const GgufFile& g) {
 
 Tokenizer gguf_tokenizer(const GgufFile& g) {
     const auto model = g.get_string("tokenizer.ggml.model");
-    if (model && *model == "gpt2") return Tokenizer::from_bpe_vocab(read_gguf_bpe_vocab(g), g.path());
+    if (model && *model == "gpt2")
+        return Tokenizer::from_bpe_vocab(read_gguf_bpe_vocab(g), g.path());
     const Vocab vocab = read_gguf_vocab(g);  // "llama", or one line naming the model
     try {
         Tokenizer tokenizer = Tokenizer::from_vocab(vocab);

@@ -196,8 +196,8 @@ void apply_hf_tokenizer_settings(Model& m, const HfTokenizerSettings& s) {
             BpeVocab vocab = BpeModel::deserialize(m.tokenizer_proto, "tokenizer.json");
             vocab.bos_id = bos;
             vocab.eos_id = eos;
-            m.tokenizer_proto = Tokenizer::from_bpe_vocab(std::move(vocab), "tokenizer.json")
-                                    .serialized_proto();
+            m.tokenizer_proto =
+                Tokenizer::from_bpe_vocab(std::move(vocab), "tokenizer.json").serialized_proto();
         } else if (bos != tok.bos_id() || eos != tok.eos_id()) {
             set_special_pieces(m.tokenizer_proto, bos, tok.piece(bos), eos, tok.piece(eos));
         }

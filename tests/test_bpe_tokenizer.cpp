@@ -67,7 +67,9 @@ const Tokenizer& json_vocab(const std::string& dir) {
     static std::map<std::string, Tokenizer> cache;
     auto it = cache.find(dir);
     if (it == cache.end()) {
-        it = cache.emplace(dir, Tokenizer::from_file(data_path("tokenizers/" + dir + "/tokenizer.json")))
+        it = cache
+                 .emplace(dir,
+                          Tokenizer::from_file(data_path("tokenizers/" + dir + "/tokenizer.json")))
                  .first;
     }
     return it->second;
@@ -90,7 +92,11 @@ void check_vectors(const Tokenizer& tok, const Vectors& v) {
 bool valid_utf8(const std::string& s) {
     for (size_t i = 0; i < s.size();) {
         const auto b = uint8_t(s[i]);
-        const size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+        const size_t n = b < 0x80         ? 1
+                         : (b >> 5) == 6  ? 2
+                         : (b >> 4) == 14 ? 3
+                         : (b >> 3) == 30 ? 4
+                                          : 0;
         if (n == 0 || i + n > s.size()) return false;
         for (size_t k = 1; k < n; ++k) {
             if ((uint8_t(s[i + k]) & 0xC0) != 0x80) return false;
@@ -147,7 +153,7 @@ TEST_CASE("streamed decoding prints whole characters and adds up to decode") {
     // Emoji and CJK split across byte tokens are among the vectors; so are
     // these (a 4-byte character and a lone byte token in the middle).
     std::vector<std::string> texts = v.inputs;
-    texts.push_back("🦙🦙 llama 𝄞 日本語");
+    texts.emplace_back("🦙🦙 llama 𝄞 日本語");
     int split_characters = 0;
     for (const std::string& text : texts) {
         CAPTURE(text);
@@ -230,7 +236,8 @@ TEST_CASE("bad vocabularies: one message naming the key") {
     BpeVocab unknown_pre = v;
     unknown_pre.pre = "llama-9";
     CHECK_THROWS_WITH_AS(Tokenizer::from_bpe_vocab(unknown_pre, "x.gguf"),
-                         doctest::Contains("unknown pre-tokenizer \"llama-9\""), std::runtime_error);
+                         doctest::Contains("unknown pre-tokenizer \"llama-9\""),
+                         std::runtime_error);
     BpeVocab missing = v;
     missing.merges.emplace_back("a", "c");
     CHECK_THROWS_WITH_AS(Tokenizer::from_bpe_vocab(missing, "x.gguf"),
@@ -289,10 +296,9 @@ TEST_CASE("chat templates: their special tokens are single ids, users' text neve
             // Each special the template writes is one id, as often as written.
             size_t written = 0;
             for (size_t at = r.text.find(s); at != std::string::npos; at = r.text.find(s, at + 1)) {
-                const bool in_content = std::any_of(r.contents.begin(), r.contents.end(),
-                                                    [&](auto range) {
-                                                        return at >= range.first && at < range.second;
-                                                    });
+                const bool in_content =
+                    std::any_of(r.contents.begin(), r.contents.end(),
+                                [&](auto range) { return at >= range.first && at < range.second; });
                 written += !in_content;
             }
             CHECK(written > 0);

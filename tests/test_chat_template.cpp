@@ -69,9 +69,9 @@ TEST_CASE("every template renders the fixed conversation to its reference string
 }
 
 TEST_CASE("rendering is prefix-stable and answers end with the template's suffix") {
-    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr,
-                           ChatTemplate::mistral, ChatTemplate::llama3, ChatTemplate::gemma,
-                           ChatTemplate::phi3, ChatTemplate::plain}) {
+    for (ChatTemplate t :
+         {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr, ChatTemplate::mistral,
+          ChatTemplate::llama3, ChatTemplate::gemma, ChatTemplate::phi3, ChatTemplate::plain}) {
         CAPTURE(chat_template_name(t));
         for (size_t n = 1; n <= kConversation.size(); ++n) {
             const std::vector<ChatMessage> head(kConversation.begin(),

@@ -59,9 +59,9 @@ TEST_CASE("--ids prints llama.cpp's ids for the GGUF vocabulary and tokenizer.js
                          Capture::stdout_only)
                   .text == qwen_ids);
         const auto [text_again, no_bos] = vector_case(llama, index, -1);
-        CHECK(run_nibble("tokenize --no-bos --no-escape --ids -m " + quote(llama) + " -f " +
-                             quote(file),
-                         Capture::stdout_only)
+        CHECK(run_nibble(
+                  "tokenize --no-bos --no-escape --ids -m " + quote(llama) + " -f " + quote(file),
+                  Capture::stdout_only)
                   .text == no_bos);
     }
 }
@@ -71,9 +71,9 @@ TEST_CASE("pieces per line, escapes and special tokens as llama-tokenize prints 
     CHECK(run_nibble("tokenize -m " + llama + " -p 'Hello world\\n'", Capture::stdout_only).text ==
           "128000 -> '<|begin_of_text|>'\n  9906 -> 'Hello'\n  1917 -> ' world'\n   198 -> '\n'\n");
     // Control tokens written in the text are parsed unless --no-parse-special.
-    CHECK(run_nibble("tokenize --ids --no-bos -m " + llama + " -p '<|eot_id|>'",
-                     Capture::stdout_only)
-              .text == "[128009]\n");
+    CHECK(
+        run_nibble("tokenize --ids --no-bos -m " + llama + " -p '<|eot_id|>'", Capture::stdout_only)
+            .text == "[128009]\n");
     CHECK(run_nibble("tokenize --ids --no-bos --no-parse-special -m " + llama + " -p '<|eot_id|>'",
                      Capture::stdout_only)
               .text != "[128009]\n");
@@ -94,9 +94,9 @@ TEST_CASE("bad vocabularies and options: one line, the key named") {
     const std::string bad_pre = write_file(dir / "bad-pre.gguf", gguf);
     expect_refusal("tokenize -m " + quote(bad_pre) + " -p hi", 1,
                    "tokenizer.ggml.pre \"llama-xyz\" is not a known pre-tokenizer");
-    const std::string json = write_file(
-        dir / "tokenizer.json",
-        R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]},
+    const std::string json =
+        write_file(dir / "tokenizer.json",
+                   R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]},
             "pre_tokenizer": {"type": "ByteLevel"}})");
     expect_refusal("tokenize -m " + quote(json) + " -p hi", 1, "merged token \"ab\"");
     expect_refusal("tokenize -p hi", 2, "-m");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -20,7 +21,8 @@ struct ByteLevelMap {
         byte.fill(-1);
         uint32_t next = 256;
         for (uint32_t b = 0; b < 256; ++b) {
-            const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+            const bool printable =
+                (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
             code_point[b] = printable ? b : next++;
             byte[code_point[b]] = int16_t(b);
         }
@@ -129,7 +131,7 @@ struct BpeModel::Scratch {
 
 BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
     : vocab_(std::move(vocab)), pretokenizer_({}) {
-    const auto fail = [&](const std::string& problem) {
+    const std::function<void(const std::string&)> fail = [&](const std::string& problem) {
         throw std::runtime_error(origin + ": " + problem);
     };
     const size_t n = vocab_.tokens.size();
@@ -162,6 +164,14 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
         }
     }
 
+    index_tokens();
+    index_merges(fail);
+}
+
+// The token table, the bytes each token decodes to, the byte tokens and the
+// added tokens looked for in text.
+void BpeModel::index_tokens() {
+    const size_t n = vocab_.tokens.size();
     size_t table = 16;
     while (table < 2 * n) table *= 2;
     ids_.assign(table, TextSlot{0, -1});
@@ -219,8 +229,11 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
             return vocab_.tokens[size_t(a)].size() > vocab_.tokens[size_t(b)].size();
         });
     }
+}
 
-    // Merges: both sides and their concatenation must be tokens.
+// Merges: both sides and their concatenation must be tokens.
+void BpeModel::index_merges(const std::function<void(const std::string&)>& fail) {
+    const size_t n = vocab_.tokens.size();
     if (!vocab_.merges.empty()) {
         vocab_.merge_ids.clear();
         vocab_.merge_ids.reserve(vocab_.merges.size());
@@ -236,7 +249,7 @@ BpeModel::BpeModel(BpeVocab vocab, const std::string& origin)
         vocab_.merges.clear();
         vocab_.merges.shrink_to_fit();
     }
-    table = 16;
+    size_t table = 16;
     while (table < 2 * vocab_.merge_ids.size()) table *= 2;
     merges_.assign(table, MergeSlot{kNoMerge, {}});
     std::string joined;
@@ -356,7 +369,8 @@ void BpeModel::encode_plain(std::string_view text, Scratch& s, std::vector<int32
         }
         const size_t first = out.size();
         encode_word(word, s, out);
-        s.cache.emplace(word, std::pair{uint32_t(s.cached_ids.size()), uint32_t(out.size() - first)});
+        s.cache.emplace(word,
+                        std::pair{uint32_t(s.cached_ids.size()), uint32_t(out.size() - first)});
         s.cached_ids.insert(s.cached_ids.end(), out.begin() + std::ptrdiff_t(first), out.end());
     }
 }
@@ -418,7 +432,8 @@ void BpeModel::merge_symbols(Scratch& s, std::vector<int32_t>& out) const {
         push(left.prev);
         push(c.left);
     }
-    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
+    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = sym[size_t(i)].next)
+        out.push_back(sym[size_t(i)].id);
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -56,6 +57,9 @@ class BpeModel {
         int32_t result;
     };
     struct Scratch;
+    void index_tokens();
+    // `fail` throws with the vocabulary's origin.
+    void index_merges(const std::function<void(const std::string&)>& fail);
     void encode_plain(std::string_view text, Scratch& s, std::vector<int32_t>& out) const;
     void encode_word(std::string_view word, Scratch& s, std::vector<int32_t>& out) const;
     void merge_symbols(Scratch& s, std::vector<int32_t>& out) const;
@@ -79,10 +83,10 @@ class BpeModel {
 
     BpeVocab vocab_;
     PreTokenizer pretokenizer_;
-    std::vector<TextSlot> ids_;      // vocabulary text -> id
-    std::vector<MergeSlot> merges_;  // (left, right) -> merge
-    std::vector<std::string> bytes_;                     // decoded bytes of each token
-    std::array<int32_t, 256> byte_tokens_{};             // the token of each single byte, -1: none
+    std::vector<TextSlot> ids_;               // vocabulary text -> id
+    std::vector<MergeSlot> merges_;           // (left, right) -> merge
+    std::vector<std::string> bytes_;          // decoded bytes of each token
+    std::array<int32_t, 256> byte_tokens_{};  // the token of each single byte, -1: none
     // Added tokens matched in text before pre-tokenization, by first byte,
     // longest first.
     std::array<std::vector<int32_t>, 256> specials_by_first_byte_;

@@ -45,45 +45,23 @@ void for_each_step(const json& j, const char* list_key, F&& f) {
 // Hugging Face's Split patterns come as {"Regex": "..."} or {"String": "..."}.
 std::string split_regex(const json& step, const JsonReader& r) {
     const auto pattern = step.find("pattern");
-    if (pattern == step.end() || !pattern->is_object()) r.fail("pre_tokenizer", "Split without a pattern");
+    if (pattern == step.end() || !pattern->is_object())
+        r.fail("pre_tokenizer", "Split without a pattern");
     if (const auto re = pattern->find("Regex"); re != pattern->end() && re->is_string()) {
         return re->get<std::string>();
     }
     if (const auto s = pattern->find("String"); s != pattern->end() && s->is_string()) {
         return "\\Q" + s->get<std::string>() + "\\E";
     }
-    r.fail("pre_tokenizer", "Split pattern is neither {\"Regex\": ...} nor {\"String\": ...}");
+    r.fail("pre_tokenizer", R"(Split pattern is neither {"Regex": ...} nor {"String": ...})");
 }
 
-}  // namespace
-
-bool looks_like_json(const std::string& bytes) {
-    const size_t first = bytes.find_first_not_of(" \t\r\n");
-    return first != std::string::npos && bytes[first] == '{';
-}
-
-BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin) {
-    const JsonReader r{origin};
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        throw std::runtime_error(origin + ": not valid JSON (" + std::string(e.what()) + ")");
-    }
-    if (!j.is_object()) r.fail("(top level)", "not a JSON object");
-    const auto model_it = j.find("model");
-    if (model_it == j.end() || !model_it->is_object()) r.fail("model", "missing");
-    const json& model = *model_it;
-    const std::string type = r.string(model, "type", "model");
-    if (type != "BPE") {
-        r.fail("model.type", "\"" + type + "\" is not supported (only BPE models are)");
-    }
-
-    BpeVocab v;
-    // Tokens by id: model.vocab, then added_tokens (which may repeat ids).
+// Tokens by id: model.vocab, then added_tokens (which may repeat ids).
+void read_tokens(const json& j, const json& model, const JsonReader& r, BpeVocab& v) {
     std::map<int64_t, std::pair<std::string, PieceType>> by_id;
     const auto vocab_it = model.find("vocab");
-    if (vocab_it == model.end() || !vocab_it->is_object()) r.fail("model.vocab", "missing or not an object");
+    if (vocab_it == model.end() || !vocab_it->is_object())
+        r.fail("model.vocab", "missing or not an object");
     for (const auto& [token, id] : vocab_it->items()) {
         if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= INT32_MAX) {
             r.fail("model.vocab", "the id of \"" + token + "\" is not a token id");
@@ -100,7 +78,8 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
             }
             const std::string content = r.string(t, "content", "added_tokens");
             const auto special = t.find("special");
-            const bool is_special = special != t.end() && special->is_boolean() && special->get<bool>();
+            const bool is_special =
+                special != t.end() && special->is_boolean() && special->get<bool>();
             by_id[id->get<int64_t>()] = {content,
                                          is_special ? PieceType::control : PieceType::user_defined};
         }
@@ -113,10 +92,13 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
         v.tokens[size_t(id)] = std::move(entry.first);
         v.types[size_t(id)] = entry.second;
     }
+}
 
+void read_merges(const json& model, const JsonReader& r, BpeVocab& v) {
     // Merges: "a b" or ["a", "b"].
     const auto merges = model.find("merges");
-    if (merges == model.end() || !merges->is_array()) r.fail("model.merges", "missing or not a list");
+    if (merges == model.end() || !merges->is_array())
+        r.fail("model.merges", "missing or not a list");
     v.merges.reserve(merges->size());
     for (size_t i = 0; i < merges->size(); ++i) {
         const json& m = (*merges)[i];
@@ -131,17 +113,16 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
         } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
             v.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
         } else {
-            r.fail(key, "not \"a b\" or [\"a\", \"b\"]");
+            r.fail(key, R"(not "a b" or ["a", "b"])");
         }
     }
     if (const auto im = model.find("ignore_merges"); im != model.end() && im->is_boolean()) {
         v.ignore_merges = im->get<bool>();
     }
-    const auto fallback = model.find("byte_fallback");
-    const bool byte_fallback = fallback != model.end() && fallback->is_boolean() && fallback->get<bool>();
-    const std::string unk = r.string(model, "unk_token", "model");
+}
 
-    // Byte-level or SentencePiece-style, and the pre-tokenizer's regexes.
+// Byte-level or SentencePiece-style, and the pre-tokenizer's regexes.
+void read_pretokenizer(const json& j, bool byte_fallback, const JsonReader& r, BpeVocab& v) {
     bool byte_level = false;
     const json none = json::object();
     const json& pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : none;
@@ -170,7 +151,7 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
             }
             v.regexes.push_back(split_regex(step, r));
         } else if (step_type == "Digits") {
-            v.regexes.push_back(R"(\p{N})");
+            v.regexes.emplace_back(R"(\p{N})");
         } else if (!byte_fallback) {
             r.fail("pre_tokenizer", "\"" + step_type + "\" is not supported");
         }
@@ -204,17 +185,11 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
     } else {
         r.fail("pre_tokenizer", "neither byte-level (ByteLevel) nor byte fallback BPE");
     }
-    if (!unk.empty()) {
-        for (size_t id = 0; id < v.tokens.size(); ++id) {
-            if (v.tokens[id] == unk) {
-                v.unk_id = int32_t(id);
-                if (v.types[id] == PieceType::normal) v.types[id] = PieceType::unknown;
-                break;
-            }
-        }
-    }
+}
 
-    // BOS: the special token a TemplateProcessing post-processor puts first.
+// BOS: the special token a TemplateProcessing post-processor puts first.
+void read_bos(const json& j, BpeVocab& v) {
+    const json none = json::object();
     // Without one, llama.cpp's choice for the pre-tokenizer: Llama-3 puts BOS
     // (tokenizer_config.json's bos_token) in front of prompts.
     v.add_bos = v.pre == "llama-bpe";
@@ -236,6 +211,51 @@ BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin)
             }
         }
     });
+}
+
+}  // namespace
+
+bool looks_like_json(const std::string& bytes) {
+    const size_t first = bytes.find_first_not_of(" \t\r\n");
+    return first != std::string::npos && bytes[first] == '{';
+}
+
+BpeVocab read_tokenizer_json(const std::string& text, const std::string& origin) {
+    const JsonReader r{origin};
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw std::runtime_error(origin + ": not valid JSON (" + std::string(e.what()) + ")");
+    }
+    if (!j.is_object()) r.fail("(top level)", "not a JSON object");
+    const auto model_it = j.find("model");
+    if (model_it == j.end() || !model_it->is_object()) r.fail("model", "missing");
+    const json& model = *model_it;
+    const std::string type = r.string(model, "type", "model");
+    if (type != "BPE") {
+        r.fail("model.type", "\"" + type + "\" is not supported (only BPE models are)");
+    }
+    BpeVocab v;
+    read_tokens(j, model, r, v);
+    read_merges(model, r, v);
+    const auto fallback = model.find("byte_fallback");
+    const bool byte_fallback =
+        fallback != model.end() && fallback->is_boolean() && fallback->get<bool>();
+    const std::string unk = r.string(model, "unk_token", "model");
+
+    read_pretokenizer(j, byte_fallback, r, v);
+    if (!unk.empty()) {
+        for (size_t id = 0; id < v.tokens.size(); ++id) {
+            if (v.tokens[id] == unk) {
+                v.unk_id = int32_t(id);
+                if (v.types[id] == PieceType::normal) v.types[id] = PieceType::unknown;
+                break;
+            }
+        }
+    }
+
+    read_bos(j, v);
     return v;
 }
 

@@ -19,7 +19,8 @@ constexpr const char* kLlama3 =
 constexpr const char* kQwen2 =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 // GPT-2's.
-constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+constexpr const char* kGpt2 =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
 // The same patterns as tokenizer.json files write them.
 constexpr const char* kLlama3Json =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
@@ -73,16 +74,15 @@ PreTokenizer::PreTokenizer(const std::vector<std::string>& regexes) {
         auto compiled = std::make_unique<Compiled>();
         // UTF and UCP: \p{..}, \s and \w by Unicode properties; invalid UTF-8
         // in a text is matched as such instead of failing the match.
-        compiled->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regexes[i].data()),
-                                       regexes[i].size(),
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error,
-                                       &offset, nullptr);
+        compiled->code = pcre2_compile(
+            reinterpret_cast<PCRE2_SPTR>(regexes[i].data()), regexes[i].size(),
+            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr);
         if (compiled->code == nullptr) {
             std::array<PCRE2_UCHAR, 256> message{};
             pcre2_get_error_message(error, message.data(), message.size());
             throw std::runtime_error("regex " + std::to_string(i) + ": " +
-                                     reinterpret_cast<const char*>(message.data()) +
-                                     " at offset " + std::to_string(offset));
+                                     reinterpret_cast<const char*>(message.data()) + " at offset " +
+                                     std::to_string(offset));
         }
         pcre2_jit_compile(compiled->code, PCRE2_JIT_COMPLETE);  // interpreted without JIT
         regexes_.push_back(std::move(compiled));

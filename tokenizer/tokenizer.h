@@ -102,7 +102,7 @@ class Tokenizer {
     friend class StreamDecoder;
     Tokenizer() = default;
     std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;  // SentencePiece, or
-    std::unique_ptr<BpeModel> bpe_;                                    // byte-pair
+    std::unique_ptr<BpeModel> bpe_;                                     // byte-pair
     mutable std::string proto_;
     bool add_bos_token_ = true;
     std::vector<int32_t> extra_eos_ids_;

@@ -47,8 +47,8 @@ size_t append_utf8_replacing_invalid(std::string_view bytes, bool at_end, std::s
         size_t valid = 1;
         while (valid < lead.length && i + valid < bytes.size()) {
             const auto b = uint8_t(bytes[i + valid]);
-            const bool ok = valid == 1 ? (b >= lead.second_min && b <= lead.second_max)
-                                       : (b & 0xC0) == 0x80;
+            const bool ok =
+                valid == 1 ? (b >= lead.second_min && b <= lead.second_max) : (b & 0xC0) == 0x80;
             if (!ok) break;
             ++valid;
         }
