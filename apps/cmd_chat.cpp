@@ -42,7 +42,9 @@ ChatTemplate choose_template(const cxxopts::ParseResult& args, const Model& mode
     const std::string name = args["template"].as<std::string>();
     if (!name.empty()) {
         const auto t = parse_chat_template(name);
-        if (!t) throw UsageError("--template must be llama2, chatml, zephyr, mistral or plain");
+        if (!t)
+            throw UsageError(
+                "--template must be llama2, chatml, zephyr, mistral, llama3, gemma, phi3 or plain");
         return *t;
     }
     if (const auto t = detect_chat_template(model.chat_template)) return *t;
@@ -100,7 +102,7 @@ int chat_command(int argc, char** argv) {
     add_model_options(options, 64, "tokens per forward pass");
     // clang-format off
     options.add_options()
-        ("template", "chat template: llama2, chatml, zephyr, mistral, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
+        ("template", "chat template: llama2, chatml, zephyr, mistral, llama3, gemma, phi3, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
         ("system", "system prompt", cxxopts::value<std::string>()->default_value(""))
         ("n,n-predict", "tokens per answer (-1: until the end of the turn)", cxxopts::value<int>()->default_value("-1"))
         ("ignore-eos", "keep answering after end-of-sequence")
@@ -125,8 +127,15 @@ int chat_command(int argc, char** argv) {
     set_threads(mo.threads);
 
     const Model model = load_model(mo.model_path);
-    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
+    Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
     chat.chat_template = choose_template(args, model);
+    // The template's end-of-turn token ends an answer, like EOS.
+    if (const int32_t eot = tokenizer.special_id(chat_end_of_turn(chat.chat_template));
+        eot >= 0 && !tokenizer.is_eos(eot)) {
+        std::vector<int32_t> ids = tokenizer.extra_eos_ids();
+        ids.push_back(eot);
+        tokenizer.set_extra_eos_ids(std::move(ids));
+    }
     const RuntimeOptions ro = runtime_options(mo, model);
     check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);

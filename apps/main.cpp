@@ -27,6 +27,7 @@ void print_usage() {
         "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
         "  synth       random-weight model: nibble synth --shape llama2-7b -o FILE\n"
         "  bench       speed (pp/tg t/s):   nibble bench -m MODEL -t 1,2 --roofline\n"
+        "  tokenize    a text's tokens:     nibble tokenize -m MODEL -p TEXT [--ids]\n"
         "run 'nibble <command> --help' for its options, 'nibble --version' for the build\n",
         stdout);
 }
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
     if (command == "bench") handler = nibble::app::bench_command;
     if (command == "generate") handler = nibble::app::generate_command;
     if (command == "chat") handler = nibble::app::chat_command;
+    if (command == "tokenize") handler = nibble::app::tokenize_command;
     if (handler == nullptr) {
         std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
                      escape_for_terminal(command, 80).c_str());

@@ -36,50 +36,29 @@ void ChatSession::reset() {
 }
 
 std::vector<int32_t> ChatSession::tokenize(std::string_view text) const {
-    std::vector<int32_t> out;
-    size_t start = 0;  // of the plain text not yet encoded
-    auto flush_plain = [&](size_t end) {
-        if (end > start) {
-            const auto ids = tokenizer_->encode(text.substr(start, end - start), false);
-            out.insert(out.end(), ids.begin(), ids.end());
-        }
-    };
-    for (size_t at = 0; at < text.size();) {
-        int32_t special = -1;
-        size_t length = 0;
-        if (text.compare(at, 3, "<s>") == 0) {
-            special = tokenizer_->bos_id();
-            length = 3;
-        } else if (text.compare(at, 4, "</s>") == 0) {
-            special = tokenizer_->eos_id();
-            length = 4;
-        } else if (text.compare(at, 2, "<|") == 0) {
-            const size_t close = text.find("|>", at + 2);
-            if (close != std::string_view::npos) {
-                length = close + 2 - at;
-                special = tokenizer_->special_id(text.substr(at, length));
-            }
-        }
-        if (special < 0) {
-            ++at;
-            continue;
-        }
-        flush_plain(at);
-        out.push_back(special);
-        at += length;
-        start = at;
+    return tokenizer_->encode_template(text, false);
+}
+
+std::vector<int32_t> ChatSession::tokenize(const RenderedChat& rendered, size_t from) const {
+    std::vector<std::pair<size_t, size_t>> user_text;
+    for (const auto& [begin, end] : rendered.contents) {
+        if (end > from) user_text.emplace_back(std::max(begin, from) - from, end - from);
     }
-    flush_plain(text.size());
-    return out;
+    return tokenizer_->encode_template(std::string_view(rendered.text).substr(from), false,
+                                       user_text);
 }
 
 // The conversation's tokens from its rendered text (BOS first).
 void ChatSession::rebuild_tokens() {
-    const std::string text = render_chat(options_.chat_template, messages_, false);
-    tokens_ = tokenize(text);
-    if (tokens_.empty() || tokens_[0] != tokenizer_->bos_id()) {
-        tokens_.insert(tokens_.begin(), tokenizer_->bos_id());
-    }
+    tokens_ = tokenize(render_chat_marked(options_.chat_template, messages_, false));
+    add_bos(tokens_);
+}
+
+// BOS in front when the model wants one and the template did not write it.
+void ChatSession::add_bos(std::vector<int32_t>& tokens) const {
+    const int32_t bos = tokenizer_->bos_id();
+    if (!tokenizer_->add_bos_token() || bos < 0) return;
+    if (tokens.empty() || tokens[0] != bos) tokens.insert(tokens.begin(), bos);
 }
 
 // Removes the first user message after the system prompt and everything up to
@@ -103,10 +82,10 @@ TurnStats ChatSession::turn(const std::string& user,
     // assistant header, minus what the conversation already rendered to.
     const std::string before = render_chat(t, messages_, false);
     messages_.push_back({ChatMessage::Role::user, user});
-    std::string after = render_chat(t, messages_, true);
+    const RenderedChat after = render_chat_marked(t, messages_, true);
     std::vector<int32_t> prompt = tokens_;
-    if (after.compare(0, before.size(), before) == 0) {
-        const auto delta = tokenize(std::string_view(after).substr(before.size()));
+    if (after.text.compare(0, before.size(), before) == 0) {
+        const auto delta = tokenize(after, before.size());
         prompt.insert(prompt.end(), delta.begin(), delta.end());
     } else {
         rebuild_tokens();  // not prefix-stable: start from the whole text
@@ -128,11 +107,8 @@ TurnStats ChatSession::turn(const std::string& user,
         }
         drop_oldest_turn();
         ++stats.dropped_turns;
-        const std::string text = render_chat(t, messages_, true);
-        prompt = tokenize(text);
-        if (prompt.empty() || prompt[0] != tokenizer_->bos_id()) {
-            prompt.insert(prompt.begin(), tokenizer_->bos_id());
-        }
+        prompt = tokenize(render_chat_marked(t, messages_, true));
+        add_bos(prompt);
     }
 
     Request request;

@@ -61,12 +61,17 @@ class ChatSession {
     const std::vector<int32_t>& tokens() const { return tokens_; }
     const ChatOptions& options() const { return options_; }
 
-    // Text -> tokens with "<s>", "</s>" and the vocabulary's "<|...|>" pieces as
-    // single special tokens, everything between them encoded normally.
+    // Template text -> tokens with the special tokens it writes ("<s>", "</s>",
+    // "<|im_start|>", "<|eot_id|>", "<start_of_turn>", ...) as single ids,
+    // everything between them encoded normally (Tokenizer::encode_template).
     std::vector<int32_t> tokenize(std::string_view text) const;
+    // The same for a rendered conversation from byte `from` on, where the
+    // messages' contents are user text: never read as special tokens.
+    std::vector<int32_t> tokenize(const RenderedChat& rendered, size_t from = 0) const;
 
   private:
     void rebuild_tokens();
+    void add_bos(std::vector<int32_t>& tokens) const;
     void drop_oldest_turn();
 
     InferenceState* state_;

@@ -15,6 +15,7 @@
 #include "engine/tensor_registry.h"
 #include "models/gguf_import.h"
 #include "models/gguf_reader.h"
+#include "models/gguf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nibble {
@@ -166,12 +167,9 @@ Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer) {
         m.chat_template = *chat_template;
     }
     if (g.find("tokenizer.ggml.tokens")) {
-        const Vocab vocab = read_gguf_vocab(g);  // throws with the path
-        try {
-            m.tokenizer_proto = Tokenizer::from_vocab(vocab).serialized_proto();
-        } catch (const std::exception& e) {
-            fail(g, std::string("embedded vocabulary: ") + e.what());
-        }
+        const Tokenizer tokenizer = gguf_tokenizer(g);  // throws with the path
+        m.tokenizer_proto = tokenizer.serialized_proto();
+        m.generation.add_bos_token = tokenizer.add_bos_token();
     }
     // Generation settings (GenerationSettings): BOS in front of prompts or not,
     // end-of-turn as a further EOS.

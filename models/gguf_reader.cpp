@@ -519,8 +519,10 @@ Vocab read_gguf_vocab(const GgufFile& g) {
     const auto model = g.get_string("tokenizer.ggml.model");
     if (!model) vocab_error(g, "no tokenizer.ggml.model; the file carries no vocabulary");
     if (*model != "llama") {
-        vocab_error(g, "tokenizer.ggml.model is \"" + *model +
-                           R"("; only "llama" (SentencePiece) vocabularies are supported)");
+        vocab_error(
+            g,
+            "tokenizer.ggml.model is \"" + *model +
+                R"("; only "llama" (SentencePiece) and "gpt2" (byte-pair) vocabularies are supported)");
     }
     const auto* tokens = g.get_string_array("tokenizer.ggml.tokens");
     if (!tokens || tokens->empty()) vocab_error(g, "tokenizer.ggml.tokens is missing or empty");

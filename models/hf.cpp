@@ -357,8 +357,13 @@ Model load_hf_model(const std::string& path, bool defer) {
     }
 
     const fs::path tok = dir / "tokenizer.model";
+    const fs::path tok_json = dir / "tokenizer.json";
     if (fs::is_regular_file(tok)) {
         m.tokenizer_proto = Tokenizer::from_file(tok.string()).serialized_proto();
+    } else if (fs::is_regular_file(tok_json)) {  // byte-pair (Llama-3, Qwen, Gemma)
+        const Tokenizer bpe = Tokenizer::from_file(tok_json.string());
+        m.tokenizer_proto = bpe.serialized_proto();
+        m.generation.add_bos_token = bpe.add_bos_token();
     }
     apply_hf_tokenizer_settings(m, read_hf_tokenizer_settings(dir.string()));
     return m;

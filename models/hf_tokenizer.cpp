@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tokenizer/bpe.h"
 #include "tokenizer/sentencepiece_proto.h"
 #include "tokenizer/tokenizer.h"
 
@@ -170,8 +171,9 @@ void apply_hf_tokenizer_settings(Model& m, const HfTokenizerSettings& s) {
     if (m.tokenizer_proto.empty()) {
         if (!s.bos.empty() || !s.eos.empty()) say("no tokenizer.model, BOS/EOS settings unused");
     } else if (!s.bos.empty() || !s.eos.empty()) {
-        const Tokenizer tok =
-            Tokenizer::from_serialized_proto(m.tokenizer_proto, "tokenizer.model");
+        const bool bpe = BpeModel::is_serialized(m.tokenizer_proto);
+        const Tokenizer tok = Tokenizer::from_serialized_proto(
+            m.tokenizer_proto, bpe ? "tokenizer.json" : "tokenizer.model");
         // The first choice, if it names a control piece of tokenizer.model.
         const auto choose = [&](const std::vector<SpecialTokenChoice>& choices, int32_t current,
                                 const char* what) {
@@ -190,7 +192,13 @@ void apply_hf_tokenizer_settings(Model& m, const HfTokenizerSettings& s) {
         };
         const int32_t bos = choose(s.bos, tok.bos_id(), "BOS");
         const int32_t eos = choose(s.eos, tok.eos_id(), "EOS");
-        if (bos != tok.bos_id() || eos != tok.eos_id()) {
+        if ((bos != tok.bos_id() || eos != tok.eos_id()) && bpe) {
+            BpeVocab vocab = BpeModel::deserialize(m.tokenizer_proto, "tokenizer.json");
+            vocab.bos_id = bos;
+            vocab.eos_id = eos;
+            m.tokenizer_proto =
+                Tokenizer::from_bpe_vocab(std::move(vocab), "tokenizer.json").serialized_proto();
+        } else if (bos != tok.bos_id() || eos != tok.eos_id()) {
             set_special_pieces(m.tokenizer_proto, bos, tok.piece(bos), eos, tok.piece(eos));
         }
     }

@@ -40,6 +40,22 @@ TEST_CASE("every template renders the fixed conversation to its reference string
         {ChatTemplate::mistral,
          "<s>[INST] You are a helpful assistant.\n\nHello [/INST]Hi there!</s>"
          "[INST] How are you? [/INST]"},
+        // Llama-3 (Meta-Llama-3-8B-Instruct tokenizer_config.json)
+        {ChatTemplate::llama3,
+         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+         "assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
+         "<|start_header_id|>assistant<|end_header_id|>\n\nHi there!<|eot_id|>"
+         "<|start_header_id|>user<|end_header_id|>\n\nHow are you?<|eot_id|>"
+         "<|start_header_id|>assistant<|end_header_id|>\n\n"},
+        // Gemma 3 (system prompt + "\n\n" opens the first user turn)
+        {ChatTemplate::gemma,
+         "<bos><start_of_turn>user\nYou are a helpful assistant.\n\nHello<end_of_turn>\n"
+         "<start_of_turn>model\nHi there!<end_of_turn>\n<start_of_turn>user\nHow are "
+         "you?<end_of_turn>\n<start_of_turn>model\n"},
+        // Phi-3.5-mini-instruct
+        {ChatTemplate::phi3,
+         "<|system|>\nYou are a helpful assistant.<|end|>\n<|user|>\nHello<|end|>\n"
+         "<|assistant|>\nHi there!<|end|>\n<|user|>\nHow are you?<|end|>\n<|assistant|>\n"},
         // plain completion
         {ChatTemplate::plain, "You are a helpful assistant.\nHelloHi there!\nHow are you?"},
     };
@@ -53,8 +69,9 @@ TEST_CASE("every template renders the fixed conversation to its reference string
 }
 
 TEST_CASE("rendering is prefix-stable and answers end with the template's suffix") {
-    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr,
-                           ChatTemplate::mistral, ChatTemplate::plain}) {
+    for (ChatTemplate t :
+         {ChatTemplate::llama2, ChatTemplate::chatml, ChatTemplate::zephyr, ChatTemplate::mistral,
+          ChatTemplate::llama3, ChatTemplate::gemma, ChatTemplate::phi3, ChatTemplate::plain}) {
         CAPTURE(chat_template_name(t));
         for (size_t n = 1; n <= kConversation.size(); ++n) {
             const std::vector<ChatMessage> head(kConversation.begin(),
@@ -89,8 +106,14 @@ TEST_CASE("templates are recognised in a model's Jinja chat_template") {
     CHECK(detect_chat_template("{{ bos_token }}{% for message in messages %}{{ '[INST] ' + "
                                "message['content'] + ' [/INST]' }}{% endfor %}") ==
           ChatTemplate::mistral);
+    CHECK(detect_chat_template("{{ '<|start_header_id|>' + message['role'] + "
+                               "'<|end_header_id|>\n\n' }}") == ChatTemplate::llama3);
+    CHECK(detect_chat_template("{{ '<start_of_turn>' + role + '\n' }}") == ChatTemplate::gemma);
+    CHECK(detect_chat_template("{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+                               "{{ '<|assistant|>\n' }}") == ChatTemplate::phi3);
     CHECK_FALSE(detect_chat_template("{{ messages }}"));
     CHECK_FALSE(detect_chat_template(""));
     CHECK(parse_chat_template("zephyr") == ChatTemplate::zephyr);
-    CHECK_FALSE(parse_chat_template("llama3"));
+    CHECK(parse_chat_template("llama3") == ChatTemplate::llama3);
+    CHECK_FALSE(parse_chat_template("llama9"));
 }

@@ -5,12 +5,16 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <stdexcept>
 
+#include "tokenizer/bpe.h"
+#include "tokenizer/bpe_json.h"
 #include "tokenizer/llama2c_vocab.h"
 #include "tokenizer/sentencepiece_check.h"
 #include "tokenizer/sentencepiece_proto.h"
 #include "tokenizer/tokenizer_file.h"
+#include "tokenizer/utf8.h"
 
 namespace nibble {
 namespace {
@@ -44,7 +48,27 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     if (looks_like_llama2c_vocab(bytes)) {
         return tokenizer_from_vocab(parse_llama2c_vocab(bytes, path), path);
     }
+    if (looks_like_json(bytes)) {
+        BpeVocab vocab = read_tokenizer_json(bytes, path);
+        const auto config = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+        if (std::filesystem::is_regular_file(config)) {
+            apply_tokenizer_config(vocab, read_tokenizer_file(config.string()), config.string());
+        }
+        return from_bpe_vocab(std::move(vocab), path);
+    }
     return from_serialized_proto(bytes, path);
+}
+
+Tokenizer Tokenizer::from_bpe_vocab(BpeVocab vocab, const std::string& origin) {
+    Tokenizer tokenizer;
+    tokenizer.add_bos_token_ = vocab.add_bos && vocab.bos_id >= 0;
+    tokenizer.bpe_ = std::make_unique<BpeModel>(std::move(vocab), origin);
+    return tokenizer;
+}
+
+const std::string& Tokenizer::serialized_proto() const {
+    if (proto_.empty() && bpe_) proto_ = bpe_->serialize();
+    return proto_;
 }
 
 Tokenizer Tokenizer::from_vocab(const Vocab& vocab) {
@@ -52,6 +76,14 @@ Tokenizer Tokenizer::from_vocab(const Vocab& vocab) {
 }
 
 Tokenizer Tokenizer::from_serialized_proto(const std::string& proto, const std::string& origin) {
+    if (BpeModel::is_serialized(proto)) {
+        Tokenizer tokenizer;
+        BpeVocab vocab = BpeModel::deserialize(proto, origin);
+        tokenizer.add_bos_token_ = vocab.add_bos && vocab.bos_id >= 0;
+        tokenizer.bpe_ = std::make_unique<BpeModel>(std::move(vocab), origin);
+        tokenizer.proto_ = proto;
+        return tokenizer;
+    }
     // What the library would abort on instead of returning an error.
     check_model_proto(proto, origin);
     Tokenizer tokenizer;
@@ -82,12 +114,67 @@ Tokenizer Tokenizer::from_serialized_proto(const std::string& proto, const std::
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) const {
+    if (bpe_) {
+        std::vector<int32_t> ids;
+        if (add_bos && add_bos_token_ && bos_id() >= 0) ids.push_back(bos_id());
+        bpe_->encode(text, false, ids);
+        return ids;
+    }
     std::vector<int> ids;
     const auto status = processor_->Encode(text, &ids);
     if (!status.ok())
         throw std::runtime_error("tokenizer: encode failed (" + status_reason(status) + ")");
     if (add_bos && add_bos_token_ && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return ids;
+}
+
+std::pair<int32_t, size_t> Tokenizer::special_at(std::string_view text, size_t at) const {
+    if (bpe_) return bpe_->special_at(text, at, true);
+    // SentencePiece: "<s>", "</s>", control pieces written "<...>" and pieces
+    // written "<|...|>" (user-defined ones, which libsentencepiece does not
+    // tell from normal ones).
+    if (text.compare(at, 3, "<s>") == 0 && bos_id() >= 0) return {bos_id(), 3};
+    if (text.compare(at, 4, "</s>") == 0 && eos_id() >= 0) return {eos_id(), 4};
+    if (text[at] != '<') return {-1, 0};
+    const size_t close = text.find('>', at + 1);
+    if (close == std::string_view::npos || close - at >= 64) return {-1, 0};
+    const size_t length = close + 1 - at;
+    const int32_t id = special_id(text.substr(at, length));
+    if (id < 0 || (!processor_->IsControl(id) && text.compare(at, 2, "<|") != 0)) return {-1, 0};
+    return {id, length};
+}
+
+std::vector<int32_t> Tokenizer::encode_template(
+    std::string_view text, bool add_bos,
+    const std::vector<std::pair<size_t, size_t>>& user_text) const {
+    std::vector<int32_t> out;
+    if (add_bos && add_bos_token_ && bos_id() >= 0) out.push_back(bos_id());
+    size_t plain = 0;  // start of the text not yet encoded
+    size_t next_user = 0;
+    for (size_t at = 0; at < text.size();) {
+        while (next_user < user_text.size() && user_text[next_user].second <= at) ++next_user;
+        if (next_user < user_text.size() && user_text[next_user].first <= at) {
+            at = user_text[next_user].second;  // inside what a user wrote
+            continue;
+        }
+        const auto [id, length] = special_at(text, at);
+        if (id < 0) {
+            ++at;
+            continue;
+        }
+        if (at > plain) {
+            const auto ids = encode(text.substr(plain, at - plain), false);
+            out.insert(out.end(), ids.begin(), ids.end());
+        }
+        out.push_back(id);
+        at += length;
+        plain = at;
+    }
+    if (plain < text.size()) {
+        const auto ids = encode(text.substr(plain), false);
+        out.insert(out.end(), ids.begin(), ids.end());
+    }
+    return out;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
@@ -99,6 +186,12 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
         }
     }
     std::string text;
+    if (bpe_) {
+        std::string bytes;
+        for (int32_t id : ids) bytes += bpe_->token_bytes(id);
+        append_utf8_replacing_invalid(bytes, true, text);
+        return text;
+    }
     const auto status = processor_->Decode(ids, &text);
     if (!status.ok())
         throw std::runtime_error("tokenizer: decode failed (" + status_reason(status) + ")");
@@ -106,6 +199,11 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 }
 
 int32_t Tokenizer::special_id(std::string_view piece) const {
+    if (bpe_) {
+        const int32_t id = bpe_->find(piece);
+        const PieceType type = id >= 0 ? bpe_->vocab().types[size_t(id)] : PieceType::normal;
+        return type == PieceType::control || type == PieceType::user_defined ? id : -1;
+    }
     const int id = processor_->PieceToId(piece);
     // PieceToId matches whole pieces only: a hit is a control or user-defined
     // piece with exactly this text.
@@ -114,10 +212,10 @@ int32_t Tokenizer::special_id(std::string_view piece) const {
 }
 
 int32_t Tokenizer::bos_id() const {
-    return processor_->bos_id();
+    return bpe_ ? bpe_->vocab().bos_id : processor_->bos_id();
 }
 int32_t Tokenizer::eos_id() const {
-    return processor_->eos_id();
+    return bpe_ ? bpe_->vocab().eos_id : processor_->eos_id();
 }
 bool Tokenizer::is_eos(int32_t id) const {
     return id == eos_id() ||
@@ -125,13 +223,34 @@ bool Tokenizer::is_eos(int32_t id) const {
 }
 std::string Tokenizer::piece(int32_t id) const {
     if (id < 0 || id >= vocab_size()) return "";
-    return processor_->IdToPiece(id);
+    return bpe_ ? bpe_->vocab().tokens[size_t(id)] : processor_->IdToPiece(id);
 }
 bool Tokenizer::is_control(int32_t id) const {
-    return id >= 0 && id < vocab_size() && processor_->IsControl(id);
+    if (id < 0 || id >= vocab_size()) return false;
+    return bpe_ ? bpe_->vocab().types[size_t(id)] == PieceType::control : processor_->IsControl(id);
 }
 int32_t Tokenizer::vocab_size() const {
-    return processor_->GetPieceSize();
+    return bpe_ ? bpe_->size() : processor_->GetPieceSize();
+}
+std::string Tokenizer::token_text(int32_t id) const {
+    if (id < 0 || id >= vocab_size()) return "";
+    if (is_control(id)) return piece(id);
+    if (bpe_) return bpe_->token_bytes(id);
+    if (processor_->IsByte(id)) {
+        const std::string p = processor_->IdToPiece(id);  // "<0xNN>"
+        return std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
+    }
+    const std::string piece = processor_->IdToPiece(id);
+    std::string text;
+    for (size_t at = 0; at < piece.size();) {
+        if (piece.compare(at, 3, "\xE2\x96\x81") == 0) {  // U+2581 -> space
+            text += ' ';
+            at += 3;
+        } else {
+            text += piece[at++];
+        }
+    }
+    return text;
 }
 
 // ---------------------------------------------------------------------------
@@ -203,6 +322,18 @@ std::string decode_window(const sentencepiece::SentencePieceProcessor& sp, int32
 }  // namespace
 
 std::string StreamDecoder::push(int32_t id) {
+    if (tokenizer_->bpe_) {
+        // Byte-pair tokens are bytes: print what forms whole characters.
+        if (id < 0 || id >= tokenizer_->vocab_size()) {
+            throw std::runtime_error("tokenizer: token id " + std::to_string(id) +
+                                     " outside the vocabulary of " +
+                                     std::to_string(tokenizer_->vocab_size()));
+        }
+        pending_bytes_ += tokenizer_->bpe_->token_bytes(id);
+        std::string out;
+        pending_bytes_.erase(0, append_utf8_replacing_invalid(pending_bytes_, false, out));
+        return out;
+    }
     const sentencepiece::SentencePieceProcessor& sp = *tokenizer_->processor_;
     if (id < 0 || id >= sp.GetPieceSize()) {
         throw std::runtime_error("tokenizer: token id " + std::to_string(id) +
@@ -235,6 +366,12 @@ std::string StreamDecoder::push(int32_t id) {
 }
 
 std::string StreamDecoder::flush() {
+    if (tokenizer_->bpe_) {
+        std::string out;
+        append_utf8_replacing_invalid(pending_bytes_, true, out);
+        reset();
+        return out;
+    }
     const sentencepiece::SentencePieceProcessor& sp = *tokenizer_->processor_;
     const bool anchored = text_started_ && tokenizer_->stream_anchor_id_ >= 0;
     const std::string text =
@@ -246,6 +383,7 @@ std::string StreamDecoder::flush() {
 }
 
 void StreamDecoder::reset() {
+    pending_bytes_.clear();
     ids_.clear();
     emitted_bytes_ = 0;
     text_started_ = false;

@@ -1,6 +1,11 @@
-// Tokenization, all done by libsentencepiece. Vocabularies that arrive in other
-// forms (llama2.c tokenizer.bin, GGUF tokenizer.ggml.* arrays) are converted to
-// a SentencePiece ModelProto in memory first.
+// Tokenization of two kinds behind one interface:
+// - SentencePiece vocabularies, done by libsentencepiece. Those that arrive in
+//   other forms (llama2.c tokenizer.bin, GGUF tokenizer.ggml.* arrays of a
+//   "llama" vocabulary) are converted to a SentencePiece ModelProto first.
+// - Byte-pair vocabularies (GGUF "gpt2", Hugging Face tokenizer.json with a BPE
+//   model: Llama-3, Qwen2/2.5/3, SmolLM, Gemma's tokenizer.json), done by
+//   BpeModel (bpe.h). Their serialized form (BpeModel::serialize) travels where
+//   a ModelProto does (Model::tokenizer_proto, nibble files).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -17,14 +22,22 @@ class SentencePieceProcessor;
 
 namespace nibble {
 
+class BpeModel;
+struct BpeVocab;
+
 class Tokenizer {
   public:
-    // A SentencePiece .model file, or a llama2.c tokenizer.bin (detected by content).
+    // A SentencePiece .model file, a llama2.c tokenizer.bin or a Hugging Face
+    // tokenizer.json (detected by content; for tokenizer.json, the
+    // tokenizer_config.json next to it gives BOS, EOS and add_bos_token).
     // Throws std::runtime_error("<path>: <problem>") for a missing or bad file.
     static Tokenizer from_file(const std::string& path);
+    // A byte-pair vocabulary (GGUF "gpt2", tokenizer.json).
+    static Tokenizer from_bpe_vocab(BpeVocab vocab, const std::string& origin);
     // A vocabulary carried by a model file (GGUF arrays, tokenizer.bin contents).
     static Tokenizer from_vocab(const Vocab& vocab);
-    // A serialized SentencePiece ModelProto (what .model files hold).
+    // A serialized SentencePiece ModelProto (what .model files hold), or a
+    // serialized BpeModel.
     static Tokenizer from_serialized_proto(const std::string& proto, const std::string& origin);
 
     Tokenizer(Tokenizer&&) noexcept;
@@ -34,8 +47,22 @@ class Tokenizer {
     // SentencePiece encoding (dummy prefix as the model says), with BOS first
     // when add_bos is set and the model puts one in front of prompts
     // (add_bos_token()).
+    // Text is encoded as user text: control tokens' texts ("<|im_start|>") are
+    // not turned into those tokens (see ChatSession::tokenize for template text).
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
-    // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped).
+    // Text a chat template wrote: control and user-defined tokens' texts
+    // ("<|im_start|>", "<|eot_id|>", "<start_of_turn>", and "<s>"/"</s>" for
+    // SentencePiece BOS/EOS) become their ids, the text between them is
+    // encoded as by encode(). Special tokens are not looked for inside the
+    // byte ranges `user_text` (sorted [begin, end) pairs): what users wrote.
+    std::vector<int32_t> encode_template(
+        std::string_view text, bool add_bos,
+        const std::vector<std::pair<size_t, size_t>>& user_text = {}) const;
+    // The special token whose text starts at text[at] (the longest), as
+    // encode_template finds them: {id, length}, or {-1, 0}.
+    std::pair<int32_t, size_t> special_at(std::string_view text, size_t at) const;
+    // Text of a whole sequence, as SentencePiece decodes it (BOS/EOS dropped);
+    // for BPE the tokens' bytes, control tokens dropped, invalid UTF-8 as U+FFFD.
     std::string decode(const std::vector<int32_t>& ids) const;
 
     // The id of the piece whose text is exactly `piece` (a control or
@@ -60,14 +87,23 @@ class Tokenizer {
     std::string piece(int32_t id) const;
     bool is_control(int32_t id) const;
     int32_t vocab_size() const;
-    // The ModelProto bytes, to embed the tokenizer in a nibble model file.
-    const std::string& serialized_proto() const { return proto_; }
+    // What token `id` reads as on its own (llama-tokenize's piece): its bytes
+    // (spaces as spaces, a byte token as its byte, possibly part of a UTF-8
+    // character), a control token as its text.
+    std::string token_text(int32_t id) const;
+    // Whether this is a byte-pair vocabulary (BpeModel) rather than SentencePiece.
+    bool is_bpe() const { return bpe_ != nullptr; }
+    // The ModelProto bytes (or the serialized BpeModel), to embed the
+    // tokenizer in a nibble model file.
+    // (A byte-pair tokenizer serializes itself on the first call.)
+    const std::string& serialized_proto() const;
 
   private:
     friend class StreamDecoder;
     Tokenizer() = default;
-    std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
-    std::string proto_;
+    std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;  // SentencePiece, or
+    std::unique_ptr<BpeModel> bpe_;                                     // byte-pair
+    mutable std::string proto_;
     bool add_bos_token_ = true;
     std::vector<int32_t> extra_eos_ids_;
     // A plain piece whose text is never empty: StreamDecoder decodes a window of
@@ -94,6 +130,7 @@ class StreamDecoder {
     std::vector<int32_t> ids_;   // ids since the last commit point
     size_t emitted_bytes_ = 0;   // bytes of the text of ids_ already returned
     bool text_started_ = false;  // some text was committed before ids_
+    std::string pending_bytes_;  // BPE: bytes of an incomplete UTF-8 character
 };
 
 }  // namespace nibble
