@@ -21,6 +21,7 @@ int synth_command(int argc, char** argv);
 int bench_command(int argc, char** argv);
 int generate_command(int argc, char** argv);
 int chat_command(int argc, char** argv);
+int serve_command(int argc, char** argv);
 
 // An invalid option or value: reported as "nibble <command>: <message>", exit 2.
 struct UsageError : std::runtime_error {

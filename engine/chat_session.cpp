@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "engine/chat_tokens.h"
+
 namespace nibble {
 
 namespace {
@@ -36,41 +38,7 @@ void ChatSession::reset() {
 }
 
 std::vector<int32_t> ChatSession::tokenize(std::string_view text) const {
-    std::vector<int32_t> out;
-    size_t start = 0;  // of the plain text not yet encoded
-    auto flush_plain = [&](size_t end) {
-        if (end > start) {
-            const auto ids = tokenizer_->encode(text.substr(start, end - start), false);
-            out.insert(out.end(), ids.begin(), ids.end());
-        }
-    };
-    for (size_t at = 0; at < text.size();) {
-        int32_t special = -1;
-        size_t length = 0;
-        if (text.compare(at, 3, "<s>") == 0) {
-            special = tokenizer_->bos_id();
-            length = 3;
-        } else if (text.compare(at, 4, "</s>") == 0) {
-            special = tokenizer_->eos_id();
-            length = 4;
-        } else if (text.compare(at, 2, "<|") == 0) {
-            const size_t close = text.find("|>", at + 2);
-            if (close != std::string_view::npos) {
-                length = close + 2 - at;
-                special = tokenizer_->special_id(text.substr(at, length));
-            }
-        }
-        if (special < 0) {
-            ++at;
-            continue;
-        }
-        flush_plain(at);
-        out.push_back(special);
-        at += length;
-        start = at;
-    }
-    flush_plain(text.size());
-    return out;
+    return tokenize_chat(*tokenizer_, text);
 }
 
 // The conversation's tokens from its rendered text (BOS first).
