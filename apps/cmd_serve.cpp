@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): sigwait is POSIX, not <csignal>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cxxopts.hpp>
@@ -108,9 +109,11 @@ int serve_command(int argc, char** argv) {
     std::fprintf(stderr, "nibble serve: listening on http://%s:%d (loading %s)\n",
                  config.host.c_str(), port, mo.model_path.c_str());
     std::thread http([&] { server.run(); });
+    std::atomic<bool> signal_seen{false};
     std::thread stopper([&] {
         int sig = 0;
         sigwait(&stop_signals, &sig);
+        signal_seen.store(true);
         if (sig != SIGUSR1) {
             std::fprintf(stderr, "nibble serve: %s, finishing the running requests\n",
                          sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -121,12 +124,13 @@ int serve_command(int argc, char** argv) {
     struct Joiner {
         std::thread* stopper;
         std::thread* http;
+        std::atomic<bool>* signal_seen;
         ~Joiner() {
-            pthread_kill(stopper->native_handle(), SIGUSR1);
+            if (!signal_seen->load()) pthread_kill(stopper->native_handle(), SIGUSR1);
             stopper->join();
-            http->join();
+            if (http->joinable()) http->join();
         }
-    } joiner{&stopper, &http};
+    } joiner{&stopper, &http, &signal_seen};
 
     set_threads(mo.threads);
     const Model model = load_model_reporting(mo.model_path);

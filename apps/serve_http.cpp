@@ -170,6 +170,7 @@ struct HttpServer::Impl {
     std::mt19937_64 rng{std::random_device{}()};
     std::atomic<uint64_t> next_response{1};
     long long started_at = static_cast<long long>(std::time(nullptr));
+    int listen_fd = -1;
 
     Impl(ServeConfig c, ServeMetrics& m) : config(std::move(c)), metrics(&m) {}
 
@@ -198,6 +199,9 @@ int HttpServer::bind() {
         throw std::runtime_error("--host " + impl_->config.host + " --port " +
                                  std::to_string(impl_->config.port) + ": cannot listen there");
     }
+    // cpp-httplib listens with a backlog of 5: a burst of clients would wait
+    // for SYN retransmissions. Listening again only raises the backlog.
+    if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
     return port;
 }
 
@@ -233,6 +237,14 @@ void HttpServer::Impl::busy(httplib::Response& res, const std::string& why) cons
 void HttpServer::Impl::setup() {
     const HttpLimits& limits = config.limits;
     server.new_task_queue = [n = limits.max_connections] { return new ConnectionPool(n); };
+    // SO_REUSEADDR (a restart may bind while old connections linger) but not
+    // cpp-httplib's default SO_REUSEPORT, with which a second server on the
+    // same port would silently share its connections.
+    server.set_socket_options([this](socket_t sock) {
+        int yes = 1;
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        listen_fd = sock;
+    });
     server.set_payload_max_length(limits.max_body_bytes);
     server.set_read_timeout(limits.read_timeout_seconds, 0);
     server.set_write_timeout(limits.write_timeout_seconds, 0);
