@@ -132,7 +132,7 @@ int serve_command(int argc, char** argv) {
         }
     } joiner{&stopper, &http, &signal_seen};
 
-    set_threads(mo.threads);
+    const int threads = set_threads(mo.threads);
     const Model model = load_model_reporting(mo.model_path);
     const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
     RuntimeOptions ro = runtime_options(mo, model);
@@ -140,7 +140,7 @@ int serve_command(int argc, char** argv) {
     ro.max_batch = std::max(ro.max_batch, parallel);
     check_state_memory(model, ro, "--ctx-size or --parallel", "--batch-size");
     InferenceState state(model, ro);
-    ServeEngine engine(state, tokenizer, parallel + queue, metrics);
+    ServeEngine engine(state, tokenizer, parallel + queue, threads, metrics);
     ServeBackend backend;
     backend.engine = &engine;
     backend.tokenizer = &tokenizer;
@@ -148,10 +148,10 @@ int serve_command(int argc, char** argv) {
     backend.context = ro.context;
     backend.sampling = sampling;
     server.attach(backend);
-    std::fprintf(stderr,
-                 "nibble serve: ready: model %s, chat template %s, context %d, %d slots, queue %d\n",
-                 config.model_name.c_str(), chat_template_name(backend.chat_template), ro.context,
-                 parallel, queue);
+    std::fprintf(
+        stderr, "nibble serve: ready: model %s, chat template %s, context %d, %d slots, queue %d\n",
+        config.model_name.c_str(), chat_template_name(backend.chat_template), ro.context, parallel,
+        queue);
     http.join();  // until a stop signal has drained the server
     engine.stop();
     std::fprintf(stderr, "nibble serve: stopped\n");

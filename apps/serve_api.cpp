@@ -90,8 +90,8 @@ std::string read_bounded_int(const Json& j, const char* name, int lo, int hi,
     const auto it = j.find(name);
     if (it == j.end() || it->is_null()) return "";
     if (!it->is_number_integer() || *it < lo || *it > hi) {
-        return std::string("\"") + name + "\" must be an integer in " + std::to_string(lo) +
-               ".." + std::to_string(hi);
+        return std::string("\"") + name + "\" must be an integer in " + std::to_string(lo) + ".." +
+               std::to_string(hi);
     }
     *out = it->get<int>();
     return "";
@@ -229,8 +229,8 @@ ParsedCompletion parse_completion_request(std::string_view body, bool chat) {
         r.options.n_predict = alias.n_predict;
     }
     if (r.options.stop.size() > kMaxStopStrings) {
-        return fail("stop", "\"stop\" may hold at most " + std::to_string(kMaxStopStrings) +
-                                " strings");
+        return fail("stop",
+                    "\"stop\" may hold at most " + std::to_string(kMaxStopStrings) + " strings");
     }
     for (const std::string& s : r.options.stop) {
         if (s.size() > kMaxStopBytes) {
@@ -257,9 +257,8 @@ const char* openai_finish_reason(FinishReason reason) {
     return reason == FinishReason::length ? "length" : "stop";
 }
 
-std::string completion_json(const ResponseHeader& h, const std::string& text,
-                            FinishReason reason, const Usage& usage,
-                            const std::vector<TokenLogprobs>* logprobs) {
+std::string completion_json(const ResponseHeader& h, const std::string& text, FinishReason reason,
+                            const Usage& usage, const std::vector<TokenLogprobs>* logprobs) {
     Json j = header_json(h, h.chat ? "chat.completion" : "text_completion");
     Json choice;
     choice["index"] = 0;

@@ -30,8 +30,9 @@ struct CompletionRequest {
     std::vector<ChatMessage> messages;  // /v1/chat/completions
     RequestSpec options;                // max_tokens, temperature, top_p, ... , stop
     bool stream = false;
-    bool ignore_eos = false;    // llama.cpp's extension: keep going after end-of-sequence
-    bool include_usage = true;  // stream_options.include_usage (default on: usage in the last chunk)
+    bool ignore_eos = false;  // llama.cpp's extension: keep going after end-of-sequence
+    bool include_usage =
+        true;  // stream_options.include_usage (default on: usage in the last chunk)
     // -1: no logprobs; otherwise the number of most likely tokens to list with
     // each token (chat: logprobs true and top_logprobs; completions: logprobs N).
     int logprobs = -1;
@@ -78,9 +79,8 @@ struct Usage {
 const char* openai_finish_reason(FinishReason reason);
 
 // The whole answer (stream false).
-std::string completion_json(const ResponseHeader& h, const std::string& text,
-                            FinishReason reason, const Usage& usage,
-                            const std::vector<TokenLogprobs>* logprobs);
+std::string completion_json(const ResponseHeader& h, const std::string& text, FinishReason reason,
+                            const Usage& usage, const std::vector<TokenLogprobs>* logprobs);
 
 // One server-sent event's JSON (stream true): a piece of text (with its
 // tokens' logprobs), or the last chunk with the finish reason and usage.

@@ -2,6 +2,8 @@
 // request's tokens to its HTTP handler.
 #include "apps/serve_engine.h"
 
+#include <omp.h>
+
 namespace nibble::app {
 
 void EventChannel::push(StreamEvent event) {
@@ -22,11 +24,12 @@ bool EventChannel::pop_all(std::vector<StreamEvent>* out, std::chrono::milliseco
 }
 
 ServeEngine::ServeEngine(InferenceState& state, const Tokenizer& tokenizer, int max_requests,
-                         ServeMetrics& metrics)
+                         int threads, ServeMetrics& metrics)
     : scheduler_(state, tokenizer),
       metrics_(&metrics),
       max_requests_(max_requests),
       n_slots_(scheduler_.n_slots()),
+      threads_(threads),
       thread_([this] { loop(); }) {}
 
 ServeEngine::~ServeEngine() {
@@ -97,6 +100,7 @@ void ServeEngine::stop() {
 // Steps while there is work; sleeps until a submission or cancellation when
 // idle. Leaves once stopping and idle.
 void ServeEngine::loop() {
+    omp_set_num_threads(threads_);
     while (true) {
         {
             std::unique_lock lock(mutex_);

@@ -48,8 +48,9 @@ class EventChannel {
 class ServeEngine {
   public:
     // `max_requests`: requests running or waiting at once (the slots plus the
-    // queue); further submissions are refused.
-    ServeEngine(InferenceState& state, const Tokenizer& tokenizer, int max_requests,
+    // queue); further submissions are refused. The forward passes use
+    // `threads` OpenMP threads (an OpenMP setting does not pass between threads).
+    ServeEngine(InferenceState& state, const Tokenizer& tokenizer, int max_requests, int threads,
                 ServeMetrics& metrics);
     ~ServeEngine();
     ServeEngine(const ServeEngine&) = delete;
@@ -79,6 +80,7 @@ class ServeEngine {
     ServeMetrics* metrics_;
     const int max_requests_;
     const int n_slots_;
+    const int threads_;
     std::atomic<int> in_flight_{0};
     std::atomic<int> slots_in_use_{0};
     std::mutex mutex_;

@@ -262,8 +262,9 @@ void HttpServer::Impl::setup() {
             const bool ok = given.compare(0, bearer.size(), bearer) == 0 &&
                             constant_time_equal(given.substr(bearer.size()), config.api_key);
             if (!ok) {
-                send_error(res, api_error(401, "invalid or missing API key (Authorization: Bearer KEY)",
-                                          "authentication_error"));
+                send_error(res,
+                           api_error(401, "invalid or missing API key (Authorization: Bearer KEY)",
+                                     "authentication_error"));
                 res.set_header("WWW-Authenticate", "Bearer");
                 return httplib::Server::HandlerResponse::Handled;
             }
@@ -276,10 +277,12 @@ void HttpServer::Impl::setup() {
             send_error(res, api_error(404, "no such endpoint: " + req.method + " " + req.path,
                                       "invalid_request_error"));
         } else if (res.status == 413) {
-            send_error(res, api_error(413, "the request body is too large", "invalid_request_error"));
+            send_error(res,
+                       api_error(413, "the request body is too large", "invalid_request_error"));
         } else {
-            send_error(res, api_error(res.status, "HTTP error " + std::to_string(res.status),
-                                      res.status >= 500 ? "server_error" : "invalid_request_error"));
+            send_error(res,
+                       api_error(res.status, "HTTP error " + std::to_string(res.status),
+                                 res.status >= 500 ? "server_error" : "invalid_request_error"));
         }
     });
     server.set_exception_handler(

@@ -95,8 +95,8 @@ std::string ServeMetrics::render(const Gauges& g) {
     int64_t cumulative = 0;
     for (size_t i = 0; i < kTtftBuckets.size(); ++i) {
         cumulative += ttft_counts_[i];
-        append(&out, "nibble_time_to_first_token_seconds_bucket{le=\"%g\"} %lld\n",
-               kTtftBuckets[i], static_cast<long long>(cumulative));
+        append(&out, "nibble_time_to_first_token_seconds_bucket{le=\"%g\"} %lld\n", kTtftBuckets[i],
+               static_cast<long long>(cumulative));
     }
     cumulative += ttft_counts_.back();
     append(&out, "nibble_time_to_first_token_seconds_bucket{le=\"+Inf\"} %lld\n",

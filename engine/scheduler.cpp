@@ -307,7 +307,8 @@ void Scheduler::compute_logprobs(const float* logits, int32_t token, int n_top) 
     for (int j = 0; j < vocab_; ++j) logprob_order_[size_t(j)] = {j, logits[j] - log_norm};
     std::partial_sort(logprob_order_.begin(), logprob_order_.begin() + k, logprob_order_.end(),
                       [](const TokenLogprob& a, const TokenLogprob& b) {
-                          return a.logprob > b.logprob || (a.logprob == b.logprob && a.token < b.token);
+                          return a.logprob > b.logprob ||
+                                 (a.logprob == b.logprob && a.token < b.token);
                       });
     top_logprobs_ = std::span<const TokenLogprob>(logprob_order_.data(), size_t(k));
 }

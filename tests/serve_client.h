@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): kill is POSIX
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -24,8 +25,8 @@ namespace nibble::test {
 struct HttpReply {
     int status = 0;  // 0: no answer (connection failed or closed first)
     std::string headers;
-    std::string body;  // de-chunked
-    std::string raw;   // as received
+    std::string body;                         // de-chunked
+    std::string raw;                          // as received
     std::vector<std::string> events() const;  // "data: X" lines of an event stream -> X
 };
 
@@ -52,17 +53,27 @@ inline int connect_loopback(int port, int timeout_seconds = 60) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(uint16_t(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(fd);
-        return -1;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    // A signal (a child of another test thread exiting) interrupts a connect
+    // that continues in the background: wait for it to complete.
+    if (errno == EINTR) {
+        pollfd p{fd, POLLOUT, 0};
+        int error = 0;
+        socklen_t length = sizeof error;
+        if (poll(&p, 1, timeout_seconds * 1000) == 1 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0) {
+            return fd;
+        }
     }
-    return fd;
+    close(fd);
+    return -1;
 }
 
 inline bool send_all(int fd, const std::string& data) {
     size_t sent = 0;
     while (sent < data.size()) {
         const ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
         sent += size_t(n);
     }
@@ -70,7 +81,7 @@ inline bool send_all(int fd, const std::string& data) {
 }
 
 inline std::string request_text(const std::string& method, const std::string& path,
-                                 const std::string& body, const std::string& extra_headers) {
+                                const std::string& body, const std::string& extra_headers) {
     return method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
            "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n" + extra_headers + "\r\n" + body;
@@ -98,8 +109,8 @@ inline HttpReply parse_reply(const std::string& raw) {
     r.status = std::stoi(raw.substr(9, 3));
     r.headers = raw.substr(0, head_end);
     const std::string body = raw.substr(head_end + 4);
-    r.body = r.headers.find("Transfer-Encoding: chunked") != std::string::npos ? dechunk(body)
-                                                                                 : body;
+    r.body =
+        r.headers.find("Transfer-Encoding: chunked") != std::string::npos ? dechunk(body) : body;
     return r;
 }
 
@@ -116,12 +127,15 @@ inline HttpReply http(int port, const std::string& method, const std::string& pa
     ssize_t n = -1;
     if (send_all(fd, request_text(method, path, body, extra_headers))) {
         char buffer[16384];
-        while ((n = recv(fd, buffer, sizeof buffer, 0)) > 0) raw.append(buffer, size_t(n));
+        while ((n = recv(fd, buffer, sizeof buffer, 0)) > 0 || (n < 0 && errno == EINTR)) {
+            if (n > 0) raw.append(buffer, size_t(n));
+        }
     }
     const int error = errno;
     close(fd);
     HttpReply reply = parse_reply(raw);
-    if (reply.status == 0) reply.raw += " (ended with " + std::to_string(n) + ", errno " + std::to_string(error) + ")";
+    if (reply.status == 0)
+        reply.raw += " (ended with " + std::to_string(n) + ", errno " + std::to_string(error) + ")";
     return reply;
 }
 
@@ -135,8 +149,8 @@ inline int http_until(int port, const std::string& path, const std::string& body
     char buffer[4096];
     ssize_t n;
     while (read->find(marker) == std::string::npos &&
-           (n = recv(fd, buffer, sizeof buffer, 0)) > 0) {
-        read->append(buffer, size_t(n));
+           ((n = recv(fd, buffer, sizeof buffer, 0)) > 0 || (n < 0 && errno == EINTR))) {
+        if (n > 0) read->append(buffer, size_t(n));
     }
     return fd;
 }
@@ -150,8 +164,8 @@ struct ServeProcess {
 
     explicit ServeProcess(const std::vector<std::string>& args, const std::string& name = "serve") {
         static int started = 0;
-        log_path = (temp_dir("nibble_serve_test") / (name + std::to_string(++started) + ".log"))
-                       .string();
+        log_path =
+            (temp_dir("nibble_serve_test") / (name + std::to_string(++started) + ".log")).string();
         std::filesystem::remove(log_path);
         pid = fork();
         REQUIRE(pid >= 0);

@@ -69,7 +69,8 @@ TEST_CASE("32 concurrent streamed greedy completions at --parallel 8 equal nibbl
                                              "One day, a cat",   "There was a big tree"};
     std::vector<std::string> prompts;
     for (int i = 0; i < 32; ++i) {
-        prompts.push_back(starts[size_t(i) % starts.size()] + (i < 6 ? "" : " and " + starts[size_t(i / 6) % starts.size()]));
+        prompts.push_back(starts[size_t(i) % starts.size()] +
+                          (i < 6 ? "" : " and " + starts[size_t(i / 6) % starts.size()]));
     }
     const int n = 40;
     std::vector<std::future<HttpReply>> replies;
@@ -104,8 +105,8 @@ TEST_CASE("a disconnect frees its slot for the queued request; a full queue give
     ServeProcess server(with(model_args(), {"--parallel", "1", "--queue", "1", "-c", "32768"}));
     // A streams for seconds; B waits for the only slot; C finds the queue full.
     std::string first;
-    const int a = nibble::test::http_until(server.port, "/v1/completions", kLongStream, "data: ",
-                                           &first);
+    const int a =
+        nibble::test::http_until(server.port, "/v1/completions", kLongStream, "data: ", &first);
     REQUIRE(first.find("200 OK") != std::string::npos);
     auto b = std::async(std::launch::async, [&] {
         return http(server.port, "POST", "/v1/completions",
@@ -160,8 +161,7 @@ TEST_CASE("malformed bodies and wrong types give 400 naming the field") {
         {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 3}]})",
          "messages[0].content"},
         {"/v1/chat/completions",
-         R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
-         "top_logprobs"},
+         R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "top_logprobs"},
     };
     for (const Case& c : cases) {
         CAPTURE(c.body);
@@ -180,8 +180,8 @@ TEST_CASE("malformed bodies and wrong types give 400 naming the field") {
     // A prompt longer than the context (512) names the prompt.
     std::string long_prompt;
     for (int i = 0; i < 600; ++i) long_prompt += "dog ";
-    const HttpReply r = http(server.port, "POST", "/v1/completions",
-                             Json({{"prompt", long_prompt}}).dump());
+    const HttpReply r =
+        http(server.port, "POST", "/v1/completions", Json({{"prompt", long_prompt}}).dump());
     CHECK(r.status == 400);
     CHECK(Json::parse(r.body)["error"]["param"] == "prompt");
     // Unknown fields are ignored.
@@ -198,8 +198,7 @@ TEST_CASE("a wrong or missing API key gives 401") {
     ServeProcess server(with(model_args(), {"--api-key", "s3cret-key"}));
     const std::string body = R"({"prompt": "a", "max_tokens": 2})";
     CHECK(http(server.port, "POST", "/v1/completions", body).status == 401);
-    CHECK(http(server.port, "POST", "/v1/completions", body,
-               "Authorization: Bearer s3cret-kez\r\n")
+    CHECK(http(server.port, "POST", "/v1/completions", body, "Authorization: Bearer s3cret-kez\r\n")
               .status == 401);
     CHECK(http(server.port, "POST", "/v1/completions", body, "Authorization: Bearer s3cret\r\n")
               .status == 401);
@@ -207,8 +206,7 @@ TEST_CASE("a wrong or missing API key gives 401") {
           401);
     const HttpReply bad = http(server.port, "GET", "/v1/models");
     CHECK(Json::parse(bad.body)["error"]["type"] == "authentication_error");
-    CHECK(http(server.port, "POST", "/v1/completions", body,
-               "Authorization: Bearer s3cret-key\r\n")
+    CHECK(http(server.port, "POST", "/v1/completions", body, "Authorization: Bearer s3cret-key\r\n")
               .status == 200);
     CHECK(http(server.port, "GET", "/health").status == 200);  // for load balancers
 }
@@ -236,6 +234,23 @@ TEST_CASE("chat completions, logprobs and the models list") {
         CHECK(t["top_logprobs"][0]["logprob"] >= t["top_logprobs"][1]["logprob"]);
     }
     CHECK(joined == j["choices"][0]["message"]["content"]);
+
+    // A second conversation with the same system prompt reuses its KV cache.
+    const std::string system =
+        "Once upon a time there was a little girl named Lily who loved to play in the park.";
+    int cached[2] = {0, 0};
+    for (int i = 0; i < 2; ++i) {
+        const Json body = {
+            {"messages",
+             {{{"role", "system"}, {"content", system}},
+              {{"role", "user"}, {"content", i == 0 ? "Tom had a dog" : "Sue ran"}}}},
+            {"max_tokens", 4}};
+        const HttpReply reply = http(server.port, "POST", "/v1/chat/completions", body.dump());
+        REQUIRE(reply.status == 200);
+        cached[i] = Json::parse(reply.body)["usage"]["prompt_tokens_details"]["cached_tokens"];
+    }
+    CHECK(cached[0] < 5);
+    CHECK(cached[1] > 15);
 }
 
 TEST_CASE("SIGTERM lets a running stream finish, refuses new requests, exits 0") {
@@ -253,7 +268,9 @@ TEST_CASE("SIGTERM lets a running stream finish, refuses new requests, exits 0")
     // The stream ends normally: all 3000 tokens, then [DONE].
     char buffer[16384];
     ssize_t n;
-    while ((n = recv(fd, buffer, sizeof buffer, 0)) > 0) read.append(buffer, size_t(n));
+    while ((n = recv(fd, buffer, sizeof buffer, 0)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0) read.append(buffer, size_t(n));
+    }
     close(fd);
     const HttpReply reply = nibble::test::parse_reply(read);
     const Streamed s = read_stream(reply);
