@@ -73,7 +73,7 @@ std::string read_messages(const Json& j, std::vector<ChatMessage>* out) {
         const auto role = m.find("role");
         std::optional<ChatMessage::Role> r;
         if (role != m.end() && role->is_string()) r = parse_role(role->get<std::string>());
-        if (!r) return at + ".role\" must be \"system\", \"user\" or \"assistant\"";
+        if (!r) return at + R"(.role" must be "system", "user" or "assistant")";
         ChatMessage message{*r, ""};
         const auto content = m.find("content");
         if (content == m.end() || !read_content(*content, &message.content)) {
@@ -114,7 +114,7 @@ std::string read_logprobs(const Json& j, bool chat, int* out) {
         std::optional<int> top;
         if (!(e = read_bool(j, "logprobs", &wanted)).empty()) return e;
         if (!(e = read_bounded_int(j, "top_logprobs", 0, kMaxTopLogprobs, &top)).empty()) return e;
-        if (top && !wanted) return "\"top_logprobs\" needs \"logprobs\": true";
+        if (top && !wanted) return R"("top_logprobs" needs "logprobs": true)";
         *out = wanted ? top.value_or(0) : -1;
         return "";
     }

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -176,6 +177,8 @@ struct HttpServer::Impl {
 
     void setup();
     void completion(const httplib::Request& req, httplib::Response& res, bool chat);
+    std::optional<Request> scheduler_request(const CompletionRequest& cr, httplib::Response& res);
+    void stream(const std::shared_ptr<Completion>& c, httplib::Response& res, ServeEngine* engine);
     bool wait_for_events(Completion& c);
     void note_events(Completion& c);
     std::vector<TokenLogprobs> logprobs_of(const std::vector<StreamEvent>& events) const;
@@ -289,7 +292,7 @@ void HttpServer::Impl::setup() {
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
             std::string what = "internal error";
             try {
-                std::rethrow_exception(ep);
+                std::rethrow_exception(std::move(ep));
             } catch (const std::exception& e) {
                 what = e.what();
             } catch (...) {
@@ -385,15 +388,11 @@ std::vector<TokenLogprobs> HttpServer::Impl::logprobs_of(
     return out;
 }
 
-void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response& res, bool chat) {
-    const auto started = Clock::now();
-    if (!ready.load()) return busy(res, "the model is still loading");
-    if (draining.load()) return busy(res, "the server is stopping");
-    ParsedCompletion parsed = parse_completion_request(req.body, chat);
-    if (!parsed.request) return send_error(res, parsed.error);
-    const CompletionRequest& cr = *parsed.request;
+// The scheduler request for a checked body, or nothing after answering 400.
+std::optional<Request> HttpServer::Impl::scheduler_request(const CompletionRequest& cr,
+                                                           httplib::Response& res) {
     const ServeBackend& be = backend;
-
+    const bool chat = cr.chat;
     // The prompt's tokens: the conversation in the model's chat template up to
     // where the assistant's answer begins, or the prompt text after BOS.
     std::vector<int32_t> prompt;
@@ -408,19 +407,21 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
     }
     const char* prompt_field = chat ? "messages" : "prompt";
     if (int(prompt.size()) >= be.context) {
-        return send_error(res, api_error(400,
-                                         std::string("\"") + prompt_field + "\" has " +
-                                             std::to_string(prompt.size()) +
-                                             " tokens, the context " + std::to_string(be.context),
-                                         "invalid_request_error", prompt_field));
+        send_error(res, api_error(400,
+                                  std::string("\"") + prompt_field + "\" has " +
+                                      std::to_string(prompt.size()) + " tokens, the context " +
+                                      std::to_string(be.context),
+                                  "invalid_request_error", prompt_field));
+        return std::nullopt;
     }
     const int max_tokens = config.limits.max_tokens > 0 ? config.limits.max_tokens : be.context;
     const RequestSpec& s = cr.options;
     if (s.n_predict && *s.n_predict > max_tokens) {
-        return send_error(res, api_error(400,
-                                         "\"max_tokens\" must be at most " +
-                                             std::to_string(max_tokens) + " on this server",
-                                         "invalid_request_error", "max_tokens"));
+        send_error(res, api_error(400,
+                                  "\"max_tokens\" must be at most " + std::to_string(max_tokens) +
+                                      " on this server",
+                                  "invalid_request_error", "max_tokens"));
+        return std::nullopt;
     }
     Request r;
     r.prompt = std::move(prompt);
@@ -442,10 +443,24 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
     }
     r.n_logprobs = cr.logprobs;
     r.ignore_eos = cr.ignore_eos;
+    return r;
+}
+
+void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+    const auto started = Clock::now();
+    if (!ready.load()) return busy(res, "the model is still loading");
+    if (draining.load()) return busy(res, "the server is stopping");
+    ParsedCompletion parsed = parse_completion_request(req.body, chat);
+    if (!parsed.request) return send_error(res, parsed.error);
+    const CompletionRequest& cr = *parsed.request;
+    const ServeBackend& be = backend;
+    std::optional<Request> r = scheduler_request(cr, res);
+    if (!r) return;
+    const char* prompt_field = chat ? "messages" : "prompt";
 
     ServeEngine::Submitted submitted;
     try {
-        submitted = be.engine->submit(std::move(r), cr.logprobs >= 0);
+        submitted = be.engine->submit(std::move(*r), cr.logprobs >= 0);
     } catch (const std::invalid_argument& e) {
         return send_error(res, api_error(400, e.what(), "invalid_request_error", prompt_field));
     }
@@ -493,6 +508,12 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
         if (!wait_for_events(*c)) return abandon();
         started_output = c->saw_token || c->finished;
     }
+    stream(c, res, engine);
+}
+
+// The answer as server-sent events, written as the tokens arrive.
+void HttpServer::Impl::stream(const std::shared_ptr<Completion>& c, httplib::Response& res,
+                              ServeEngine* engine) {
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");  // nginx: do not buffer this response
     res.set_chunked_content_provider(

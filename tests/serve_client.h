@@ -180,6 +180,7 @@ struct ServeProcess {
             std::vector<std::string> all = {NIBBLE_BINARY, "serve", "--port", "0"};
             all.insert(all.end(), args.begin(), args.end());
             std::vector<char*> argv;
+            argv.reserve(all.size() + 1);
             for (std::string& a : all) argv.push_back(a.data());
             argv.push_back(nullptr);
             execv(argv[0], argv.data());

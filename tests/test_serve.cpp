@@ -28,7 +28,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 }
 
 // The text of a streamed completion, and its last chunk (finish reason, usage).
-struct Streamed {
+struct Streamed {  // NOLINT(bugprone-exception-escape): a test helper
     std::string text;
     Json last;
     bool done = false;
@@ -68,6 +68,7 @@ TEST_CASE("32 concurrent streamed greedy completions at --parallel 8 equal nibbl
                                              "The sun was",      "Lily and Ben",
                                              "One day, a cat",   "There was a big tree"};
     std::vector<std::string> prompts;
+    prompts.reserve(32);
     for (int i = 0; i < 32; ++i) {
         prompts.push_back(starts[size_t(i) % starts.size()] +
                           (i < 6 ? "" : " and " + starts[size_t(i / 6) % starts.size()]));
