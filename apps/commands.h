@@ -22,6 +22,7 @@ int bench_command(int argc, char** argv);
 int generate_command(int argc, char** argv);
 int chat_command(int argc, char** argv);
 int tokenize_command(int argc, char** argv);
+int serve_command(int argc, char** argv);
 
 // An invalid option or value: reported as "nibble <command>: <message>", exit 2.
 struct UsageError : std::runtime_error {

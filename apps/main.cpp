@@ -22,6 +22,7 @@ void print_usage() {
         "  run         generate text:      nibble run -m MODEL -p PROMPT -n N\n"
         "  generate    batch of prompts:   nibble generate -m MODEL -f PROMPTS --out OUT.jsonl\n"
         "  chat        talk with a model:  nibble chat -m MODEL [--system TEXT]\n"
+        "  serve       OpenAI HTTP API:    nibble serve -m MODEL [--port 8080] [--parallel B]\n"
         "  info        describe a model:   nibble info MODEL\n"
         "  perplexity  score a text:       nibble perplexity -m MODEL -f TEXT\n"
         "  quantize    write a 4/8-bit file: nibble quantize IN OUT --format q4\n"
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
     if (command == "generate") handler = nibble::app::generate_command;
     if (command == "chat") handler = nibble::app::chat_command;
     if (command == "tokenize") handler = nibble::app::tokenize_command;
+    if (command == "serve") handler = nibble::app::serve_command;
     if (handler == nullptr) {
         std::fprintf(stderr, "nibble: unknown command '%s' (try 'nibble --help')\n",
                      escape_for_terminal(command, 80).c_str());

@@ -69,13 +69,16 @@ std::string read_stop(const Json& j, std::vector<std::string>* out) {
     return "";
 }
 
-std::string read_options(const Json& j, RequestSpec* spec) {
+}  // namespace
+
+std::string read_request_options(const Json& j, const RequestKeys& keys, RequestSpec* spec) {
     std::optional<int64_t> n_predict, top_k, seed;
     std::string e;
-    if (!(e = read_int(j, "n_predict", -1, 1 << 30, &n_predict)).empty()) return e;
+    if (!(e = read_int(j, keys.n_predict, -1, 1 << 30, &n_predict)).empty()) return e;
     if (!(e = read_int(j, "top_k", 0, INT32_MAX, &top_k)).empty()) return e;
     if (!(e = read_int(j, "seed", 0, INT64_MAX, &seed)).empty()) return e;
-    if (!(e = read_float(j, "temp", 0.0, 1e30, false, ">= 0", &spec->temperature)).empty())
+    if (!(e = read_float(j, keys.temperature, 0.0, 1e30, false, ">= 0", &spec->temperature))
+             .empty())
         return e;
     if (!(e = read_float(j, "top_p", 0.0, 1.0, true, "in (0, 1]", &spec->top_p)).empty()) return e;
     if (!(e = read_float(j, "min_p", 0.0, 1.0, false, "in [0, 1]", &spec->min_p)).empty()) return e;
@@ -85,8 +88,6 @@ std::string read_options(const Json& j, RequestSpec* spec) {
     if (seed) spec->seed = uint64_t(*seed);
     return "";
 }
-
-}  // namespace
 
 PreviousOutput scan_previous_output(std::string_view text) {
     PreviousOutput out;
@@ -165,7 +166,7 @@ ParsedLine parse_request_line(std::string_view line, int line_number, bool json)
         spec.numeric_id = !id->is_string();
         spec.id = id->is_string() ? id->get<std::string>() : spec.id_json;
     }
-    out.error = read_options(j, &spec);
+    out.error = read_request_options(j, RequestKeys{}, &spec);
     if (out.error.empty()) out.spec = std::move(spec);
     return out;
 }

@@ -3,6 +3,7 @@
 // request body. Pure string -> struct: no files, no tokenizer.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,6 +54,19 @@ struct PreviousOutput {
     std::string error;
 };
 PreviousOutput scan_previous_output(std::string_view text);
+
+// The keys of the options whose names differ between a prompts file and an
+// OpenAI-style request body (nibble serve: "max_tokens", "temperature").
+struct RequestKeys {
+    const char* n_predict = "n_predict";
+    const char* temperature = "temp";
+};
+
+// Reads the options of request object `j` (every key of RequestSpec but the
+// id and the prompt) with the checks above; returns "" or the first problem,
+// which starts with the key in quotes.
+std::string read_request_options(const nlohmann::json& j, const RequestKeys& keys,
+                                 RequestSpec* spec);
 
 // Whether a prompts file is JSONL: its first non-blank line starts with '{'.
 bool looks_like_jsonl(std::string_view text);

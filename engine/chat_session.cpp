@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "engine/chat_tokens.h"
+
 namespace nibble {
 
 namespace {
@@ -40,12 +42,7 @@ std::vector<int32_t> ChatSession::tokenize(std::string_view text) const {
 }
 
 std::vector<int32_t> ChatSession::tokenize(const RenderedChat& rendered, size_t from) const {
-    std::vector<std::pair<size_t, size_t>> user_text;
-    for (const auto& [begin, end] : rendered.contents) {
-        if (end > from) user_text.emplace_back(std::max(begin, from) - from, end - from);
-    }
-    return tokenizer_->encode_template(std::string_view(rendered.text).substr(from), false,
-                                       user_text);
+    return tokenize_chat(*tokenizer_, rendered, from);
 }
 
 // The conversation's tokens from its rendered text (BOS first).
@@ -56,9 +53,7 @@ void ChatSession::rebuild_tokens() {
 
 // BOS in front when the model wants one and the template did not write it.
 void ChatSession::add_bos(std::vector<int32_t>& tokens) const {
-    const int32_t bos = tokenizer_->bos_id();
-    if (!tokenizer_->add_bos_token() || bos < 0) return;
-    if (tokens.empty() || tokens[0] != bos) tokens.insert(tokens.begin(), bos);
+    add_bos_if_wanted(*tokenizer_, tokens);
 }
 
 // Removes the first user message after the system prompt and everything up to

@@ -4,6 +4,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 namespace nibble {
@@ -65,6 +66,7 @@ Scheduler::Scheduler(InferenceState& state, const Tokenizer& tokenizer,
     order_.reserve(slots_.size());
     batch_.resize(size_t(max_batch_));
     logits_copy_.resize(size_t(vocab_));
+    logprob_order_.resize(size_t(vocab_));
 }
 
 RequestId Scheduler::submit(Request request) {
@@ -261,6 +263,7 @@ void Scheduler::on_logits(Slot& slot, const float* logits) {
     if (int(slot.tokens.size()) >= context) return finish(slot, FinishReason::length, true);
     std::copy(logits, logits + vocab_, logits_copy_.begin());
     const int32_t next = slot.sampler->sample(logits_copy_.data(), slot.tokens);
+    if (req.n_logprobs >= 0) compute_logprobs(logits, next, req.n_logprobs);
     if (!req.ignore_eos && (tokenizer_->is_eos(next) || next == tokenizer_->bos_id())) {
         return finish(slot, FinishReason::eos);
     }
@@ -292,6 +295,24 @@ void Scheduler::on_logits(Slot& slot, const float* logits) {
     if (int(slot.tokens.size()) >= context) finish(slot, FinishReason::length, true);
 }
 
+// log softmax(logits)[token] = logits[token] - log sum_j exp(logits[j]),
+// with the maximum subtracted first; and the n_top most likely tokens.
+void Scheduler::compute_logprobs(const float* logits, int32_t token, int n_top) {
+    const float max = *std::max_element(logits, logits + vocab_);
+    double sum = 0.0;
+    for (int j = 0; j < vocab_; ++j) sum += std::exp(double(logits[j] - max));
+    const float log_norm = max + float(std::log(sum));
+    token_logprob_ = logits[token] - log_norm;
+    const int k = std::min(n_top, vocab_);
+    for (int j = 0; j < vocab_; ++j) logprob_order_[size_t(j)] = {j, logits[j] - log_norm};
+    std::partial_sort(logprob_order_.begin(), logprob_order_.begin() + k, logprob_order_.end(),
+                      [](const TokenLogprob& a, const TokenLogprob& b) {
+                          return a.logprob > b.logprob ||
+                                 (a.logprob == b.logprob && a.token < b.token);
+                      });
+    top_logprobs_ = std::span<const TokenLogprob>(logprob_order_.data(), size_t(k));
+}
+
 // Passes text[emitted..upto) to on_token with `token` (-1: none, text only).
 void Scheduler::emit(Slot& slot, int32_t token, size_t upto) {
     if (!slot.request.on_token) {
@@ -302,6 +323,10 @@ void Scheduler::emit(Slot& slot, int32_t token, size_t upto) {
     e.id = slot.id;
     e.token = token;
     e.n_generated = slot.n_generated;
+    if (token >= 0 && slot.request.n_logprobs >= 0) {
+        e.logprob = token_logprob_;
+        e.top_logprobs = top_logprobs_;
+    }
     if (upto > slot.emitted) {
         e.text = std::string_view(slot.text).substr(slot.emitted, upto - slot.emitted);
         slot.emitted = upto;

@@ -37,11 +37,21 @@ const char* finish_reason_name(FinishReason r);
 // because it might be the start of a stop string) and can cover several tokens.
 // Text still held back when the request finishes comes in a last event with
 // token -1, just before the FinishEvent.
+struct TokenLogprob {
+    int32_t token = 0;
+    float logprob = 0.0f;
+};
 struct TokenEvent {
     RequestId id = 0;
     int32_t token = 0;
     std::string_view text;
     int n_generated = 0;
+    // When the request asks for them (Request::n_logprobs >= 0): log p(token)
+    // under the model's distribution (softmax of the logits, before the
+    // sampler's penalty, filters and temperature) and the n_logprobs most
+    // likely tokens, best first.
+    float logprob = 0.0f;
+    std::span<const TokenLogprob> top_logprobs;
 };
 
 struct FinishEvent {
@@ -65,6 +75,7 @@ struct Request {
     int n_predict = 256;            // < 0: until EOS, a stop string or the end of the context
     std::vector<std::string> stop;  // stop strings, matched in the completion text
     bool ignore_eos = false;        // keep going after EOS (benchmarks)
+    int n_logprobs = -1;            // >= 0: TokenEvent carries logprobs (and this many top tokens)
     // Called on the thread that runs step().
     std::function<void(const TokenEvent&)> on_token;
     std::function<void(const FinishEvent&)> on_finish;
@@ -145,6 +156,7 @@ class Scheduler {
     int choose_slot(const std::vector<int32_t>& prompt, int* source, int* reuse) const;
     int fill_batch();
     void on_logits(Slot& slot, const float* logits);
+    void compute_logprobs(const float* logits, int32_t token, int n_top);
     void emit(Slot& slot, int32_t token, size_t upto);
     void finish(Slot& slot, FinishReason reason, bool context_full = false);
     void finish_pending(Pending& pending);
@@ -159,6 +171,9 @@ class Scheduler {
     std::deque<Pending> waiting_;
     std::vector<BatchToken> batch_;
     std::vector<float> logits_copy_;
+    std::vector<TokenLogprob> logprob_order_;  // vocab-sized scratch for the top tokens
+    float token_logprob_ = 0.0f;               // of the token being emitted
+    std::span<const TokenLogprob> top_logprobs_;
     SchedulerStats stats_;
     uint64_t admissions_ = 0;
 

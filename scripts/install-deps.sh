@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages nibble needs, and only those that are missing.
 set -euo pipefail
 packages=(g++ cmake make pkg-config libsentencepiece-dev libpcre2-dev libcxxopts-dev doctest-dev
-          nlohmann-json3-dev libeigen3-dev libbenchmark-dev libedit-dev g++-aarch64-linux-gnu qemu-user
+          nlohmann-json3-dev libcpp-httplib-dev nginx libeigen3-dev libbenchmark-dev libedit-dev g++-aarch64-linux-gnu qemu-user
           clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
 missing=()
 for p in "${packages[@]}"; do
