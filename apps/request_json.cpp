@@ -69,9 +69,7 @@ std::string read_stop(const Json& j, std::vector<std::string>* out) {
     return "";
 }
 
-}  // namespace
-
-std::string read_request_options(const Json& j, const RequestKeys& keys, RequestSpec* spec) {
+std::string read_options(const Json& j, const RequestKeys& keys, RequestSpec* spec) {
     std::optional<int64_t> n_predict, top_k, seed;
     std::string e;
     if (!(e = read_int(j, keys.n_predict, -1, 1 << 30, &n_predict)).empty()) return e;
@@ -87,6 +85,14 @@ std::string read_request_options(const Json& j, const RequestKeys& keys, Request
     if (top_k) spec->top_k = int(*top_k);
     if (seed) spec->seed = uint64_t(*seed);
     return "";
+}
+
+}  // namespace
+
+std::string read_request_options(const nlohmann::json& j, const RequestKeys& keys,
+                                 RequestSpec* spec) {
+    // Only the options are read, so the order of keys does not matter here.
+    return read_options(Json::parse(j.dump()), keys, spec);
 }
 
 PreviousOutput scan_previous_output(std::string_view text) {
@@ -166,7 +172,7 @@ ParsedLine parse_request_line(std::string_view line, int line_number, bool json)
         spec.numeric_id = !id->is_string();
         spec.id = id->is_string() ? id->get<std::string>() : spec.id_json;
     }
-    out.error = read_request_options(j, RequestKeys{}, &spec);
+    out.error = read_options(j, RequestKeys{}, &spec);
     if (out.error.empty()) out.spec = std::move(spec);
     return out;
 }
