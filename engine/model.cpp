@@ -25,11 +25,17 @@ void ModelConfig::validate() const {
              std::to_string(n_kv_heads) + ", vocab " + std::to_string(vocab_size) + ", seq_len " +
              std::to_string(max_seq_len) + " must all be positive");
     }
+    if (head_size < 0 || sliding_window_pattern < 0 || rope_original_context < 0 ||
+        !(embedding_scale > 0.0f) || !(query_scale >= 0.0f) || !(attn_logit_softcap >= 0.0f) ||
+        !(final_logit_softcap >= 0.0f) || !(rope_theta_local >= 0.0f) ||
+        !(rope_attn_factor > 0.0f)) {
+        fail("head size, window pattern, scales and soft-caps must not be negative");
+    }
     if (!(rope_scale >= 1.0f) || sliding_window < 0) {
         fail("rope_scale " + std::to_string(rope_scale) + " must be >= 1 and sliding_window " +
              std::to_string(sliding_window) + " >= 0");
     }
-    if (dim % n_heads != 0)
+    if (head_size == 0 && dim % n_heads != 0)
         fail("dim " + std::to_string(dim) + " is not a multiple of " + std::to_string(n_heads) +
              " heads");
     if (head_dim() % 2 != 0) fail("head size " + std::to_string(head_dim()) + " is odd");
@@ -49,12 +55,8 @@ std::string layer_tensor_name(int layer, const char* short_name) {
 
 std::vector<const Tensor*> Model::tensors() const {
     std::vector<const Tensor*> out;
-    out.reserve(2 + layers.size() * std::size(kLayerTensors) + 1);
-    out.push_back(&(this->*kEmbeddingTensor.member));
-    for (const auto& l : layers) {
-        for (const LayerTensorSpec& s : kLayerTensors) out.push_back(&(l.*s.member));
-    }
-    for (const ModelTensorSpec& s : kFinalTensors) out.push_back(&(this->*s.member));
+    if (int(layers.size()) != config.n_layers) return out;  // (validate() says so)
+    for (const TensorSlot& slot : tensor_slots(config)) out.push_back(&slot.in(*this));
     return out;
 }
 
