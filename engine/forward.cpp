@@ -235,7 +235,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
             const size_t hidden = size_t(c.hidden_dim);
             for_each_token(n, c.hidden_dim, [&](int b) {
                 float* gate = &hidden_gate_[size_t(b) * hidden];
-                const float* up = &hidden_up_[size_t(b) * hidden];
+                float* up = &hidden_up_[size_t(b) * hidden];
                 if (c.activation == FfnActivation::gelu_tanh) {
                     gelu_tanh_mul(gate, up, c.hidden_dim);
                 } else {

@@ -1,9 +1,11 @@
 // The element-wise pieces of a LLaMA layer, written as plainly as the math.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "engine/model.h"
+#include "kernels/vec_ops.h"
 
 namespace nibble {
 
@@ -49,20 +51,37 @@ inline void scale_into(float* x, float scale, int n) {
     for (int i = 0; i < n; ++i) x[i] *= scale;
 }
 
-// x -> cap * tanh(x / cap): Gemma-2's soft-capping of scores and logits.
+// x -> cap * tanh(x / cap): Gemma-2's soft-capping of scores and logits, as
+// cap (2 sigmoid(a) - 1) with a = 2x / cap, the sigmoid from the vector silu
+// kernel: silu(a) * (1/a) = sigmoid(a) (x = 0 stays 0). In blocks on the stack.
 inline void soft_cap(float* x, int64_t n, float cap) {
-    const float inv = 1.0f / cap;
-    for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+    constexpr int kBlock = 256;
+    float a[kBlock], inv_a[kBlock];
+    for (int64_t first = 0; first < n; first += kBlock) {
+        float* y = x + first;
+        const int m = int(std::min<int64_t>(kBlock, n - first));
+        for (int i = 0; i < m; ++i) {
+            a[i] = 2.0f * y[i] / cap;
+            inv_a[i] = a[i] != 0.0f ? 1.0f / a[i] : 0.0f;
+        }
+        silu_mul(a, inv_a, m);  // a = sigmoid(a)
+        for (int i = 0; i < m; ++i) y[i] = y[i] != 0.0f ? cap * (2.0f * a[i] - 1.0f) : 0.0f;
+    }
 }
 
 // GeGLU: gate = gelu(gate) * up with GELU's tanh approximation
-// gelu(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (Gemma).
-inline void gelu_tanh_mul(float* gate, const float* up, int n) {
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+// gelu(g) = g/2 (1 + tanh(z/2)) = g sigmoid(z), z = 2 sqrt(2/pi) (g + 0.044715 g^3)
+// (Gemma). The vector silu kernel gives it as silu(z) * (up / r), r = z / g =
+// 2 sqrt(2/pi) (1 + 0.044715 g^2) > 0; `up` is overwritten.
+inline void gelu_tanh_mul(float* gate, float* up, int n) {
+    constexpr float kTwoSqrt2OverPi = 1.5957691216057308f;
     for (int i = 0; i < n; ++i) {
-        const float x = gate[i];
-        gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x))) * up[i];
+        const float g = gate[i];
+        const float r = kTwoSqrt2OverPi * (1.0f + 0.044715f * g * g);
+        gate[i] = r * g;
+        up[i] /= r;
     }
+    silu_mul(gate, up, n);
 }
 
 }  // namespace nibble

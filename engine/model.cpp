@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -47,6 +48,40 @@ void ModelConfig::validate() const {
         max_seq_len > (1 << 24)) {
         fail("sizes are implausibly large");
     }
+}
+
+std::string ModelConfig::describe_options() const {
+    std::vector<std::string> parts;
+    auto number = [](double v) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%g", v);
+        return std::string(text);
+    };
+    if (qkv_bias) parts.emplace_back("q/k/v biases");
+    if (qk_norm) parts.emplace_back("q/k head norms");
+    if (post_norms) parts.emplace_back("post-attention and post-FFN norms");
+    if (activation == FfnActivation::gelu_tanh) parts.emplace_back("GeGLU (tanh GELU)");
+    if (embedding_scale != 1.0f) parts.push_back("embeddings x " + number(embedding_scale));
+    if (query_scale > 0.0f) parts.push_back("query scale " + number(query_scale));
+    if (attn_logit_softcap > 0.0f) parts.push_back("score soft-cap " + number(attn_logit_softcap));
+    if (final_logit_softcap > 0.0f) parts.push_back("logit soft-cap " + number(final_logit_softcap));
+    if (sliding_window > 0) {
+        parts.push_back("sliding window " + std::to_string(sliding_window) +
+                        (sliding_window_pattern > 1
+                             ? " (one global layer in " + std::to_string(sliding_window_pattern) +
+                                   ")"
+                             : ""));
+    }
+    if (rope_theta_local > 0.0f) parts.push_back("local RoPE base " + number(rope_theta_local));
+    if (rope_factors == RopeFactors::single) parts.emplace_back("RoPE frequency factors");
+    if (rope_factors == RopeFactors::long_short) {
+        parts.push_back("LongRoPE factors (original context " +
+                        std::to_string(rope_original_context) + ", attention factor " +
+                        number(rope_attn_factor) + ")");
+    }
+    std::string out;
+    for (const std::string& p : parts) out += (out.empty() ? "" : ", ") + p;
+    return out;
 }
 
 std::string layer_tensor_name(int layer, const char* short_name) {

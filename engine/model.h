@@ -77,6 +77,9 @@ struct ModelConfig {
     }
     // Throws std::runtime_error naming the first inconsistency.
     void validate() const;
+    // The options in force beyond LLaMA-2's block, for `nibble info`
+    // ("q/k/v biases, GeGLU, ..."), or "" for none.
+    std::string describe_options() const;
 };
 
 // The bytes of a tensor that a loader asked to defer its work (models/loader.h,
