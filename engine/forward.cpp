@@ -166,7 +166,8 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         for (int b = 0; b < n; ++b) {
             dequantize_row(model_->token_embedding.view, batch[size_t(b)].token,
                            x + size_t(b) * dim);
-            if (c.embedding_scale != 1.0f) scale_into(x + size_t(b) * dim, c.embedding_scale, c.dim);
+            if (c.embedding_scale != 1.0f)
+                scale_into(x + size_t(b) * dim, c.embedding_scale, c.dim);
         }
     }
 

@@ -59,7 +59,7 @@ class InferenceState {
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
     std::vector<float> final_rows_;  // normalised rows whose logits are wanted
     std::vector<float> gathered_;    // [max_batch][max(dim, hidden)] column-ordered rows
-    std::vector<float> scores_;     // [threads][query heads per kv head][context] attention weights
+    std::vector<float> scores_;  // [threads][query heads per kv head][context] attention weights
     // RoPE frequencies [head_dim / 2] of the global and the sliding-window
     // layers (equal unless rope_theta_local is set), divided by the model's
     // RoPE factors, and the factor on cos and sin (LongRoPE's attention factor).

@@ -23,8 +23,8 @@ inline void rmsnorm(float* out, const float* x, const float* weight, int n, floa
 // for its i-th pair; pairs are (2i, 2i+1) or (i, i + head_dim/2). The angle
 // depends on the pair, not the head: one cos and sin per pair for all heads.
 // `magnitude` multiplies cos and sin (1, or LongRoPE's attention factor).
-inline void rope(float* vec, int n_heads, int head_dim, int pos, const float* freq,
-                 float magnitude, RopeStyle style) {
+inline void rope(float* vec, int n_heads, int head_dim, int pos, const float* freq, float magnitude,
+                 RopeStyle style) {
     const int half = head_dim / 2;
     for (int i = 0; i < half; ++i) {
         const float angle = float(pos) * freq[i];

@@ -64,13 +64,14 @@ std::string ModelConfig::describe_options() const {
     if (embedding_scale != 1.0f) parts.push_back("embeddings x " + number(embedding_scale));
     if (query_scale > 0.0f) parts.push_back("query scale " + number(query_scale));
     if (attn_logit_softcap > 0.0f) parts.push_back("score soft-cap " + number(attn_logit_softcap));
-    if (final_logit_softcap > 0.0f) parts.push_back("logit soft-cap " + number(final_logit_softcap));
+    if (final_logit_softcap > 0.0f)
+        parts.push_back("logit soft-cap " + number(final_logit_softcap));
     if (sliding_window > 0) {
-        parts.push_back("sliding window " + std::to_string(sliding_window) +
-                        (sliding_window_pattern > 1
-                             ? " (one global layer in " + std::to_string(sliding_window_pattern) +
-                                   ")"
-                             : ""));
+        parts.push_back(
+            "sliding window " + std::to_string(sliding_window) +
+            (sliding_window_pattern > 1
+                 ? " (one global layer in " + std::to_string(sliding_window_pattern) + ")"
+                 : ""));
     }
     if (rope_theta_local > 0.0f) parts.push_back("local RoPE base " + number(rope_theta_local));
     if (rope_factors == RopeFactors::single) parts.emplace_back("RoPE frequency factors");

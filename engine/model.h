@@ -45,10 +45,10 @@ struct ModelConfig {
     int sliding_window = 0;
 
     // ---- options of the architectures after LLaMA-2 (defaults: LLaMA) ----
-    int head_size = 0;          // 0: dim / n_heads (Qwen3 and Gemma set their own)
-    bool qkv_bias = false;      // q, k, v projections add a bias (Qwen2)
-    bool qk_norm = false;       // RMSNorm of each q and k head before RoPE (Qwen3, Gemma-3)
-    bool post_norms = false;    // RMSNorm of the attention and FFN outputs too (Gemma-2/3)
+    int head_size = 0;        // 0: dim / n_heads (Qwen3 and Gemma set their own)
+    bool qkv_bias = false;    // q, k, v projections add a bias (Qwen2)
+    bool qk_norm = false;     // RMSNorm of each q and k head before RoPE (Qwen3, Gemma-3)
+    bool post_norms = false;  // RMSNorm of the attention and FFN outputs too (Gemma-2/3)
     FfnActivation activation = FfnActivation::silu;
     float embedding_scale = 1.0f;      // embeddings are multiplied by it (Gemma: sqrt(dim))
     float query_scale = 0.0f;          // scores = scale * q.k; 0: 1 / sqrt(head_dim)

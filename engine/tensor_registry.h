@@ -31,11 +31,11 @@ std::pair<int64_t, int64_t> tensor_shape(const ModelConfig& c, TensorShape shape
 // Which models have a tensor (ModelConfig's options).
 enum class TensorUse : uint8_t {
     always,
-    optional,      // output.weight: absent means tied to the embedding
-    qkv_bias,      // ModelConfig::qkv_bias
-    qk_norm,       // ModelConfig::qk_norm
-    post_norms,    // ModelConfig::post_norms
-    rope_freqs,    // rope_factors == single
+    optional,         // output.weight: absent means tied to the embedding
+    qkv_bias,         // ModelConfig::qkv_bias
+    qk_norm,          // ModelConfig::qk_norm
+    post_norms,       // ModelConfig::post_norms
+    rope_freqs,       // rope_factors == single
     rope_long_short,  // rope_factors == long_short
 };
 // Whether a model with these hyperparameters has (or may have, for optional)
@@ -56,7 +56,7 @@ struct LayerTensorSpec {
 // A tensor outside the layers.
 struct ModelTensorSpec {
     const char* gguf;  // full name, e.g. "token_embd.weight"
-    const char* hf;    // full name, e.g. "model.embed_tokens.weight" ("": computed from config.json)
+    const char* hf;  // full name, e.g. "model.embed_tokens.weight" ("": computed from config.json)
     Tensor Model::*member;
     TensorShape shape;
     TensorUse use;
@@ -92,12 +92,12 @@ inline constexpr LayerTensorSpec kLayerTensors[] = {
      TensorUse::qkv_bias},
     {"attn_v.bias", "self_attn.v_proj.bias", &LayerWeights::bv, TensorShape::kv_bias,
      TensorUse::qkv_bias},
-    {"attn_q_norm.weight", "self_attn.q_norm.weight", &LayerWeights::q_norm,
-     TensorShape::head_norm, TensorUse::qk_norm},
-    {"attn_k_norm.weight", "self_attn.k_norm.weight", &LayerWeights::k_norm,
-     TensorShape::head_norm, TensorUse::qk_norm},
-    {"post_attention_norm.weight", "post_attention_layernorm.weight",
-     &LayerWeights::attn_post_norm, TensorShape::norm, TensorUse::post_norms},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight", &LayerWeights::q_norm, TensorShape::head_norm,
+     TensorUse::qk_norm},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight", &LayerWeights::k_norm, TensorShape::head_norm,
+     TensorUse::qk_norm},
+    {"post_attention_norm.weight", "post_attention_layernorm.weight", &LayerWeights::attn_post_norm,
+     TensorShape::norm, TensorUse::post_norms},
     {"post_ffw_norm.weight", "post_feedforward_layernorm.weight", &LayerWeights::ffn_post_norm,
      TensorShape::norm, TensorUse::post_norms},
 };
@@ -106,8 +106,7 @@ inline constexpr ModelTensorSpec kFinalTensors[] = {
      TensorUse::always},
     {"output.weight", "lm_head.weight", &Model::output, TensorShape::embedding,
      TensorUse::optional},
-    {"rope_freqs.weight", "", &Model::rope_freqs, TensorShape::rope_factors,
-     TensorUse::rope_freqs},
+    {"rope_freqs.weight", "", &Model::rope_freqs, TensorShape::rope_factors, TensorUse::rope_freqs},
     {"rope_factors_long.weight", "", &Model::rope_factors_long, TensorShape::rope_factors,
      TensorUse::rope_long_short},
     {"rope_factors_short.weight", "", &Model::rope_factors_short, TensorShape::rope_factors,

@@ -170,7 +170,8 @@ void read_architecture_options(const GgufFile& g, const std::string& arch, Model
             }
         }
     } else if (arch == "phi3") {
-        if (g.find_tensor("rope_factors_long.weight") || g.find_tensor("rope_factors_short.weight")) {
+        if (g.find_tensor("rope_factors_long.weight") ||
+            g.find_tensor("rope_factors_short.weight")) {
             c.rope_factors = RopeFactors::long_short;
             c.rope_original_context = c.max_seq_len;
             if (const auto n = g.get_int(p + "rope.scaling.original_context_length")) {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -147,7 +147,8 @@ std::vector<float> float_list(const json& rs, const char* key, size_t n, const s
 // Llama-3.1's rope_scaling (type llama3), as divisors of the frequencies
 // (llama.cpp's rope_freqs): 1 for short wavelengths, `factor` for long ones,
 // interpolated between.
-std::vector<float> llama3_rope_freqs(const ModelConfig& c, const json& rs, const std::string& where) {
+std::vector<float> llama3_rope_freqs(const ModelConfig& c, const json& rs,
+                                     const std::string& where) {
     const double factor = real_field(rs, "factor", where, 8.0);
     const double low = real_field(rs, "low_freq_factor", where, 1.0);
     const double high = real_field(rs, "high_freq_factor", where, 4.0);
@@ -173,7 +174,7 @@ std::vector<float> llama3_rope_freqs(const ModelConfig& c, const json& rs, const
 
 HfConfig read_config(const json& j, const std::string& where) {
     const std::string type = model_type(j, where);
-    static const char* const kTypes[] = {"llama", "mistral", "qwen2",      "qwen3",
+    static const char* const kTypes[] = {"llama",  "mistral",     "qwen2", "qwen3",
                                          "gemma2", "gemma3_text", "phi3"};
     if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes)) {
         fail(where, "model_type " + type +
@@ -198,7 +199,12 @@ HfConfig read_config(const json& j, const std::string& where) {
         const int head_dim = int_field(j, "head_dim", where);
         if (head_dim != c.dim / c.n_heads || c.dim % c.n_heads != 0) c.head_size = head_dim;
     }
-    if (const auto sw = j.find("sliding_window"); sw != j.end() && !sw->is_null()) {
+    // Qwen's configs carry a sliding_window that applies only with use_sliding_window.
+    const json* use_window =
+        field(j, "use_sliding_window", json::value_t::boolean, "true or false", where);
+    const bool qwen = type == "qwen2" || type == "qwen3";
+    if (const auto sw = j.find("sliding_window");
+        sw != j.end() && !sw->is_null() && (!qwen || (use_window && use_window->get<bool>()))) {
         c.sliding_window = int_field(j, "sliding_window", where);
     }
     if (type == "qwen2") c.qkv_bias = true;
@@ -208,8 +214,8 @@ HfConfig read_config(const json& j, const std::string& where) {
         c.embedding_scale = std::sqrt(float(c.dim));
         c.activation = FfnActivation::gelu_tanh;
         c.post_norms = true;
-        c.query_scale = float(1.0 / std::sqrt(real_field(j, "query_pre_attn_scalar", where,
-                                                         double(c.head_dim()))));
+        c.query_scale = float(
+            1.0 / std::sqrt(real_field(j, "query_pre_attn_scalar", where, double(c.head_dim()))));
         if (type == "gemma2") {
             c.attn_logit_softcap = float(real_field(j, "attn_logit_softcapping", where, 0.0));
             c.final_logit_softcap = float(real_field(j, "final_logit_softcapping", where, 0.0));
@@ -335,9 +341,9 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const
     if (e == nullptr) fail(where, "tensor " + hf_name + " is missing");
     const auto [rows, cols] = tensor_shape(m.config, slot.shape);
     const int64_t stored_rows = part ? part->all_rows : rows;
-    const bool shape_ok = slot.is_norm()
-                              ? e->shape == std::vector<uint64_t>{uint64_t(cols)}
-                              : e->shape == std::vector<uint64_t>{uint64_t(stored_rows), uint64_t(cols)};
+    const bool shape_ok =
+        slot.is_norm() ? e->shape == std::vector<uint64_t>{uint64_t(cols)}
+                       : e->shape == std::vector<uint64_t>{uint64_t(stored_rows), uint64_t(cols)};
     if (!shape_ok) {
         std::string shape;
         for (uint64_t d : e->shape) {  // (not `"x" + to_string`: gcc 12's false -Wrestrict)
@@ -485,7 +491,8 @@ Model load_hf_model(const std::string& path, bool defer) {
                                           : slot.model_member == &Model::rope_factors_long
                                               ? hf.rope_long
                                               : hf.rope_short;
-            slot.in(m) = make_owned_tensor(m, slot.gguf_name, make_layout(WeightFormat::f32, 1, int64_t(v.size())));
+            slot.in(m) = make_owned_tensor(m, slot.gguf_name,
+                                           make_layout(WeightFormat::f32, 1, int64_t(v.size())));
             std::memcpy(writable(slot.in(m)), v.data(), v.size() * sizeof(float));
             continue;
         }

@@ -37,15 +37,15 @@ ModelConfig with_vocab(ModelConfig c, int vocab, float eps) {
 }
 
 ModelConfig llama3(int dim, int hidden, int layers, int heads, int kv_heads) {
-    ModelConfig c = with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, 131072, 500000.0f),
-                               128256, 1e-5f);
+    ModelConfig c = with_vocab(
+        llama_config(dim, hidden, layers, heads, kv_heads, 131072, 500000.0f), 128256, 1e-5f);
     c.rope_factors = RopeFactors::single;  // rope_freqs.weight (synth: all 1)
     return c;
 }
 
 ModelConfig qwen(int dim, int hidden, int layers, int heads, int kv_heads, int vocab) {
-    ModelConfig c = with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, 32768, 1e6f),
-                               vocab, 1e-6f);
+    ModelConfig c =
+        with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, 32768, 1e6f), vocab, 1e-6f);
     c.architecture = "qwen2";
     c.rope_style = RopeStyle::halves;
     c.qkv_bias = true;
@@ -63,8 +63,8 @@ ModelConfig qwen3_0_6b() {
 
 ModelConfig gemma(const char* arch, int dim, int hidden, int layers, int heads, int kv_heads,
                   int vocab, int ctx, float theta, int window) {
-    ModelConfig c = with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, ctx, theta), vocab,
-                               1e-6f);
+    ModelConfig c =
+        with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, ctx, theta), vocab, 1e-6f);
     c.architecture = arch;
     c.rope_style = RopeStyle::halves;
     c.head_size = 256;

@@ -25,10 +25,10 @@ struct ArchSpec {
     int vocab = 256, context = 64;
     double theta = 10000.0, eps = 1e-5;
     bool tied = false;
-    bool qkv_bias = false;    // qwen2
-    bool qk_norm = false;     // qwen3, gemma3
-    bool gemma = false;       // sqrt(dim) embeddings, GeGLU, post norms, (1 + w) norms
-    bool fused = false;       // phi3: qkv_proj, gate_up_proj
+    bool qkv_bias = false;  // qwen2
+    bool qk_norm = false;   // qwen3, gemma3
+    bool gemma = false;     // sqrt(dim) embeddings, GeGLU, post norms, (1 + w) norms
+    bool fused = false;     // phi3: qkv_proj, gate_up_proj
     double attn_cap = 0.0, final_cap = 0.0;  // gemma2 soft-caps
     double query_pre_attn_scalar = 0.0;      // 0: head_dim
     int window = 0;                          // sliding window
@@ -214,7 +214,7 @@ inline void rms_norm(std::vector<double>& x, size_t first, size_t n, const std::
 
 inline bool layer_is_sliding(const ArchSpec& s, int l) {
     if (s.window == 0) return false;
-    if (s.window_pattern == 2) return l % 2 == 0;                 // Gemma-2
+    if (s.window_pattern == 2) return l % 2 == 0;                      // Gemma-2
     if (s.window_pattern > 2) return (l + 1) % s.window_pattern != 0;  // Gemma-3
     return true;
 }
@@ -273,7 +273,8 @@ inline std::vector<std::vector<double>> reference_logits(const ArchWeights& w,
             k[t] = linear(p.wk, xn, p.bk);
             v[t] = linear(p.wv, xn, p.bv);
             if (s.qk_norm) {
-                for (int h = 0; h < s.heads; ++h) rms_norm(q[t], h * hd, hd, p.q_norm, s.eps, s.gemma);
+                for (int h = 0; h < s.heads; ++h)
+                    rms_norm(q[t], h * hd, hd, p.q_norm, s.eps, s.gemma);
                 for (int h = 0; h < s.kv_heads; ++h) {
                     rms_norm(k[t], h * hd, hd, p.k_norm, s.eps, s.gemma);
                 }
@@ -452,7 +453,8 @@ inline void write_arch_gguf(const ArchWeights& w, const std::string& path,
               float(std::sqrt(1.0 + std::log(ratio) / std::log(double(s.original_context)))));
     }
     const int64_t D = s.dim, q_dim = s.heads * s.head_dim, kv_dim = s.kv_heads * s.head_dim;
-    auto add = [&](const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
+    auto add = [&](const std::string& name, std::vector<int64_t> dims,
+                   const std::vector<float>& v) {
         if (name != skip) g.tensor(name, std::move(dims), v);
     };
     auto norm = [&](const std::vector<float>& v) { return s.gemma ? plus_one(v) : v; };
@@ -461,8 +463,10 @@ inline void write_arch_gguf(const ArchWeights& w, const std::string& path,
         const LayerParams& p = w.layers[size_t(l)];
         const std::string b = "blk." + std::to_string(l) + ".";
         const bool permute = a == "llama";
-        const std::vector<float> wq = permute ? to_adjacent_pairs(p.wq, s.head_dim, size_t(D)) : p.wq;
-        const std::vector<float> wk = permute ? to_adjacent_pairs(p.wk, s.head_dim, size_t(D)) : p.wk;
+        const std::vector<float> wq =
+            permute ? to_adjacent_pairs(p.wq, s.head_dim, size_t(D)) : p.wq;
+        const std::vector<float> wk =
+            permute ? to_adjacent_pairs(p.wk, s.head_dim, size_t(D)) : p.wk;
         add(b + "attn_norm.weight", {D}, norm(p.attn_norm));
         if (s.fused) {
             add(b + "attn_qkv.weight", {D, q_dim + 2 * kv_dim}, concat(wq, wk, p.wv));
@@ -556,7 +560,8 @@ inline void write_arch_hf(const ArchWeights& w, const std::filesystem::path& dir
         header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
     };
     const uint64_t D = uint64_t(s.dim), H = uint64_t(s.hidden);
-    const uint64_t q_dim = uint64_t(s.heads * s.head_dim), kv_dim = uint64_t(s.kv_heads * s.head_dim);
+    const uint64_t q_dim = uint64_t(s.heads * s.head_dim),
+                   kv_dim = uint64_t(s.kv_heads * s.head_dim);
     add("model.embed_tokens.weight", {uint64_t(s.vocab), D}, w.embedding);
     for (int l = 0; l < s.layers; ++l) {
         const LayerParams& p = w.layers[size_t(l)];

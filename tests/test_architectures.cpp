@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "arch_reference.h"
 #include "engine/forward.h"
@@ -147,6 +149,19 @@ TEST_CASE("each architecture as a Hugging Face directory gives the GGUF's logits
         const auto expected = test::reference_logits(f.weights, kPrompt);
         CHECK(relative_rms(nibble_logits(hf, kPrompt), expected) < 1e-3);
         CHECK(relative_rms(nibble_logits(hf, kPrompt), nibble_logits(gguf, kPrompt)) < 1e-5);
+        if (spec.gguf_arch == "qwen2") {
+            // Qwen2.5's configs name a sliding_window that is off unless
+            // use_sliding_window says otherwise.
+            nlohmann::json config;
+            std::ifstream(f.hf / "config.json") >> config;
+            config["sliding_window"] = 4;
+            config["use_sliding_window"] = false;
+            std::ofstream(f.hf / "config.json") << config.dump();
+            CHECK(load_model(f.hf.string()).config.sliding_window == 0);
+            config["use_sliding_window"] = true;
+            std::ofstream(f.hf / "config.json") << config.dump();
+            CHECK(load_model(f.hf.string()).config.sliding_window == 4);
+        }
     }
 }
 

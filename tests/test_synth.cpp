@@ -254,14 +254,12 @@ TEST_CASE("synth: the later architectures' shapes have their published parameter
         int64_t parameters;
         int vocab;
     };
-    for (const Published& p : {Published{"llama3.2-1b", 1235814400, 128256},
-                               Published{"llama3.1-8b", 8030261248, 128256},
-                               Published{"qwen2.5-0.5b", 494032768, 151936},
-                               Published{"qwen2.5-7b", 7615616512, 152064},
-                               Published{"qwen3-0.6b", 596049920, 151936},
-                               Published{"gemma2-2b", 2614341888, 256000},
-                               Published{"gemma3-1b", 999885952, 262144},
-                               Published{"phi3-mini", 3821079552, 32064}}) {
+    for (const Published& p :
+         {Published{"llama3.2-1b", 1235814400, 128256},
+          Published{"llama3.1-8b", 8030261248, 128256},
+          Published{"qwen2.5-0.5b", 494032768, 151936}, Published{"qwen2.5-7b", 7615616512, 152064},
+          Published{"qwen3-0.6b", 596049920, 151936}, Published{"gemma2-2b", 2614341888, 256000},
+          Published{"gemma3-1b", 999885952, 262144}, Published{"phi3-mini", 3821079552, 32064}}) {
         CAPTURE(p.shape);
         const SynthShape& shape = find_synth_shape(p.shape);
         CHECK(shape.config.vocab_size == p.vocab);
