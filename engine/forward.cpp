@@ -217,50 +217,7 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
             });
         }
 
-        // Feed-forward block: x += W_down (act(W_gate xn) * (W_up xn)), act = silu
-        // (SwiGLU) or tanh-GELU (GeGLU)
-        {
-            Timed t(Op::rmsnorm, n);
-            for_each_token(n, c.dim, [&](int b) {
-                rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
-                        c.norm_eps);
-            });
-        }
-        {
-            Timed t(Op::matmul_gate_up, n);
-            matmul({{&w.w_gate.view, hidden_gate_.data()}, {&w.w_up.view, hidden_up_.data()}},
-                   in_column_order(w.w_gate, xb_.data(), n), n);
-        }
-        {
-            Timed t(Op::swiglu, n);
-            const size_t hidden = size_t(c.hidden_dim);
-            for_each_token(n, c.hidden_dim, [&](int b) {
-                float* gate = &hidden_gate_[size_t(b) * hidden];
-                float* up = &hidden_up_[size_t(b) * hidden];
-                if (c.activation == FfnActivation::gelu_tanh) {
-                    gelu_tanh_mul(gate, up, c.hidden_dim);
-                } else {
-                    silu_mul(gate, up, c.hidden_dim);
-                }
-            });
-        }
-        {
-            Timed t(Op::matmul_down, n);
-            matmul(w.w_down.view, in_column_order(w.w_down, hidden_gate_.data(), n), n, xb_.data());
-        }
-        if (c.post_norms) {
-            Timed t(Op::post_norm, n);
-            for_each_token(n, c.dim, [&](int b) {
-                float* row = &xb_[size_t(b) * dim];
-                rmsnorm(row, row, w.ffn_post_norm.f32(), c.dim, c.norm_eps);
-            });
-        }
-        {
-            Timed t(Op::residual, n);
-            for_each_token(n, c.dim, [&](int b) {
-                add_into(x + size_t(b) * dim, &xb_[size_t(b) * dim], c.dim);
-            });
-        }
+        feed_forward(n, l);
     }
 
     // Final norm and classifier, only for the tokens whose logits are wanted.
@@ -280,6 +237,57 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
         soft_cap(logits_.data(), int64_t(n_out) * c.vocab_size, c.final_logit_softcap);
     }
     return logits_.data();
+}
+
+void InferenceState::feed_forward(int n, int layer) {
+    const ModelConfig& c = model_->config;
+    const LayerWeights& w = model_->layers[size_t(layer)];
+    const size_t dim = size_t(c.dim);
+    float* x = x_.data();
+    using Op = ProfileOp;
+    // Feed-forward block: x += W_down (act(W_gate xn) * (W_up xn)), act = silu
+    // (SwiGLU) or tanh-GELU (GeGLU)
+    {
+        Timed t(Op::rmsnorm, n);
+        for_each_token(n, c.dim, [&](int b) {
+            rmsnorm(&xb_[size_t(b) * dim], x + size_t(b) * dim, w.ffn_norm.f32(), c.dim,
+                    c.norm_eps);
+        });
+    }
+    {
+        Timed t(Op::matmul_gate_up, n);
+        matmul({{&w.w_gate.view, hidden_gate_.data()}, {&w.w_up.view, hidden_up_.data()}},
+               in_column_order(w.w_gate, xb_.data(), n), n);
+    }
+    {
+        Timed t(Op::swiglu, n);
+        const size_t hidden = size_t(c.hidden_dim);
+        for_each_token(n, c.hidden_dim, [&](int b) {
+            float* gate = &hidden_gate_[size_t(b) * hidden];
+            float* up = &hidden_up_[size_t(b) * hidden];
+            if (c.activation == FfnActivation::gelu_tanh) {
+                gelu_tanh_mul(gate, up, c.hidden_dim);
+            } else {
+                silu_mul(gate, up, c.hidden_dim);
+            }
+        });
+    }
+    {
+        Timed t(Op::matmul_down, n);
+        matmul(w.w_down.view, in_column_order(w.w_down, hidden_gate_.data(), n), n, xb_.data());
+    }
+    if (c.post_norms) {
+        Timed t(Op::post_norm, n);
+        for_each_token(n, c.dim, [&](int b) {
+            float* row = &xb_[size_t(b) * dim];
+            rmsnorm(row, row, w.ffn_post_norm.f32(), c.dim, c.norm_eps);
+        });
+    }
+    {
+        Timed t(Op::residual, n);
+        for_each_token(n, c.dim,
+                       [&](int b) { add_into(x + size_t(b) * dim, &xb_[size_t(b) * dim], c.dim); });
+    }
 }
 
 void InferenceState::prepare_qk(std::span<const BatchToken> batch, int layer) {

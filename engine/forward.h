@@ -46,6 +46,8 @@ class InferenceState {
 
   private:
     void attention(std::span<const BatchToken> batch, int layer);
+    // x += W_down (act(W_gate xn) * (W_up xn)) for the n rows of the batch.
+    void feed_forward(int n, int layer);
     // Bias, per-head q/k norm and RoPE of the batch's q and k rows of a layer.
     void prepare_qk(std::span<const BatchToken> batch, int layer);
     // The n activation rows x in w's stored column order (act-order GPTQ:

@@ -108,7 +108,7 @@ struct HfConfig {
 std::string model_type(const json& j, const std::string& where) {
     const auto a = j.find("architectures");
     if (a == j.end() || !a->is_array() || a->empty() || !(*a)[0].is_string()) {
-        const std::string type = string_field(j, "model_type", where, "");
+        std::string type = string_field(j, "model_type", where, "");
         if (type.empty()) fail(where, "config.json names no architectures and no model_type");
         return type;
     }
