@@ -362,7 +362,8 @@ class GgufWriter {
         kv_ += v;
     }
     // dims innermost first: {cols} or {cols, rows}.
-    void tensor(const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
+    void tensor(const std::string& name, const std::vector<int64_t>& dims,
+                const std::vector<float>& v) {
         put_bytes<uint64_t>(infos_, name.size());
         infos_ += name;
         put_bytes<uint32_t>(infos_, uint32_t(dims.size()));
@@ -453,9 +454,9 @@ inline void write_arch_gguf(const ArchWeights& w, const std::string& path,
               float(std::sqrt(1.0 + std::log(ratio) / std::log(double(s.original_context)))));
     }
     const int64_t D = s.dim, q_dim = s.heads * s.head_dim, kv_dim = s.kv_heads * s.head_dim;
-    auto add = [&](const std::string& name, std::vector<int64_t> dims,
+    auto add = [&](const std::string& name, const std::vector<int64_t>& dims,
                    const std::vector<float>& v) {
-        if (name != skip) g.tensor(name, std::move(dims), v);
+        if (name != skip) g.tensor(name, dims, v);
     };
     auto norm = [&](const std::vector<float>& v) { return s.gemma ? plus_one(v) : v; };
     add("token_embd.weight", {D, s.vocab}, w.embedding);
@@ -560,8 +561,8 @@ inline void write_arch_hf(const ArchWeights& w, const std::filesystem::path& dir
         header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
     };
     const uint64_t D = uint64_t(s.dim), H = uint64_t(s.hidden);
-    const uint64_t q_dim = uint64_t(s.heads * s.head_dim),
-                   kv_dim = uint64_t(s.kv_heads * s.head_dim);
+    const uint64_t q_dim = uint64_t(s.heads) * uint64_t(s.head_dim),
+                   kv_dim = uint64_t(s.kv_heads) * uint64_t(s.head_dim);
     add("model.embed_tokens.weight", {uint64_t(s.vocab), D}, w.embedding);
     for (int l = 0; l < s.layers; ++l) {
         const LayerParams& p = w.layers[size_t(l)];
