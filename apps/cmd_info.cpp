@@ -33,6 +33,9 @@ int info_command(int argc, char** argv) {
                 c.max_seq_len, double(c.rope_theta),
                 c.rope_style == RopeStyle::adjacent_pairs ? "adjacent pairs" : "halves",
                 double(c.norm_eps));
+    if (const std::string options = c.describe_options(); !options.empty()) {
+        std::printf("options:       %s\n", options.c_str());
+    }
     std::printf("tokenizer:     %s\n",
                 model.tokenizer_proto.empty() ? "not in the file" : "carried by the file");
     for (const std::string& note : model.import_notes)

@@ -55,7 +55,8 @@ int synth_command(int argc, char** argv) {
         "rule", "scale rule: q4_minus8, simple, search (search: ~0.2 s per million weights)",
         cxxopts::value<std::string>()->default_value("q4_minus8"))(
         "seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))(
-        "tokenizer", "SentencePiece tokenizer (32000 pieces) to embed (none: no tokenizer)",
+        "tokenizer",
+        "SentencePiece tokenizer (the shape's vocabulary size) to embed (none: no tokenizer)",
         cxxopts::value<std::string>()->default_value(""))(
         "t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))(
         "o,output", "output nibble file", cxxopts::value<std::string>())("h,help",

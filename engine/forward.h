@@ -46,6 +46,10 @@ class InferenceState {
 
   private:
     void attention(std::span<const BatchToken> batch, int layer);
+    // x += W_down (act(W_gate xn) * (W_up xn)) for the n rows of the batch.
+    void feed_forward(int n, int layer);
+    // Bias, per-head q/k norm and RoPE of the batch's q and k rows of a layer.
+    void prepare_qk(std::span<const BatchToken> batch, int layer);
     // The n activation rows x in w's stored column order (act-order GPTQ:
     // gathered into gathered_); x itself when w has no column order.
     const float* in_column_order(const Tensor& w, const float* x, int n);
@@ -57,8 +61,12 @@ class InferenceState {
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
     std::vector<float> final_rows_;  // normalised rows whose logits are wanted
     std::vector<float> gathered_;    // [max_batch][max(dim, hidden)] column-ordered rows
-    std::vector<float> scores_;     // [threads][query heads per kv head][context] attention weights
-    std::vector<float> rope_freq_;  // [head_dim / 2]
+    std::vector<float> scores_;  // [threads][query heads per kv head][context] attention weights
+    // RoPE frequencies [head_dim / 2] of the global and the sliding-window
+    // layers (equal unless rope_theta_local is set), divided by the model's
+    // RoPE factors, and the factor on cos and sin (LongRoPE's attention factor).
+    std::vector<float> rope_freq_, rope_freq_local_;
+    float rope_magnitude_ = 1.0f;
 };
 
 }  // namespace nibble

@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -25,11 +26,17 @@ void ModelConfig::validate() const {
              std::to_string(n_kv_heads) + ", vocab " + std::to_string(vocab_size) + ", seq_len " +
              std::to_string(max_seq_len) + " must all be positive");
     }
+    if (head_size < 0 || sliding_window_pattern < 0 || rope_original_context < 0 ||
+        !(embedding_scale > 0.0f) || !(query_scale >= 0.0f) || !(attn_logit_softcap >= 0.0f) ||
+        !(final_logit_softcap >= 0.0f) || !(rope_theta_local >= 0.0f) ||
+        !(rope_attn_factor > 0.0f)) {
+        fail("head size, window pattern, scales and soft-caps must not be negative");
+    }
     if (!(rope_scale >= 1.0f) || sliding_window < 0) {
         fail("rope_scale " + std::to_string(rope_scale) + " must be >= 1 and sliding_window " +
              std::to_string(sliding_window) + " >= 0");
     }
-    if (dim % n_heads != 0)
+    if (head_size == 0 && dim % n_heads != 0)
         fail("dim " + std::to_string(dim) + " is not a multiple of " + std::to_string(n_heads) +
              " heads");
     if (head_dim() % 2 != 0) fail("head size " + std::to_string(head_dim()) + " is odd");
@@ -43,18 +50,49 @@ void ModelConfig::validate() const {
     }
 }
 
+std::string ModelConfig::describe_options() const {
+    std::vector<std::string> parts;
+    auto number = [](double v) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%g", v);
+        return std::string(text);
+    };
+    if (qkv_bias) parts.emplace_back("q/k/v biases");
+    if (qk_norm) parts.emplace_back("q/k head norms");
+    if (post_norms) parts.emplace_back("post-attention and post-FFN norms");
+    if (activation == FfnActivation::gelu_tanh) parts.emplace_back("GeGLU (tanh GELU)");
+    if (embedding_scale != 1.0f) parts.push_back("embeddings x " + number(embedding_scale));
+    if (query_scale > 0.0f) parts.push_back("query scale " + number(query_scale));
+    if (attn_logit_softcap > 0.0f) parts.push_back("score soft-cap " + number(attn_logit_softcap));
+    if (final_logit_softcap > 0.0f)
+        parts.push_back("logit soft-cap " + number(final_logit_softcap));
+    if (sliding_window > 0) {
+        parts.push_back(
+            "sliding window " + std::to_string(sliding_window) +
+            (sliding_window_pattern > 1
+                 ? " (one global layer in " + std::to_string(sliding_window_pattern) + ")"
+                 : ""));
+    }
+    if (rope_theta_local > 0.0f) parts.push_back("local RoPE base " + number(rope_theta_local));
+    if (rope_factors == RopeFactors::single) parts.emplace_back("RoPE frequency factors");
+    if (rope_factors == RopeFactors::long_short) {
+        parts.push_back("LongRoPE factors (original context " +
+                        std::to_string(rope_original_context) + ", attention factor " +
+                        number(rope_attn_factor) + ")");
+    }
+    std::string out;
+    for (const std::string& p : parts) out += (out.empty() ? "" : ", ") + p;
+    return out;
+}
+
 std::string layer_tensor_name(int layer, const char* short_name) {
     return "blk." + std::to_string(layer) + "." + short_name + ".weight";
 }
 
 std::vector<const Tensor*> Model::tensors() const {
     std::vector<const Tensor*> out;
-    out.reserve(2 + layers.size() * std::size(kLayerTensors) + 1);
-    out.push_back(&(this->*kEmbeddingTensor.member));
-    for (const auto& l : layers) {
-        for (const LayerTensorSpec& s : kLayerTensors) out.push_back(&(l.*s.member));
-    }
-    for (const ModelTensorSpec& s : kFinalTensors) out.push_back(&(this->*s.member));
+    if (int(layers.size()) != config.n_layers) return out;  // (validate() says so)
+    for (const TensorSlot& slot : tensor_slots(config)) out.push_back(&slot.in(*this));
     return out;
 }
 

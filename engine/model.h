@@ -1,6 +1,7 @@
 // The in-memory model: hyperparameters and weight tensors, independent of the
 // file they came from. Loaders (models/) fill it; the forward pass reads it.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,15 @@ namespace nibble {
 // How RoPE pairs the dimensions of a head: llama2.c and GGUF rotate adjacent
 // pairs (x[2i], x[2i+1]); Hugging Face checkpoints rotate halves (x[i], x[i+d/2]).
 enum class RopeStyle : uint8_t { adjacent_pairs, halves };
+
+// The FFN's gate activation: SwiGLU (silu(gate) * up, LLaMA, Qwen, Phi) or
+// GeGLU with the tanh approximation of GELU (Gemma).
+enum class FfnActivation : uint8_t { silu, gelu_tanh };
+
+// Per-frequency RoPE divisors read from tensors: none; one set (Llama-3.1's
+// rope_freqs.weight); or LongRoPE's long and short sets (Phi-3), the long one
+// used when the context exceeds rope_original_context.
+enum class RopeFactors : uint8_t { none, single, long_short };
 
 struct ModelConfig {
     std::string architecture = "llama";
@@ -34,10 +44,42 @@ struct ModelConfig {
     // the sliding_window - 1 before it; 0 attends to every earlier position.
     int sliding_window = 0;
 
-    int head_dim() const { return dim / n_heads; }
+    // ---- options of the architectures after LLaMA-2 (defaults: LLaMA) ----
+    int head_size = 0;        // 0: dim / n_heads (Qwen3 and Gemma set their own)
+    bool qkv_bias = false;    // q, k, v projections add a bias (Qwen2)
+    bool qk_norm = false;     // RMSNorm of each q and k head before RoPE (Qwen3, Gemma-3)
+    bool post_norms = false;  // RMSNorm of the attention and FFN outputs too (Gemma-2/3)
+    FfnActivation activation = FfnActivation::silu;
+    float embedding_scale = 1.0f;      // embeddings are multiplied by it (Gemma: sqrt(dim))
+    float query_scale = 0.0f;          // scores = scale * q.k; 0: 1 / sqrt(head_dim)
+    float attn_logit_softcap = 0.0f;   // scores -> cap * tanh(scores / cap); 0: off
+    float final_logit_softcap = 0.0f;  // logits -> cap * tanh(logits / cap); 0: off
+    // Layer l uses the sliding window when sliding_window > 0 and
+    // sliding_window_pattern <= 1 (every layer: Mistral) or (l + 1) % pattern != 0
+    // (Gemma-2: 2, even layers local; Gemma-3: 6, five local to one global).
+    int sliding_window_pattern = 0;
+    // RoPE base of the sliding-window layers (Gemma-3: 10000); 0: rope_theta.
+    // rope_scale applies to the global layers only.
+    float rope_theta_local = 0.0f;
+    RopeFactors rope_factors = RopeFactors::none;
+    int rope_original_context = 0;  // LongRoPE: the trained context of the short factors
+    float rope_attn_factor = 1.0f;  // LongRoPE: cos and sin are multiplied by it
+
+    int head_dim() const { return head_size > 0 ? head_size : dim / n_heads; }
+    int q_dim() const { return n_heads * head_dim(); }
     int kv_dim() const { return n_kv_heads * head_dim(); }
+    bool layer_is_sliding(int layer) const {
+        return sliding_window > 0 &&
+               (sliding_window_pattern <= 1 || (layer + 1) % sliding_window_pattern != 0);
+    }
+    float attention_scale() const {
+        return query_scale > 0.0f ? query_scale : 1.0f / std::sqrt(float(head_dim()));
+    }
     // Throws std::runtime_error naming the first inconsistency.
     void validate() const;
+    // The options in force beyond LLaMA-2's block, for `nibble info`
+    // ("q/k/v biases, GeGLU, ..."), or "" for none.
+    std::string describe_options() const;
 };
 
 // The bytes of a tensor that a loader asked to defer its work (models/loader.h,
@@ -78,9 +120,13 @@ struct Tensor {
 
 struct LayerWeights {
     Tensor attn_norm;             // [dim]
-    Tensor wq, wk, wv, wo;        // [dim][dim], [kv_dim][dim] x2, [dim][dim]
+    Tensor wq, wk, wv, wo;        // [q_dim][dim], [kv_dim][dim] x2, [dim][q_dim]
+    Tensor bq, bk, bv;            // [q_dim], [kv_dim] x2 (qkv_bias)
+    Tensor q_norm, k_norm;        // [head_dim] (qk_norm)
+    Tensor attn_post_norm;        // [dim] (post_norms)
     Tensor ffn_norm;              // [dim]
     Tensor w_gate, w_up, w_down;  // [hidden][dim] x2, [dim][hidden]
+    Tensor ffn_post_norm;         // [dim] (post_norms)
 };
 
 // Tokenizer settings a model's files give besides the vocabulary: whether
@@ -100,6 +146,8 @@ struct Model {
     std::vector<LayerWeights> layers;
     Tensor output_norm;  // [dim]
     Tensor output;       // [vocab][dim]; may share data with token_embedding
+    // RoPE frequency divisors [head_dim / 2] (ModelConfig::rope_factors).
+    Tensor rope_freqs, rope_factors_long, rope_factors_short;
     // Serialized SentencePiece ModelProto when the file carries a vocabulary.
     std::string tokenizer_proto;
     // The Jinja chat template the file carries (GGUF tokenizer.chat_template), if any.

@@ -10,8 +10,9 @@ namespace nibble {
 namespace {
 
 constexpr const char* kOpNames[] = {
-    "embedding",      "rmsnorm", "matmul q,k,v", "rope + kv store", "attention",    "matmul wo",
-    "matmul gate,up", "swiglu",  "matmul down",  "residual add",    "matmul output"};
+    "embedding",     "rmsnorm",        "matmul q,k,v", "rope + kv store", "attention",
+    "matmul wo",     "matmul gate,up", "swiglu/geglu", "matmul down",     "residual add",
+    "matmul output", "bias q,k,v",     "q,k norm",     "post norms",      "logit soft-cap"};
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == size_t(ProfileOp::count));
 
 // Index 0: decoding (one-token batches), 1: prompt batches. The forward pass

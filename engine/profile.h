@@ -16,10 +16,14 @@ enum class ProfileOp {
     attention,
     matmul_wo,
     matmul_gate_up,
-    swiglu,
+    swiglu,  // SwiGLU or GeGLU
     matmul_down,
     residual,
     matmul_output,
+    bias,       // q/k/v biases (Qwen2)
+    qk_norm,    // per-head q/k RMSNorm (Qwen3, Gemma-3)
+    post_norm,  // post-attention and post-FFN RMSNorm (Gemma)
+    soft_cap,   // final logit soft-cap (Gemma-2; score caps are inside attention)
     count
 };
 

@@ -45,31 +45,52 @@ int32_t Sampler::sample(float* logits, std::span<const int32_t> history) {
     auto by_logit = [](const Candidate& a, const Candidate& b) {
         return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
     };
+    // No full sort of a 150k vocabulary per token: top-k sorts only its k
+    // (partial_sort); without top-k, min-p's cut (known from the best logit) is
+    // taken by one partition, and top-p sorts a growing prefix until it holds
+    // mass p. The kept tokens are always a prefix of the order by logit.
     size_t n = candidates_.size();
-    // top-k: keep the k largest, sorted.
     if (params_.top_k > 0 && size_t(params_.top_k) < n) {
         n = size_t(params_.top_k);
         std::partial_sort(candidates_.begin(), candidates_.begin() + long(n), candidates_.end(),
                           by_logit);
     } else {
-        std::sort(candidates_.begin(), candidates_.end(), by_logit);
+        const auto best = std::min_element(candidates_.begin(), candidates_.end(), by_logit);
+        std::iter_swap(candidates_.begin(), best);
     }
-    // Probabilities at temperature 1 for top-p and min-p.
+    // Probabilities at temperature 1 for top-p and min-p (over the top-k).
     const float max_logit = candidates_[0].logit;
     double total = 0.0;
-    for (size_t i = 0; i < n; ++i) total += std::exp(double(candidates_[i].logit - max_logit));
-    // top-p: smallest prefix whose probability mass reaches p.
-    if (params_.top_p < 1.0f) {
-        double cumulative = 0.0;
-        for (size_t i = 0; i < n; ++i) {
-            cumulative += std::exp(double(candidates_[i].logit - max_logit)) / total;
-            if (cumulative >= params_.top_p) {
-                n = i + 1;
-                break;
-            }
-        }
+    const bool use_top_p = params_.top_p < 1.0f;
+    if (use_top_p) {
+        for (size_t i = 0; i < n; ++i) total += std::exp(double(candidates_[i].logit - max_logit));
     }
-    // min-p: drop tokens less likely than min_p times the most likely one.
+    const bool sorted = params_.top_k > 0 && size_t(params_.top_k) < candidates_.size();
+    if (!sorted && params_.min_p > 0.0f) {  // min-p's tokens to the front (a prefix)
+        const float threshold = max_logit + std::log(params_.min_p);
+        n = size_t(std::partition(candidates_.begin() + 1, candidates_.begin() + long(n),
+                                  [&](const Candidate& c) { return c.logit >= threshold; }) -
+                   candidates_.begin());
+    }
+    // top-p: smallest prefix whose probability mass reaches p.
+    if (use_top_p) {
+        size_t ordered = sorted ? n : 1, i = 0;
+        double cumulative = 0.0;
+        for (;;) {
+            for (; i < ordered; ++i) {
+                cumulative += std::exp(double(candidates_[i].logit - max_logit)) / total;
+                if (cumulative >= params_.top_p) break;
+            }
+            if (i < ordered || ordered == n) break;
+            const size_t more = std::min(n, std::max<size_t>(256, ordered * 4));
+            std::partial_sort(candidates_.begin() + long(ordered), candidates_.begin() + long(more),
+                              candidates_.begin() + long(n), by_logit);
+            ordered = more;
+        }
+        n = std::min(n, i + 1);
+    }
+    // min-p: drop tokens less likely than min_p times the most likely one
+    // (after the partition above every kept token passes already).
     if (params_.min_p > 0.0f) {
         const float threshold = max_logit + std::log(params_.min_p);
         size_t keep = 1;

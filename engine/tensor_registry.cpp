@@ -9,8 +9,18 @@ std::pair<int64_t, int64_t> tensor_shape(const ModelConfig& c, TensorShape shape
             return {1, c.dim};
         case TensorShape::embedding:
             return {c.vocab_size, c.dim};
-        case TensorShape::square:
-            return {c.dim, c.dim};
+        case TensorShape::head_norm:
+            return {1, c.head_dim()};
+        case TensorShape::q_bias:
+            return {1, c.q_dim()};
+        case TensorShape::kv_bias:
+            return {1, c.kv_dim()};
+        case TensorShape::rope_factors:
+            return {1, c.head_dim() / 2};
+        case TensorShape::query:
+            return {c.q_dim(), c.dim};
+        case TensorShape::attn_output:
+            return {c.dim, c.q_dim()};
         case TensorShape::kv:
             return {c.kv_dim(), c.dim};
         case TensorShape::ffn_in:
@@ -21,34 +31,63 @@ std::pair<int64_t, int64_t> tensor_shape(const ModelConfig& c, TensorShape shape
     return {0, 0};
 }
 
-std::string gguf_layer_name(int layer, const LayerTensorSpec& spec) {
-    return "blk." + std::to_string(layer) + "." + spec.gguf + ".weight";
+bool tensor_used(const ModelConfig& c, TensorUse use) {
+    switch (use) {
+        case TensorUse::always:
+        case TensorUse::optional:
+            return true;
+        case TensorUse::qkv_bias:
+            return c.qkv_bias;
+        case TensorUse::qk_norm:
+            return c.qk_norm;
+        case TensorUse::post_norms:
+            return c.post_norms;
+        case TensorUse::rope_freqs:
+            return c.rope_factors == RopeFactors::single;
+        case TensorUse::rope_long_short:
+            return c.rope_factors == RopeFactors::long_short;
+    }
+    return false;
 }
 
-std::string hf_layer_name(int layer, const LayerTensorSpec& spec) {
-    return "model.layers." + std::to_string(layer) + "." + spec.hf + ".weight";
+bool is_fused_part(Tensor LayerWeights::*member) {
+    for (const FusedTensorSpec& f : kFusedTensors) {
+        for (int i = 0; i < f.n_parts; ++i) {
+            if (f.parts[i] == member) return true;
+        }
+    }
+    return false;
+}
+
+std::string gguf_layer_name(int layer, const char* suffix) {
+    return "blk." + std::to_string(layer) + "." + suffix;
+}
+
+std::string hf_layer_name(int layer, const char* suffix) {
+    return "model.layers." + std::to_string(layer) + "." + suffix;
 }
 
 std::vector<TensorSlot> tensor_slots(const ModelConfig& c) {
     std::vector<TensorSlot> out;
     auto model_slot = [&](const ModelTensorSpec& s) {
+        if (!tensor_used(c, s.use)) return;
         TensorSlot t;
         t.gguf_name = s.gguf;
         t.hf_name = s.hf;
         t.shape = s.shape;
-        t.optional = s.optional;
+        t.optional = s.use == TensorUse::optional;
         t.model_member = s.member;
         out.push_back(std::move(t));
     };
     model_slot(kEmbeddingTensor);
     for (int l = 0; l < c.n_layers; ++l) {
         for (const LayerTensorSpec& s : kLayerTensors) {
+            if (!tensor_used(c, s.use)) continue;
             TensorSlot t;
-            t.gguf_name = gguf_layer_name(l, s);
-            t.hf_name = hf_layer_name(l, s);
+            t.gguf_name = gguf_layer_name(l, s.gguf);
+            t.hf_name = hf_layer_name(l, c.post_norms && s.hf_post_norms ? s.hf_post_norms : s.hf);
             t.layer = l;
             t.shape = s.shape;
-            t.optional = s.optional;
             t.layer_member = s.member;
             out.push_back(std::move(t));
         }

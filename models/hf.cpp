@@ -2,8 +2,12 @@
 // tensor registry (engine/tensor_registry.h).
 #include "models/hf.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -89,18 +93,98 @@ double real_field(const json& j, const char* key, const std::string& where, doub
     return it->get<double>();
 }
 
-ModelConfig read_config(const json& j, const std::string& where) {
-    std::string arch = "(none)";
-    if (const auto a = j.find("architectures");
-        a != j.end() && a->is_array() && !a->empty() && (*a)[0].is_string()) {
-        arch = (*a)[0].get<std::string>();
-    }
-    if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM") {
-        fail(where,
-             "architecture " + arch + " is not supported (LlamaForCausalLM, MistralForCausalLM)");
-    }
+// What config.json says: the hyperparameters, and what the loader must add:
+// RoPE factors computed from rope_scaling, Gemma's (1 + w) norms, Phi-3's
+// fused projections.
+struct HfConfig {
     ModelConfig c;
-    c.architecture = "llama";
+    std::vector<float> rope_freqs, rope_long, rope_short;
+    bool norms_plus_one = false;  // Gemma: weights applied as (1 + w)
+    bool fused = false;           // Phi-3: qkv_proj and gate_up_proj
+};
+
+// The model_type of config.json's first "architectures" entry (the class that
+// loads it), or its "model_type" when it lists none.
+std::string model_type(const json& j, const std::string& where) {
+    const auto a = j.find("architectures");
+    if (a == j.end() || !a->is_array() || a->empty() || !(*a)[0].is_string()) {
+        std::string type = string_field(j, "model_type", where, "");
+        if (type.empty()) fail(where, "config.json names no architectures and no model_type");
+        return type;
+    }
+    const std::string arch = (*a)[0].get<std::string>();
+    static const std::map<std::string, std::string> kTypes = {
+        {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"},
+        {"Qwen2ForCausalLM", "qwen2"},   {"Qwen3ForCausalLM", "qwen3"},
+        {"Gemma2ForCausalLM", "gemma2"}, {"Gemma3ForCausalLM", "gemma3_text"},
+        {"Phi3ForCausalLM", "phi3"}};
+    const auto it = kTypes.find(arch);
+    if (it == kTypes.end()) {
+        fail(where, "architecture " + arch +
+                        " is not supported (LlamaForCausalLM, MistralForCausalLM, "
+                        "Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, "
+                        "Gemma3ForCausalLM, Phi3ForCausalLM)");
+    }
+    return it->second;
+}
+
+std::vector<float> float_list(const json& rs, const char* key, size_t n, const std::string& where) {
+    const json* v = field(rs, key, json::value_t::array, "a list", where);
+    if (v == nullptr || v->size() != n) {
+        fail(where, std::string("rope_scaling \"") + key + "\" is not a list of " +
+                        std::to_string(n) + " numbers");
+    }
+    std::vector<float> out;
+    for (const json& x : *v) {
+        if (!x.is_number() || !(x.get<double>() > 0.0)) {
+            fail(where, std::string("rope_scaling \"") + key + "\" holds a non-positive value");
+        }
+        out.push_back(float(x.get<double>()));
+    }
+    return out;
+}
+
+// Llama-3.1's rope_scaling (type llama3), as divisors of the frequencies
+// (llama.cpp's rope_freqs): 1 for short wavelengths, `factor` for long ones,
+// interpolated between.
+std::vector<float> llama3_rope_freqs(const ModelConfig& c, const json& rs,
+                                     const std::string& where) {
+    const double factor = real_field(rs, "factor", where, 8.0);
+    const double low = real_field(rs, "low_freq_factor", where, 1.0);
+    const double high = real_field(rs, "high_freq_factor", where, 4.0);
+    const double old_context = real_field(rs, "original_max_position_embeddings", where, 8192.0);
+    if (!(high > low)) fail(where, "rope_scaling high_freq_factor must exceed low_freq_factor");
+    const double low_wavelen = old_context / low, high_wavelen = old_context / high;
+    std::vector<float> out;
+    const int d = c.head_dim();
+    for (int i = 0; i < d / 2; ++i) {
+        const double freq = 1.0 / std::pow(double(c.rope_theta), double(2 * i) / double(d));
+        const double wavelen = 2.0 * M_PI / freq;
+        if (wavelen < high_wavelen) {
+            out.push_back(1.0f);
+        } else if (wavelen > low_wavelen) {
+            out.push_back(float(factor));
+        } else {
+            const double smooth = (old_context / wavelen - low) / (high - low);
+            out.push_back(float(1.0 / ((1.0 - smooth) / factor + smooth)));
+        }
+    }
+    return out;
+}
+
+HfConfig read_config(const json& j, const std::string& where) {
+    const std::string type = model_type(j, where);
+    static const char* const kTypes[] = {"llama",  "mistral",     "qwen2", "qwen3",
+                                         "gemma2", "gemma3_text", "phi3"};
+    if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes)) {
+        fail(where, "model_type " + type +
+                        " is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, "
+                        "phi3)");
+    }
+    HfConfig h;
+    ModelConfig& c = h.c;
+    const bool gemma = type == "gemma2" || type == "gemma3_text";
+    c.architecture = type == "mistral" ? "llama" : type == "gemma3_text" ? "gemma3" : type;
     c.dim = int_field(j, "hidden_size", where);
     c.hidden_dim = int_field(j, "intermediate_size", where);
     c.n_layers = int_field(j, "num_hidden_layers", where);
@@ -112,29 +196,72 @@ ModelConfig read_config(const json& j, const std::string& where) {
     c.norm_eps = float(real_field(j, "rms_norm_eps", where, 1e-6));
     c.rope_style = RopeStyle::halves;
     if (const auto hd = j.find("head_dim"); hd != j.end() && !hd->is_null()) {
-        if (!hd->is_number_integer() || c.n_heads <= 0 || hd->get<int64_t>() != c.dim / c.n_heads) {
-            fail(where, "config.json head_dim differs from hidden_size / num_attention_heads");
+        const int head_dim = int_field(j, "head_dim", where);
+        if (head_dim != c.dim / c.n_heads || c.dim % c.n_heads != 0) c.head_size = head_dim;
+    }
+    // Qwen's configs carry a sliding_window that applies only with use_sliding_window.
+    const json* use_window =
+        field(j, "use_sliding_window", json::value_t::boolean, "true or false", where);
+    const bool qwen = type == "qwen2" || type == "qwen3";
+    if (const auto sw = j.find("sliding_window");
+        sw != j.end() && !sw->is_null() && (!qwen || (use_window && use_window->get<bool>()))) {
+        c.sliding_window = int_field(j, "sliding_window", where);
+    }
+    if (type == "qwen2") c.qkv_bias = true;
+    if (type == "qwen3") c.qk_norm = true;
+    if (gemma) {
+        h.norms_plus_one = true;
+        c.embedding_scale = std::sqrt(float(c.dim));
+        c.activation = FfnActivation::gelu_tanh;
+        c.post_norms = true;
+        c.query_scale = float(
+            1.0 / std::sqrt(real_field(j, "query_pre_attn_scalar", where, double(c.head_dim()))));
+        if (type == "gemma2") {
+            c.attn_logit_softcap = float(real_field(j, "attn_logit_softcapping", where, 0.0));
+            c.final_logit_softcap = float(real_field(j, "final_logit_softcapping", where, 0.0));
+            c.sliding_window_pattern = 2;
+        } else {
+            c.qk_norm = true;
+            c.sliding_window_pattern = int_field(j, "sliding_window_pattern", where, 6);
+            c.rope_theta_local = float(real_field(j, "rope_local_base_freq", where, 10000.0));
         }
     }
+    if (type == "phi3") h.fused = true;
     if (const json* rs = field(j, "rope_scaling", json::value_t::object, "an object", where)) {
-        const std::string type =
-            string_field(*rs, "type", where, string_field(*rs, "rope_type", where, "?"));
+        const std::string kind =
+            string_field(*rs, "rope_type", where, string_field(*rs, "type", where, "?"));
         const json* f = field(*rs, "factor", json::value_t::number_float, "a number", where);
         const double factor = f ? f->get<double>() : 0.0;
-        if (type != "linear" || !(factor >= 1.0)) {
-            fail(where, "rope_scaling type \"" + type + "\" is not supported (only linear)");
+        if (kind == "linear" && factor >= 1.0) {
+            c.rope_scale = float(factor);
+        } else if (kind == "llama3" && (type == "llama" || type == "mistral")) {
+            c.rope_factors = RopeFactors::single;
+            h.rope_freqs = llama3_rope_freqs(c, *rs, where);
+        } else if ((kind == "longrope" || kind == "su") && type == "phi3") {
+            // Phi-3 LongRoPE: per-frequency divisors for long and short contexts,
+            // cos and sin scaled by sqrt(1 + ln(s) / ln(original)), s = context / original.
+            c.rope_factors = RopeFactors::long_short;
+            c.rope_original_context =
+                int_field(j, "original_max_position_embeddings", where, c.max_seq_len);
+            const double scale = double(c.max_seq_len) / double(c.rope_original_context);
+            c.rope_attn_factor =
+                scale > 1.0 ? float(std::sqrt(1.0 + std::log(scale) /
+                                                        std::log(double(c.rope_original_context))))
+                            : 1.0f;
+            const size_t n = size_t(c.head_dim() / 2);
+            h.rope_long = float_list(*rs, "long_factor", n, where);
+            h.rope_short = float_list(*rs, "short_factor", n, where);
+        } else {
+            fail(where, "rope_scaling type \"" + kind +
+                            "\" is not supported (linear; llama3 for llama; longrope for phi3)");
         }
-        c.rope_scale = float(factor);
-    }
-    if (const auto sw = j.find("sliding_window"); sw != j.end() && !sw->is_null()) {
-        c.sliding_window = int_field(j, "sliding_window", where);
     }
     try {
         c.validate();
     } catch (const std::exception& e) {
         fail(where, e.what());
     }
-    return c;
+    return h;
 }
 
 // The safetensors files of the checkpoint and which one holds each tensor.
@@ -199,37 +326,48 @@ uint32_t ggml_type_of(const std::string& dtype) {
 
 // One tensor: checked shape and dtype, then viewed or converted like GGUF's
 // dense types.
+// A part of a fused tensor: rows [first_row, first_row + its rows) of the
+// checkpoint's tensor `hf_name`, which has `all_rows` rows.
+struct RowRange {
+    std::string hf_name;
+    int64_t first_row = 0, all_rows = 0;
+};
+
 Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const std::string& where,
-                   bool defer) {
+                   bool defer, const RowRange* part = nullptr) {
     std::string file;
-    const SafetensorsEntry* e = shards.find(slot.hf_name, file);
-    if (e == nullptr) fail(where, "tensor " + slot.hf_name + " is missing");
+    const std::string& hf_name = part ? part->hf_name : slot.hf_name;
+    const SafetensorsEntry* e = shards.find(hf_name, file);
+    if (e == nullptr) fail(where, "tensor " + hf_name + " is missing");
     const auto [rows, cols] = tensor_shape(m.config, slot.shape);
-    const bool shape_ok = slot.is_norm()
-                              ? e->shape == std::vector<uint64_t>{uint64_t(cols)}
-                              : e->shape == std::vector<uint64_t>{uint64_t(rows), uint64_t(cols)};
+    const int64_t stored_rows = part ? part->all_rows : rows;
+    const bool shape_ok =
+        slot.is_norm() ? e->shape == std::vector<uint64_t>{uint64_t(cols)}
+                       : e->shape == std::vector<uint64_t>{uint64_t(stored_rows), uint64_t(cols)};
     if (!shape_ok) {
         std::string shape;
         for (uint64_t d : e->shape) {  // (not `"x" + to_string`: gcc 12's false -Wrestrict)
             if (!shape.empty()) shape += 'x';
             shape += std::to_string(d);
         }
-        fail(file, "tensor " + slot.hf_name + " has shape [" + shape + "], expected " +
-                       std::to_string(rows) + "x" + std::to_string(cols));
+        fail(file, "tensor " + hf_name + " has shape [" + shape + "], expected " +
+                       std::to_string(stored_rows) + "x" + std::to_string(cols));
     }
     const uint32_t type = ggml_type_of(e->dtype);
     if (type == std::numeric_limits<uint32_t>::max()) {
-        fail(file, "tensor " + slot.hf_name + " has dtype " + e->dtype +
+        fail(file, "tensor " + hf_name + " has dtype " + e->dtype +
                        ", which is not supported (F32, F16, BF16)");
     }
-    if (e->end - e->begin != uint64_t(rows * cols) * safetensors_dtype_size(e->dtype)) {
-        fail(file, "tensor " + slot.hf_name + " data does not match its shape");
+    const size_t row_bytes = size_t(cols) * safetensors_dtype_size(e->dtype);
+    if (e->end - e->begin != uint64_t(stored_rows) * row_bytes) {
+        fail(file, "tensor " + hf_name + " data does not match its shape");
     }
+    const uint8_t* data = e->data + (part ? size_t(part->first_row) * row_bytes : 0);
     if (defer) {
-        return defer_ggml_tensor(m, shards.mapping(slot.hf_name), slot.gguf_name, type, rows, cols,
-                                 e->data, size_t(e->end - e->begin), slot.is_norm());
+        return defer_ggml_tensor(m, shards.mapping(hf_name), slot.gguf_name, type, rows, cols, data,
+                                 size_t(rows) * row_bytes, slot.is_norm());
     }
-    return import_ggml_tensor(m, slot.gguf_name, type, rows, cols, e->data, slot.is_norm());
+    return import_ggml_tensor(m, slot.gguf_name, type, rows, cols, data, slot.is_norm());
 }
 
 // quantization_config of an AutoGPTQ / AutoAWQ checkpoint; nullopt without one.
@@ -292,6 +430,32 @@ Tensor load_packed(Model& m, const Shards& shards, const TensorSlot& slot,
     }
 }
 
+// Gemma's norm weight w, applied as (1 + w): stored as 1 + w, as llama.cpp's
+// converter writes it, so the forward pass has one RMSNorm.
+Tensor plus_one(Model& m, const Tensor& norm) {
+    Tensor out = make_owned_tensor(m, norm.name, norm.view.layout);
+    auto* w = reinterpret_cast<float*>(writable(out));
+    for (int64_t i = 0; i < norm.cols(); ++i) w[i] = 1.0f + norm.f32()[i];
+    return out;
+}
+
+// Phi-3: wq, wk, wv from the rows of qkv_proj; w_gate, w_up from gate_up_proj.
+Tensor load_fused_part(Model& m, const Shards& shards, const TensorSlot& slot,
+                       const std::string& where, bool defer) {
+    for (const FusedTensorSpec& f : kFusedTensors) {
+        RowRange part{hf_layer_name(slot.layer, f.hf), 0, 0};
+        int64_t first = -1;
+        for (int i = 0; i < f.n_parts; ++i) {
+            if (f.parts[i] == slot.layer_member) first = part.all_rows;
+            part.all_rows += tensor_shape(m.config, f.part_shapes[i]).first;
+        }
+        if (first < 0) continue;
+        part.first_row = first;
+        return load_tensor(m, shards, slot, where, defer, &part);
+    }
+    throw std::logic_error("tensor " + slot.gguf_name + " is not a fused part");
+}
+
 }  // namespace
 
 Model load_hf_model(const std::string& path, bool defer) {
@@ -307,7 +471,8 @@ Model load_hf_model(const std::string& path, bool defer) {
     }
     const json config = read_json(config_path);
     Model m;
-    m.config = read_config(config, config_path.string());
+    const HfConfig hf = read_config(config, config_path.string());
+    m.config = hf.c;
     m.source_path = path;
     m.source_format = "hf";
     m.layers.resize(size_t(m.config.n_layers));
@@ -321,6 +486,20 @@ Model load_hf_model(const std::string& path, bool defer) {
     int packed = 0;
     for (const TensorSlot& slot : tensor_slots(m.config)) {
         std::string file;
+        if (slot.hf_name.empty()) {  // RoPE factors: computed from config.json
+            const std::vector<float>& v = slot.model_member == &Model::rope_freqs ? hf.rope_freqs
+                                          : slot.model_member == &Model::rope_factors_long
+                                              ? hf.rope_long
+                                              : hf.rope_short;
+            slot.in(m) = make_owned_tensor(m, slot.gguf_name,
+                                           make_layout(WeightFormat::f32, 1, int64_t(v.size())));
+            std::memcpy(writable(slot.in(m)), v.data(), v.size() * sizeof(float));
+            continue;
+        }
+        if (hf.fused && slot.layer >= 0 && is_fused_part(slot.layer_member)) {
+            slot.in(m) = load_fused_part(m, shards, slot, path, defer);
+            continue;
+        }
         if (slot.model_member == &Model::output && (tied || !shards.find(slot.hf_name, file))) {
             m.output = m.token_embedding;  // tied classifier
             m.output.name = slot.gguf_name;
@@ -335,14 +514,20 @@ Model load_hf_model(const std::string& path, bool defer) {
             }
         }
         slot.in(m) = load_tensor(m, shards, slot, path, defer);
+        if (hf.norms_plus_one && slot.shape != TensorShape::embedding && slot.is_norm()) {
+            slot.in(m) = plus_one(m, slot.in(m));
+        }
     }
     try {
         m.validate();
     } catch (const std::exception& e) {
         fail(path, e.what());
     }
-    m.import_notes.push_back("Hugging Face checkpoint, RoPE on halves (rotate_half)" +
-                             std::string(tied ? ", tied embeddings" : ""));
+    m.import_notes.push_back("Hugging Face checkpoint (" + m.config.architecture +
+                             "), RoPE on halves (rotate_half)" +
+                             std::string(tied ? ", tied embeddings" : "") +
+                             (hf.norms_plus_one ? ", norm weights w stored as 1 + w" : "") +
+                             (hf.fused ? ", fused qkv and gate_up split by rows" : ""));
     if (quant) {
         m.import_notes.push_back(
             std::to_string(packed) + " " +

@@ -57,6 +57,23 @@ json config_to_json(const ModelConfig& c) {
     // Written only when used, so files of models without them are unchanged.
     if (c.rope_scale != 1.0f) j["rope_scale"] = double(c.rope_scale);
     if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+    // The options of the later architectures (ModelConfig), likewise.
+    const ModelConfig llama;
+    if (c.head_size != llama.head_size) j["head_size"] = c.head_size;
+    if (c.qkv_bias) j["qkv_bias"] = true;
+    if (c.qk_norm) j["qk_norm"] = true;
+    if (c.post_norms) j["post_norms"] = true;
+    if (c.activation == FfnActivation::gelu_tanh) j["activation"] = "gelu_tanh";
+    if (c.embedding_scale != 1.0f) j["embedding_scale"] = double(c.embedding_scale);
+    if (c.query_scale != 0.0f) j["query_scale"] = double(c.query_scale);
+    if (c.attn_logit_softcap != 0.0f) j["attn_logit_softcap"] = double(c.attn_logit_softcap);
+    if (c.final_logit_softcap != 0.0f) j["final_logit_softcap"] = double(c.final_logit_softcap);
+    if (c.sliding_window_pattern != 0) j["sliding_window_pattern"] = c.sliding_window_pattern;
+    if (c.rope_theta_local != 0.0f) j["rope_theta_local"] = double(c.rope_theta_local);
+    if (c.rope_factors == RopeFactors::single) j["rope_factors"] = "single";
+    if (c.rope_factors == RopeFactors::long_short) j["rope_factors"] = "long_short";
+    if (c.rope_original_context != 0) j["rope_original_context"] = c.rope_original_context;
+    if (c.rope_attn_factor != 1.0f) j["rope_attn_factor"] = double(c.rope_attn_factor);
     return j;
 }
 
@@ -134,6 +151,44 @@ ModelConfig config_from_json(const HeaderReader& r, const json& j) {
     c.norm_eps = r.float_field(j, "norm_eps", where);
     if (j.contains("rope_scale")) c.rope_scale = r.float_field(j, "rope_scale", where);
     if (j.contains("sliding_window")) c.sliding_window = r.int_field(j, "sliding_window", where);
+    auto flag = [&](const char* key) {
+        if (!j.contains(key)) return false;
+        if (!j[key].is_boolean()) r.fail(where + " \"" + key + "\" is not true or false");
+        return j[key].get<bool>();
+    };
+    auto real = [&](const char* key, float& out) {
+        if (j.contains(key)) out = r.float_field(j, key, where);
+    };
+    auto integer = [&](const char* key, int& out) {
+        if (j.contains(key)) out = r.int_field(j, key, where);
+    };
+    integer("head_size", c.head_size);
+    c.qkv_bias = flag("qkv_bias");
+    c.qk_norm = flag("qk_norm");
+    c.post_norms = flag("post_norms");
+    if (j.contains("activation")) {
+        const std::string a = r.string(j, "activation", where);
+        if (a != "gelu_tanh") r.fail(where + ": unknown activation '" + a + "'");
+        c.activation = FfnActivation::gelu_tanh;
+    }
+    real("embedding_scale", c.embedding_scale);
+    real("query_scale", c.query_scale);
+    real("attn_logit_softcap", c.attn_logit_softcap);
+    real("final_logit_softcap", c.final_logit_softcap);
+    integer("sliding_window_pattern", c.sliding_window_pattern);
+    real("rope_theta_local", c.rope_theta_local);
+    if (j.contains("rope_factors")) {
+        const std::string f = r.string(j, "rope_factors", where);
+        if (f == "single") {
+            c.rope_factors = RopeFactors::single;
+        } else if (f == "long_short") {
+            c.rope_factors = RopeFactors::long_short;
+        } else {
+            r.fail(where + ": unknown rope_factors '" + f + "'");
+        }
+    }
+    integer("rope_original_context", c.rope_original_context);
+    real("rope_attn_factor", c.rope_attn_factor);
     const std::string style = r.string(j, "rope_style", where);
     if (style == "adjacent_pairs") {
         c.rope_style = RopeStyle::adjacent_pairs;

@@ -62,8 +62,8 @@ RowMatrix attention(const ModelConfig& c, const CalibSequences& calib, RowMatrix
     for (int64_t s = 0; s < calib.count(); ++s) {
         for (int64_t t = calib.starts[size_t(s)]; t < calib.starts[size_t(s) + 1]; ++t) {
             const int pos = int(t - calib.starts[size_t(s)]);
-            rope(q.row(t).data(), c.n_heads, hd, pos, freq.data(), c.rope_style);
-            rope(k.row(t).data(), c.n_kv_heads, hd, pos, freq.data(), c.rope_style);
+            rope(q.row(t).data(), c.n_heads, hd, pos, freq.data(), 1.0f, c.rope_style);
+            rope(k.row(t).data(), c.n_kv_heads, hd, pos, freq.data(), 1.0f, c.rope_style);
         }
     }
     RowMatrix out(q.rows(), q.cols());

@@ -386,6 +386,16 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
                                            const CalibSequences& calib, const std::string& path,
                                            const std::string& tokenizer_proto,
                                            const QuantizeProgress& progress) {
+    // The calibration forward pass (quant_block.cpp) is LLaMA's own.
+    const ModelConfig& c = source.config;
+    if (c.qkv_bias || c.qk_norm || c.post_norms || c.head_size != 0 ||
+        c.activation != FfnActivation::silu || c.embedding_scale != 1.0f ||
+        c.rope_factors != RopeFactors::none) {
+        throw std::runtime_error(
+            "GPTQ/AWQ calibration supports LLaMA-2-style models only (this "
+            "is " +
+            c.architecture + "); use round-to-nearest");
+    }
     QuantizePlan plan = plan_quantization(source, recipe);
     const std::vector<PackedLayout> search_layouts = plan.layouts;
     if (options.fold_only) {

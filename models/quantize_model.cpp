@@ -114,8 +114,11 @@ QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe
         }
     }
     for (const Tensor* t : plan.sources) plan.layouts.push_back(target_layout(recipe, *t));
-    plan.shared = source.output.blob_id() == source.token_embedding.blob_id() &&
-                  same_layout(plan.layouts.front(), plan.layouts.back());
+    const auto output = std::find(plan.sources.begin(), plan.sources.end(), &source.output);
+    plan.shared =
+        source.output.blob_id() == source.token_embedding.blob_id() &&
+        output != plan.sources.end() &&
+        same_layout(plan.layouts.front(), plan.layouts[size_t(output - plan.sources.begin())]);
     return plan;
 }
 

@@ -29,6 +29,77 @@ ModelConfig llama_config(int dim, int hidden, int layers, int heads, int kv_head
     return c;
 }
 
+// The later architectures' options on top of llama_config (ModelConfig).
+ModelConfig with_vocab(ModelConfig c, int vocab, float eps) {
+    c.vocab_size = vocab;
+    c.norm_eps = eps;
+    return c;
+}
+
+ModelConfig llama3(int dim, int hidden, int layers, int heads, int kv_heads) {
+    ModelConfig c = with_vocab(
+        llama_config(dim, hidden, layers, heads, kv_heads, 131072, 500000.0f), 128256, 1e-5f);
+    c.rope_factors = RopeFactors::single;  // rope_freqs.weight (synth: all 1)
+    return c;
+}
+
+ModelConfig qwen(int dim, int hidden, int layers, int heads, int kv_heads, int vocab) {
+    ModelConfig c =
+        with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, 32768, 1e6f), vocab, 1e-6f);
+    c.architecture = "qwen2";
+    c.rope_style = RopeStyle::halves;
+    c.qkv_bias = true;
+    return c;
+}
+
+ModelConfig qwen3_0_6b() {
+    ModelConfig c = with_vocab(llama_config(1024, 3072, 28, 16, 8, 40960, 1e6f), 151936, 1e-6f);
+    c.architecture = "qwen3";
+    c.rope_style = RopeStyle::halves;
+    c.head_size = 128;
+    c.qk_norm = true;
+    return c;
+}
+
+ModelConfig gemma(const char* arch, int dim, int hidden, int layers, int heads, int kv_heads,
+                  int vocab, int ctx, float theta, int window) {
+    ModelConfig c =
+        with_vocab(llama_config(dim, hidden, layers, heads, kv_heads, ctx, theta), vocab, 1e-6f);
+    c.architecture = arch;
+    c.rope_style = RopeStyle::halves;
+    c.head_size = 256;
+    c.embedding_scale = std::sqrt(float(dim));
+    c.activation = FfnActivation::gelu_tanh;
+    c.post_norms = true;
+    c.query_scale = 1.0f / 16.0f;  // query_pre_attn_scalar 256
+    c.sliding_window = window;
+    return c;
+}
+
+ModelConfig gemma2_2b() {
+    ModelConfig c = gemma("gemma2", 2304, 9216, 26, 8, 4, 256000, 8192, 10000.0f, 4096);
+    c.attn_logit_softcap = 50.0f;
+    c.final_logit_softcap = 30.0f;
+    c.sliding_window_pattern = 2;
+    return c;
+}
+
+ModelConfig gemma3_1b() {
+    ModelConfig c = gemma("gemma3", 1152, 6912, 26, 4, 1, 262144, 32768, 1e6f, 512);
+    c.qk_norm = true;
+    c.sliding_window_pattern = 6;
+    c.rope_theta_local = 10000.0f;
+    return c;
+}
+
+ModelConfig phi3_mini() {  // Phi-3-mini-4k-instruct
+    ModelConfig c = with_vocab(llama_config(3072, 8192, 32, 32, 32, 4096, 10000.0f), 32064, 1e-5f);
+    c.architecture = "phi3";
+    c.rope_style = RopeStyle::halves;
+    c.sliding_window = 2047;
+    return c;
+}
+
 // SplitMix64 (Steele, Lea, Flood 2014): a 64-bit counter passed through a
 // bijective mixer; every output is a well-distributed 64-bit value.
 inline uint64_t splitmix64(uint64_t& state) {
@@ -41,14 +112,24 @@ inline uint64_t splitmix64(uint64_t& state) {
 }  // namespace
 
 const std::vector<SynthShape>& synth_shapes() {
-    // dim, hidden, layers, heads, kv heads, context, RoPE theta: the published
-    // configs of each model (Llama-2-7b, Mistral-7B-v0.1, TinyLlama-1.1B,
-    // llama2.c stories15M, which shares its classifier with the embedding).
+    // dim, hidden, layers, heads, kv heads, context, RoPE theta (and the
+    // options of each architecture): the published configs of each model
+    // (Llama-2-7b, Mistral-7B-v0.1, TinyLlama-1.1B, llama2.c stories15M,
+    // Llama-3.2-1B, Llama-3.1-8B, Qwen2.5-0.5B and -7B, Qwen3-0.6B, Gemma-2-2B,
+    // Gemma-3-1B, Phi-3-mini-4k; true: the classifier is the embedding).
     static const std::vector<SynthShape> shapes{
         {"llama2-7b", llama_config(4096, 11008, 32, 32, 32, 4096, 10000.0f), false},
         {"mistral-7b", llama_config(4096, 14336, 32, 32, 8, 32768, 1000000.0f), false},
         {"tinyllama-1.1b", llama_config(2048, 5632, 22, 32, 4, 2048, 10000.0f), false},
         {"stories15m", llama_config(288, 768, 6, 6, 6, 256, 10000.0f), true},
+        {"llama3.2-1b", llama3(2048, 8192, 16, 32, 8), true},
+        {"llama3.1-8b", llama3(4096, 14336, 32, 32, 8), false},
+        {"qwen2.5-0.5b", qwen(896, 4864, 24, 14, 2, 151936), true},
+        {"qwen2.5-7b", qwen(3584, 18944, 28, 28, 4, 152064), false},
+        {"qwen3-0.6b", qwen3_0_6b(), true},
+        {"gemma2-2b", gemma2_2b(), true},
+        {"gemma3-1b", gemma3_1b(), true},
+        {"phi3-mini", phi3_mini(), false},
     };
     return shapes;
 }
@@ -81,7 +162,6 @@ void validate_synth_options(const SynthOptions& o) {
 std::vector<NibbleTensorDecl> synth_tensor_decls(const SynthShape& shape, const SynthOptions& o) {
     validate_synth_options(o);
     const ModelConfig& c = shape.config;
-    const int64_t dim = c.dim;
     const int group = is_grouped(o.format) ? o.group_size : 0;
     auto linear = [&](int64_t rows, int64_t cols) {
         return make_layout(o.format, rows, cols, group, o.double_quant);
@@ -92,13 +172,12 @@ std::vector<NibbleTensorDecl> synth_tensor_decls(const SynthShape& shape, const 
         }
         return linear(rows, cols);
     };
-    auto norm = [&] { return make_layout(WeightFormat::f32, 1, dim); };
 
     std::vector<NibbleTensorDecl> decls;
     for (const TensorSlot& slot : tensor_slots(c)) {
         const auto [rows, cols] = tensor_shape(c, slot.shape);
-        if (slot.is_norm()) {
-            decls.push_back({slot.gguf_name, norm()});
+        if (slot.is_norm()) {  // norms, biases, RoPE factors
+            decls.push_back({slot.gguf_name, make_layout(WeightFormat::f32, rows, cols)});
         } else if (slot.shape == TensorShape::embedding) {
             if (slot.model_member == &Model::output && shape.shared_output) continue;
             decls.push_back({slot.gguf_name, edge(rows, cols)});
@@ -152,9 +231,11 @@ SynthResult write_synth_model(const SynthShape& shape, const SynthOptions& o,
         const PackedLayout& l = decls[t].layout;
         result.parameters += l.rows * l.cols;
         blob.assign(l.total_bytes, 0);
-        const bool is_norm = l.rows == 1 && l.format == WeightFormat::f32 &&
-                             decls[t].name.find("norm") != std::string::npos;
-        if (is_norm) {
+        // Norm weights and RoPE factors are 1; biases are random like matrices.
+        const bool is_one = l.rows == 1 && l.format == WeightFormat::f32 &&
+                            (decls[t].name.find("norm") != std::string::npos ||
+                             decls[t].name.find("rope_") != std::string::npos);
+        if (is_one) {
             const float one = 1.0f;
             for (int64_t c = 0; c < l.cols; ++c) std::memcpy(&blob[size_t(c) * 4], &one, 4);
         } else {

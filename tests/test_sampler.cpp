@@ -5,7 +5,10 @@
 // quantile, so a correct sampler passes it for almost every seed).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -190,4 +193,49 @@ TEST_CASE("min-p: draws drop tokens less likely than min_p times the best") {
     SamplerParams best = plain(5.0f, 10);
     best.min_p = 1.0f;
     CHECK(draw_counts(best, logits)[0] == kDraws);
+}
+
+TEST_CASE("a 150k vocabulary: top-p and min-p keep the prefix a full sort gives") {
+    // Slowly falling logits in shuffled order: top-p 0.5 keeps thousands of
+    // tokens (beyond the first partially sorted block), min-p a few hundred.
+    const int vocab = 150000;
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    std::mt19937 rng(3);
+    std::vector<int> rank(static_cast<size_t>(vocab));
+    std::iota(rank.begin(), rank.end(), 0);
+    std::shuffle(rank.begin(), rank.end(), rng);
+    for (int id = 0; id < vocab; ++id) logits[size_t(id)] = -0.0005f * float(rank[size_t(id)]);
+    // The kept set by a full sort: ranks below the cut.
+    auto top_p_cut = [&](double p) {
+        double total = 0.0, cumulative = 0.0;
+        for (int r = 0; r < vocab; ++r) total += std::exp(-0.0005 * r);
+        for (int r = 0; r < vocab; ++r) {
+            cumulative += std::exp(-0.0005 * r) / total;
+            if (cumulative >= p) return r + 1;
+        }
+        return vocab;
+    };
+    struct Case {
+        float top_p, min_p;
+        int cut;
+    };
+    // min-p 0.9: exp(-0.0005 r) >= 0.9 for r <= 210.
+    for (const Case& c : {Case{0.5f, 0.0f, top_p_cut(0.5)}, Case{1.0f, 0.9f, 211}}) {
+        CAPTURE(c.top_p);
+        SamplerParams sp = plain(1.0f, 21);
+        sp.top_p = c.top_p;
+        sp.min_p = c.min_p;
+        Sampler s(sp, vocab);
+        int highest_rank = 0;
+        for (int i = 0; i < 3000; ++i) {
+            auto l = logits;
+            const int32_t id = s.sample(l.data(), {});
+            REQUIRE(id >= 0);
+            REQUIRE(id < vocab);
+            highest_rank = std::max(highest_rank, rank[size_t(id)]);
+        }
+        CAPTURE(c.cut);
+        CHECK(highest_rank < c.cut);
+        CHECK(highest_rank > c.cut * 9 / 10);  // the whole prefix is drawn from
+    }
 }

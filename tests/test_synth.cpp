@@ -246,6 +246,32 @@ TEST_CASE("synth: the architectures' shapes") {
     CHECK_THROWS_AS(find_synth_shape("llama3-8b"), std::invalid_argument);
 }
 
+TEST_CASE("synth: the later architectures' shapes have their published parameter counts") {
+    // Parameters as the model cards and safetensors headers count them (RoPE
+    // factors are computed buffers there, so not counted), and vocabularies.
+    struct Published {
+        const char* shape;
+        int64_t parameters;
+        int vocab;
+    };
+    for (const Published& p :
+         {Published{"llama3.2-1b", 1235814400, 128256},
+          Published{"llama3.1-8b", 8030261248, 128256},
+          Published{"qwen2.5-0.5b", 494032768, 151936}, Published{"qwen2.5-7b", 7615616512, 152064},
+          Published{"qwen3-0.6b", 596049920, 151936}, Published{"gemma2-2b", 2614341888, 256000},
+          Published{"gemma3-1b", 999885952, 262144}, Published{"phi3-mini", 3821079552, 32064}}) {
+        CAPTURE(p.shape);
+        const SynthShape& shape = find_synth_shape(p.shape);
+        CHECK(shape.config.vocab_size == p.vocab);
+        CHECK_NOTHROW(shape.config.validate());
+        int64_t n = 0;
+        for (const auto& d : synth_tensor_decls(shape, {})) {
+            if (d.name.find("rope_") == std::string::npos) n += d.layout.rows * d.layout.cols;
+        }
+        CHECK(n == p.parameters);
+    }
+}
+
 TEST_CASE("synth without --tokenizer writes a model without one and says so") {
     const std::string path = (temp_dir() / "no_tokenizer.nib").string();
     const CliOutcome o = run_nibble("synth --shape stories15m --format f16 -o " + path);
