@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/chat_template.h"
 #include "apps/request_json.h"
+#include "engine/chat_template.h"
 #include "engine/scheduler.h"
 
 namespace nibble::app {

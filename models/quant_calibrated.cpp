@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "models/documents.h"
 #include "kernels/quant_stats.h"
+#include "models/documents.h"
 #include "models/nibble_file.h"
 #include "models/quant_awq.h"
 
