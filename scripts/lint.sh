@@ -7,7 +7,8 @@
 # files like them (scripts/lint_database.py). A header's findings show once.
 # First, README.md and docs/*.md are checked for absolute paths of one
 # machine: only system paths (/usr, /dev, /proc, /etc, /sys, /tmp in
-# examples) and URLs may appear, as a reader elsewhere has nothing else.
+# examples), the server's HTTP routes (/v1/...) and URLs may appear, as a
+# reader elsewhere has nothing else.
 #   usage: scripts/lint.sh [--format-only] [FILE.cpp ...]   (default: every .cpp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +25,13 @@ echo "== absolute paths in docs"
 # word, a digit, ":" as in URLs, "~" or "$VAR") and has at least two parts,
 # so "/reset" or "KiB/s" do not count.
 path_pattern="(^|[^[:alnum:]_.:/~}\$-])/[[:alnum:]_.+-]+/[^[:space:]\`'\")*,;]*"
-system_paths='^[^:]+:[0-9]+:[^/]?/(usr|dev|proc|etc|sys|tmp)/'
+system_paths='^[^:]+:[0-9]+:[^/]?/(usr|dev|proc|etc|sys|tmp|v1)/'
 mapfile -t doc_files < <(find README.md docs -name '*.md' | sort)
 doc_hits=$(grep -noE "$path_pattern" "${doc_files[@]}" | grep -vE "$system_paths" || true)
 if [ -n "$doc_hits" ]; then
     # file:line:match -> one line per path found.
     printf '%s\n' "$doc_hits" |
-        sed -E 's|^([^:]+:[0-9]+):[^/]?(/.*)$|\1: absolute path \2 (docs may name only /usr /dev /proc /etc /sys /tmp and URLs)|'
+        sed -E 's|^([^:]+:[0-9]+):[^/]?(/.*)$|\1: absolute path \2 (docs may name only /usr /dev /proc /etc /sys /tmp, /v1/ routes and URLs)|'
     status=1
 else
     echo "docs: ${#doc_files[@]} files, no absolute paths"
