@@ -56,7 +56,7 @@ int serve_command(int argc, char** argv) {
         ("queue", "requests that may wait for a slot; more get 503", cxxopts::value<int>()->default_value("64"))
         ("api-key", "require Authorization: Bearer KEY (also read from NIBBLE_API_KEY)", cxxopts::value<std::string>()->default_value(""))
         ("alias", "model name in the API (default: the file name)", cxxopts::value<std::string>()->default_value(""))
-        ("template", "chat template: llama2, chatml, zephyr, mistral, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
+        ("template", "chat template: llama2, chatml, zephyr, mistral, llama3, gemma, phi3, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
         ("max-tokens", "largest max_tokens a request may ask for, and the default (0: the context)", cxxopts::value<int>()->default_value("0"))
         ("max-body", "largest request body, bytes", cxxopts::value<int>()->default_value("1048576"))
         ("max-connections", "connections handled at once", cxxopts::value<int>()->default_value("128"))

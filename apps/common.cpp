@@ -90,7 +90,7 @@ void add_model_options(cxxopts::Options& options, int default_batch, const std::
     // clang-format off
     options.add_options()
         ("m,model", "model file (llama2.c .bin, GGUF, nibble)", cxxopts::value<std::string>())
-        ("tokenizer", "tokenizer (.model or llama2.c tokenizer.bin)", cxxopts::value<std::string>()->default_value(""))
+        ("tokenizer", "tokenizer (.model, llama2.c tokenizer.bin or tokenizer.json)", cxxopts::value<std::string>()->default_value(""))
         ("c,ctx-size", ctx_help, cxxopts::value<int>()->default_value("0"))
         ("b,batch-size", batch_help, cxxopts::value<int>()->default_value(std::to_string(default_batch)))
         ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))
