@@ -136,7 +136,8 @@ int chat_command(int argc, char** argv) {
         ids.push_back(eot);
         tokenizer.set_extra_eos_ids(std::move(ids));
     }
-    const RuntimeOptions ro = runtime_options(mo, model);
+    RuntimeOptions ro = runtime_options(mo, model);
+    ro.max_logit_rows = 1;  // the last prompt token's or the decoded one's
     check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);
     ChatSession session(state, tokenizer, chat);

@@ -170,6 +170,7 @@ int generate_command(int argc, char** argv) {
     RuntimeOptions ro = runtime_options(mo, model);
     ro.max_batch = std::max(ro.max_batch, parallel);
     ro.n_sequences = parallel;
+    ro.max_logit_rows = parallel;  // the scheduler wants one row per sequence
     // -n beyond the context is clipped to it (said once); a completion also
     // stops where its sequence fills the context.
     if (n_predict > ro.context) n_predict = clip_n_predict(n_predict, 0, ro.context);

@@ -34,7 +34,8 @@ int run_command(int argc, char** argv) {
 
     const Model model = load_model_reporting(mo.model_path);
     const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
-    const RuntimeOptions ro = runtime_options(mo, model);
+    RuntimeOptions ro = runtime_options(mo, model);
+    ro.max_logit_rows = 1;  // the last prompt token's or the decoded one's
     const std::vector<int32_t> prompt = tokenizer.encode(args["prompt"].as<std::string>(), true);
     if (int(prompt.size()) > ro.context) {
         throw UsageError("--prompt has " + std::to_string(prompt.size()) +

@@ -46,7 +46,10 @@ int positive_option(const cxxopts::ParseResult& args, const char* name, int lo, 
 
 int serve_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Serve a model over the OpenAI HTTP API");
-    add_model_options(options, 512, "tokens per forward pass",
+    // 256 tokens per pass: prompts of many clients still go through together,
+    // the running streams wait at most one such pass for their next token,
+    // and the activation buffers stay small (about 40 KiB per token of TinyLlama).
+    add_model_options(options, 256, "tokens per forward pass (prompts and decoding together)",
                       "context per sequence (0: the model's)");
     // clang-format off
     options.add_options("server")
@@ -137,6 +140,7 @@ int serve_command(int argc, char** argv) {
     const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
     RuntimeOptions ro = runtime_options(mo, model);
     ro.n_sequences = parallel;
+    ro.max_logit_rows = parallel;  // the scheduler wants one row per sequence
     ro.max_batch = std::max(ro.max_batch, parallel);
     check_state_memory(model, ro, "--ctx-size or --parallel", "--batch-size");
     InferenceState state(model, ro);

@@ -61,14 +61,21 @@ MemoryNeed memory_need(const Model& model, const RuntimeOptions& options, int th
     MemoryNeed need;
     need.weights = model.weight_bytes();
     need.kv_cache = kv_cache_bytes(c, std::max(options.n_sequences, 1), context, options.kv_type);
-    // x, xb, q, att_out, final_rows: dim; k, v: kv_dim; gate, up: hidden; logits: vocab.
-    const uint64_t floats_per_row = 5 * uint64_t(c.dim) + 2 * uint64_t(c.kv_dim()) +
-                                    2 * uint64_t(c.hidden_dim) + uint64_t(c.vocab_size);
+    // Per batch row x, xb, q, att_out: dim; k, v: kv_dim; gate, up: hidden;
+    // gathered (act-order models only): counted as hidden. Per logit row
+    // final_rows: dim; logits: vocab.
+    const uint64_t floats_per_row =
+        4 * uint64_t(c.dim) + 2 * uint64_t(c.kv_dim()) + 3 * uint64_t(c.hidden_dim);
+    const uint64_t logit_rows = options.max_logit_rows > 0
+                                    ? uint64_t(std::min(options.max_logit_rows, options.max_batch))
+                                    : b;
+    const uint64_t floats_per_logit_row = uint64_t(c.dim) + uint64_t(c.vocab_size);
     const uint64_t scores = uint64_t(std::max(threads, 1)) *
                             uint64_t(c.n_heads / std::max(c.n_kv_heads, 1)) * uint64_t(context);
     // Activations quantized to int8 for the kernels: about one byte per input value.
     const uint64_t quantized = b * uint64_t(std::max(c.dim, c.hidden_dim)) * 2;
-    need.buffers = 4 * (b * floats_per_row + scores) + quantized + kSlackBytes;
+    need.buffers = 4 * (b * floats_per_row + logit_rows * floats_per_logit_row + scores) +
+                   quantized + kSlackBytes;
     return need;
 }
 

@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -28,6 +29,10 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
     if (options_.context <= 0) options_.context = c.max_seq_len;
     if (options_.max_batch <= 0) throw std::invalid_argument("max_batch must be positive");
     const size_t b = size_t(options_.max_batch);
+    if (options_.max_logit_rows <= 0 || options_.max_logit_rows > options_.max_batch) {
+        options_.max_logit_rows = options_.max_batch;
+    }
+    const size_t logit_rows = size_t(options_.max_logit_rows);
     x_.resize(b * size_t(c.dim));
     xb_.resize(b * size_t(c.dim));
     q_.resize(b * size_t(c.q_dim()));
@@ -35,10 +40,17 @@ InferenceState::InferenceState(const Model& model, const RuntimeOptions& options
     v_.resize(b * size_t(c.kv_dim()));
     att_out_.resize(b * size_t(c.q_dim()));
     hidden_gate_.resize(b * size_t(c.hidden_dim));
-    gathered_.resize(b * size_t(std::max({c.dim, c.q_dim(), c.hidden_dim})));
+    // Rows gathered into a stored column order: only act-order (GPTQ) models need them.
+    int64_t gathered_width = 0;
+    for (const LayerWeights& w : model.layers) {
+        for (const Tensor* t : {&w.wq, &w.wo, &w.w_gate, &w.w_down}) {
+            if (t->column_order != nullptr) gathered_width = std::max(gathered_width, t->cols());
+        }
+    }
+    gathered_.resize(b * size_t(gathered_width));
     hidden_up_.resize(b * size_t(c.hidden_dim));
-    final_rows_.resize(b * size_t(c.dim));
-    logits_.resize(b * size_t(c.vocab_size));
+    final_rows_.resize(logit_rows * size_t(c.dim));
+    logits_.resize(logit_rows * size_t(c.vocab_size));
     scores_.resize(size_t(omp_get_max_threads()) * size_t(c.n_heads / c.n_kv_heads) *
                    size_t(options_.context));
     // Frequency i of a head: base^(-2i / head_dim) / factor_i, the factors
@@ -147,6 +159,13 @@ const float* InferenceState::forward(std::span<const BatchToken> batch) {
     if (n <= 0 || n > options_.max_batch) {
         throw std::invalid_argument("batch of " + std::to_string(n) + " tokens (max " +
                                     std::to_string(options_.max_batch) + ")");
+    }
+    int wanted = 0;
+    for (const BatchToken& t : batch) wanted += t.want_logits ? 1 : 0;
+    if (wanted > options_.max_logit_rows) {
+        throw std::invalid_argument("batch wants the logits of " + std::to_string(wanted) +
+                                    " tokens (max " + std::to_string(options_.max_logit_rows) +
+                                    ")");
     }
     for (const BatchToken& t : batch) {
         if (t.token < 0 || t.token >= c.vocab_size || t.pos < 0 || t.pos >= options_.context ||

@@ -23,6 +23,9 @@ struct RuntimeOptions {
     int context = 0;      // 0: the model's max_seq_len
     int max_batch = 64;   // tokens per forward call
     int n_sequences = 1;  // KV cache slots
+    // Tokens of one forward call whose logits may be wanted (0: max_batch). A
+    // scheduler wants at most one per sequence; a perplexity run, every token.
+    int max_logit_rows = 0;
     KvType kv_type = KvType::f32;
 };
 
@@ -34,13 +37,14 @@ class InferenceState {
     // Runs the model on `batch` (at most max_batch tokens). Within a batch the
     // tokens of one sequence must come in increasing positions, and every earlier
     // position of that sequence must already be in the cache (or in this batch).
-    // Returns the logits of the tokens with want_logits, one row of vocab_size
-    // floats each, in batch order.
+    // Returns the logits of the tokens with want_logits (at most
+    // logit_rows()), one row of vocab_size floats each, in batch order.
     const float* forward(std::span<const BatchToken> batch);
 
     const Model& model() const { return *model_; }
     const RuntimeOptions& options() const { return options_; }
     int context() const { return options_.context; }
+    int logit_rows() const { return options_.max_logit_rows; }
     const KvCache& kv_cache() const { return kv_; }
     KvCache& kv_cache() { return kv_; }
 
@@ -60,7 +64,7 @@ class InferenceState {
     // [max_batch][...] activation rows
     std::vector<float> x_, xb_, q_, k_, v_, att_out_, hidden_gate_, hidden_up_, logits_;
     std::vector<float> final_rows_;  // normalised rows whose logits are wanted
-    std::vector<float> gathered_;    // [max_batch][max(dim, hidden)] column-ordered rows
+    std::vector<float> gathered_;    // [max_batch][widest ordered input] column-ordered rows
     std::vector<float> scores_;  // [threads][query heads per kv head][context] attention weights
     // RoPE frequencies [head_dim / 2] of the global and the sliding-window
     // layers (equal unless rope_theta_local is set), divided by the model's

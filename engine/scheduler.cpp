@@ -57,6 +57,11 @@ Scheduler::Scheduler(InferenceState& state, const Tokenizer& tokenizer,
         throw std::invalid_argument("the scheduler needs a batch of at least " +
                                     std::to_string(ro.n_sequences) + " tokens (one per slot)");
     }
+    if (state.logit_rows() < ro.n_sequences) {
+        throw std::invalid_argument("the scheduler needs logits of " +
+                                    std::to_string(ro.n_sequences) +
+                                    " tokens per batch (one per slot)");
+    }
     vocab_ = state.model().config.vocab_size;
     slots_.resize(size_t(ro.n_sequences));
     for (Slot& slot : slots_) {

@@ -47,6 +47,11 @@ TEST_CASE("memory_need covers the weights, the KV cache and the state's buffers"
     const uint64_t logits = 4ull * 32 * uint64_t(c.vocab_size);
     CHECK(need.buffers > logits);
     CHECK(need.total() == need.weights + need.kv_cache + need.buffers);
+    // One row of logits instead of 32: 31 rows of logits and final norms less.
+    RuntimeOptions one_row = ro;
+    one_row.max_logit_rows = 1;
+    CHECK(need.buffers - memory_need(model, one_row, 2).buffers ==
+          4ull * 31 * uint64_t(c.vocab_size + c.dim));
     // context 0 means the model's own
     ro.context = 0;
     CHECK(memory_need(model, ro, 2).kv_cache == kv_cache_bytes(c, 1, c.max_seq_len, KvType::f16));

@@ -75,6 +75,7 @@ std::vector<Outcome> run_all(
     RuntimeOptions ro;
     ro.n_sequences = parallel;
     ro.max_batch = max_batch;
+    ro.max_logit_rows = parallel;  // as the commands set it: forward() refuses more
     ro.context = context;
     ro.kv_type = KvType::f16;
     InferenceState state(model, ro);
@@ -291,6 +292,36 @@ TEST_CASE("KvCache::copy_prefix copies keys and values of every layer") {
         CHECK_THROWS_AS(kv.copy_prefix(0, 3, 1), std::out_of_range);
         CHECK_THROWS_AS(kv.copy_prefix(0, 1, 9), std::out_of_range);
     }
+}
+
+TEST_CASE("a state with fewer logit rows than its batch: same logits, more refused") {
+    RuntimeOptions ro;
+    ro.n_sequences = 3;
+    ro.max_batch = 16;
+    ro.context = 64;
+    RuntimeOptions limited = ro;
+    limited.max_logit_rows = 2;
+    InferenceState full_state(stories260k(), ro);
+    InferenceState limited_state(stories260k(), limited);
+    CHECK(full_state.logit_rows() == 16);
+    CHECK(limited_state.logit_rows() == 2);
+    // Two sequences' prompts in one batch, the last token of each wanting logits.
+    const std::vector<int32_t> a = tok512().encode("Once upon a time", true);
+    const std::vector<int32_t> b = tok512().encode("The cat sat", true);
+    std::vector<BatchToken> batch;
+    for (size_t i = 0; i < a.size(); ++i) batch.push_back({a[i], int(i), 0, i + 1 == a.size()});
+    for (size_t i = 0; i < b.size(); ++i) batch.push_back({b[i], int(i), 1, i + 1 == b.size()});
+    const int vocab = stories260k().config.vocab_size;
+    const float* full = full_state.forward(batch);
+    const std::vector<float> expected(full, full + 2 * vocab);
+    const float* got = limited_state.forward(batch);
+    CHECK(std::vector<float>(got, got + 2 * vocab) == expected);
+    // A third row is refused before anything is computed.
+    std::vector<BatchToken> three = {{a[0], 0, 2, true}, {a[1], 1, 2, true}, {a[2], 2, 2, true}};
+    CHECK_THROWS_WITH_AS(limited_state.forward(three), "batch wants the logits of 3 tokens (max 2)",
+                         std::invalid_argument);
+    // A scheduler needs one row per slot.
+    CHECK_THROWS_AS(Scheduler(limited_state, tok512()), std::invalid_argument);
 }
 
 TEST_CASE("submit rejects prompts that cannot run") {
