@@ -149,7 +149,8 @@ Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
         const LayerTensorSpec& spec = layer_tensor_spec(member);
         if (!is_norm(spec)) continue;
         for (int64_t l = 0; l < L; ++l) {
-            m.layers[size_t(l)].*member = copy_f32(gguf_layer_name(int(l), spec.gguf), dim, spec.gguf);
+            m.layers[size_t(l)].*member =
+                copy_f32(gguf_layer_name(int(l), spec.gguf), dim, spec.gguf);
         }
     }
     m.output_norm = copy_f32("output_norm.weight", dim, "rms_final");
@@ -179,7 +180,8 @@ Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
         if (is_norm(spec)) continue;
         const auto [rows, cols] = tensor_shape(c, spec.shape);
         for (int64_t l = 0; l < L; ++l) {
-            m.layers[size_t(l)].*member = dequantize(gguf_layer_name(int(l), spec.gguf), rows, cols);
+            m.layers[size_t(l)].*member =
+                dequantize(gguf_layer_name(int(l), spec.gguf), rows, cols);
         }
     }
     if (shared_classifier) {
