@@ -138,18 +138,23 @@ struct BenchOptions {
     std::vector<int> parallel;  // --parallel: B values (empty: the ppN/tgN tests)
 };
 
+// The shared model options bench takes: no tokenizer (the token ids are
+// random), no context size (its tests set it), its own list of thread counts.
+const ModelOptionSpec kBenchModelOptions{.default_batch = 512,
+                                         .batch_help = "prompt tokens per forward pass",
+                                         .tokenizer_and_context = false,
+                                         .threads = false};
+
 // Parses and validates the options; nullopt after printing --help.
 std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Measure prompt processing and decoding speed");
+    add_model_options(options, kBenchModelOptions);
     // clang-format off
     options.add_options()
-        ("m,model", "model file", cxxopts::value<std::string>())
         ("p,n-prompt", "prompt lengths (comma list)", cxxopts::value<std::string>()->default_value("256"))
         ("n,n-gen", "decoded tokens (comma list)", cxxopts::value<std::string>()->default_value("32"))
         ("r,repetitions", "timed repetitions of each test", cxxopts::value<int>()->default_value("3"))
         ("t,threads", "thread counts (comma list)", cxxopts::value<std::string>()->default_value("0"))
-        ("b,batch-size", "prompt tokens per forward pass", cxxopts::value<int>()->default_value("512"))
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
         ("o,output", "output: md or json", cxxopts::value<std::string>()->default_value("md"))
         ("roofline", "measure memory read bandwidth and compare decoding with it")
         ("bw-mib", "roofline buffer size in MiB", cxxopts::value<int>()->default_value("1024"))
@@ -157,22 +162,19 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
         ("parallel", "aggregate decoding of B sequences at once (comma list of B; uses the first -p and -n)", cxxopts::value<std::string>())
         ("h,help", "show this help");
     // clang-format on
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return std::nullopt;
-    }
-    reject_extra_arguments(args);
-    if (!args.count("model")) throw UsageError("missing --model (-m)");
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return std::nullopt;
+    const cxxopts::ParseResult& args = *parsed;
+    const ModelOptions mo = model_options(args, kBenchModelOptions);
     BenchOptions o;
-    o.model_path = args["model"].as<std::string>();
+    o.model_path = mo.model_path;
     o.prompts = parse_int_list("--n-prompt", args["n-prompt"].as<std::string>(), 1);
     o.gens = parse_int_list("--n-gen", args["n-gen"].as<std::string>(), 1);
     o.threads = parse_int_list("--threads", args["threads"].as<std::string>(), 0);
     o.repetitions = args["repetitions"].as<int>();
-    o.batch_size = batch_size_option(args);
+    o.batch_size = mo.batch;
     o.output = args["output"].as<std::string>();
-    o.kv = kv_option(args);
+    o.kv = mo.kv;
     o.bw_mib = args["bw-mib"].as<int>();
     o.roofline = args.count("roofline") > 0;
     o.seed = args["seed"].as<uint64_t>();
@@ -384,7 +386,7 @@ void run_parallel(const BenchOptions& o) {
     p.kv = o.kv;
     p.json = o.output == "json";
     p.seed = o.seed;
-    run_parallel_bench(load_model(o.model_path), o.model_path, p);
+    run_parallel_bench(load_model_reporting(o.model_path), o.model_path, p);
 }
 
 }  // namespace

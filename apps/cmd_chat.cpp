@@ -38,19 +38,6 @@ void install_sigint_handler() {
     sigaction(SIGINT, &sa, nullptr);
 }
 
-ChatTemplate choose_template(const cxxopts::ParseResult& args, const Model& model) {
-    const std::string name = args["template"].as<std::string>();
-    if (!name.empty()) {
-        const auto t = parse_chat_template(name);
-        if (!t)
-            throw UsageError(
-                "--template must be llama2, chatml, zephyr, mistral, llama3, gemma, phi3 or plain");
-        return *t;
-    }
-    if (const auto t = detect_chat_template(model.chat_template)) return *t;
-    return ChatTemplate::plain;
-}
-
 // One line of piped input, of at most max_bytes (an endless line, such as
 // /dev/zero, is refused instead of read); false at end of input.
 bool read_piped_line(std::string* line, size_t max_bytes, int number) {
@@ -99,22 +86,19 @@ void print_stats(const TurnStats& s) {
 
 int chat_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Chat with a model in the terminal");
-    add_model_options(options, 64, "tokens per forward pass");
+    add_model_options(options);
+    add_template_option(options);
     // clang-format off
     options.add_options()
-        ("template", "chat template: llama2, chatml, zephyr, mistral, llama3, gemma, phi3, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
         ("system", "system prompt", cxxopts::value<std::string>()->default_value(""))
         ("n,n-predict", "tokens per answer (-1: until the end of the turn)", cxxopts::value<int>()->default_value("-1"))
         ("ignore-eos", "keep answering after end-of-sequence")
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "-1");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     const ModelOptions mo = model_options(args);
     ChatOptions chat;
     chat.n_predict = args["n-predict"].as<int>();
@@ -126,9 +110,10 @@ int chat_command(int argc, char** argv) {
     chat.ignore_eos = args.count("ignore-eos") > 0;
     set_threads(mo.threads);
 
-    const Model model = load_model(mo.model_path);
-    Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
-    chat.chat_template = choose_template(args, model);
+    LoadedModel loaded(mo);
+    const Model& model = loaded.model;
+    Tokenizer& tokenizer = loaded.tokenizer;
+    chat.chat_template = chat_template_for(mo, model);
     // The template's end-of-turn token ends an answer, like EOS.
     if (const int32_t eot = tokenizer.special_id(chat_end_of_turn(chat.chat_template));
         eot >= 0 && !tokenizer.is_eos(eot)) {
@@ -136,7 +121,7 @@ int chat_command(int argc, char** argv) {
         ids.push_back(eot);
         tokenizer.set_extra_eos_ids(std::move(ids));
     }
-    RuntimeOptions ro = runtime_options(mo, model);
+    RuntimeOptions ro = loaded.runtime;
     ro.max_logit_rows = 1;  // the last prompt token's or the decoded one's
     check_state_memory(model, ro, "--ctx-size", "--batch-size");
     InferenceState state(model, ro);

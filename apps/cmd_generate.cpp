@@ -127,8 +127,7 @@ std::string output_line(const Job& job, const FinishEvent& e) {
 
 int generate_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Complete a file of prompts, several at a time");
-    add_model_options(options, 64, "tokens per forward pass",
-                      "context per sequence (0: the model's)");
+    add_model_options(options, {.ctx_help = "context per sequence (0: the model's)"});
     // clang-format off
     options.add_options()
         ("f,file", "prompts: one per line, or JSONL with \"prompt\" and options", cxxopts::value<std::string>())
@@ -139,12 +138,9 @@ int generate_command(int argc, char** argv) {
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "42");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     const ModelOptions mo = model_options(args);
     if (!args.count("file")) throw UsageError("missing --file (-f)");
     if (!args.count("out")) throw UsageError("missing --out");
@@ -163,11 +159,12 @@ int generate_command(int argc, char** argv) {
     inputs.push_back(prompts_path);
     check_output_path(out_path, inputs);
 
-    const Model model = load_model(mo.model_path);
-    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
+    const LoadedModel loaded(mo);
+    const Model& model = loaded.model;
+    const Tokenizer& tokenizer = loaded.tokenizer;
     const PreviousOutput previous = resume ? previous_output(out_path) : PreviousOutput{};
     const std::set<std::string>& done = previous.ids;
-    RuntimeOptions ro = runtime_options(mo, model);
+    RuntimeOptions ro = loaded.runtime;
     ro.max_batch = std::max(ro.max_batch, parallel);
     ro.n_sequences = parallel;
     ro.max_logit_rows = parallel;  // the scheduler wants one row per sequence

@@ -14,12 +14,9 @@ int info_command(int argc, char** argv) {
                                                                                 "show this help");
     options.parse_positional({"model"});
     options.positional_help("MODEL");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     if (!args.count("model")) throw UsageError("missing MODEL");
     // Layouts only: nothing is converted (Tensor::deferred).
     const Model model = load_model(args["model"].as<std::string>(), {.defer_conversion = true});

@@ -45,7 +45,7 @@ struct PerplexityOptions {
 // Parses and validates the options; nullopt after printing --help.
 std::optional<PerplexityOptions> parse_perplexity_options(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Perplexity of a model on a text file");
-    add_model_options(options, 128, "tokens per forward pass");
+    add_model_options(options, {.default_batch = 128});
     // clang-format off
     options.add_options()
         ("f,file", "text file, - for stdin (documents split on <|endoftext|> or lone newlines; documents protocol: each cut to ctx-size - 1 tokens)", cxxopts::value<std::string>())
@@ -57,12 +57,9 @@ std::optional<PerplexityOptions> parse_perplexity_options(int argc, char** argv)
         ("q,quiet", "no running estimate")
         ("h,help", "show this help");
     // clang-format on
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return std::nullopt;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return std::nullopt;
+    const cxxopts::ParseResult& args = *parsed;
     PerplexityOptions o;
     o.model = model_options(args);
     if (!args.count("file")) throw UsageError("missing --file (-f)");
@@ -176,9 +173,10 @@ int perplexity_command(int argc, char** argv) {
     if (!o.kl_base.empty()) ::close(open_regular_file(o.kl_base, "logits base"));
 
     const std::string text = read_text_file(o.text_path);
-    const Model model = load_model_reporting(o.model.model_path);
-    const Tokenizer tokenizer = resolve_tokenizer(model, o.model.tokenizer_path);
-    RuntimeOptions ro = runtime_options(o.model, model);
+    const LoadedModel loaded(o.model);
+    const Model& model = loaded.model;
+    const Tokenizer& tokenizer = loaded.tokenizer;
+    RuntimeOptions ro = loaded.runtime;
     int truncated = 0;
     const std::vector<ScoredWindow> windows =
         make_windows(o, text, model, tokenizer, ro, truncated);

@@ -12,7 +12,7 @@ namespace nibble::app {
 
 int run_command(int argc, char** argv) {
     cxxopts::Options options(argv[0], "Generate text with a model");
-    add_model_options(options, 64, "tokens per forward pass when reading the prompt");
+    add_model_options(options, {.batch_help = "tokens per forward pass when reading the prompt"});
     // clang-format off
     options.add_options()
         ("p,prompt", "prompt text", cxxopts::value<std::string>()->default_value(""))
@@ -20,21 +20,19 @@ int run_command(int argc, char** argv) {
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "-1");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     const ModelOptions mo = model_options(args);
     const int n_predict = args["n-predict"].as<int>();
     const SamplerParams sp = sampling_option_values(args);
     if (n_predict < 0) throw UsageError("--n-predict must be >= 0");
     set_threads(mo.threads);
 
-    const Model model = load_model_reporting(mo.model_path);
-    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
-    RuntimeOptions ro = runtime_options(mo, model);
+    const LoadedModel loaded(mo);
+    const Model& model = loaded.model;
+    const Tokenizer& tokenizer = loaded.tokenizer;
+    RuntimeOptions ro = loaded.runtime;
     ro.max_logit_rows = 1;  // the last prompt token's or the decoded one's
     const std::vector<int32_t> prompt = tokenizer.encode(args["prompt"].as<std::string>(), true);
     if (int(prompt.size()) > ro.context) {

@@ -24,15 +24,6 @@ namespace nibble::app {
 
 namespace {
 
-ChatTemplate serve_template(const std::string& name, const Model& model) {
-    if (!name.empty()) {
-        const auto t = parse_chat_template(name);
-        if (!t) throw UsageError("--template must be llama2, chatml, zephyr, mistral or plain");
-        return *t;
-    }
-    return detect_chat_template(model.chat_template).value_or(ChatTemplate::plain);
-}
-
 int positive_option(const cxxopts::ParseResult& args, const char* name, int lo, int hi) {
     const int v = args[name].as<int>();
     if (v < lo || v > hi) {
@@ -49,8 +40,10 @@ int serve_command(int argc, char** argv) {
     // 256 tokens per pass: prompts of many clients still go through together,
     // the running streams wait at most one such pass for their next token,
     // and the activation buffers stay small (about 40 KiB per token of TinyLlama).
-    add_model_options(options, 256, "tokens per forward pass (prompts and decoding together)",
-                      "context per sequence (0: the model's)");
+    add_model_options(options,
+                      {.default_batch = 256,
+                       .batch_help = "tokens per forward pass (prompts and decoding together)",
+                       .ctx_help = "context per sequence (0: the model's)"});
     // clang-format off
     options.add_options("server")
         ("host", "address to listen on", cxxopts::value<std::string>()->default_value("127.0.0.1"))
@@ -58,8 +51,11 @@ int serve_command(int argc, char** argv) {
         ("parallel", "sequences decoded together (KV cache slots)", cxxopts::value<int>()->default_value("4"))
         ("queue", "requests that may wait for a slot; more get 503", cxxopts::value<int>()->default_value("64"))
         ("api-key", "require Authorization: Bearer KEY (also read from NIBBLE_API_KEY)", cxxopts::value<std::string>()->default_value(""))
-        ("alias", "model name in the API (default: the file name)", cxxopts::value<std::string>()->default_value(""))
-        ("template", "chat template: llama2, chatml, zephyr, mistral, llama3, gemma, phi3, plain (default: the model's, else plain)", cxxopts::value<std::string>()->default_value(""))
+        ("alias", "model name in the API (default: the file name)", cxxopts::value<std::string>()->default_value(""));
+    // clang-format on
+    add_template_option(options, "server");
+    // clang-format off
+    options.add_options("server")
         ("max-tokens", "largest max_tokens a request may ask for, and the default (0: the context)", cxxopts::value<int>()->default_value("0"))
         ("max-body", "largest request body, bytes", cxxopts::value<int>()->default_value("1048576"))
         ("max-connections", "connections handled at once", cxxopts::value<int>()->default_value("128"))
@@ -68,12 +64,9 @@ int serve_command(int argc, char** argv) {
         ("h,help", "show this help");
     // clang-format on
     add_sampling_options(options, "-1");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     const ModelOptions mo = model_options(args);
     const SamplerParams sampling = sampling_option_values(args);
     ServeConfig config;
@@ -136,9 +129,10 @@ int serve_command(int argc, char** argv) {
     } joiner{&stopper, &http, &signal_seen};
 
     const int threads = set_threads(mo.threads);
-    const Model model = load_model_reporting(mo.model_path);
-    const Tokenizer tokenizer = resolve_tokenizer(model, mo.tokenizer_path);
-    RuntimeOptions ro = runtime_options(mo, model);
+    const LoadedModel loaded(mo);
+    const Model& model = loaded.model;
+    const Tokenizer& tokenizer = loaded.tokenizer;
+    RuntimeOptions ro = loaded.runtime;
     ro.n_sequences = parallel;
     ro.max_logit_rows = parallel;  // the scheduler wants one row per sequence
     ro.max_batch = std::max(ro.max_batch, parallel);
@@ -148,7 +142,7 @@ int serve_command(int argc, char** argv) {
     ServeBackend backend;
     backend.engine = &engine;
     backend.tokenizer = &tokenizer;
-    backend.chat_template = serve_template(args["template"].as<std::string>(), model);
+    backend.chat_template = chat_template_for(mo, model);
     backend.context = ro.context;
     backend.sampling = sampling;
     server.attach(backend);

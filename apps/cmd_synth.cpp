@@ -61,12 +61,9 @@ int synth_command(int argc, char** argv) {
         "t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))(
         "o,output", "output nibble file", cxxopts::value<std::string>())("h,help",
                                                                          "show this help");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     if (!args.count("shape")) throw UsageError("missing --shape (" + shapes + ")");
     if (!args.count("output")) throw UsageError("missing --output (-o)");
     const std::string path = args["output"].as<std::string>();

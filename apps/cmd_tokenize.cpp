@@ -102,12 +102,9 @@ int tokenize_command(int argc, char** argv) {
         "no-parse-special", "do not turn control tokens' texts into those tokens")(
         "show-count", "print the number of tokens")(
         "log-disable", "(accepted; nibble logs nothing)")("h,help", "show this help");
-    const auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-        std::fputs(options.help().c_str(), stdout);
-        return 0;
-    }
-    reject_extra_arguments(args);
+    const auto parsed = parse_command_line(options, argc, argv);
+    if (!parsed) return 0;
+    const cxxopts::ParseResult& args = *parsed;
     if (!args.count("model")) throw UsageError("missing -m MODEL");
     const int sources = int(args.count("prompt") + args.count("file") + args.count("stdin"));
     if (sources != 1) throw UsageError("give exactly one of -p PROMPT, -f FILE, --stdin");

@@ -1,6 +1,8 @@
 // The tensor list (tensor_registry.h) expanded for a model's hyperparameters.
 #include "engine/tensor_registry.h"
 
+#include <stdexcept>
+
 namespace nibble {
 
 std::pair<int64_t, int64_t> tensor_shape(const ModelConfig& c, TensorShape shape) {
@@ -50,6 +52,13 @@ bool tensor_used(const ModelConfig& c, TensorUse use) {
     return false;
 }
 
+const LayerTensorSpec& layer_tensor_spec(Tensor LayerWeights::*member) {
+    for (const LayerTensorSpec& s : kLayerTensors) {
+        if (s.member == member) return s;
+    }
+    throw std::logic_error("a LayerWeights member missing from kLayerTensors");
+}
+
 bool is_fused_part(Tensor LayerWeights::*member) {
     for (const FusedTensorSpec& f : kFusedTensors) {
         for (int i = 0; i < f.n_parts; ++i) {
@@ -94,6 +103,21 @@ std::vector<TensorSlot> tensor_slots(const ModelConfig& c) {
     }
     for (const ModelTensorSpec& s : kFinalTensors) model_slot(s);
     return out;
+}
+
+size_t tensor_slot_index(const std::vector<TensorSlot>& slots, int layer,
+                         Tensor LayerWeights::*member) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+        if (slots[i].layer == layer && slots[i].layer_member == member) return i;
+    }
+    throw std::logic_error("no such layer tensor in this model");
+}
+
+size_t tensor_slot_index(const std::vector<TensorSlot>& slots, Tensor Model::*member) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+        if (slots[i].layer < 0 && slots[i].model_member == member) return i;
+    }
+    throw std::logic_error("no such tensor in this model");
 }
 
 }  // namespace nibble

@@ -113,6 +113,19 @@ inline constexpr ModelTensorSpec kFinalTensors[] = {
      TensorUse::rope_long_short},
 };
 
+// The registry entry of a layer tensor (one of kLayerTensors).
+const LayerTensorSpec& layer_tensor_spec(Tensor LayerWeights::*member);
+
+// llama2.c checkpoints (models/llama2c.cpp) hold these, each for all layers in
+// turn, between the embedding and the final norm (llama2.c's w1, w2, w3 are
+// gate, down, up); the runq files store the norms first, then the matrices,
+// each in this order.
+inline constexpr Tensor LayerWeights::*kLlama2cLayerOrder[] = {
+    &LayerWeights::attn_norm, &LayerWeights::wq,     &LayerWeights::wk,
+    &LayerWeights::wv,        &LayerWeights::wo,     &LayerWeights::ffn_norm,
+    &LayerWeights::w_gate,    &LayerWeights::w_down, &LayerWeights::w_up,
+};
+
 // Phi-3's files hold a layer's q, k, v projections as one matrix (rows q | k |
 // v) and gate and up as one (rows gate | up); the GGUF and Hugging Face loaders
 // split them by rows into the members below (nibble files store the parts).
@@ -165,5 +178,11 @@ struct TensorSlot {
     }
 };
 std::vector<TensorSlot> tensor_slots(const ModelConfig& c);
+
+// The position of a tensor in `slots` (from tensor_slots): a layer's member, or
+// one outside the layers. Throws std::logic_error when it is not there.
+size_t tensor_slot_index(const std::vector<TensorSlot>& slots, int layer,
+                         Tensor LayerWeights::*member);
+size_t tensor_slot_index(const std::vector<TensorSlot>& slots, Tensor Model::*member);
 
 }  // namespace nibble

@@ -104,13 +104,13 @@ class TensorLoader {
             fail(g_, "tensor " + t.name + " data lies outside the file");
         }
         try {
+            const SourceTensor source = ggml_source_tensor(name, t.type, rows, cols, data, n_bytes);
             if (defer_) {
-                Tensor out = defer_ggml_tensor(m_, g_.file(), name, t.type, rows, cols, data,
-                                               n_bytes, need_f32);
+                Tensor out = defer_tensor(m_, g_.file(), source, need_f32);
                 ++counts_[t.type];
                 return out;
             }
-            Tensor out = import_ggml_tensor(m_, name, t.type, rows, cols, data, need_f32);
+            Tensor out = convert_tensor(m_, source, need_f32);
             ++counts_[t.type];
             // A converted tensor no longer needs its source pages resident.
             if (!g_.file()->contains(out.view.data, 1)) g_.file()->release(data, n_bytes);

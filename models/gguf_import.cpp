@@ -10,7 +10,6 @@
 
 #include "kernels/fp16.h"
 #include "kernels/kquant_params.h"
-#include "kernels/matmul.h"
 #include "kernels/q6k.h"
 #include "models/ggml_blocks.h"
 
@@ -253,68 +252,6 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
     }
 }
 
-// An f32 copy of any imported tensor (norm vectors must be f32).
-Tensor to_f32(Model& model, const Tensor& t) {
-    Tensor out =
-        make_owned_tensor(model, t.name, make_layout(WeightFormat::f32, t.rows(), t.cols()));
-    float* dst = reinterpret_cast<float*>(writable(out));
-    for (int64_t r = 0; r < t.rows(); ++r) dequantize_row(t.view, r, dst + r * t.cols());
-    return out;
-}
-
-// bf16 is the top half of an f32; f16 holds it exactly when it round-trips.
-bool bf16_fits_f16(const uint8_t* data, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-        uint16_t b;
-        std::memcpy(&b, data + 2 * i, 2);
-        const uint32_t bits = uint32_t(b) << 16;
-        float v;
-        std::memcpy(&v, &bits, 4);
-        if (fp16_to_fp32(fp32_to_fp16(v)) != v) return false;
-    }
-    return true;
-}
-
-Tensor import_dense(Model& model, const std::string& name, uint32_t type, int64_t rows,
-                    int64_t cols, const uint8_t* data) {
-    const size_t n = size_t(rows) * size_t(cols);
-    if (type == BF16) {
-        const bool fits_f16 = bf16_fits_f16(data, n);
-        Tensor out = make_owned_tensor(
-            model, name, make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols));
-        uint8_t* dst = writable(out);
-        for (size_t i = 0; i < n; ++i) {
-            uint16_t b;
-            std::memcpy(&b, data + 2 * i, 2);
-            const uint32_t bits = uint32_t(b) << 16;
-            if (fits_f16) {
-                float v;
-                std::memcpy(&v, &bits, 4);
-                const uint16_t h = fp32_to_fp16(v);
-                std::memcpy(dst + 2 * i, &h, 2);
-            } else {
-                std::memcpy(dst + 4 * i, &bits, 4);
-            }
-        }
-        return out;
-    }
-    const bool is_f32 = type == F32;
-    const size_t element = is_f32 ? 4 : 2;
-    const PackedLayout layout =
-        make_layout(is_f32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
-    if (reinterpret_cast<uintptr_t>(data) % element == 0) {  // zero copy
-        Tensor out;
-        out.name = name;
-        out.view.layout = layout;
-        out.view.data = data;
-        return out;
-    }
-    // misaligned (general.alignment < element size): copy
-    Tensor out = make_owned_tensor(model, name, layout);
-    std::memcpy(writable(out), data, n * element);
-    return out;
-}
-
 }  // namespace
 
 std::string ggml_conversion_note(uint32_t type) {
@@ -353,59 +290,44 @@ const Conversion& checked_conversion(const std::string& name, uint32_t type, int
 
 }  // namespace
 
-Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t type, int64_t rows,
-                          int64_t cols, const uint8_t* data, bool need_f32) {
-    Tensor out;
-    if (type == F32 || type == F16 || type == BF16) {
-        out = import_dense(model, name, type, rows, cols, data);
-    } else {
-        const Conversion* c = &checked_conversion(name, type, cols);
-        out = make_owned_tensor(model, name,
-                                make_layout(c->format, rows, cols, group_size(c->format)));
-        const Target target(out.view.layout, writable(out));
-        const size_t row_bytes = size_t(cols / c->block) * c->block_bytes;
+PackedLayout ggml_blocks_layout(const std::string& name, uint32_t type, int64_t rows,
+                                int64_t cols) {
+    const WeightFormat f = checked_conversion(name, type, cols).format;
+    return make_layout(f, rows, cols, group_size(f));
+}
+
+Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, int64_t rows,
+                          int64_t cols, const uint8_t* data) {
+    const Conversion& c = checked_conversion(name, type, cols);
+    Tensor out =
+        make_owned_tensor(model, name, make_layout(c.format, rows, cols, group_size(c.format)));
+    const Target target(out.view.layout, writable(out));
+    const size_t row_bytes = size_t(cols / c.block) * c.block_bytes;
 #pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))
-        for (int64_t r = 0; r < rows; ++r) {
-            convert_row(type, data + size_t(r) * row_bytes, r, cols, target);
-        }
-        if (target.overflowed()) {
-            throw std::runtime_error("tensor " + name + ": a " + type_name(type) +
-                                     " scale does not fit in fp16");
-        }
+    for (int64_t r = 0; r < rows; ++r) {
+        convert_row(type, data + size_t(r) * row_bytes, r, cols, target);
     }
-    if (need_f32 && out.format() != WeightFormat::f32) out = to_f32(model, out);
+    if (target.overflowed()) {
+        throw std::runtime_error("tensor " + name + ": a " + type_name(type) +
+                                 " scale does not fit in fp16");
+    }
     return out;
 }
 
-Tensor defer_ggml_tensor(Model& model, const std::shared_ptr<const MappedFile>& file,
-                         const std::string& name, uint32_t type, int64_t rows, int64_t cols,
-                         const uint8_t* data, size_t n_bytes, bool need_f32) {
-    if (need_f32) return import_ggml_tensor(model, name, type, rows, cols, data, true);
-    PackedLayout layout;
-    if (type == F32 || type == F16) {
-        layout = make_layout(type == F32 ? WeightFormat::f32 : WeightFormat::f16, rows, cols);
-    } else if (type == BF16) {
-        const bool fits_f16 = bf16_fits_f16(data, size_t(rows) * size_t(cols));
-        file->release(data, n_bytes);
-        layout = make_layout(fits_f16 ? WeightFormat::f16 : WeightFormat::f32, rows, cols);
-    } else {
-        const WeightFormat f = checked_conversion(name, type, cols).format;
-        layout = make_layout(f, rows, cols, group_size(f));
-    }
-    auto deferred = std::make_shared<DeferredTensor>();
-    deferred->fetch = [name, type, rows, cols,
-                       data](std::vector<std::shared_ptr<const void>>& keep) {
-        Model owner;  // only its storage is kept
-        const Tensor t = import_ggml_tensor(owner, name, type, rows, cols, data, false);
-        keep.insert(keep.end(), owner.storage.begin(), owner.storage.end());
-        return t.view;
-    };
-    deferred->release = [file, data, n_bytes] { file->release(data, n_bytes); };
-    Tensor out;
-    out.name = name;
-    out.view.layout = layout;
-    out.deferred = std::move(deferred);
-    return out;
+SourceTensor ggml_source_tensor(const std::string& name, uint32_t type, int64_t rows, int64_t cols,
+                                const uint8_t* data, size_t n_bytes) {
+    SourceTensor s;
+    s.name = name;
+    s.encoding = type == F32    ? SourceEncoding::f32
+                 : type == F16  ? SourceEncoding::f16
+                 : type == BF16 ? SourceEncoding::bf16
+                                : SourceEncoding::ggml_blocks;
+    s.ggml_type = type;
+    s.rows = rows;
+    s.cols = cols;
+    s.data = data;
+    s.n_bytes = n_bytes;
+    return s;
 }
 
 }  // namespace nibble

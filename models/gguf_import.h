@@ -19,7 +19,7 @@
 #include <string>
 
 #include "engine/model.h"
-#include "models/mapped_file.h"
+#include "models/source_tensor.h"
 
 namespace nibble {
 
@@ -27,20 +27,20 @@ namespace nibble {
 // or "" for a type nibble cannot import.
 std::string ggml_conversion_note(uint32_t ggml_type);
 
-// Converts a rows x cols GGML tensor at `data` (rows * cols / block_size blocks)
-// into a nibble tensor owned by `model`. F32/F16 are returned as views of `data`
-// when it is suitably aligned. With need_f32 the result is always f32 (norms).
-// Throws std::runtime_error("tensor NAME has type Q2_K, which ...") for a type
-// without conversion.
-Tensor import_ggml_tensor(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
-                          int64_t cols, const uint8_t* data, bool need_f32);
+// A GGUF tensor of `ggml_type` as a source tensor (models/source_tensor.h):
+// F32, F16 and BF16 are dense values, the other types GGML blocks.
+SourceTensor ggml_source_tensor(const std::string& name, uint32_t ggml_type, int64_t rows,
+                                int64_t cols, const uint8_t* data, size_t n_bytes);
 
-// The same tensor, deferred (Tensor::deferred): the checks and the layout now
-// (BF16's f16 test reads the data, then releases its pages), the conversion
-// when fetched, `n_bytes` at `data` in `file` released by release_source().
-// Norms (need_f32) are imported at once into `model`.
-Tensor defer_ggml_tensor(Model& model, const std::shared_ptr<const MappedFile>& file,
-                         const std::string& name, uint32_t type, int64_t rows, int64_t cols,
-                         const uint8_t* data, size_t n_bytes, bool need_f32);
+// The nibble layout a rows x cols tensor of a GGML quantized type converts to.
+// Throws std::runtime_error("tensor NAME has type Q2_K, which ...") for a type
+// without conversion, or a width that is not a multiple of its block.
+PackedLayout ggml_blocks_layout(const std::string& name, uint32_t ggml_type, int64_t rows,
+                                int64_t cols);
+
+// Converts rows x cols of a GGML quantized type at `data` (rows * cols /
+// block_size blocks) into a nibble tensor owned by `model` (checked as above).
+Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
+                          int64_t cols, const uint8_t* data);
 
 }  // namespace nibble

@@ -14,13 +14,13 @@
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "engine/tensor_registry.h"
-#include "models/ggml_blocks.h"
-#include "models/gguf_import.h"
 #include "models/gptq_import.h"
 #include "models/hf_tokenizer.h"
 #include "models/safetensors.h"
+#include "models/source_tensor.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nibble {
@@ -317,15 +317,16 @@ Shards open_shards(const fs::path& dir, const std::string& single) {
     return s;
 }
 
-uint32_t ggml_type_of(const std::string& dtype) {
-    if (dtype == "F32") return ggml::F32;
-    if (dtype == "F16") return ggml::F16;
-    if (dtype == "BF16") return ggml::BF16;
-    return std::numeric_limits<uint32_t>::max();
+// The encoding of a safetensors dtype nibble reads unpacked.
+std::optional<SourceEncoding> dense_encoding(const std::string& dtype) {
+    if (dtype == "F32") return SourceEncoding::f32;
+    if (dtype == "F16") return SourceEncoding::f16;
+    if (dtype == "BF16") return SourceEncoding::bf16;
+    return std::nullopt;
 }
 
-// One tensor: checked shape and dtype, then viewed or converted like GGUF's
-// dense types.
+// One tensor: checked shape and dtype, then viewed or converted
+// (models/source_tensor.h).
 // A part of a fused tensor: rows [first_row, first_row + its rows) of the
 // checkpoint's tensor `hf_name`, which has `all_rows` rows.
 struct RowRange {
@@ -353,8 +354,8 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const
         fail(file, "tensor " + hf_name + " has shape [" + shape + "], expected " +
                        std::to_string(stored_rows) + "x" + std::to_string(cols));
     }
-    const uint32_t type = ggml_type_of(e->dtype);
-    if (type == std::numeric_limits<uint32_t>::max()) {
+    const std::optional<SourceEncoding> encoding = dense_encoding(e->dtype);
+    if (!encoding) {
         fail(file, "tensor " + hf_name + " has dtype " + e->dtype +
                        ", which is not supported (F32, F16, BF16)");
     }
@@ -362,12 +363,15 @@ Tensor load_tensor(Model& m, const Shards& shards, const TensorSlot& slot, const
     if (e->end - e->begin != uint64_t(stored_rows) * row_bytes) {
         fail(file, "tensor " + hf_name + " data does not match its shape");
     }
-    const uint8_t* data = e->data + (part ? size_t(part->first_row) * row_bytes : 0);
-    if (defer) {
-        return defer_ggml_tensor(m, shards.mapping(hf_name), slot.gguf_name, type, rows, cols, data,
-                                 size_t(rows) * row_bytes, slot.is_norm());
-    }
-    return import_ggml_tensor(m, slot.gguf_name, type, rows, cols, data, slot.is_norm());
+    SourceTensor source;
+    source.name = slot.gguf_name;
+    source.encoding = *encoding;
+    source.rows = rows;
+    source.cols = cols;
+    source.data = e->data + (part ? size_t(part->first_row) * row_bytes : 0);
+    source.n_bytes = size_t(rows) * row_bytes;
+    if (defer) return defer_tensor(m, shards.mapping(hf_name), source, slot.is_norm());
+    return convert_tensor(m, source, slot.is_norm());
 }
 
 // quantization_config of an AutoGPTQ / AutoAWQ checkpoint; nullopt without one.
@@ -420,11 +424,14 @@ Tensor load_packed(Model& m, const Shards& shards, const TensorSlot& slot,
     const SafetensorsEntry* scales = shards.find(prefix + ".scales", file);
     if (qzeros == nullptr || scales == nullptr)
         fail(file, prefix + " has qweight but no qzeros/scales");
-    const SafetensorsEntry* g_idx = shards.find(prefix + ".g_idx", file);
-    const auto [rows, cols] = tensor_shape(m.config, slot.shape);
+    const PackedSource packed{q, qweight, qzeros, scales, shards.find(prefix + ".g_idx", file)};
+    SourceTensor source;
+    source.name = slot.gguf_name;
+    source.encoding = SourceEncoding::packed_4bit;
+    std::tie(source.rows, source.cols) = tensor_shape(m.config, slot.shape);
+    source.packed = &packed;
     try {
-        return import_packed_4bit(m, slot.gguf_name, q, rows, cols, *qweight, *qzeros, *scales,
-                                  g_idx);
+        return convert_tensor(m, source, false);
     } catch (const std::exception& e) {
         fail(file, std::string(e.what()) + " (" + prefix + ")");
     }

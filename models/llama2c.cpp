@@ -15,6 +15,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/tensor_registry.h"
+
 namespace nibble {
 
 namespace {
@@ -77,29 +79,22 @@ Model load_llama2c(const std::shared_ptr<MappedFile>& file) {
     m.source_path = path;
     m.source_format = "llama2c";
     const ModelConfig& c = m.config;
-    const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), L = c.n_layers;
+    const int64_t dim = c.dim, L = c.n_layers;
 
-    // Matrices of all layers are stored one after another: [L][rows][cols].
-    auto per_layer = [&](const char* short_name, int64_t rows, int64_t cols, auto member) {
-        const uint8_t* base = cur.take(size_t(L * rows * cols) * 4, short_name);
-        for (int64_t l = 0; l < L; ++l) {
-            m.layers[size_t(l)].*member = f32_view(layer_tensor_name(int(l), short_name),
-                                                   base + size_t(l * rows * cols) * 4, rows, cols);
-        }
-    };
+    // Each tensor of all layers is stored one after another: [L][rows][cols].
     m.layers.resize(size_t(L));
     m.token_embedding =
         f32_view("token_embd.weight", cur.take(size_t(c.vocab_size * dim) * 4, "token embedding"),
                  c.vocab_size, dim);
-    per_layer("attn_norm", 1, dim, &LayerWeights::attn_norm);
-    per_layer("attn_q", dim, dim, &LayerWeights::wq);
-    per_layer("attn_k", kv, dim, &LayerWeights::wk);
-    per_layer("attn_v", kv, dim, &LayerWeights::wv);
-    per_layer("attn_output", dim, dim, &LayerWeights::wo);
-    per_layer("ffn_norm", 1, dim, &LayerWeights::ffn_norm);
-    per_layer("ffn_gate", hidden, dim, &LayerWeights::w_gate);
-    per_layer("ffn_down", dim, hidden, &LayerWeights::w_down);
-    per_layer("ffn_up", hidden, dim, &LayerWeights::w_up);
+    for (Tensor LayerWeights::*member : kLlama2cLayerOrder) {
+        const LayerTensorSpec& spec = layer_tensor_spec(member);
+        const auto [rows, cols] = tensor_shape(c, spec.shape);
+        const uint8_t* base = cur.take(size_t(L * rows * cols) * 4, spec.gguf);
+        for (int64_t l = 0; l < L; ++l) {
+            m.layers[size_t(l)].*member = f32_view(gguf_layer_name(int(l), spec.gguf),
+                                                   base + size_t(l * rows * cols) * 4, rows, cols);
+        }
+    }
     m.output_norm = f32_view("output_norm.weight", cur.take(size_t(dim) * 4, "final norm"), 1, dim);
     cur.take(size_t(c.max_seq_len) * size_t(c.head_dim()) * 4, "RoPE tables");  // unused
     if (h.vocab_size > 0) {
@@ -137,7 +132,7 @@ Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
     m.source_path = path;
     m.source_format = "llama2c-q80";
     const ModelConfig& c = m.config;
-    const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), L = c.n_layers;
+    const int64_t dim = c.dim, L = c.n_layers;
     if (group <= 0 || group > 4096) {
         throw std::runtime_error(path + ": group size " + std::to_string(group) + " is invalid");
     }
@@ -148,13 +143,15 @@ Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
         std::memcpy(writable(t), cur.take(size_t(n) * 4, what), size_t(n) * 4);
         return t;
     };
-    for (int64_t l = 0; l < L; ++l) {
-        m.layers[size_t(l)].attn_norm =
-            copy_f32(layer_tensor_name(int(l), "attn_norm"), dim, "rms_att");
-    }
-    for (int64_t l = 0; l < L; ++l) {
-        m.layers[size_t(l)].ffn_norm =
-            copy_f32(layer_tensor_name(int(l), "ffn_norm"), dim, "rms_ffn");
+    // The norms of every layer first, in llama2.c's order, then the matrices.
+    auto is_norm = [](const LayerTensorSpec& s) { return s.shape == TensorShape::norm; };
+    for (Tensor LayerWeights::*member : kLlama2cLayerOrder) {
+        const LayerTensorSpec& spec = layer_tensor_spec(member);
+        if (!is_norm(spec)) continue;
+        for (int64_t l = 0; l < L; ++l) {
+            m.layers[size_t(l)].*member =
+                copy_f32(gguf_layer_name(int(l), spec.gguf), dim, spec.gguf);
+        }
     }
     m.output_norm = copy_f32("output_norm.weight", dim, "rms_final");
 
@@ -178,19 +175,15 @@ Model load_llama2c_q80(const std::shared_ptr<MappedFile>& file) {
         return t;
     };
     m.token_embedding = dequantize("token_embd.weight", c.vocab_size, dim);
-    auto per_layer = [&](const char* short_name, int64_t rows, int64_t cols, auto member) {
+    for (Tensor LayerWeights::*member : kLlama2cLayerOrder) {
+        const LayerTensorSpec& spec = layer_tensor_spec(member);
+        if (is_norm(spec)) continue;
+        const auto [rows, cols] = tensor_shape(c, spec.shape);
         for (int64_t l = 0; l < L; ++l) {
             m.layers[size_t(l)].*member =
-                dequantize(layer_tensor_name(int(l), short_name), rows, cols);
+                dequantize(gguf_layer_name(int(l), spec.gguf), rows, cols);
         }
-    };
-    per_layer("attn_q", dim, dim, &LayerWeights::wq);
-    per_layer("attn_k", kv, dim, &LayerWeights::wk);
-    per_layer("attn_v", kv, dim, &LayerWeights::wv);
-    per_layer("attn_output", dim, dim, &LayerWeights::wo);
-    per_layer("ffn_gate", hidden, dim, &LayerWeights::w_gate);
-    per_layer("ffn_down", dim, hidden, &LayerWeights::w_down);
-    per_layer("ffn_up", hidden, dim, &LayerWeights::w_up);
+    }
     if (shared_classifier) {
         m.output = m.token_embedding;
         m.output.name = "output.weight";

@@ -2,6 +2,7 @@
 #include "models/quant_block.h"
 
 #include <cmath>
+#include <iterator>
 
 #include "engine/layer_ops.h"
 #include "kernels/matmul.h"
@@ -13,24 +14,14 @@ RowMatrix dense_matrix(const Tensor& t) {
     return dequantize(t.view);
 }
 
-std::vector<float> dense_vector(const Tensor& t) {
-    std::vector<float> v(size_t(t.rows() * t.cols()));
-    for (int64_t r = 0; r < t.rows(); ++r) dequantize_row(t.view, r, v.data() + r * t.cols());
-    return v;
-}
-
 DenseBlock load_block(const Model& model, int layer) {
     const LayerWeights& l = model.layers[size_t(layer)];
     DenseBlock b;
-    b.attn_norm = dense_vector(l.attn_norm);
-    b.ffn_norm = dense_vector(l.ffn_norm);
-    b.wq = dense_matrix(l.wq);
-    b.wk = dense_matrix(l.wk);
-    b.wv = dense_matrix(l.wv);
-    b.wo = dense_matrix(l.wo);
-    b.w_gate = dense_matrix(l.w_gate);
-    b.w_up = dense_matrix(l.w_up);
-    b.w_down = dense_matrix(l.w_down);
+    b.tensors.resize(std::size(kLayerTensors));
+    for (size_t i = 0; i < std::size(kLayerTensors); ++i) {
+        const LayerTensorSpec& spec = kLayerTensors[i];
+        if (tensor_used(model.config, spec.use)) b.tensors[i] = dense_matrix(l.*spec.member);
+    }
     return b;
 }
 
@@ -42,7 +33,7 @@ RowMatrix embed(const Model& model, const CalibSequences& calib) {
     return x;
 }
 
-RowMatrix rmsnorm_rows(const RowMatrix& x, const std::vector<float>& w, float eps) {
+RowMatrix rmsnorm_rows(const RowMatrix& x, const RowMatrix& w, float eps) {
     RowMatrix out(x.rows(), x.cols());
 #pragma omp parallel for schedule(static) if (x.size() > (1 << 16))
     for (Eigen::Index r = 0; r < x.rows(); ++r) {

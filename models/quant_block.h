@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/tensor_registry.h"
 #include "models/quant_grid.h"
 
 namespace nibble {
@@ -21,21 +22,26 @@ struct CalibSequences {
     int64_t count() const { return int64_t(starts.size()) - 1; }
 };
 
-// One block's weights, dequantized to FP32.
+// One block's weights dequantized to FP32: every tensor of the layer the
+// model has (tensor_registry.h), norms as 1-row matrices; b[&LayerWeights::wq].
 struct DenseBlock {
-    std::vector<float> attn_norm, ffn_norm;
-    RowMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    std::vector<RowMatrix> tensors;  // indexed like kLayerTensors (empty: not in the model)
+    RowMatrix& operator[](Tensor LayerWeights::*member) {
+        return tensors[size_t(&layer_tensor_spec(member) - kLayerTensors)];
+    }
+    const RowMatrix& operator[](Tensor LayerWeights::*member) const {
+        return tensors[size_t(&layer_tensor_spec(member) - kLayerTensors)];
+    }
 };
 
 RowMatrix dense_matrix(const Tensor& t);
-std::vector<float> dense_vector(const Tensor& t);
 DenseBlock load_block(const Model& model, int layer);
 
 // The embedding rows of every calibration token, [tokens][dim].
 RowMatrix embed(const Model& model, const CalibSequences& calib);
 
-// Every row of x normalised: w * x / sqrt(mean(x^2) + eps).
-RowMatrix rmsnorm_rows(const RowMatrix& x, const std::vector<float>& w, float eps);
+// Every row of x normalised: w * x / sqrt(mean(x^2) + eps); w is 1 x cols.
+RowMatrix rmsnorm_rows(const RowMatrix& x, const RowMatrix& w, float eps);
 
 // x W^T: the linear layer W [out][in] on the rows of x [tokens][in].
 inline RowMatrix linear(const RowMatrix& x, const RowMatrix& w) {

@@ -51,11 +51,16 @@ CalibSequences calibration_sequences(const std::string& text, const Tokenizer& t
 
 namespace {
 
-// Index of a layer's tensor in the canonical order (Model::tensors()).
-enum Slot { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, kSlots };
-size_t slot_index(int layer, Slot s) {
-    return 1 + size_t(layer) * kSlots + size_t(s);
-}
+// The layer tensors of the calibrated LLaMA block (tensor_registry.h).
+constexpr auto attn_norm = &LayerWeights::attn_norm;
+constexpr auto wq = &LayerWeights::wq;
+constexpr auto wk = &LayerWeights::wk;
+constexpr auto wv = &LayerWeights::wv;
+constexpr auto wo = &LayerWeights::wo;
+constexpr auto ffn_norm = &LayerWeights::ffn_norm;
+constexpr auto w_gate = &LayerWeights::w_gate;
+constexpr auto w_up = &LayerWeights::w_up;
+constexpr auto w_down = &LayerWeights::w_down;
 
 double mse(const RowMatrix& a, const RowMatrix& b) {
     return double((a - b).squaredNorm()) / double(std::max<Eigen::Index>(1, a.size()));
@@ -79,11 +84,17 @@ class CalibratedWriter {
           o_(o),
           writer_(writer),
           result_(result),
-          progress_(progress) {
+          progress_(progress),
+          slots_(tensor_slots(source.config)) {
         rtn_.rule = ScaleRule::search;
     }
 
     const PackedLayout& layout(size_t i) const { return plan_.layouts[i]; }
+    // The index in plan_ of a layer's tensor, or of one outside the layers.
+    size_t slot(int layer, Tensor LayerWeights::*member) const {
+        return tensor_slot_index(slots_, layer, member);
+    }
+    size_t slot(Tensor Model::*member) const { return tensor_slot_index(slots_, member); }
     const PackedLayout& search_layout(size_t i) const { return search_layouts_[i]; }
 
     // RTN (or a copy) of a tensor the calibration does not touch.
@@ -99,10 +110,11 @@ class CalibratedWriter {
         finish(rep);
     }
 
-    // A norm weight (possibly rescaled by AWQ), stored f32.
-    void write_vector(size_t i, const std::vector<float>& v) {
+    // A norm weight (possibly rescaled by AWQ; 1 x cols), stored f32.
+    void write_vector(size_t i, const RowMatrix& v) {
         const std::string& name = plan_.sources[i]->name;
-        writer_.write_tensor(name, reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4);
+        writer_.write_tensor(name, reinterpret_cast<const uint8_t*>(v.data()),
+                             size_t(v.size()) * 4);
         TensorReport rep;
         rep.name = name;
         rep.layout = layout(i);
@@ -205,6 +217,8 @@ class CalibratedWriter {
     NibbleFileWriter& writer_;
     QuantizeResult& result_;
     const QuantizeProgress& progress_;
+    // plan_.sources in canonical order (Model::tensors() walks the same list).
+    std::vector<TensorSlot> slots_;
     QuantizeOptions rtn_;
     std::vector<uint8_t> blob_;
     int done_ = 0;
@@ -249,10 +263,6 @@ RowMatrix divided(const RowMatrix& x, const std::vector<float>& s) {
     return out;
 }
 
-void divide_vector(std::vector<float>& v, const std::vector<float>& s) {
-    for (size_t j = 0; j < v.size(); ++j) v[j] /= s[j];
-}
-
 // One block, quantized and written; x (the hidden states) advanced through it.
 class BlockQuantizer {
   public:
@@ -271,8 +281,8 @@ class BlockQuantizer {
     }
 
   private:
-    const PackedLayout& layout(int layer, Slot s) const {
-        return out_.search_layout(slot_index(layer, s));
+    const PackedLayout& layout(int layer, Tensor LayerWeights::*member) const {
+        return out_.search_layout(out_.slot(layer, member));
     }
 
     RowMatrix attention_out(const RowMatrix& xn, const RowMatrix& q, const RowMatrix& k,
@@ -293,80 +303,80 @@ class BlockQuantizer {
     RowMatrix search_rows(const RowMatrix& x) const { return x.topRows(search_.size()); }
 
     void attention_block(int layer, DenseBlock& b, RowMatrix& x) {
-        RowMatrix xn = rmsnorm_rows(x, b.attn_norm, c_.norm_eps);
+        RowMatrix xn = rmsnorm_rows(x, b[attn_norm], c_.norm_eps);
         if (awq_) {
             // attn_norm -> q, k, v, on the attention output (o in full precision).
             const RowMatrix xn_s = search_rows(xn);
-            const RowMatrix ref = linear(attention_out(xn_s, b.wq, b.wk, b.wv, search_), b.wo);
+            const RowMatrix ref = linear(attention_out(xn_s, b[wq], b[wk], b[wv], search_), b[wo]);
             const AwqSearch s = awq_search(mean_abs(xn), [&](const std::vector<float>& s) {
                 const RowMatrix xs = divided(xn_s, s);
                 const RowMatrix att =
-                    attention_out(xs, scaled_rounded(b.wq, s, layout(layer, wq)),
-                                  scaled_rounded(b.wk, s, layout(layer, wk)),
-                                  scaled_rounded(b.wv, s, layout(layer, wv)), search_);
-                return mse(linear(att, b.wo), ref);
+                    attention_out(xs, scaled_rounded(b[wq], s, layout(layer, wq)),
+                                  scaled_rounded(b[wk], s, layout(layer, wk)),
+                                  scaled_rounded(b[wv], s, layout(layer, wv)), search_);
+                return mse(linear(att, b[wo]), ref);
             });
-            divide_vector(b.attn_norm, s.scales);
-            for (RowMatrix* w : {&b.wq, &b.wk, &b.wv}) scale_columns(*w, s.scales);
-            xn = rmsnorm_rows(x, b.attn_norm, c_.norm_eps);
+            divide_columns(b[attn_norm], s.scales);
+            for (RowMatrix* w : {&b[wq], &b[wk], &b[wv]}) scale_columns(*w, s.scales);
+            xn = rmsnorm_rows(x, b[attn_norm], c_.norm_eps);
             if (c_.n_kv_heads == c_.n_heads) {  // v -> o: v's rows must match o's columns
-                const RowMatrix att = attention_out(xn, b.wq, b.wk, b.wv);
+                const RowMatrix att = attention_out(xn, b[wq], b[wk], b[wv]);
                 const Eigen::MatrixXf h = hessian(att);
                 const AwqSearch so = awq_search(mean_abs(att), [&](const std::vector<float>& s) {
-                    return linear_loss(b.wo, s, layout(layer, wo), h);
+                    return linear_loss(b[wo], s, layout(layer, wo), h);
                 });
-                divide_rows(b.wv, so.scales);
-                scale_columns(b.wo, so.scales);
+                divide_rows(b[wv], so.scales);
+                scale_columns(b[wo], so.scales);
             }
         }
-        out_.write_vector(slot_index(layer, attn_norm), b.attn_norm);
+        out_.write_vector(out_.slot(layer, attn_norm), b[attn_norm]);
         const Eigen::MatrixXf h = hessian(xn);
         const std::vector<int32_t> order = shared_order(h);
-        const RowMatrix q = out_.write_linear(slot_index(layer, wq), b.wq, h, false, order);
-        const RowMatrix k = out_.write_linear(slot_index(layer, wk), b.wk, h, false, order);
-        const RowMatrix v = out_.write_linear(slot_index(layer, wv), b.wv, h, true, order);
+        const RowMatrix q = out_.write_linear(out_.slot(layer, wq), b[wq], h, false, order);
+        const RowMatrix k = out_.write_linear(out_.slot(layer, wk), b[wk], h, false, order);
+        const RowMatrix v = out_.write_linear(out_.slot(layer, wv), b[wv], h, true, order);
         const RowMatrix att = attention_out(xn, q, k, v);
         const Eigen::MatrixXf h_att = hessian(att);
         const RowMatrix o =
-            out_.write_linear(slot_index(layer, wo), b.wo, h_att, true, shared_order(h_att));
+            out_.write_linear(out_.slot(layer, wo), b[wo], h_att, true, shared_order(h_att));
         x += linear(att, o);
     }
 
     void ffn_block(int layer, DenseBlock& b, RowMatrix& x) {
-        RowMatrix xn = rmsnorm_rows(x, b.ffn_norm, c_.norm_eps);
+        RowMatrix xn = rmsnorm_rows(x, b[ffn_norm], c_.norm_eps);
         if (awq_) {
             // ffn_norm -> gate, up, on the FFN output (down in full precision).
             const RowMatrix xn_s = search_rows(xn);
             const RowMatrix ref =
-                linear(swiglu_rows(linear(xn_s, b.w_gate), linear(xn_s, b.w_up)), b.w_down);
+                linear(swiglu_rows(linear(xn_s, b[w_gate]), linear(xn_s, b[w_up])), b[w_down]);
             const AwqSearch s = awq_search(mean_abs(xn), [&](const std::vector<float>& s) {
                 const RowMatrix xs = divided(xn_s, s);
                 const RowMatrix hidden =
-                    swiglu_rows(linear(xs, scaled_rounded(b.w_gate, s, layout(layer, w_gate))),
-                                linear(xs, scaled_rounded(b.w_up, s, layout(layer, w_up))));
-                return mse(linear(hidden, b.w_down), ref);
+                    swiglu_rows(linear(xs, scaled_rounded(b[w_gate], s, layout(layer, w_gate))),
+                                linear(xs, scaled_rounded(b[w_up], s, layout(layer, w_up))));
+                return mse(linear(hidden, b[w_down]), ref);
             });
-            divide_vector(b.ffn_norm, s.scales);
-            for (RowMatrix* w : {&b.w_gate, &b.w_up}) scale_columns(*w, s.scales);
-            xn = rmsnorm_rows(x, b.ffn_norm, c_.norm_eps);
+            divide_columns(b[ffn_norm], s.scales);
+            for (RowMatrix* w : {&b[w_gate], &b[w_up]}) scale_columns(*w, s.scales);
+            xn = rmsnorm_rows(x, b[ffn_norm], c_.norm_eps);
             // up -> down, on down's output.
-            const RowMatrix hidden = swiglu_rows(linear(xn, b.w_gate), linear(xn, b.w_up));
+            const RowMatrix hidden = swiglu_rows(linear(xn, b[w_gate]), linear(xn, b[w_up]));
             const Eigen::MatrixXf h = hessian(hidden);
             const AwqSearch sd = awq_search(mean_abs(hidden), [&](const std::vector<float>& s) {
-                return linear_loss(b.w_down, s, layout(layer, w_down), h);
+                return linear_loss(b[w_down], s, layout(layer, w_down), h);
             });
-            divide_rows(b.w_up, sd.scales);
-            scale_columns(b.w_down, sd.scales);
+            divide_rows(b[w_up], sd.scales);
+            scale_columns(b[w_down], sd.scales);
         }
-        out_.write_vector(slot_index(layer, ffn_norm), b.ffn_norm);
+        out_.write_vector(out_.slot(layer, ffn_norm), b[ffn_norm]);
         const Eigen::MatrixXf h = hessian(xn);
         const std::vector<int32_t> order = shared_order(h);
         const RowMatrix gate =
-            out_.write_linear(slot_index(layer, w_gate), b.w_gate, h, true, order);
-        const RowMatrix up = out_.write_linear(slot_index(layer, w_up), b.w_up, h, true, order);
+            out_.write_linear(out_.slot(layer, w_gate), b[w_gate], h, true, order);
+        const RowMatrix up = out_.write_linear(out_.slot(layer, w_up), b[w_up], h, true, order);
         const RowMatrix hidden = swiglu_rows(linear(xn, gate), linear(xn, up));
         const Eigen::MatrixXf h_hidden = hessian(hidden);
-        const RowMatrix down = out_.write_linear(slot_index(layer, w_down), b.w_down, h_hidden,
+        const RowMatrix down = out_.write_linear(out_.slot(layer, w_down), b[w_down], h_hidden,
                                                  true, shared_order(h_hidden));
         x += linear(hidden, down);
     }
@@ -436,7 +446,7 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
                             tokenizer_proto.size(), source.chat_template, source.generation);
     QuantizeResult result;
     CalibratedWriter out(source, plan, search_layouts, orders, options, writer, result, progress);
-    out.write_rtn(0);  // token_embd
+    out.write_rtn(out.slot(&Model::token_embedding));
     const bool awq = options.method == QuantMethod::awq || options.method == QuantMethod::awq_gptq;
     BlockQuantizer blocks(source, calib, out, awq, act_order, options.awq_search_tokens);
     RowMatrix x = embed(source, calib);
@@ -444,9 +454,8 @@ QuantizeResult quantize_calibrated_to_file(const Model& source, const QuantizeRe
         DenseBlock b = load_block(source, l);
         blocks.run(l, b, x);
     }
-    const size_t n = plan.sources.size();
-    out.write_rtn(n - 2);  // output_norm
-    out.write_rtn(n - 1);  // output
+    out.write_rtn(out.slot(&Model::output_norm));
+    out.write_rtn(out.slot(&Model::output));
     if (!tokenizer_proto.empty()) writer.write_tokenizer(tokenizer_proto);
     writer.finish();
     return result;

@@ -10,7 +10,7 @@ src=$1
 cxx=$2
 out=$3
 mkdir -p "$out"
-base="-std=c++20 -O0 -fopenmp -I$src -mavx2 -mfma -mf16c -w"
+base="-std=c++20 -O0 -fopenmp -I$src -w"
 status=0
 check() {  # file, extra flags, allowed namespace pattern (matched at the start of the
            # name, or after a function template's return type)
@@ -26,18 +26,18 @@ check() {  # file, extra flags, allowed namespace pattern (matched at the start 
         echo "$1: ok"
     fi
 }
-for f in "$src"/kernels/avx2/*.cpp; do
-    check "kernels/avx2/$(basename "$f")" "" 'nibble::(kernels::avx2|vec_avx2)::'
-done
-for f in "$src"/kernels/avxvnni/*.cpp; do
-    check "kernels/avxvnni/$(basename "$f")" "-mavxvnni" 'nibble::kernels::avxvnni::'
-done
-for f in "$src"/kernels/avx512/*.cpp; do
-    check "kernels/avx512/$(basename "$f")" "-mavx512f -mavx512bw -mavx512vl -mavx512vnni" \
-        'nibble::kernels::avx512::'
-done
-for f in "$src"/kernels/amx/*.cpp; do
-    check "kernels/amx/$(basename "$f")" \
-        "-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mamx-tile -mamx-int8" 'nibble::kernels::amx::'
+# Every x86_64 instruction set folder, with the flags its isa_flags.txt gives
+# (kernels/CMakeLists.txt); its functions belong in nibble::kernels::<isa> (or
+# nibble::vec_<isa>).
+for flag_file in "$src"/kernels/*/isa_flags.txt; do
+    # shellcheck disable=SC2046
+    set -- $(grep -v '^#' "$flag_file")
+    [ "$1" = x86_64 ] || continue
+    shift
+    dir=$(dirname "$flag_file")
+    isa=$(basename "$dir")
+    for f in "$dir"/*.cpp; do
+        check "kernels/$isa/$(basename "$f")" "$*" "nibble::(kernels::$isa|vec_$isa)::"
+    done
 done
 exit $status

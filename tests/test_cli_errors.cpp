@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "test_data.h"
 
@@ -105,4 +106,44 @@ TEST_CASE("the quick-start run works and reports speed") {
         Capture::stderr_only);
     CHECK(o.exit_code == 0);
     CHECK(o.text.find("tokens/s") != std::string::npos);
+}
+
+TEST_CASE("every model command refuses a bad shared option with the same line") {
+    const std::string model = " -m " + data_path("stories260K.bin") + kTok;
+    struct Case {
+        std::string args, message;
+    };
+    const std::vector<Case> cases = {
+        {" --kv q3", "--kv must be f32, f16 or int8"},
+        {" -b 0", "--batch-size must be in 1..4096"},
+        {" --batch-size 5000", "--batch-size must be in 1..4096"},
+    };
+    for (const std::string command : {"run", "generate", "chat", "serve", "perplexity", "bench"}) {
+        const bool bench = command == "bench";
+        for (const Case& c : cases) {
+            // (bench takes no --tokenizer: it feeds random token ids)
+            const std::string args =
+                command + (bench ? " -m " + data_path("stories260K.bin") : model) + c.args;
+            CAPTURE(args);
+            const CliOutcome o = run_nibble(args, Capture::stderr_only);
+            CHECK(o.exit_code == 2);
+            CHECK(o.text == "nibble " + command + ": " + c.message + "\n");
+        }
+        const CliOutcome missing = run_nibble(command + " --kv f16", Capture::stderr_only);
+        CHECK(missing.exit_code == 2);
+        CHECK(missing.text == "nibble " + command + ": missing --model (-m)\n");
+        if (!bench) {
+            const CliOutcome ctx = run_nibble(command + model + " -c -1", Capture::stderr_only);
+            CHECK(ctx.exit_code == 2);
+            CHECK(ctx.text == "nibble " + command + ": --ctx-size must be >= 0\n");
+        }
+    }
+    for (const std::string command : {"chat", "serve"}) {
+        const CliOutcome o =
+            run_nibble(command + model + " --template klingon", Capture::stderr_only);
+        CHECK(o.exit_code == 2);
+        CHECK(o.text == "nibble " + command +
+                            ": --template must be llama2, chatml, zephyr, mistral, llama3, gemma, "
+                            "phi3 or plain\n");
+    }
 }
