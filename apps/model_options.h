@@ -8,11 +8,11 @@
 #include <optional>
 #include <string>
 
-#include "engine/chat_template.h"
 #include "engine/forward.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "models/loader.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nibble::app {

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "apps/request_json.h"
-#include "engine/chat_template.h"
 #include "engine/scheduler.h"
+#include "tokenizer/chat_template.h"
 
 namespace nibble::app {
 

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "apps/serve_api.h"
-#include "engine/chat_tokens.h"
+#include "tokenizer/chat_tokens.h"
 
 namespace nibble::app {
 

@@ -8,7 +8,7 @@
 
 #include "apps/serve_engine.h"
 #include "apps/serve_metrics.h"
-#include "engine/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 namespace nibble::app {
 

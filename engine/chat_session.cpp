@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "engine/chat_tokens.h"
+#include "tokenizer/chat_tokens.h"
 
 namespace nibble {
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/chat_template.h"
 #include "engine/scheduler.h"
+#include "tokenizer/chat_template.h"
 
 namespace nibble {
 

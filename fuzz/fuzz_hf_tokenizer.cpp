@@ -14,9 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/chat_template.h"
 #include "fuzz/fuzz_hf_checkpoint.h"
 #include "models/hf_tokenizer.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {

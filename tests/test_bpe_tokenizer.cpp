@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/chat_template.h"
 #include "models/gguf_tokenizer.h"
 #include "test_data.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/bpe_json.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace nibble;

@@ -3,7 +3,7 @@
 // from models' Jinja templates.
 #include <doctest/doctest.h>
 
-#include "engine/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 using namespace nibble;
 using Role = ChatMessage::Role;

@@ -16,7 +16,6 @@
 #include <numeric>
 #include <random>
 
-#include "engine/chat_template.h"
 #include "engine/forward.h"
 #include "engine/scheduler.h"
 #include "engine/tensor_registry.h"
@@ -27,6 +26,7 @@
 #include "models/nibble_file.h"
 #include "models/quantize_model.h"
 #include "test_data.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace nibble;

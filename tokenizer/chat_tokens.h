@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/chat_template.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nibble {

@@ -1,5 +1,5 @@
-// Chat text with special markers -> token ids (engine/chat_tokens.h).
-#include "engine/chat_tokens.h"
+// Chat text with special markers -> token ids (tokenizer/chat_tokens.h).
+#include "tokenizer/chat_tokens.h"
 
 #include <algorithm>
 #include <string_view>

@@ -1,5 +1,5 @@
 // The chat formats, each a few string concatenations.
-#include "engine/chat_template.h"
+#include "tokenizer/chat_template.h"
 
 namespace nibble {
 
