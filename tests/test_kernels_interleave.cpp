@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_settings.h"
 #include "kernels/interleave.h"
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "kernels/quantize.h"
-#include "kernel_test_settings.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,10 +36,10 @@ struct Case {
 
 // Every grouped format, with and without double-quantized scales.
 const Case kCases[] = {
-    {WeightFormat::q8, 32, false},   {WeightFormat::q4, 32, false},
-    {WeightFormat::q4, 32, true},    {WeightFormat::q4, 128, false},
-    {WeightFormat::q4a, 32, false},  {WeightFormat::q4a, 64, true},
-    {WeightFormat::nf4, 32, false},  {WeightFormat::nf4, 256, true},
+    {WeightFormat::q8, 32, false},    {WeightFormat::q4, 32, false},
+    {WeightFormat::q4, 32, true},     {WeightFormat::q4, 128, false},
+    {WeightFormat::q4a, 32, false},   {WeightFormat::q4a, 64, true},
+    {WeightFormat::nf4, 32, false},   {WeightFormat::nf4, 256, true},
     {WeightFormat::iq4nl, 32, false}, {WeightFormat::q8, 128, false},
 };
 

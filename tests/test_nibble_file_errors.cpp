@@ -243,8 +243,7 @@ TEST_CASE("a bad interleave entry is refused with the tensor's name") {
                        t["blk.0.attn_norm.weight"]["interleave"] = 4;
                    }),
                    "cannot be interleaved");
-    expect_refused("interleave_v1.nbl", with_header([](ordered_json& h) {
-                       h["__metadata__"]["nibble_version"] = "1";
-                   }),
+    expect_refused("interleave_v1.nbl",
+                   with_header([](ordered_json& h) { h["__metadata__"]["nibble_version"] = "1"; }),
                    "needs nibble file version 2");
 }

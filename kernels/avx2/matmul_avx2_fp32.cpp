@@ -94,9 +94,8 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     const bool interleaved = l.interleave > 1;  // rows gathered (kernels/interleave.h)
     uint8_t* gathered = interleaved ? code_scratch(0, row_bytes) : nullptr;
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = interleaved
-                                   ? row_codes(w, r, gathered)
-                                   : w.data + l.codes_offset + size_t(r) * row_bytes;
+        const uint8_t* codes = interleaved ? row_codes(w, r, gathered)
+                                           : w.data + l.codes_offset + size_t(r) * row_bytes;
         const uint8_t* next = r + 1 < l.rows && !interleaved ? codes + row_bytes : codes;
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);

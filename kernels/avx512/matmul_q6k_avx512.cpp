@@ -221,9 +221,8 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
                 row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
             // (interleaved, kernels/interleave.h: the row gathered first; the
             // prefetches cover the same bytes of the codes section)
-            unpack_row(l.interleave > 1
-                           ? row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
-                           : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
+            unpack_row(l.interleave > 1 ? row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
+                                        : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
                        w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
                        w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
                        w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes),
