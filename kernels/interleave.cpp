@@ -19,7 +19,20 @@ int64_t unit_cols(const PackedLayout& l) {
 }  // namespace
 
 bool can_interleave(const PackedLayout& l) {
-    return is_grouped(l.format) && l.rows >= 2;
+    // The formats whose kernels read the layout (a new format joins once its
+    // kernels do: row_codes() is enough for a start).
+    switch (l.format) {
+        case WeightFormat::q8:
+        case WeightFormat::q4:
+        case WeightFormat::q4a:
+        case WeightFormat::nf4:
+        case WeightFormat::iq4nl:
+        case WeightFormat::q4k:
+        case WeightFormat::q6k:
+            return l.rows >= 2;
+        default:
+            return false;
+    }
 }
 
 PackedLayout with_interleave(PackedLayout l, int rows_per_block) {

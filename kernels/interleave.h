@@ -28,7 +28,8 @@ namespace nibble {
 // Rows per row block of the interleaved layout.
 inline constexpr int kInterleaveRows = 4;
 
-// Whether layout l may be stored interleaved (the grouped formats, at least 2 rows).
+// Whether layout l may be stored interleaved: q8, q4, q4a, nf4, iq4nl, q4k and
+// q6k matrices of at least 2 rows (the formats whose kernels read the layout).
 bool can_interleave(const PackedLayout& l);
 // l with interleave = rows_per_block (1 or kInterleaveRows); throws
 // std::invalid_argument for another value or a format that cannot be interleaved.
