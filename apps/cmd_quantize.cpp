@@ -13,6 +13,7 @@
 #include "apps/commands.h"
 #include "apps/validate.h"
 #include "models/loader.h"
+#include "models/nibble_file.h"
 #include "models/output_file.h"
 #include "models/quant_calibrated.h"
 #include "models/quantize_model.h"
@@ -51,6 +52,7 @@ void add_quantize_options(cxxopts::Options& options) {
         ("act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
+        ("file-version", "nibble file version to write: 2 (matrices in interleaved row blocks) or 1 (row-major, for older nibble builds)", cxxopts::value<int>()->default_value("2"))
         ("q,quiet", "no progress bar and no table")
         ("h,help", "show this help");
     // clang-format on
@@ -167,6 +169,15 @@ std::string embedded_tokenizer(const Model& model, const std::string& tokenizer_
     return tokenizer_proto;
 }
 
+// --file-version: the nibble file version the writer produces.
+void set_file_version(int version) {
+    try {
+        set_nibble_write_version(version);
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(std::string("--file-version: ") + e.what());
+    }
+}
+
 // GPTQ/AWQ: calibration sequences from --calib, then tensor by tensor into the file.
 QuantizeResult quantize_calibrated(const cxxopts::ParseResult& args, const Model& model,
                                    const QuantizeRecipe& recipe, const MethodOptions& m,
@@ -197,6 +208,7 @@ int quantize_command(int argc, char** argv) {
     if (!args.count("input") || !args.count("output")) throw UsageError("expected IN and OUT");
     const QuantizeRecipe recipe = recipe_options(args);
     const MethodOptions method = method_options(args, recipe);
+    set_file_version(args["file-version"].as<int>());
 
     const bool quiet = args.count("quiet") > 0;
     const std::string out_path = args["output"].as<std::string>();

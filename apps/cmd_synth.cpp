@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "apps/validate.h"
+#include "models/nibble_file.h"
 #include "models/output_file.h"
 #include "models/synth.h"
 
@@ -59,8 +60,10 @@ int synth_command(int argc, char** argv) {
         "SentencePiece tokenizer (the shape's vocabulary size) to embed (none: no tokenizer)",
         cxxopts::value<std::string>()->default_value(""))(
         "t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))(
-        "o,output", "output nibble file", cxxopts::value<std::string>())("h,help",
-                                                                         "show this help");
+        "file-version", "nibble file version: 2 (interleaved row blocks) or 1 (row-major)",
+        cxxopts::value<int>()->default_value("2"))("o,output", "output nibble file",
+                                                   cxxopts::value<std::string>())("h,help",
+                                                                                  "show this help");
     const auto parsed = parse_command_line(options, argc, argv);
     if (!parsed) return 0;
     const cxxopts::ParseResult& args = *parsed;
@@ -84,6 +87,7 @@ int synth_command(int argc, char** argv) {
         so.rule = *rule;
         so.seed = args["seed"].as<uint64_t>();
         validate_synth_options(so);
+        set_nibble_write_version(args["file-version"].as<int>());
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }

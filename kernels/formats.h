@@ -22,6 +22,9 @@
 //   dq_params    double quantization only: for the scales stream (and the mins
 //                stream for q4a) one fp32 offset followed by one fp32 block scale
 //                per 256 groups.
+// With interleave = 4 (nibble files of version 2) the codes section holds row
+// blocks of 4 consecutive rows whose codes alternate every 128 columns (q6k:
+// every 256); every other section is as above (kernels/interleave.h).
 //
 // Dequantization of column c of row r, group g = c / group_size, q = code:
 //   q8:   w = d * q                  q in -127..127 (int8)
@@ -89,6 +92,9 @@ struct PackedLayout {
     int64_t cols = 0;
     int group_size = 0;  // 0 for f32 / f16
     bool double_quant = false;
+    // Rows per interleaved row block of the codes section: 1 row-major, 4
+    // interleaved (kernels/interleave.h); the sizes do not depend on it.
+    int interleave = 1;
 
     int64_t groups_per_row = 0;
     int64_t padded_cols = 0;

@@ -1,5 +1,6 @@
 // q6k kernels in portable code (kernels/q6k.h): the int8-activation path for
 // CPUs without AVX2 (and NEON), and the FP32-activation path for every CPU.
+#include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
@@ -25,11 +26,11 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const int64_t n_scales = l.cols / kQ6kSubBlock;
     float* scales = kernel_scratch(size_t(n_scales + l.cols / 4));
     int8_t* wq = reinterpret_cast<int8_t*>(scales + n_scales);
+    uint8_t* gathered = code_scratch(0, l.row_code_bytes());
     for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t i = 0; i < l.groups_per_row; ++i) {
-            q6k_unpack(q6k_codes(w.data, l.codes_offset, l.groups_per_row, r, i),
-                       wq + kQ6kBlock * i);
-        }
+        const uint8_t* codes = row_codes(w, r, gathered);
+        for (int64_t i = 0; i < l.groups_per_row; ++i)
+            q6k_unpack(codes + size_t(i) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * i);
         q6k_row_scales(w, r, scales);
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);

@@ -5,6 +5,7 @@
 #include "kernels/format_traits.h"
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/q6k.h"
 
@@ -24,6 +25,13 @@ inline int nibble_at(const uint8_t* row_codes, int64_t c) {
 
 namespace {
 
+// A buffer for one row's codes of an interleaved matrix (kernels/interleave.h).
+uint8_t* row_buffer(const PackedLayout& l) {
+    thread_local std::vector<uint8_t> buffer;
+    if (buffer.size() < l.row_code_bytes()) buffer.resize(l.row_code_bytes());
+    return buffer.data();
+}
+
 // Row `row` of w in format F (w.layout.format), through its traits' value().
 template <WeightFormat F>
 void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
@@ -42,8 +50,9 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
         const int64_t gpr = l.groups_per_row;
         int8_t q[kQ6kBlock];
         float scales[kQ6kBlock / kQ6kSubBlock];
+        const uint8_t* codes = kernels::row_codes(w, row, row_buffer(l));
         for (int64_t i = 0; i < gpr; ++i) {
-            q6k_unpack(q6k_codes(w.data, l.codes_offset, gpr, row, i), q);
+            q6k_unpack(codes + size_t(i) * size_t(kQ6kCodeBytes), q);
             q6k_scales(q6k_params(w.data, l.scales_offset, gpr, row, i), scales);
             for (int64_t c = 0; c < kQ6kBlock; ++c) {
                 out[kQ6kBlock * i + c] = scales[c / kQ6kSubBlock] * float(q[c]);
@@ -52,6 +61,7 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
     } else {
         const int64_t gpr = l.groups_per_row;
         const int64_t group = l.group_size;
+        const uint8_t* codes = kernels::row_codes(w, row, row_buffer(l));
         for (int64_t c = 0; c < cols; ++c) {
             const int64_t gi = row * gpr + c / group;
             const float d = group_param(w, GroupStream::scales, gi);
@@ -59,10 +69,9 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
                 FormatTraits<F>::has_mins ? group_param(w, GroupStream::mins, gi) : 0.0f;
             int q = 0;
             if constexpr (FormatTraits<F>::code_bits == 8) {
-                const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset);
-                q = int{codes[row * l.padded_cols + c]};  // a signed code, -127..127
+                q = int{int8_t(codes[c])};  // a signed code, -127..127
             } else {
-                q = nibble_at(w.data + l.codes_offset + size_t(row * l.padded_cols / 2), c);
+                q = nibble_at(codes, c);
             }
             out[c] = FormatTraits<F>::value(q, d, m);
         }

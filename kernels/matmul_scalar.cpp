@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/format_traits.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/row_params.h"
 
@@ -53,8 +54,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     float* scales = kernel_scratch(size_t(2 * gpr + qa.padded_cols / 4));
     float* mins = scales + gpr;
     int8_t* wq = reinterpret_cast<int8_t*>(mins + gpr);
+    uint8_t* gathered = code_scratch(0, row_bytes);
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        const uint8_t* codes = row_codes(w, r, gathered);
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         for (int64_t b = 0; b < qa.n_blocks; ++b) chunk_ints<F>(codes, b, wq + 32 * b);
@@ -116,8 +118,9 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
     float* scales = kernel_scratch(size_t(2 * l.groups_per_row));
     float* mins = scales + l.groups_per_row;
     float wf[32];
+    uint8_t* gathered = code_scratch(0, row_bytes);
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        const uint8_t* codes = row_codes(w, r, gathered);
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         for (int t = 0; t < n_tokens; ++t) {

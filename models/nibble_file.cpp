@@ -3,6 +3,7 @@
 #include "models/nibble_file.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <string_view>
 
 #include "engine/tensor_registry.h"
+#include "kernels/interleave.h"
 #include "models/output_file.h"
 #include "models/safetensors.h"
 
@@ -205,7 +207,8 @@ ModelConfig config_from_json(const HeaderReader& r, const json& j) {
     return c;
 }
 
-PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::string& name) {
+PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::string& name,
+                              int version) {
     const std::string where = "nibble.tensors[" + name + "]";
     const std::string fname = r.string(j, "format", where);
     const auto format = parse_format(fname);
@@ -218,8 +221,19 @@ PackedLayout layout_from_json(const HeaderReader& r, const json& j, const std::s
     if (!is_grouped(*format) && (group != 0 || dq.get<bool>())) {
         r.fail(where + ": format " + fname + " takes no group size or double quantization");
     }
+    int interleave = 1;
+    if (const auto it = j.find("interleave"); it != j.end()) {
+        if (version < 2) r.fail(where + ": \"interleave\" needs nibble file version 2");
+        if (!it->is_number_integer()) r.fail(where + ": \"interleave\" is not an integer");
+        const int64_t v = it->get<int64_t>();
+        interleave = v == 1 || v == kInterleaveRows ? int(v) : -1;
+        if (interleave < 0) {
+            r.fail(where + ": interleave " + std::to_string(v) + " is not 1 or " +
+                   std::to_string(kInterleaveRows));
+        }
+    }
     try {
-        return make_layout(*format, rows, cols, group, dq.get<bool>());
+        return with_interleave(make_layout(*format, rows, cols, group, dq.get<bool>()), interleave);
     } catch (const std::invalid_argument& e) {
         r.fail(where + ": " + e.what());
     }
@@ -234,6 +248,7 @@ struct Metadata {
     json config;   // nibble.config
     json tensors;  // nibble.tensors: name -> layout
     bool shared_output = false;
+    int version = 0;             // nibble_version: 1 or 2
     std::string tokenizer_text;  // nibble.tokenizer_bytes as written
     uint64_t tokenizer_bytes = 0;
     std::string chat_template;      // nibble.chat_template, optional
@@ -245,12 +260,13 @@ Metadata read_metadata(const HeaderReader& r, const json& metadata) {
     header["__metadata__"] = metadata;
     const json& meta = r.member(header, "__metadata__", "header");
     const std::string version = r.string(meta, "nibble_version", "__metadata__");
-    if (version != kNibbleFileVersion) {
-        r.fail("nibble file version " + version + " is not supported (this build reads version " +
-               kNibbleFileVersion + "); upgrade nibble");
+    if (version != "1" && version != "2") {
+        r.fail("nibble file version " + version +
+               " is not supported (this build reads versions 1 and 2); upgrade nibble");
     }
     if (r.string(meta, "format", "__metadata__") != "nibble") r.fail("format is not nibble");
     Metadata m;
+    m.version = version == "1" ? 1 : 2;
     m.config = r.parse(r.string(meta, "nibble.config", "__metadata__"), "nibble.config");
     m.tensors = r.parse(r.string(meta, "nibble.tensors", "__metadata__"), "nibble.tensors");
     if (!m.tensors.is_object()) r.fail("nibble.tensors is not a JSON object");
@@ -334,7 +350,7 @@ class TensorBinder {
         const auto info = meta_.tensors.find(name);
         if (info == meta_.tensors.end()) r_.fail("nibble.tensors has no entry for " + name);
         const SafetensorsEntry& e = entry(name);
-        const PackedLayout layout = layout_from_json(r_, *info, name);
+        const PackedLayout layout = layout_from_json(r_, *info, name, meta_.version);
         check_storage(name, e, layout);
         used_.insert(name);
         Tensor t;
@@ -496,6 +512,22 @@ Model load_nibble_file(const std::shared_ptr<MappedFile>& file) {
 
 // ---- writing ----
 
+namespace {
+std::atomic<int> g_write_version{2};
+}  // namespace
+
+void set_nibble_write_version(int version) {
+    if (version != 1 && version != 2) {
+        throw std::invalid_argument("nibble file version " + std::to_string(version) +
+                                    " cannot be written (1 or 2)");
+    }
+    g_write_version.store(version);
+}
+
+int nibble_write_version() {
+    return g_write_version.load();
+}
+
 NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& config,
                                    std::vector<NibbleTensorDecl> tensors, bool shared_output,
                                    size_t tokenizer_bytes, const std::string& chat_template,
@@ -510,7 +542,7 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
     ordered_json header = ordered_json::object();
     ordered_json& meta = header["__metadata__"];
     meta["format"] = "nibble";
-    meta["nibble_version"] = kNibbleFileVersion;
+    meta["nibble_version"] = std::to_string(nibble_write_version());
     meta["nibble.config"] = config_to_json(config).dump();
     // nibble.tensors is filled below and stored as a string once complete.
     meta["nibble.tensors"] = "";
@@ -534,6 +566,10 @@ NibbleFileWriter::NibbleFileWriter(const std::string& path, const ModelConfig& c
                          {"cols", l.cols},
                          {"group_size", l.group_size},
                          {"double_quant", l.double_quant}};
+        // Version 2: every matrix that can be is stored interleaved.
+        const bool interleave = nibble_write_version() >= 2 && can_interleave(l);
+        stored_.push_back(with_interleave(l, interleave ? kInterleaveRows : 1));
+        if (interleave) infos[t.name]["interleave"] = kInterleaveRows;
         const uint64_t padded = align_up(l.total_bytes, kSectionAlign);
         ordered_json entry;
         if (stored_as_f32(l)) {
@@ -615,6 +651,12 @@ void NibbleFileWriter::write_tensor(const std::string& name, const uint8_t* data
     if (bytes != l.total_bytes) {
         throw std::runtime_error(path_ + ": tensor " + name + " has " + std::to_string(bytes) +
                                  " bytes, declared " + std::to_string(l.total_bytes));
+    }
+    const PackedLayout& stored = stored_[next_];
+    if (stored.interleave != l.interleave) {
+        if (converted_.size() < bytes) converted_.resize(bytes);
+        convert_interleave(l, data, stored, converted_.data());
+        data = converted_.data();
     }
     write_padded(data, bytes, align_up(bytes, kSectionAlign));
     if (const int32_t* order = tensors_[next_].column_order) {

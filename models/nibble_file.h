@@ -20,8 +20,15 @@ namespace nibble {
 
 class TemporaryOutput;
 
-// The version this build writes and the only one it reads.
-inline constexpr const char* kNibbleFileVersion = "1";
+// The version this build writes by default: 2, whose matrices may store their
+// codes in interleaved row blocks (kernels/interleave.h). Version 1 (every
+// matrix row-major) is still read, and written after set_nibble_write_version(1).
+inline constexpr const char* kNibbleFileVersion = "2";
+// The version NibbleFileWriter writes, for the whole process: 2 (the default,
+// every matrix that can be interleaved is) or 1 (row-major, for older readers).
+// Throws std::invalid_argument for another value.
+void set_nibble_write_version(int version);
+int nibble_write_version();
 // Name of the entry holding the serialized SentencePiece ModelProto.
 inline constexpr const char* kNibbleTokenizerTensor = "tokenizer.sentencepiece";
 
@@ -70,7 +77,8 @@ class NibbleFileWriter {
     NibbleFileWriter(const NibbleFileWriter&) = delete;
     NibbleFileWriter& operator=(const NibbleFileWriter&) = delete;
 
-    // Writes the next declared tensor's blob (exactly layout.total_bytes bytes).
+    // Writes the next declared tensor's blob (exactly layout.total_bytes bytes,
+    // in the declared layout; stored interleaved or row-major as the version says).
     void write_tensor(const std::string& name, const uint8_t* data, size_t bytes);
     // Writes the tokenizer after the last tensor.
     void write_tokenizer(const std::string& proto);
@@ -87,6 +95,8 @@ class NibbleFileWriter {
     std::unique_ptr<TemporaryOutput> temp_;
     std::FILE* out_ = nullptr;
     std::vector<NibbleTensorDecl> tensors_;
+    std::vector<PackedLayout> stored_;  // each tensor's layout in the file
+    std::vector<uint8_t> converted_;    // a blob rewritten into its stored layout
     size_t next_ = 0;
     size_t tokenizer_bytes_ = 0;
     bool tokenizer_written_ = false;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_stats.h"
 #include "models/nibble_file.h"
@@ -199,8 +200,8 @@ TensorReport quantize_tensor_unchecked(const Tensor& src, const PackedLayout& la
         buffer = dequantized(src);
         w = buffer.data();
     }
-    if (same_layout(layout, src.view.layout)) {
-        std::memcpy(dst, src.view.data, layout.total_bytes);
+    if (same_layout(layout, src.view.layout)) {  // kept: the codes in `layout`'s order
+        convert_interleave(src.view.layout, src.view.data, layout, dst);
     } else {
         quantize_matrix_parallel(w, layout, dst, options);
     }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/forward.h"
+#include "kernels/interleave.h"
 #include "models/loader.h"
 #include "models/nibble_file.h"
 #include "models/quantize_model.h"
@@ -68,10 +69,15 @@ void check_round_trip(const Model& model, const std::string& file_name) {
         CHECK(lb.group_size == la.group_size);
         CHECK(lb.double_quant == la.double_quant);
         REQUIRE(lb.total_bytes == la.total_bytes);
+        // Version 2: every matrix that can be is stored interleaved.
+        CHECK(lb.interleave == (can_interleave(la) ? kInterleaveRows : 1));
         // Not copied: the tensor lies in the mapping, 64-byte aligned.
         CHECK(file->contains(b[i]->view.data, lb.total_bytes));
         CHECK(reinterpret_cast<uintptr_t>(b[i]->view.data) % kSectionAlign == 0);
-        CHECK(std::memcmp(a[i]->view.data, b[i]->view.data, la.total_bytes) == 0);
+        // The same bytes once the codes are back in the in-memory (row-major) order.
+        std::vector<uint8_t> back(lb.total_bytes);
+        convert_interleave(lb, b[i]->view.data, la, back.data());
+        CHECK(std::memcmp(a[i]->view.data, back.data(), la.total_bytes) == 0);
     }
     // A shared classifier is stored once and still shared after loading.
     const bool shared = model.output.view.data == model.token_embedding.view.data;
@@ -105,7 +111,7 @@ TEST_CASE("f32 stories260K round-trips through a nibble file") {
     CHECK(header["blk.0.attn_norm.weight"]["shape"] == nlohmann::json::array({64}));
     CHECK_FALSE(header.contains("output.weight"));  // shared classifier stored once
     CHECK(header["tokenizer.sentencepiece"]["dtype"] == "U8");
-    const std::string magic = R"({"__metadata__":{"format":"nibble","nibble_version":"1",)";
+    const std::string magic = R"({"__metadata__":{"format":"nibble","nibble_version":"2",)";
     CHECK(bytes.compare(8, magic.size(), magic) == 0);
     // The file is 8 + header + tensors, nothing else.
     const auto& meta = header["__metadata__"];
@@ -188,4 +194,35 @@ TEST_CASE("the streaming writer refuses out-of-order or incomplete writes") {
     // Nothing half-written is left behind.
     CHECK_FALSE(std::filesystem::exists(path));
     CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+TEST_CASE("a version-1 (row-major) and a version-2 (interleaved) file give the same logits") {
+    const Model source = stories_with_tokenizer();
+    for (const WeightFormat f : {WeightFormat::q4, WeightFormat::q8, WeightFormat::iq4nl}) {
+        QuantizeRecipe recipe;
+        recipe.format = f;
+        recipe.double_quant = f == WeightFormat::q4;
+        const QuantizeResult q = quantize_model(source, recipe);
+        const std::string name = format_name(f);
+        CAPTURE(name);
+        const std::string v1 = temp_path(name + "_v1.nbl"), v2 = temp_path(name + "_v2.nbl");
+        set_nibble_write_version(1);
+        save_nibble_file(q.model, v1);
+        set_nibble_write_version(2);
+        save_nibble_file(q.model, v2);
+        CHECK(nibble::test::read_text(v1).find(R"("nibble_version":"1")") != std::string::npos);
+        const Model a = load_model(v1), b = load_model(v2);
+        CHECK(a.layers[0].wq.view.layout.interleave == 1);
+        CHECK(b.layers[0].wq.view.layout.interleave == kInterleaveRows);
+        const std::vector<float> la = logits_of(a), lb = logits_of(b);
+        REQUIRE(la.size() == lb.size());
+        CHECK(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
+        // Written again from the interleaved model: version 1 is row-major again.
+        const std::string again = temp_path(name + "_again.nbl");
+        set_nibble_write_version(1);
+        save_nibble_file(b, again);
+        set_nibble_write_version(2);
+        CHECK(nibble::test::read_text(again) == nibble::test::read_text(v1));
+    }
+    CHECK_THROWS_AS(set_nibble_write_version(3), std::invalid_argument);
 }

@@ -221,11 +221,29 @@ TEST_CASE("wrong sizes, unknown formats and shapes that contradict the config ar
 
 TEST_CASE("a file from a future version is refused clearly") {
     const std::string bytes =
-        with_header([](ordered_json& h) { h["__metadata__"]["nibble_version"] = "2"; });
+        with_header([](ordered_json& h) { h["__metadata__"]["nibble_version"] = "3"; });
     const std::string path = temp_path("future.nbl");
     write_bytes(path, bytes);
     auto file = MappedFile::open(path);
     CHECK(is_nibble_file(*file));  // still recognised as a nibble file ...
     expect_refused("future.nbl", bytes,
-                   "nibble file version 2 is not supported");  // ... and refused
+                   "nibble file version 3 is not supported");  // ... and refused
+}
+
+TEST_CASE("a bad interleave entry is refused with the tensor's name") {
+    expect_refused("interleave_8.nbl", with_tensor_info([](ordered_json& t) {
+                       t["blk.0.attn_q.weight"]["interleave"] = 8;
+                   }),
+                   "nibble.tensors[blk.0.attn_q.weight]: interleave 8 is not 1 or 4");
+    expect_refused("interleave_text.nbl", with_tensor_info([](ordered_json& t) {
+                       t["blk.0.attn_q.weight"]["interleave"] = "4";
+                   }),
+                   "\"interleave\" is not an integer");
+    expect_refused("interleave_vector.nbl", with_tensor_info([](ordered_json& t) {
+                       t["blk.0.attn_norm.weight"]["interleave"] = 4;
+                   }),
+                   "cannot be interleaved");
+    expect_refused("interleave_v1.nbl",
+                   with_header([](ordered_json& h) { h["__metadata__"]["nibble_version"] = "1"; }),
+                   "needs nibble file version 2");
 }

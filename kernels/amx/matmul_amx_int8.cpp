@@ -37,6 +37,7 @@
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/format_traits.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 
 namespace nibble::kernels::amx {
@@ -216,7 +217,9 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
             std::memset(row_scales, 0, size_t(gpr) * sizeof(float));
             continue;
         }
-        const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
+        // (interleaved rows, kernels/interleave.h: gathered one at a time)
+        const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
+                                                : w.data + l.codes_offset + size_t(row) * row_bytes;
         for (int64_t q = 0; 4 * q < n_blocks; ++q) {
             const int64_t left = n_blocks - 4 * q;
             unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);

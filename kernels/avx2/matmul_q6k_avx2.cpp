@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "kernels/avx2/avx2_common.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
 
@@ -160,7 +161,12 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
             // themselves: no pointer past the blob).
             const size_t pf_first =
                 row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
-            const uint8_t* row_codes = w.data + l.codes_offset + first * size_t(kQ6kCodeBytes);
+            // (interleaved, kernels/interleave.h: the row gathered first; the
+            // prefetches below cover the same bytes of the codes section)
+            const uint8_t* row_codes =
+                w.layout.interleave > 1
+                    ? kernels::row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
+                    : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes);
             const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
             const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
             uint8_t* wq = codes + size_t(i) * size_t(l.cols);

@@ -45,6 +45,7 @@
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/format_traits.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 
 namespace nibble::kernels::avx512 {
@@ -116,6 +117,8 @@ inline Quad load_quad(const uint8_t* codes, int64_t q, __mmask64 mask_a, __mmask
 }
 
 // Where a row's group parameters come from: fp16 in the blob, or decoded floats.
+// A row's quads (128 columns) are `stride` bytes apart: kQuadBytes when
+// row-major, the row block's unit when interleaved (kernels/interleave.h).
 struct RowData {
     const uint8_t* codes;
     const uint8_t* prefetch;  // the same offset kRowBlock rows further on
@@ -123,6 +126,7 @@ struct RowData {
     const float* scales32;
     const uint16_t* mins16;
     const float* mins32;
+    size_t stride;
 };
 
 // Weight scales of quad q for the four rows: lane 4k+r gets the scale of row
@@ -231,14 +235,24 @@ void micro_kernel(const RowData* rows, int n_valid, const QuantizedActivations& 
     const auto step = [&]<bool kMasked>(int64_t q, const QuadMasks& m) {
         Quad w[R];
         for (int r = 0; r < R; ++r) {
-            _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q),
-                         _MM_HINT_T0);
-            if constexpr (F == WeightFormat::q8) {
-                _mm_prefetch(
-                    reinterpret_cast<const char*>(rows[r].prefetch + kQuadBytes<F> * q + 64),
-                    _MM_HINT_T0);
+            const size_t at = rows[r].stride * size_t(q);
+            if (rows[r].stride == size_t(kQuadBytes<F>)) {
+                _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + at), _MM_HINT_T0);
+                if constexpr (F == WeightFormat::q8) {
+                    _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + at + 64),
+                                 _MM_HINT_T0);
+                }
+            } else {
+                // Interleaved: the block's rows are one stream, which the L1
+                // prefetches held back (one decoding thread, a shared Xeon:
+                // ~70% of the row-major rate with T0, about equal into L2).
+                _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + at), _MM_HINT_T2);
+                if constexpr (F == WeightFormat::q8) {
+                    _mm_prefetch(reinterpret_cast<const char*>(rows[r].prefetch + at + 64),
+                                 _MM_HINT_T2);
+                }
             }
-            w[r] = load_quad<F, kMasked>(rows[r].codes, q, m.code_a, m.code_b, book);
+            w[r] = load_quad<F, kMasked>(rows[r].codes + at, 0, m.code_a, m.code_b, book);
         }
         const __m512 ws = quad_scales<kFp16>(rows, q, group_shift, m.groups, transpose);
         for (int t = 0; t < T; ++t) {
@@ -323,18 +337,38 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int64_t block_bytes = kRowBlock * int64_t(row_bytes);
     const int64_t blocks_ahead = (kPrefetchBytes + block_bytes - 1) / block_bytes;
     const int64_t ahead = kRowBlock * (blocks_ahead > 1 ? blocks_ahead : 1);
+    // Interleaved rows are read in place when the kernel's row blocks are the
+    // layout's (whole quads); otherwise each row is gathered (kernels/interleave.h).
+    const bool interleaved = l.interleave > 1;
+    const bool in_place = l.interleave == kRowBlock && l.padded_cols % 128 == 0;
+    uint8_t* gathered = interleaved ? code_scratch(0, kRowBlock * row_bytes) : nullptr;
+    const size_t unit = kQuadBytes<F>;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        const bool direct = !interleaved || (in_place && r % kRowBlock == 0);
+        const int64_t block_rows = l.rows - r < kRowBlock ? l.rows - r : kRowBlock;
         RowData rows[kRowBlock];
         for (int i = 0; i < n; ++i) {
             const int64_t row = r + i;
             const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
             // (no pointer past the blob: the last row blocks prefetch themselves)
-            const bool has_next = row + ahead < l.rows;
+            bool has_next = row + ahead < l.rows;
+            size_t stride = unit;
+            if (interleaved && direct) {
+                // Quad q of row r+i: block start + q * block_rows * unit + i * unit; the
+                // block `ahead` rows on has the same stride when it is whole.
+                codes = w.data + l.codes_offset + size_t(r) * row_bytes + size_t(i) * unit;
+                stride = size_t(block_rows) * unit;
+                has_next = r + ahead + kRowBlock <= l.rows && block_rows == kRowBlock;
+            } else if (interleaved) {
+                codes = row_codes(w, row, gathered + size_t(i) * row_bytes);
+                has_next = false;
+            }
             RowData& d = rows[i];
             d = RowData{codes,   has_next ? codes + ahead * row_bytes : codes,
                         nullptr, nullptr,
-                        nullptr, nullptr};
+                        nullptr, nullptr,
+                        stride};
             if constexpr (kFp16) {
                 d.scales16 = scales16 + row * gpr;
                 if constexpr (F == WeightFormat::q4a) d.mins16 = mins16 + row * gpr;

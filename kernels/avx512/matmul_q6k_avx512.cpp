@@ -33,6 +33,7 @@
 
 #define NIBBLE_ISA_NAMESPACE avx512
 #include "kernels/avx512/avx512_common.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
 
@@ -218,7 +219,10 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
             // The last rows prefetch themselves (no pointer past the blob).
             const size_t pf_first =
                 row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
-            unpack_row(w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
+            // (interleaved, kernels/interleave.h: the row gathered first; the
+            // prefetches cover the same bytes of the codes section)
+            unpack_row(l.interleave > 1 ? row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
+                                        : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
                        w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
                        w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
                        w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes),

@@ -6,6 +6,7 @@
 
 #include "kernels/codebooks.h"
 #include "kernels/format_traits.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/neon/neon_common.h"
 
@@ -83,8 +84,11 @@ void rows_grouped(const MatrixView& w, const float* x, int64_t x_stride, int n_t
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     float* scales = kernel_scratch(size_t(2 * gpr));
     float* mins = scales + gpr;
+    const bool interleaved = l.interleave > 1;  // rows gathered (kernels/interleave.h)
+    uint8_t* gathered = interleaved ? code_scratch(0, row_bytes) : nullptr;
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        const uint8_t* codes = interleaved ? row_codes(w, r, gathered)
+                                           : w.data + l.codes_offset + size_t(r) * row_bytes;
         decode_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_params(w, GroupStream::mins, r, mins);
         int t = 0;

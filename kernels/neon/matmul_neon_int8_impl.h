@@ -9,6 +9,7 @@
 // with the block's int8 activations gives int32x4 partial sums that are
 // converted and accumulated as acc += (d_w * d_x) * sum in FP32.
 #include "kernels/format_traits.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/neon/neon_common.h"
 
@@ -126,6 +127,9 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     const size_t per_row = size_t(2 * gpr);
     float* scratch = kernel_scratch(per_row * kRowBlock);
+    // Interleaved rows (kernels/interleave.h) are gathered one at a time.
+    const bool interleaved = l.interleave > 1;
+    uint8_t* gathered = interleaved ? code_scratch(0, kRowBlock * row_bytes) : nullptr;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
@@ -137,9 +141,11 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             if constexpr (FormatTraits<F>::code_book && kCodeBookInt8Scale<F> != 1.0f) {
                 for (int64_t g = 0; g < gpr; ++g) scales[g] *= kCodeBookInt8Scale<F>;
             }
-            const uint8_t* codes = w.data + l.codes_offset + size_t(r + i) * row_bytes;
+            const uint8_t* codes = interleaved
+                                       ? row_codes(w, r + i, gathered + size_t(i) * row_bytes)
+                                       : w.data + l.codes_offset + size_t(r + i) * row_bytes;
             // (no pointer past the blob: the last row block prefetches itself)
-            const bool has_next = r + i + kRowBlock < l.rows;
+            const bool has_next = r + i + kRowBlock < l.rows && !interleaved;
             rows[i] =
                 RowData{codes, has_next ? codes + kRowBlock * row_bytes : codes, scales, mins};
         }
