@@ -98,7 +98,7 @@ PackedLayout make_lowbit_layout(WeightFormat format, int64_t rows, int64_t cols,
     l.padded_cols = cols;
     l.codes_offset = 0;
     l.codes_bytes = size_t(rows * l.groups_per_row) * size_t(lowbit_block_bytes(format));
-    l.total_bytes = align_up(l.codes_bytes, kSectionAlign);
+    l.total_bytes = l.codes_bytes;  // no padding: a GGUF tensor's bytes are the blob
     return l;
 }
 

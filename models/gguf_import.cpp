@@ -37,15 +37,17 @@ const Conversion* conversion(uint32_t type) {
     static const Conversion q8_0{WeightFormat::q8, kQK, sizeof(BlockQ8_0),
                                  "q8 g32, same codes and scales (exact)"};
     static const Conversion q5_0{WeightFormat::q5_0, kQK, sizeof(BlockQ5_0),
-                                 "q5_0, the same blocks (exact)"};
+                                 "q5_0, the same blocks (used in place)"};
     static const Conversion q4_k{WeightFormat::q4k, kQKK, sizeof(BlockQ4_K),
                                  "q4k, same codes, d, dmin and 6-bit scales and mins (exact)"};
     static const Conversion q5_1{WeightFormat::q5_1, kQK, sizeof(BlockQ5_1),
-                                 "q5_1, the same blocks (exact)"};
+                                 "q5_1, the same blocks (used in place)"};
     static const Conversion q5_k{WeightFormat::q5k, kQKK, sizeof(BlockQ5_K),
-                                 "q5k, the same blocks (exact)"};
-    static const Conversion q3_k{WeightFormat::q3k, kQKK, 110, "q3k, the same blocks (exact)"};
-    static const Conversion q2_k{WeightFormat::q2k, kQKK, 84, "q2k, the same blocks (exact)"};
+                                 "q5k, the same blocks (used in place)"};
+    static const Conversion q3_k{WeightFormat::q3k, kQKK, 110,
+                                 "q3k, the same blocks (used in place)"};
+    static const Conversion q2_k{WeightFormat::q2k, kQKK, 84,
+                                 "q2k, the same blocks (used in place)"};
     static const Conversion q6_k{WeightFormat::q6k, kQKK, sizeof(BlockQ6_K),
                                  "q6k, same codes, scales and d (exact)"};
     static const Conversion iq4_nl{WeightFormat::iq4nl, kQK, sizeof(BlockIQ4_NL),
@@ -122,12 +124,6 @@ class Target {
     }
     uint8_t* q6k_param_bytes(int64_t r, int64_t i) const {
         return blob_ + l_.scales_offset + size_t(r * (l_.cols / kQKK) + i) * size_t(kQ6kParamBytes);
-    }
-    // The ggml block formats: row r's blocks.
-    int64_t block_cols() const { return lowbit_block_cols(l_.format); }
-    int64_t block_bytes() const { return lowbit_block_bytes(l_.format); }
-    uint8_t* lowbit_row(int64_t r) const {
-        return blob_ + l_.codes_offset + size_t(r * l_.groups_per_row * block_bytes());
     }
     void scale(int64_t r, int64_t g, uint16_t h) const { put(l_.scales_offset, r, g, h); }
     void min(int64_t r, int64_t g, uint16_t h) const { put(l_.mins_offset, r, g, h); }
@@ -218,15 +214,6 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                 std::memcpy(t.q6k_param_bytes(r, i), b + kQ6kCodeBytes, kQ6kParamBytes);
             }
             return;
-        case Q5_0:  // the ggml block formats (kernels/lowbit.h): the same bytes
-        case Q5_1:
-        case Q5_K:
-        case Q3_K:
-        case Q2_K: {
-            const size_t n = size_t(cols / t.block_cols()) * size_t(t.block_bytes());
-            std::memcpy(t.lowbit_row(r), src, n);
-            return;
-        }
         default:
             return;
     }
@@ -279,8 +266,15 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t type, int64_t 
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, int64_t rows,
                           int64_t cols, const uint8_t* data) {
     const Conversion& c = checked_conversion(name, type, cols);
-    Tensor out =
-        make_owned_tensor(model, name, make_layout(c.format, rows, cols, group_size(c.format)));
+    const PackedLayout layout = make_layout(c.format, rows, cols, group_size(c.format));
+    if (is_ggml_block_format(c.format)) {  // the file's blocks are the blob: used in place
+        Tensor out;
+        out.name = name;
+        out.view.layout = layout;
+        out.view.data = data;
+        return out;
+    }
+    Tensor out = make_owned_tensor(model, name, layout);
     const Target target(out.view.layout, writable(out));
     const size_t row_bytes = size_t(cols / c.block) * c.block_bytes;
 #pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))
