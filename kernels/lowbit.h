@@ -144,10 +144,13 @@ inline void lowbit_dequantize_block(WeightFormat f, const uint8_t* b, float* out
             const float d = half_at(b + 108);
             int sc[16];
             q3k_scales(b + 96, sc);
-            for (int c = 0; c < 256; ++c) {
-                const int n = c / 128, j = (c % 128) / 32, kl = c % 32;
-                const int q = k_low2(qs, c) - ((hm[kl] >> (4 * n + j)) & 1 ? 0 : 4);
-                out[c] = (d * float(sc[c / 16] - 32)) * float(q);
+            for (int i = 0; i < 16; ++i) {  // sub-block i: columns 16i..16i+15
+                const float dl = d * float(sc[i] - 32);
+                for (int c = 16 * i; c < 16 * i + 16; ++c) {
+                    const int n = c / 128, j = (c % 128) / 32, kl = c % 32;
+                    const int q = k_low2(qs, c) - ((hm[kl] >> (4 * n + j)) & 1 ? 0 : 4);
+                    out[c] = dl * float(q);
+                }
             }
             return;
         }
@@ -155,9 +158,9 @@ inline void lowbit_dequantize_block(WeightFormat f, const uint8_t* b, float* out
             const uint8_t* sc = b;
             const uint8_t* qs = b + 16;
             const float d = half_at(b + 80), dmin = half_at(b + 82);
-            for (int c = 0; c < 256; ++c) {
-                const int s = sc[c / 16];
-                out[c] = (d * float(s & 15)) * float(k_low2(qs, c)) - dmin * float(s >> 4);
+            for (int i = 0; i < 16; ++i) {  // sub-block i: columns 16i..16i+15
+                const float dl = d * float(sc[i] & 15), ml = dmin * float(sc[i] >> 4);
+                for (int c = 16 * i; c < 16 * i + 16; ++c) out[c] = dl * float(k_low2(qs, c)) - ml;
             }
             return;
         }

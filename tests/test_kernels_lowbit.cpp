@@ -381,7 +381,9 @@ TEST_CASE("ggml block formats: ggml's block sizes, whole blocks only, named") {
                                                    {WeightFormat::q5k, 5.5},
                                                    {WeightFormat::q3k, 3.4375},
                                                    {WeightFormat::q2k, 2.625}};
-    for (auto [f, bits] : bpw) {
+    for (const auto& format_bits : bpw) {
+        const WeightFormat f = format_bits.first;
+        const double bits = format_bits.second;
         CAPTURE(format_name(f));
         const int bc = block_cols(f);
         const PackedLayout l = make_layout(f, 4096, 11008 / 256 * 256, bc);
