@@ -65,7 +65,7 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     QuantizeRecipe recipe;
     const std::string fname = args["format"].as<std::string>();
     const auto format = parse_format(fname);
-    if (!format) {
+    if (!format || is_ggml_block_format(*format)) {  // those come from GGUF files only
         throw UsageError("--format: unknown format '" + fname +
                          "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, f16, f32)");
     }

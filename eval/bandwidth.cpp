@@ -17,7 +17,8 @@ namespace nibble {
 
 uint64_t packed_row_bytes(const PackedLayout& l) {
     if (!is_grouped(l.format)) return uint64_t(l.cols) * (l.format == WeightFormat::f32 ? 4 : 2);
-    if (l.format == WeightFormat::q4k || l.format == WeightFormat::q6k)
+    if (l.format == WeightFormat::q4k || l.format == WeightFormat::q6k ||
+        is_ggml_block_format(l.format))
         return uint64_t(l.total_bytes / uint64_t(l.rows));
     // Codes of the row, then one scale (and one minimum for q4a) per group:
     // fp16, or an int8 code when double-quantized.

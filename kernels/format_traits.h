@@ -21,6 +21,12 @@ namespace nibble {
 template <WeightFormat F>
 struct FormatTraits;
 
+// Which row kernels of a kernel table entry run a format (kernels/kernel_table.h):
+// the shared ones (every format with row_kernels), q6k's, or the ggml block
+// formats' (kernels/lowbit.h).
+enum class RowFamily : uint8_t { grouped, q6k, lowbit };
+inline constexpr int kRowFamilies = 3;
+
 // Each grouped format's arithmetic, for a group of scale d (and offset m):
 //   code(w, d, m)      the stored code nearest w (kernels/quantize_group.h),
 //   value(q, d, m)     the weight code q stands for (the dequantization),
@@ -139,6 +145,40 @@ struct FormatTraits<WeightFormat::q6k> {
     static constexpr bool code_book = false;
     static constexpr bool fp16_grid = false;
 };
+// ggml's blocks held as they are (kernels/lowbit.h): no group arithmetic of
+// their own (nibble does not quantize into them), run by the lowbit kernels.
+template <WeightFormat F, int Bits, bool Mins>
+struct GgmlBlockTraits {
+    static constexpr WeightFormat kernel_format = F;
+    static constexpr bool row_kernels = false;
+    static constexpr int code_bits = Bits;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;
+    static constexpr int code_offset = 0;
+    static constexpr bool has_mins = Mins;
+    static constexpr bool code_book = false;
+    static constexpr bool fp16_grid = false;
+};
+template <>
+struct FormatTraits<WeightFormat::q5_0> : GgmlBlockTraits<WeightFormat::q5_0, 5, false> {
+    static constexpr const char* name = "q5_0";
+};
+template <>
+struct FormatTraits<WeightFormat::q5_1> : GgmlBlockTraits<WeightFormat::q5_1, 5, true> {
+    static constexpr const char* name = "q5_1";
+};
+template <>
+struct FormatTraits<WeightFormat::q5k> : GgmlBlockTraits<WeightFormat::q5k, 5, true> {
+    static constexpr const char* name = "q5k";
+};
+template <>
+struct FormatTraits<WeightFormat::q3k> : GgmlBlockTraits<WeightFormat::q3k, 3, false> {
+    static constexpr const char* name = "q3k";
+};
+template <>
+struct FormatTraits<WeightFormat::q2k> : GgmlBlockTraits<WeightFormat::q2k, 2, true> {
+    static constexpr const char* name = "q2k";
+};
 template <>
 struct FormatTraits<WeightFormat::f16> {
     static constexpr const char* name = "f16";
@@ -166,9 +206,18 @@ struct FormatTraits<WeightFormat::f32> {
     static constexpr bool fp16_grid = false;
 };
 
-// Grouped formats with code(), value() and fit() (all grouped ones but q6k).
+// Grouped formats with code(), value() and fit() (all grouped ones but q6k and
+// the ggml block formats).
 template <WeightFormat F>
-inline constexpr bool kGroupArithmetic = FormatTraits<F>::grouped&& F != WeightFormat::q6k;
+inline constexpr bool kGroupArithmetic =
+    FormatTraits<F>::grouped&& F != WeightFormat::q6k && !is_ggml_block_format(F);
+
+// The row kernels of format f.
+constexpr RowFamily row_family(WeightFormat f) {
+    return f == WeightFormat::q6k    ? RowFamily::q6k
+           : is_ggml_block_format(f) ? RowFamily::lowbit
+                                     : RowFamily::grouped;
+}
 
 // Code bytes of one 32-column chunk of a row.
 template <WeightFormat F>
@@ -214,6 +263,21 @@ void visit_any_format(WeightFormat format, Fn&& fn) {
             break;
         case WeightFormat::q6k:
             fn(FormatTag<WeightFormat::q6k>{});
+            break;
+        case WeightFormat::q5_0:
+            fn(FormatTag<WeightFormat::q5_0>{});
+            break;
+        case WeightFormat::q5_1:
+            fn(FormatTag<WeightFormat::q5_1>{});
+            break;
+        case WeightFormat::q5k:
+            fn(FormatTag<WeightFormat::q5k>{});
+            break;
+        case WeightFormat::q3k:
+            fn(FormatTag<WeightFormat::q3k>{});
+            break;
+        case WeightFormat::q2k:
+            fn(FormatTag<WeightFormat::q2k>{});
             break;
     }
 }

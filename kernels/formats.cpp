@@ -5,6 +5,7 @@
 
 #include "kernels/format_traits.h"
 #include "kernels/kquant_params.h"
+#include "kernels/lowbit.h"
 #include "kernels/q6k.h"
 
 namespace nibble {
@@ -18,7 +19,8 @@ const char* format_name(WeightFormat format) {
 std::optional<WeightFormat> parse_format(const std::string& name) {
     for (auto f : {WeightFormat::f32, WeightFormat::f16, WeightFormat::q8, WeightFormat::q4,
                    WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl, WeightFormat::q4k,
-                   WeightFormat::q6k}) {
+                   WeightFormat::q6k, WeightFormat::q5_0, WeightFormat::q5_1, WeightFormat::q5k,
+                   WeightFormat::q3k, WeightFormat::q2k}) {
         if (name == format_name(f)) return f;
     }
     return std::nullopt;
@@ -75,6 +77,31 @@ PackedLayout make_q6k_layout(int64_t rows, int64_t cols, int group_size) {
     return l;
 }
 
+// The ggml block formats: the blocks of every row back to back (kernels/lowbit.h).
+PackedLayout make_lowbit_layout(WeightFormat format, int64_t rows, int64_t cols, int group_size) {
+    const int64_t block = lowbit_block_cols(format);
+    const std::string name = format_name(format);
+    if (group_size != block) {
+        throw std::invalid_argument(name + " has group size " + std::to_string(block) + ", not " +
+                                    std::to_string(group_size));
+    }
+    if (cols % block != 0) {
+        throw std::invalid_argument(name + " needs rows of a multiple of " + std::to_string(block) +
+                                    " columns, not " + std::to_string(cols));
+    }
+    PackedLayout l;
+    l.format = format;
+    l.rows = rows;
+    l.cols = cols;
+    l.group_size = int(block);
+    l.groups_per_row = cols / block;
+    l.padded_cols = cols;
+    l.codes_offset = 0;
+    l.codes_bytes = size_t(rows * l.groups_per_row) * size_t(lowbit_block_bytes(format));
+    l.total_bytes = l.codes_bytes;  // no padding: a GGUF tensor's bytes are the blob
+    return l;
+}
+
 }  // namespace
 
 PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int group_size,
@@ -97,6 +124,7 @@ PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int gr
         return l;
     }
     if (format == WeightFormat::q6k) return make_q6k_layout(rows, cols, group_size);
+    if (is_ggml_block_format(format)) return make_lowbit_layout(format, rows, cols, group_size);
     if (group_size != 32 && group_size != 64 && group_size != 128 && group_size != 256) {
         throw std::invalid_argument("group size " + std::to_string(group_size) +
                                     " is not one of 32, 64, 128, 256");

@@ -42,13 +42,21 @@
 //                                    columns an int8 scale code sc, per 256 columns
 //                                    an fp16 d (group size 256, columns a multiple
 //                                    of 256; its own kernels, kernels/matmul_q6k.cpp)
+//   q5_0, q5_1, q5k, q3k, q2k: llama.cpp's Q5_0, Q5_1, Q5_K, Q3_K and Q2_K
+//                                    blocks, byte for byte, back to back in the
+//                                    codes section (group size = ggml's block:
+//                                    32 for q5_0/q5_1, 256 for the K ones;
+//                                    columns a multiple of it). Dequantized as
+//                                    ggml's dequantize_row_*; kernels of their
+//                                    own (kernels/lowbit.h, matmul_lowbit.cpp)
 //   (nf4 and iq4nl are the code-book formats: kernels/codebooks.h; the format's
 //   name names the table in nibble files)
 // Double quantization (QLoRA) of a per-group stream s (scales or mins):
 //   s_i = offset + block_scale[i / 256] * int8_code_i, offset = mean(s).
 //
 // Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G,
-// q4k 4.5 (Q4_K's size), q6k 6.5625 (Q6_K's size);
+// q4k 4.5 (Q4_K's size), q6k 6.5625 (Q6_K's size), q5_0 5.5, q5_1 6, q5k 5.5,
+// q3k 3.4375, q2k 2.625 (ggml's sizes);
 // with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
 #pragma once
 #include <cstddef>
@@ -58,12 +66,34 @@
 
 namespace nibble {
 
-enum class WeightFormat : uint8_t { f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k };
+// q5_0 .. q2k (at the end): ggml's Q5_0, Q5_1, Q5_K, Q3_K and Q2_K blocks held
+// as they are in a GGUF file (kernels/lowbit.h).
+enum class WeightFormat : uint8_t {
+    f32,
+    f16,
+    q8,
+    q4,
+    q4a,
+    nf4,
+    iq4nl,
+    q4k,
+    q6k,
+    q5_0,
+    q5_1,
+    q5k,
+    q3k,
+    q2k,
+};
 
 const char* format_name(WeightFormat format);
 std::optional<WeightFormat> parse_format(const std::string& name);
 inline bool is_grouped(WeightFormat f) {
     return f != WeightFormat::f32 && f != WeightFormat::f16;
+}
+// ggml's blocks held as they are (kernels/lowbit.h).
+constexpr bool is_ggml_block_format(WeightFormat f) {
+    return f == WeightFormat::q5_0 || f == WeightFormat::q5_1 || f == WeightFormat::q5k ||
+           f == WeightFormat::q3k || f == WeightFormat::q2k;
 }
 inline bool is_4bit(WeightFormat f) {
     return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4 ||

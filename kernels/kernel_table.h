@@ -9,6 +9,7 @@
 #include <span>
 
 #include "kernels/activation_quant.h"
+#include "kernels/format_traits.h"
 #include "kernels/matmul_dispatch.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/vec_ops.h"
@@ -33,8 +34,10 @@ struct KernelEntry {
     bool automatic;       // a candidate for the automatic choice: the last supported one
     // Computes whole products instead of the row kernels (the reference).
     WholeMatmulFn whole_matmul;
-    RowKernels grouped;  // every format but q6k: q8, q4, q4a, q4k, nf4, iq4nl, f16, f32
-    RowKernels q6k;      // q6k (kernels/q6k.h)
+    // Per RowFamily (kernels/format_traits.h: row_family): grouped (q8, q4,
+    // q4a, q4k, nf4, iq4nl, f16, f32), q6k (kernels/q6k.h), lowbit (the ggml
+    // block formats, kernels/lowbit.h).
+    RowKernels rows[kRowFamilies];
     QuantizeRowFn quantize_row;
     const VecOps* (*vec_ops)();  // nullptr (or a null result): the portable ones
     // An entry that takes over products of at least faster->min_tokens tokens

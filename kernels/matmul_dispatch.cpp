@@ -180,7 +180,8 @@ void check_pointers(const MatmulProduct* products, int n_products, const float* 
 }
 
 // The functions one matmul runs: the active entry's, or those of the entry
-// that takes over products of this many tokens; q6k's own row kernels.
+// that takes over products of this many tokens; the row kernels of the
+// format's family.
 struct RowKernels {
     kernels::RowKernels rows;
     kernels::QuantizeRowFn quantize_row;
@@ -190,7 +191,7 @@ RowKernels row_kernels(const ActiveKernel& active, const PackedLayout& l, int n_
     const KernelEntry& e = active.faster != nullptr && n_tokens >= active.faster->min_tokens
                                ? *active.faster
                                : *active.entry;
-    return {l.format == WeightFormat::q6k ? e.q6k : e.grouped, e.quantize_row};
+    return {e.rows[int(row_family(l.format))], e.quantize_row};
 }
 
 // x as the row kernels read it: int8 rows read qa (quantized later, see

@@ -6,6 +6,7 @@
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/interleave.h"
+#include "kernels/lowbit.h"
 #include "kernels/matmul.h"
 #include "kernels/q6k.h"
 
@@ -57,6 +58,10 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
             for (int64_t c = 0; c < kQ6kBlock; ++c) {
                 out[kQ6kBlock * i + c] = scales[c / kQ6kSubBlock] * float(q[c]);
             }
+        }
+    } else if constexpr (is_ggml_block_format(F)) {  // kernels/lowbit.h
+        for (int64_t i = 0; i < l.groups_per_row; ++i) {
+            lowbit_dequantize_block(F, lowbit_block(w, row, i), out + l.group_size * i);
         }
     } else {
         const int64_t gpr = l.groups_per_row;

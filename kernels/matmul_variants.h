@@ -50,6 +50,17 @@ inline constexpr float kCodeBookInt8Scale = F == WeightFormat::iq4nl ? 1.0f : kN
 // out[0..cols/16) = the sub-block scales d * sc of one q6k row (portable code).
 void q6k_row_scales(const MatrixView& w, int64_t row, float* out);
 
+// The ggml block formats (kernels/lowbit.h) have kernels of their own too, for
+// every one of them (the format is read from the layout): the int8 path reads
+// activations in natural order, the fp32 path (portable) dequantizes each row
+// as the reference does. NEON runs the portable ones.
+namespace scalar {
+void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                             int64_t r1, float* y);
+void matmul_rows_fp32_lowbit(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                             int64_t r0, int64_t r1, float* y);
+}  // namespace scalar
+
 namespace scalar {
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
@@ -79,6 +90,8 @@ uint8_t* scratch(int slot, size_t bytes);
 uint64_t& packed_generation();
 }  // namespace amx
 namespace avx512 {
+void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                             int64_t r1, float* y);
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
@@ -89,6 +102,8 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
                       float* y);
 }  // namespace avxvnni
 namespace avx2 {
+void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                             int64_t r1, float* y);
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,

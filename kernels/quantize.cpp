@@ -31,12 +31,22 @@ void check_finite(const float* src, const PackedLayout& l) {
     }
 }
 
+// The ggml block formats are imported from GGUF files, never written by nibble.
+void reject_ggml_blocks(const PackedLayout& l) {
+    if (is_ggml_block_format(l.format)) {
+        throw std::runtime_error(std::string("nibble does not quantize into ") +
+                                 format_name(l.format) +
+                                 " (ggml's blocks, imported from GGUF files as they are)");
+    }
+}
+
 // q6k has no per-group parameter fit (quantize_q6k_matrix quantizes it whole).
 void reject_q6k(const PackedLayout& l) {
     if (l.format == WeightFormat::q6k) {
         throw std::runtime_error(
             "q6k is quantized whole (quantize_q6k_matrix), not from given group parameters");
     }
+    reject_ggml_blocks(l);
 }
 
 // Pass 1: the real-valued parameters of every group (index row*gpr + g).
@@ -183,6 +193,7 @@ void quantize_matrix(const float* src, const PackedLayout& l, uint8_t* dst,
                      const QuantizeOptions& options) {
     std::memset(dst, 0, l.total_bytes);
     check_finite(src, l);
+    reject_ggml_blocks(l);
     if (l.format == WeightFormat::q6k) {
         quantize_q6k_matrix(src, l, dst);
         return;

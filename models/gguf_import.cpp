@@ -10,6 +10,7 @@
 
 #include "kernels/fp16.h"
 #include "kernels/kquant_params.h"
+#include "kernels/lowbit.h"
 #include "kernels/q6k.h"
 #include "models/ggml_blocks.h"
 
@@ -35,15 +36,18 @@ const Conversion* conversion(uint32_t type) {
                                  "q4a g32, same codes, scales and mins (exact)"};
     static const Conversion q8_0{WeightFormat::q8, kQK, sizeof(BlockQ8_0),
                                  "q8 g32, same codes and scales (exact)"};
-    static const Conversion q5_0{WeightFormat::q8, kQK, sizeof(BlockQ5_0),
-                                 "q8 g32, codes q-16 and the same scales (exact)"};
+    static const Conversion q5_0{WeightFormat::q5_0, kQK, sizeof(BlockQ5_0),
+                                 "q5_0, the same blocks (used in place)"};
     static const Conversion q4_k{WeightFormat::q4k, kQKK, sizeof(BlockQ4_K),
                                  "q4k, same codes, d, dmin and 6-bit scales and mins (exact)"};
-    static const char* const kRequant =
-        "q8 g32, requantized from the exact values (scale = max|w|/127 of each 32 rounded up to "
-        "fp16, |error| <= scale/2)";
-    static const Conversion q5_1{WeightFormat::q8, kQK, sizeof(BlockQ5_1), kRequant};
-    static const Conversion q5_k{WeightFormat::q8, kQKK, sizeof(BlockQ5_K), kRequant};
+    static const Conversion q5_1{WeightFormat::q5_1, kQK, sizeof(BlockQ5_1),
+                                 "q5_1, the same blocks (used in place)"};
+    static const Conversion q5_k{WeightFormat::q5k, kQKK, sizeof(BlockQ5_K),
+                                 "q5k, the same blocks (used in place)"};
+    static const Conversion q3_k{WeightFormat::q3k, kQKK, 110,
+                                 "q3k, the same blocks (used in place)"};
+    static const Conversion q2_k{WeightFormat::q2k, kQKK, 84,
+                                 "q2k, the same blocks (used in place)"};
     static const Conversion q6_k{WeightFormat::q6k, kQKK, sizeof(BlockQ6_K),
                                  "q6k, same codes, scales and d (exact)"};
     static const Conversion iq4_nl{WeightFormat::iq4nl, kQK, sizeof(BlockIQ4_NL),
@@ -70,6 +74,10 @@ const Conversion* conversion(uint32_t type) {
             return &q4_k;
         case Q5_K:
             return &q5_k;
+        case Q3_K:
+            return &q3_k;
+        case Q2_K:
+            return &q2_k;
         case Q6_K:
             return &q6_k;
         default:
@@ -77,9 +85,12 @@ const Conversion* conversion(uint32_t type) {
     }
 }
 
-// Group size of an import's target format: q6k's super-block, else 32.
+// Group size of an import's target format: q6k's super-block, a ggml block
+// format's block, else 32.
 int group_size(WeightFormat f) {
-    return f == WeightFormat::q6k ? int(kQ6kBlock) : kQK;
+    return f == WeightFormat::q6k    ? int(kQ6kBlock)
+           : is_ggml_block_format(f) ? int(lowbit_block_cols(f))
+                                     : kQK;
 }
 
 template <class B>
@@ -124,23 +135,6 @@ class Target {
     }
     bool overflowed() const { return overflow_; }
 
-    // q8 group g of row r from 32 exact values: scale s = the smallest fp16 >=
-    // max|w| / 127, codes round(w / s), so |error| <= s / 2.
-    void requantize_q8(int64_t r, int64_t g, const float* w) const {
-        float amax = 0.0f;
-        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(w[j]));
-        const float target = amax / 127.0f;
-        uint16_t h = half(target);
-        if (fp16_to_fp32(h) < target) ++h;  // positive: the next fp16 up
-        const float s = fp16_to_fp32(h);
-        int8_t* codes = bytes(r, g);
-        for (int j = 0; j < kQK; ++j) {
-            const long q = s > 0.0f ? std::lround(w[j] / s) : 0;
-            codes[j] = int8_t(std::clamp(q, -127L, 127L));
-        }
-        scale(r, g, h);
-    }
-
   private:
     void put(size_t offset, int64_t r, int64_t g, uint16_t h) const {
         std::memcpy(blob_ + offset + 2 * size_t(r * l_.groups_per_row + g), &h, 2);
@@ -180,19 +174,6 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                 t.scale(r, i, b.d);
             }
             return;
-        case Q5_0:
-            for (int64_t i = 0; i < cols / kQK; ++i) {
-                const auto b = block_at<BlockQ5_0>(src, i);
-                uint32_t qh;
-                std::memcpy(&qh, b.qh, 4);
-                int8_t* codes = t.bytes(r, i);
-                for (int j = 0; j < 16; ++j) {
-                    codes[j] = int8_t(((b.qs[j] & 0x0f) | int((qh >> j) & 1) << 4) - 16);
-                    codes[j + 16] = int8_t(((b.qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4) - 16);
-                }
-                t.scale(r, i, b.d);
-            }
-            return;
         case Q4_K:
             for (int64_t i = 0; i < cols / kQKK; ++i) {
                 const auto b = block_at<BlockQ4_K>(src, i);
@@ -206,13 +187,6 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                     for (int l = 0; l < 32; ++l) codes[l] = s % 2 == 0 ? q[l] & 0x0f : q[l] >> 4;
                     pack_chunk(codes, t.nibbles(r, 8 * i + s));
                 }
-            }
-            return;
-        case Q5_1:
-            for (int64_t i = 0; i < cols / kQK; ++i) {
-                float w[kQK];
-                dequantize_q5_1(block_at<BlockQ5_1>(src, i), w);
-                t.requantize_q8(r, i, w);
             }
             return;
         case IQ4_NL:
@@ -238,13 +212,6 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
                 const uint8_t* b = src + size_t(i) * sizeof(BlockQ6_K);
                 std::memcpy(t.q6k_code_bytes(r, i), b, kQ6kCodeBytes);
                 std::memcpy(t.q6k_param_bytes(r, i), b + kQ6kCodeBytes, kQ6kParamBytes);
-            }
-            return;
-        case Q5_K:
-            for (int64_t i = 0; i < cols / kQKK; ++i) {
-                float w[kQKK];
-                dequantize_q5_k(block_at<BlockQ5_K>(src, i), w);
-                for (int s = 0; s < 8; ++s) t.requantize_q8(r, 8 * i + s, w + kQK * s);
             }
             return;
         default:
@@ -278,7 +245,7 @@ const Conversion& checked_conversion(const std::string& name, uint32_t type, int
         throw std::runtime_error(
             "tensor " + name + " has type " + type_name(type) +
             ", which nibble cannot import (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-            "Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
+            "Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)");
     }
     if (cols % c->block != 0) {
         throw std::runtime_error("tensor " + name + " has " + std::to_string(cols) +
@@ -299,8 +266,15 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t type, int64_t 
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, int64_t rows,
                           int64_t cols, const uint8_t* data) {
     const Conversion& c = checked_conversion(name, type, cols);
-    Tensor out =
-        make_owned_tensor(model, name, make_layout(c.format, rows, cols, group_size(c.format)));
+    const PackedLayout layout = make_layout(c.format, rows, cols, group_size(c.format));
+    if (is_ggml_block_format(c.format)) {  // the file's blocks are the blob: used in place
+        Tensor out;
+        out.name = name;
+        out.view.layout = layout;
+        out.view.data = data;
+        return out;
+    }
+    Tensor out = make_owned_tensor(model, name, layout);
     const Target target(out.view.layout, writable(out));
     const size_t row_bytes = size_t(cols / c.block) * c.block_bytes;
 #pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))

@@ -2,17 +2,14 @@
 //
 // Held exactly (same codes, same fp16 parameters, only the sections reordered):
 //   Q4_0 -> q4 g32, Q4_1 -> q4a g32, Q8_0 -> q8 g32, IQ4_NL -> iq4nl g32 (the
-//   same table), Q5_0 -> q8 g32 (code q - 16), Q4_K -> q4k (the same d, dmin and
-//   6-bit scale/min codes), Q6_K -> q6k (the same bytes: ql, qh | scales, d),
+//   same table), Q4_K -> q4k (the same d, dmin and 6-bit scale/min codes),
+//   Q6_K -> q6k (the same bytes: ql, qh | scales, d), Q5_0 -> q5_0, Q5_1 ->
+//   q5_1, Q5_K -> q5k, Q3_K -> q3k, Q2_K -> q2k (the same blocks, kernels/lowbit.h),
 //   BF16 -> f16 when every value fits f16 exactly, else f32; F32 and F16 are
 //   used in place.
 // Same codes, products of scales rounded to fp16 (relative error <= 2^-11 per
 // parameter in fp16's normal range, absolute <= 2^-25 below it):
 //   IQ4_XS -> iq4nl g32: scale d*(ls - 32); |error| <= 2^-11 |w|
-// Requantized from the exactly dequantized weights (no nibble format holds 5-bit
-// codes with these scales):
-//   Q5_1, Q5_K -> q8 g32 with scale s = max|w| / 127 of each 32 rounded
-//   up to fp16 and codes round(w / s): |error| <= s / 2.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -60,7 +60,7 @@ KeepRule parse_keep_rule(const std::string& spec) {
     rule.pattern = spec.substr(0, eq);
     const std::string fname = spec.substr(eq + 1);
     const auto format = parse_format(fname);
-    if (!format) {
+    if (!format || is_ggml_block_format(*format)) {  // those come from GGUF files only
         throw std::invalid_argument("--keep: unknown format '" + fname + "' in '" + spec +
                                     "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k)");
     }
