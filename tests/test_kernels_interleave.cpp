@@ -225,7 +225,8 @@ TEST_CASE("row kernels called on ranges inside a row block match the row-major l
                 std::vector<float> x(size_t(n_tokens * layout.cols));
                 for (float& v : x) v = normal(rng);
                 ActivationBuffer buffer;
-                const QuantizedActivations qa = buffer.prepare(layout, n_tokens, e.grouped.order);
+                const kernels::RowKernels& rows = e.rows[int(row_family(c.format))];
+                const QuantizedActivations qa = buffer.prepare(layout, n_tokens, rows.order);
                 for (int t = 0; t < n_tokens; ++t) e.quantize_row(x.data(), t, qa);
                 for (const auto& range : {std::pair<int64_t, int64_t>{1, 22}, {6, 23}, {3, 5}}) {
                     const std::string kernel = e.name, format = format_name(c.format);
@@ -234,8 +235,8 @@ TEST_CASE("row kernels called on ranges inside a row block match the row-major l
                     CAPTURE(range.first);
                     CAPTURE(range.second);
                     std::vector<float> a(size_t(n_tokens * layout.rows), 0.0f), b = a;
-                    e.grouped.int8_rows(p.row_major(), qa, range.first, range.second, a.data());
-                    e.grouped.int8_rows(p.interleaved(), qa, range.first, range.second, b.data());
+                    rows.int8_rows(p.row_major(), qa, range.first, range.second, a.data());
+                    rows.int8_rows(p.interleaved(), qa, range.first, range.second, b.data());
                     CHECK(same_bits(a, b));
                 }
             }
