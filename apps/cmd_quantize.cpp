@@ -52,7 +52,7 @@ void add_quantize_options(cxxopts::Options& options) {
         ("act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
-        ("file-version", "nibble file version to write: 2 (matrices in interleaved row blocks) or 1 (row-major, for older nibble builds)", cxxopts::value<int>()->default_value("2"))
+        ("file-version", "nibble file version to write: 1 (row-major) or 2 (matrices in interleaved row blocks of 4 rows)", cxxopts::value<int>()->default_value("1"))
         ("q,quiet", "no progress bar and no table")
         ("h,help", "show this help");
     // clang-format on

@@ -20,12 +20,13 @@ namespace nibble {
 
 class TemporaryOutput;
 
-// The version this build writes by default: 2, whose matrices may store their
-// codes in interleaved row blocks (kernels/interleave.h). Version 1 (every
-// matrix row-major) is still read, and written after set_nibble_write_version(1).
+// The newest version this build reads: 2, whose matrices may store their codes
+// in interleaved row blocks (kernels/interleave.h). Version 1 (every matrix
+// row-major) is written by default: on the CPUs measured so far the interleaved
+// layout decodes no faster (docs/BENCHMARKS.md).
 inline constexpr const char* kNibbleFileVersion = "2";
-// The version NibbleFileWriter writes, for the whole process: 2 (the default,
-// every matrix that can be interleaved is) or 1 (row-major, for older readers).
+// The version NibbleFileWriter writes, for the whole process: 1 (the default,
+// row-major) or 2 (every matrix that can be interleaved is).
 // Throws std::invalid_argument for another value.
 void set_nibble_write_version(int version);
 int nibble_write_version();

@@ -28,13 +28,15 @@ void write_bytes(const std::string& path, const std::string& bytes) {
     nibble::test::write_file(path, bytes);
 }
 
-// A valid q4 stories260K file, as bytes.
+// A valid q4 stories260K file of the newest version (interleaved matrices), as bytes.
 const std::string& good_file() {
     static const std::string bytes = [] {
         Model m = load_model(data_path("stories260K.bin"));
         m.tokenizer_proto = Tokenizer::from_file(data_path("tok512.model")).serialized_proto();
         const std::string path = temp_path("good.nbl");
+        set_nibble_write_version(2);
         save_nibble_file(quantize_model(m, QuantizeRecipe{}).model, path);
+        set_nibble_write_version(1);
         return nibble::test::read_text(path);
     }();
     return bytes;
