@@ -38,9 +38,9 @@ void add_quantize_options(cxxopts::Options& options) {
     options.add_options()
         ("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)", cxxopts::value<std::string>())
         ("output", "nibble model file to write", cxxopts::value<std::string>())
-        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
+        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8, q3, q2 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
         ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
-        ("double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")
+        ("double-quant", "quantize the group scales (and q4a/q2 minimums) of the 4-, 3- and 2-bit formats to 8 bits (QLoRA)")
         ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
         ("rule", "scale choice: search (least squares), simple (max|w|/7, min/max, absmax), minus8 (q4: largest magnitude -> -8)", cxxopts::value<std::string>()->default_value("search"))
         ("no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")
@@ -65,7 +65,7 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     const auto format = parse_format(fname);
     if (!format) {
         throw UsageError("--format: unknown format '" + fname +
-                         "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, f16, f32)");
+                         "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, q3, q2, f16, f32)");
     }
     recipe.format = *format;
     recipe.group_size = args["group-size"].as<int>();
@@ -81,8 +81,9 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     } else {
         throw UsageError("--rule: unknown rule '" + rule + "' (search, simple, minus8)");
     }
-    if (recipe.double_quant && !is_4bit(recipe.format)) {
-        throw UsageError("--double-quant: applies to the 4-bit formats only, not " + fname);
+    if (recipe.double_quant && !is_4bit(recipe.format) && !is_own_lowbit(recipe.format)) {
+        throw UsageError("--double-quant: applies to the 4-, 3- and 2-bit formats only, not " +
+                         fname);
     }
     try {
         validate_recipe(recipe);
@@ -138,7 +139,7 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
     }
     if (*method != QuantMethod::rtn && !is_grouped(recipe.format)) {
         throw UsageError(std::string("--method ") + method_name(*method) +
-                         ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8)");
+                         ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8, q3, q2)");
     }
     bool kquant = recipe.format == WeightFormat::q4k;
     for (const KeepRule& k : recipe.keep)

@@ -14,6 +14,7 @@
 
 #include "kernels/codebooks.h"
 #include "kernels/formats.h"
+#include "kernels/lowbit.h"
 #include "kernels/quantize_group.h"
 
 namespace nibble {
@@ -139,6 +140,42 @@ struct FormatTraits<WeightFormat::q6k> {
     static constexpr bool code_book = false;
     static constexpr bool fp16_grid = false;
 };
+// nibble's own low-bit formats (kernels/lowbit.h): run by kernels of their own
+// (row_kernels false: kernels/matmul_lowbit.h), never by the shared row kernels.
+// w = d (q - 4), q in 0..7.
+template <>
+struct FormatTraits<WeightFormat::q3> {
+    static constexpr const char* name = "q3";
+    static constexpr WeightFormat kernel_format = WeightFormat::q3;
+    static constexpr bool row_kernels = false;
+    static constexpr int code_bits = 3;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;  // q in 0..7, w = d (q - 4)
+    static constexpr int code_offset = 4;
+    static constexpr bool has_mins = false;
+    static constexpr bool code_book = false;
+    static constexpr bool fp16_grid = true;
+    static int code(float w, float d, float /*m*/) { return q3_code(w, d); }
+    static float value(int q, float d, float /*m*/) { return d * float(q - 4); }
+    static GroupFit fit(const float* w, int n, ScaleRule rule) { return fit_q3_group(w, n, rule); }
+};
+// w = d q + m, q in 0..3.
+template <>
+struct FormatTraits<WeightFormat::q2> {
+    static constexpr const char* name = "q2";
+    static constexpr WeightFormat kernel_format = WeightFormat::q2;
+    static constexpr bool row_kernels = false;
+    static constexpr int code_bits = 2;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;  // q in 0..3, w = d q + m
+    static constexpr int code_offset = 0;
+    static constexpr bool has_mins = true;
+    static constexpr bool code_book = false;
+    static constexpr bool fp16_grid = true;
+    static int code(float w, float d, float m) { return q2_code(w, d, m); }
+    static float value(int q, float d, float m) { return d * float(q) + m; }
+    static GroupFit fit(const float* w, int n, ScaleRule rule) { return fit_q2_group(w, n, rule); }
+};
 template <>
 struct FormatTraits<WeightFormat::f16> {
     static constexpr const char* name = "f16";
@@ -214,6 +251,12 @@ void visit_any_format(WeightFormat format, Fn&& fn) {
             break;
         case WeightFormat::q6k:
             fn(FormatTag<WeightFormat::q6k>{});
+            break;
+        case WeightFormat::q3:
+            fn(FormatTag<WeightFormat::q3>{});
+            break;
+        case WeightFormat::q2:
+            fn(FormatTag<WeightFormat::q2>{});
             break;
     }
 }

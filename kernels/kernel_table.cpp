@@ -40,6 +40,8 @@ constexpr RowKernels kAvx2Q6kRows{avx2::matmul_rows_int8_q6k, scalar::matmul_row
                                   CodeOrder::natural};
 constexpr RowKernels kAvx512Q6kRows{avx512::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_q6k,
                                     CodeOrder::natural};
+constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_lowbit,
+                                     scalar::matmul_rows_fp32_lowbit, CodeOrder::natural};
 
 // AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's
 // results (kernels/amx/); everything else as AVX-512.
@@ -53,7 +55,8 @@ constexpr KernelEntry kAmx{MatmulKernel::avx512,
                            avx2::quantize_activation_row,
                            vec_ops_avx2,
                            nullptr,
-                           kAmxMinTokens};
+                           kAmxMinTokens,
+                           kAvx2LowbitRows};
 #endif
 
 #if defined(__aarch64__)
@@ -111,7 +114,8 @@ constexpr KernelEntry kTable[] = {
      avx2::quantize_activation_row,
      vec_ops_avx2,
      nullptr,
-     0},
+     0,
+     kAvx2LowbitRows},
     {MatmulKernel::avx_vnni,
      "avxvnni",
      has_avx_vnni,
@@ -122,7 +126,8 @@ constexpr KernelEntry kTable[] = {
      avx2::quantize_activation_row,
      vec_ops_avx2,
      nullptr,
-     0},
+     0,
+     kAvx2LowbitRows},
     {MatmulKernel::avx512,
      "avx512",
      has_avx512,
@@ -133,7 +138,8 @@ constexpr KernelEntry kTable[] = {
      avx2::quantize_activation_row,
      vec_ops_avx2,
      &kAmx,
-     0},
+     0,
+     kAvx2LowbitRows},
 #else
     absent(MatmulKernel::avx2, "avx2"),
     absent(MatmulKernel::avx_vnni, "avxvnni"),

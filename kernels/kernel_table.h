@@ -10,6 +10,7 @@
 
 #include "kernels/activation_quant.h"
 #include "kernels/matmul_dispatch.h"
+#include "kernels/matmul_lowbit.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/vec_ops.h"
 
@@ -42,6 +43,9 @@ struct KernelEntry {
     // results; nullptr when there is none.
     const KernelEntry* faster;
     int min_tokens;  // (for an entry that is some other's `faster`)
+    // nibble's own q3 and q2 (kernels/matmul_lowbit.h); the portable ones unless given.
+    RowKernels own_lowbit = {scalar::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_lowbit,
+                             CodeOrder::natural};
 };
 
 // An entry for every MatmulKernel but automatic, in MatmulKernel order (those

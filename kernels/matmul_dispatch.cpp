@@ -180,7 +180,7 @@ void check_pointers(const MatmulProduct* products, int n_products, const float* 
 }
 
 // The functions one matmul runs: the active entry's, or those of the entry
-// that takes over products of this many tokens; q6k's own row kernels.
+// that takes over products of this many tokens; q6k's and q3/q2's own row kernels.
 struct RowKernels {
     kernels::RowKernels rows;
     kernels::QuantizeRowFn quantize_row;
@@ -190,6 +190,7 @@ RowKernels row_kernels(const ActiveKernel& active, const PackedLayout& l, int n_
     const KernelEntry& e = active.faster != nullptr && n_tokens >= active.faster->min_tokens
                                ? *active.faster
                                : *active.entry;
+    if (is_own_lowbit(l.format)) return {e.own_lowbit, e.quantize_row};
     return {l.format == WeightFormat::q6k ? e.q6k : e.grouped, e.quantize_row};
 }
 
