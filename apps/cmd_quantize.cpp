@@ -8,12 +8,14 @@
 
 #include <cstdio>
 #include <cxxopts.hpp>
+#include <filesystem>
 #include <stdexcept>
 
 #include "apps/commands.h"
 #include "apps/validate.h"
 #include "models/loader.h"
 #include "models/output_file.h"
+#include "models/quant_budget.h"
 #include "models/quant_calibrated.h"
 #include "models/quantize_model.h"
 
@@ -51,6 +53,8 @@ void add_quantize_options(cxxopts::Options& options) {
         ("act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
+        ("target-size", "size budget of the output file (bytes, or with K, M, G: powers of 1000): each linear layer gets q2, q3, q4 or q8 by its calibration-weighted error; needs --calib", cxxopts::value<std::string>())
+        ("bpw", "size budget in bits per weight of the whole model (as --target-size)", cxxopts::value<double>())
         ("q,quiet", "no progress bar and no table")
         ("h,help", "show this help");
     // clang-format on
@@ -121,7 +125,11 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
     if (*method != QuantMethod::rtn && !args.count("calib")) {
         throw UsageError(std::string("--method ") + method_name(*method) + " needs --calib TEXT");
     }
-    if (*method == QuantMethod::rtn && args.count("calib")) {
+    const bool budget = args.count("target-size") > 0 || args.count("bpw") > 0;
+    if (budget && !args.count("calib")) {
+        throw UsageError("--target-size/--bpw: needs --calib TEXT (the layers' input statistics)");
+    }
+    if (*method == QuantMethod::rtn && args.count("calib") && !budget) {
         throw UsageError("--calib: --method rtn uses no calibration");
     }
     if (!uses_gptq &&
@@ -187,6 +195,59 @@ QuantizeResult quantize_calibrated(const cxxopts::ParseResult& args, const Model
                                        quiet ? QuantizeProgress() : draw_progress);
 }
 
+// --target-size SIZE (K, M, G: powers of 1000) or --bpw B (bits per weight of
+// every tensor); 0 when neither is given.
+uint64_t budget_bytes(const cxxopts::ParseResult& args, const Model& model) {
+    if (args.count("target-size") && args.count("bpw")) {
+        throw UsageError("--target-size and --bpw: give one of them");
+    }
+    if (args.count("bpw")) {
+        const double bpw = args["bpw"].as<double>();
+        if (!(bpw >= 2.0 && bpw <= 32.0)) throw UsageError("--bpw must be in 2..32");
+        uint64_t n = 0;
+        for (const Tensor* t : model.tensors()) n += uint64_t(t->rows() * t->cols());
+        return uint64_t(bpw * double(n) / 8.0);
+    }
+    if (!args.count("target-size")) return 0;
+    const std::string s = args["target-size"].as<std::string>();
+    size_t used = 0;
+    double v = 0.0;
+    try {
+        v = std::stod(s, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    double unit = 1.0;
+    const std::string suffix = s.substr(used);
+    if (suffix == "K" || suffix == "k")
+        unit = 1e3;
+    else if (suffix == "M")
+        unit = 1e6;
+    else if (suffix == "G")
+        unit = 1e9;
+    else if (!suffix.empty())
+        used = 0;
+    if (used == 0 || !(v > 0.0)) {
+        throw UsageError("--target-size: '" + s + "' is not a size (e.g. 2.2G, 800M, 1500000)");
+    }
+    return uint64_t(v * unit);
+}
+
+// The budget's formats as --keep rules, with the table printed.
+QuantizeRecipe apply_budget(const cxxopts::ParseResult& args, const Model& model,
+                            const QuantizeRecipe& recipe, uint64_t target,
+                            const std::string& tokenizer_proto, bool quiet) {
+    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const CalibSequences calib =
+        calibration_sequences(read_text_file(args["calib"].as<std::string>()), tokenizer,
+                              args["calib-tokens"].as<int64_t>(), model.config.max_seq_len);
+    // Header, tensor table and tokenizer: a small allowance beyond the blobs.
+    const uint64_t overhead = tokenizer_proto.size() + 4096 + 128 * model.tensors().size();
+    const BudgetPlan plan = plan_budget(model, recipe, calib, target, overhead);
+    if (!quiet) std::fputs(format_budget(plan).c_str(), stdout);
+    return budget_recipe(recipe, plan);
+}
+
 }  // namespace
 
 int quantize_command(int argc, char** argv) {
@@ -210,19 +271,29 @@ int quantize_command(int argc, char** argv) {
     check_output_path(out_path, inputs);
     // RTN streams: each source tensor is converted when its turn comes and
     // released after (Tensor::deferred). GPTQ/AWQ run the model, so load it whole.
-    const bool streamed = method.calibrated.method == QuantMethod::rtn;
+    const bool budget = args.count("target-size") > 0 || args.count("bpw") > 0;
+    const bool streamed = method.calibrated.method == QuantMethod::rtn && !budget;
     const Model model =
         load_model_reporting(args["input"].as<std::string>(), {.defer_conversion = streamed});
     const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
+    const uint64_t target = budget_bytes(args, model);
+    QuantizeRecipe chosen = recipe;
+    if (target > 0) {
+        try {
+            chosen = apply_budget(args, model, recipe, target, tokenizer_proto, quiet);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(e.what());
+        }
+    }
 
     // Tensor by tensor into the file: the quantized model is never all in memory.
     QuantizeResult result;
     try {
         if (method.calibrated.method == QuantMethod::rtn) {
-            result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
+            result = quantize_model_to_file(model, chosen, out_path, tokenizer_proto,
                                             quiet ? QuantizeProgress() : draw_progress);
         } else {
-            result = quantize_calibrated(args, model, recipe, method, tokenizer_proto, quiet);
+            result = quantize_calibrated(args, model, chosen, method, tokenizer_proto, quiet);
         }
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
@@ -237,7 +308,16 @@ int quantize_command(int argc, char** argv) {
     }
     if (!quiet) std::fputs(format_report(result).c_str(), stdout);
     std::printf("wrote %s (%s, tokenizer %s)\n", escape_for_terminal(out_path).c_str(),
-                format_name(recipe.format), tokenizer_proto.empty() ? "not included" : "included");
+                target > 0 ? "size budget" : format_name(recipe.format),
+                tokenizer_proto.empty() ? "not included" : "included");
+    if (target > 0) {
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(out_path, ec);
+        std::printf("size: target %llu bytes, measured %llu (%+.2f%%)\n",
+                    static_cast<unsigned long long>(target),
+                    static_cast<unsigned long long>(ec ? 0 : size),
+                    100.0 * (double(ec ? 0 : size) / double(target) - 1.0));
+    }
     return 0;
 }
 

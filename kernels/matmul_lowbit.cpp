@@ -79,8 +79,8 @@ void rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_toke
                 chunk_codes<kQ3>(codes, k, q);
                 float part = 0.0f;
                 for (int j = 0; j < 32; ++j) {
-                    const float v = kQ3 ? scales[g] * float(q[j] - 4)
-                                        : scales[g] * float(q[j]) + mins[g];
+                    const float v =
+                        kQ3 ? scales[g] * float(q[j] - 4) : scales[g] * float(q[j]) + mins[g];
                     part += v * xt[32 * k + j];
                 }
                 acc += part;

@@ -60,7 +60,7 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
             int q = 0;
             if constexpr (FormatTraits<F>::code_bits == 8) {
                 const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset);
-                q = int{codes[row * l.padded_cols + c]};  // a signed code, -127..127
+                q = int{codes[row * l.padded_cols + c]};            // a signed code, -127..127
             } else if constexpr (FormatTraits<F>::code_bits < 4) {  // q3, q2 (kernels/lowbit.h)
                 const uint8_t* chunk = w.data + l.codes_offset + size_t(row) * l.row_code_bytes() +
                                        size_t(c / 32) * size_t(kChunkBytes<F>);

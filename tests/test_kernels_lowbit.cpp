@@ -99,7 +99,8 @@ TEST_CASE("q3 and q2: every code at every column position packs and decodes exac
             // The stored code of each weight, read from the planes directly.
             for (int64_t r = 0; r < rows; ++r) {
                 for (int64_t c = 0; c < cols; ++c) {
-                    const uint8_t* chunk = blob.data() + l.codes_offset + size_t(r) * l.row_code_bytes() +
+                    const uint8_t* chunk = blob.data() + l.codes_offset +
+                                           size_t(r) * l.row_code_bytes() +
                                            size_t(c / 32) * size_t(f == WeightFormat::q3 ? 12 : 8);
                     const int j = int(c % 32);
                     int q = (chunk[j % 8] >> (2 * (j / 8))) & 3;
@@ -133,14 +134,15 @@ TEST_CASE("q3 and q2 round trip: every weight within its bound") {
                         interval(f, d, m, lo, hi);
                         const float x = w[size_t(r * cols + c)];
                         const double clip = std::max({0.0, double(lo) - x, double(x) - hi});
-                        const double bound = (clip > 0 ? clip : 0.5 * std::fabs(d)) +
-                                             1e-6 * (std::fabs(x) + 8 * std::fabs(d) + std::fabs(m));
+                        const double bound =
+                            (clip > 0 ? clip : 0.5 * std::fabs(d)) +
+                            1e-6 * (std::fabs(x) + 8 * std::fabs(d) + std::fabs(m));
                         const double err = std::fabs(double(back[size_t(r * cols + c)]) - x);
                         // Clipping limit: no weight more than 2|d| outside the interval.
                         if (!(err <= bound) || !(clip <= 2.0 * std::fabs(d) * (1 + 1e-3))) {
                             if (++bad > 3) continue;
-                            INFO(format_name(f), " g", g, " row ", r, " col ", c, " w ", x,
-                                 " got ", back[size_t(r * cols + c)], " bound ", bound);
+                            INFO(format_name(f), " g", g, " row ", r, " col ", c, " w ", x, " got ",
+                                 back[size_t(r * cols + c)], " bound ", bound);
                             CHECK(err <= bound);
                             CHECK(clip <= 2.0 * std::fabs(d) * (1 + 1e-3));
                         }
@@ -176,8 +178,8 @@ TEST_CASE("q3 and q2 error: search below the simple rule, smaller groups better,
                 CHECK(search > 0.04);
                 CHECK(search < 0.15);
             }
-            MESSAGE(std::string(format_name(f)) << " g" << g << " MSE search " << search << " simple " << simple
-                                   << " dq " << dq);
+            MESSAGE(std::string(format_name(f)) << " g" << g << " MSE search " << search
+                                                << " simple " << simple << " dq " << dq);
         }
     }
 }
@@ -188,8 +190,7 @@ namespace {
 // int8 path: sum_c |w_c| d_x/2 for the activation rounding; both paths a few
 // 1e-6 relative to sum_c M_c |x_c| for FP32 rounding, M_c the largest term of
 // the weight's decomposition (q3 |w| + 5|d|, q2 |w| + 4|d| + |m|).
-double error_bound(const MatrixView& w, const float* xt, int64_t row, bool int8_path,
-                   double rel) {
+double error_bound(const MatrixView& w, const float* xt, int64_t row, bool int8_path, double rel) {
     const PackedLayout& l = w.layout;
     std::vector<float> wr(size_t(l.cols));
     dequantize_row(w, row, wr.data());
@@ -271,16 +272,16 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                                         bool ok = std::fabs(double(y[i]) - y_ref[i]) <= b;
                                         if (int8_path) {
                                             const double b2 = error_bound(
-                                                w, xr.data() + size_t(t) * size_t(s.cols), r,
-                                                false, 3e-6);
+                                                w, xr.data() + size_t(t) * size_t(s.cols), r, false,
+                                                3e-6);
                                             ok = ok && std::fabs(double(y[i]) - y_rounded[i]) <= b2;
                                         }
                                         if (!ok && ++bad <= 3) {
-                                            INFO(matmul_kernel_name(k), int8_path ? " int8 " : " fp32 ",
-                                                 format_name(f), " g", g, dq ? " dq " : " ",
-                                                 s.rows, "x", s.cols, " tokens ", n_tokens,
-                                                 " token ", t, " row ", r, " got ", y[i],
-                                                 " want ", y_ref[i]);
+                                            INFO(matmul_kernel_name(k),
+                                                 int8_path ? " int8 " : " fp32 ", format_name(f),
+                                                 " g", g, dq ? " dq " : " ", s.rows, "x", s.cols,
+                                                 " tokens ", n_tokens, " token ", t, " row ", r,
+                                                 " got ", y[i], " want ", y_ref[i]);
                                             CHECK(ok);
                                         }
                                     }

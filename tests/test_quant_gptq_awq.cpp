@@ -152,9 +152,9 @@ TEST_CASE("GPTQ's stored matrix decodes exactly to its own grid values") {
     GptqOptions o;
     o.act_order = true;
     o.static_groups = true;
-    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
-                           WeightFormat::iq4nl, WeightFormat::q8, WeightFormat::q3,
-                           WeightFormat::q2}) {
+    for (WeightFormat f :
+         {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl,
+          WeightFormat::q8, WeightFormat::q3, WeightFormat::q2}) {
         const PackedLayout layout = make_layout(f, 256, 512, 64);
         const GptqResult r = gptq_quantize(l.w, l.h, layout, o);
         const std::vector<uint8_t> blob = pack(r.matrix);
@@ -167,8 +167,8 @@ TEST_CASE("GPTQ's stored matrix decodes exactly to its own grid values") {
 
 TEST_CASE("AWQ (scale search and clipping) leaves at most 0.85x RTN's output error") {
     const Layer& l = layer();
-    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4,
-                           WeightFormat::q3, WeightFormat::q2}) {
+    for (WeightFormat f : {WeightFormat::q4, WeightFormat::q4a, WeightFormat::nf4, WeightFormat::q3,
+                           WeightFormat::q2}) {
         for (int g : {32, 128}) {
             // q2 g128 (4 levels over 128 weights): AWQ reaches only 0.88x.
             if (f == WeightFormat::q2 && g != 32) continue;

@@ -31,10 +31,10 @@ inline __m256i unpack_chunk(const uint8_t* chunk) {
         int32_t bits;
         std::memcpy(&bits, chunk + 8, 4);
         // Byte k of the bit plane to bytes 8k..8k+7 (lane 0: bytes 0, 1; lane 1: 2, 3).
-        const __m256i spread = _mm256_shuffle_epi8(
-            _mm256_set1_epi32(bits),
-            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
-                             3, 3, 3, 3, 3, 3, 3, 3));
+        const __m256i spread =
+            _mm256_shuffle_epi8(_mm256_set1_epi32(bits),
+                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
         const __m256i mask = _mm256_set1_epi64x(int64_t(0x8040201008040201));
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
         q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(4)));
