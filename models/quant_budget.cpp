@@ -2,7 +2,10 @@
 // (see quant_budget.h).
 #include "models/quant_budget.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <stdexcept>
 
@@ -12,14 +15,12 @@ namespace nibble {
 
 namespace {
 
-// Mean square of each column of x.
-std::vector<double> column_mean_squares(const RowMatrix& x) {
-    std::vector<double> out(size_t(x.cols()), 0.0);
-    for (Eigen::Index r = 0; r < x.rows(); ++r)
-        for (Eigen::Index c = 0; c < x.cols(); ++c) out[size_t(c)] += double(x(r, c)) * x(r, c);
-    for (double& v : out) v /= double(std::max<Eigen::Index>(1, x.rows()));
-    return out;
-}
+constexpr WeightFormat kLadder[] = {WeightFormat::q2, WeightFormat::q3, WeightFormat::q4,
+                                    WeightFormat::q8};
+
+// Models of at most this many weights get the end-to-end measure (output_kl);
+// larger ones the block-local one (block_errors), which keeps one block in FP32.
+constexpr int64_t kEndToEndMaxWeights = int64_t(1) << 26;
 
 bool llama_style(const ModelConfig& c) {
     return !c.qkv_bias && !c.qk_norm && !c.post_norms && c.head_size == 0 &&
@@ -27,9 +28,25 @@ bool llama_style(const ModelConfig& c) {
            c.rope_factors == RopeFactors::none;
 }
 
-// E[x_c^2] of every linear layer's input, by tensor name (full-precision pass).
-std::map<std::string, std::vector<double>> input_weights(const Model& m,
-                                                         const CalibSequences& calib) {
+// w rounded to format f (RTN, as the recipe would store it) and decoded.
+RowMatrix rounded(const RowMatrix& w, WeightFormat f, const QuantizeRecipe& recipe) {
+    const bool dq = recipe.double_quant && f != WeightFormat::q8;
+    const PackedLayout l = make_layout(f, w.rows(), w.cols(), recipe.group_size, dq);
+    const std::vector<uint8_t> blob = quantize_matrix(w.data(), l);
+    return dequantize(MatrixView{l, blob.data()});
+}
+
+double squared_norm(const RowMatrix& m) {
+    return double(m.squaredNorm());
+}
+
+// For every linear layer and ladder format: the squared change of its
+// sub-block's contribution to the residual stream (attention output through o,
+// FFN output through down) when that layer alone is rounded, relative to the
+// residual stream's squared norm at the block's input; full-precision pass.
+std::map<std::string, std::vector<double>> block_errors(const Model& m,
+                                                        const CalibSequences& calib,
+                                                        const QuantizeRecipe& recipe) {
     std::map<std::string, std::vector<double>> out;
     if (!llama_style(m.config) || calib.size() == 0) return out;
     const ModelConfig& c = m.config;
@@ -37,24 +54,125 @@ std::map<std::string, std::vector<double>> input_weights(const Model& m,
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerWeights& lw = m.layers[size_t(l)];
         const DenseBlock b = load_block(m, l);
+        const RowMatrix& wq = b[&LayerWeights::wq];
+        const RowMatrix& wk = b[&LayerWeights::wk];
+        const RowMatrix& wv = b[&LayerWeights::wv];
+        const RowMatrix& wo = b[&LayerWeights::wo];
+        const double scale = std::max(squared_norm(x), 1e-30);
         const RowMatrix xn = rmsnorm_rows(x, b[&LayerWeights::attn_norm], c.norm_eps);
-        const std::vector<double> hx = column_mean_squares(xn);
-        for (const Tensor* t : {&lw.wq, &lw.wk, &lw.wv}) out[t->name] = hx;
-        const RowMatrix att =
-            attention(c, calib, linear(xn, b[&LayerWeights::wq]), linear(xn, b[&LayerWeights::wk]),
-                      linear(xn, b[&LayerWeights::wv]));
-        out[lw.wo.name] = column_mean_squares(att);
-        x += linear(att, b[&LayerWeights::wo]);
+        const RowMatrix q = linear(xn, wq), k = linear(xn, wk), v = linear(xn, wv);
+        const RowMatrix att = attention(c, calib, q, k, v);
+        const RowMatrix ref = linear(att, wo);
+        for (WeightFormat f : kLadder) {
+            const auto err = [&](const RowMatrix& a, const RowMatrix& o) {
+                return squared_norm(linear(a, o) - ref) / scale;
+            };
+            out[lw.wq.name].push_back(
+                err(attention(c, calib, linear(xn, rounded(wq, f, recipe)), k, v), wo));
+            out[lw.wk.name].push_back(
+                err(attention(c, calib, q, linear(xn, rounded(wk, f, recipe)), v), wo));
+            out[lw.wv.name].push_back(
+                err(attention(c, calib, q, k, linear(xn, rounded(wv, f, recipe))), wo));
+            out[lw.wo.name].push_back(err(att, rounded(wo, f, recipe)));
+        }
+        x += ref;
+        const RowMatrix& wg = b[&LayerWeights::w_gate];
+        const RowMatrix& wu = b[&LayerWeights::w_up];
+        const RowMatrix& wd = b[&LayerWeights::w_down];
+        const double scale_f = std::max(squared_norm(x), 1e-30);
         const RowMatrix xf = rmsnorm_rows(x, b[&LayerWeights::ffn_norm], c.norm_eps);
-        const std::vector<double> hf = column_mean_squares(xf);
-        out[lw.w_gate.name] = hf;
-        out[lw.w_up.name] = hf;
-        const RowMatrix hidden =
-            swiglu_rows(linear(xf, b[&LayerWeights::w_gate]), linear(xf, b[&LayerWeights::w_up]));
-        out[lw.w_down.name] = column_mean_squares(hidden);
-        x += linear(hidden, b[&LayerWeights::w_down]);
+        const RowMatrix g = linear(xf, wg), u = linear(xf, wu);
+        const RowMatrix hidden = swiglu_rows(g, u);
+        const RowMatrix ref_f = linear(hidden, wd);
+        for (WeightFormat f : kLadder) {
+            const auto err = [&](const RowMatrix& h, const RowMatrix& d) {
+                return squared_norm(linear(h, d) - ref_f) / scale_f;
+            };
+            out[lw.w_gate.name].push_back(
+                err(swiglu_rows(linear(xf, rounded(wg, f, recipe)), u), wd));
+            out[lw.w_up.name].push_back(
+                err(swiglu_rows(g, linear(xf, rounded(wu, f, recipe))), wd));
+            out[lw.w_down.name].push_back(err(hidden, rounded(wd, f, recipe)));
+        }
+        x += ref_f;
     }
     return out;
+}
+
+// One transformer block (LLaMA) applied to the residual stream x.
+void run_block(const ModelConfig& c, const CalibSequences& calib, const DenseBlock& b,
+               RowMatrix& x) {
+    const RowMatrix xn = rmsnorm_rows(x, b[&LayerWeights::attn_norm], c.norm_eps);
+    x += linear(attention(c, calib, linear(xn, b[&LayerWeights::wq]),
+                          linear(xn, b[&LayerWeights::wk]), linear(xn, b[&LayerWeights::wv])),
+                b[&LayerWeights::wo]);
+    const RowMatrix xf = rmsnorm_rows(x, b[&LayerWeights::ffn_norm], c.norm_eps);
+    x += linear(swiglu_rows(linear(xf, b[&LayerWeights::w_gate]), linear(xf, b[&LayerWeights::w_up])),
+                b[&LayerWeights::w_down]);
+}
+
+// Row-wise log-softmax of the logits of the final residual stream x.
+RowMatrix log_probs(const Model& m, const RowMatrix& out_norm, const RowMatrix& out,
+                    const RowMatrix& x) {
+    RowMatrix logits = linear(rmsnorm_rows(x, out_norm, m.config.norm_eps), out);
+    for (Eigen::Index r = 0; r < logits.rows(); ++r) {
+        const float mx = logits.row(r).maxCoeff();
+        const double lse = std::log((logits.row(r).array() - mx).exp().cast<double>().sum());
+        logits.row(r).array() -= mx + float(lse);
+    }
+    return logits;
+}
+
+// Mean KL(p || q) per token of two log-probability matrices.
+double mean_kl(const RowMatrix& lp, const RowMatrix& lq) {
+    double kl = 0.0;
+    for (Eigen::Index r = 0; r < lp.rows(); ++r)
+        kl += ((lp.row(r).array() - lq.row(r).array()) * lp.row(r).array().exp()).cast<double>().sum();
+    return kl / double(std::max<Eigen::Index>(1, lp.rows()));
+}
+
+// For every linear layer and ladder format: the mean KL divergence of the
+// model's next-token distribution over the calibration tokens when that layer
+// alone is rounded (full precision elsewhere). Holds every block in FP32.
+std::map<std::string, std::vector<double>> output_kl(const Model& m, const CalibSequences& calib,
+                                                     const QuantizeRecipe& recipe) {
+    std::map<std::string, std::vector<double>> out;
+    if (!llama_style(m.config) || calib.size() == 0) return out;
+    const ModelConfig& c = m.config;
+    std::vector<DenseBlock> blocks;
+    std::vector<RowMatrix> inputs;  // the residual stream entering each block
+    RowMatrix x = embed(m, calib);
+    for (int l = 0; l < c.n_layers; ++l) {
+        blocks.push_back(load_block(m, l));
+        inputs.push_back(x);
+        run_block(c, calib, blocks.back(), x);
+    }
+    const RowMatrix out_norm = dense_matrix(m.output_norm), out_w = dense_matrix(m.output);
+    const RowMatrix ref = log_probs(m, out_norm, out_w, x);
+    for (int l = 0; l < c.n_layers; ++l) {
+        const LayerWeights& lw = m.layers[size_t(l)];
+        for (Tensor LayerWeights::*member : {&LayerWeights::wq, &LayerWeights::wk,
+                                             &LayerWeights::wv, &LayerWeights::wo,
+                                             &LayerWeights::w_gate, &LayerWeights::w_up,
+                                             &LayerWeights::w_down}) {
+            RowMatrix& w = blocks[size_t(l)][member];
+            const RowMatrix saved = w;
+            std::vector<double>& kl = out[(lw.*member).name];
+            for (WeightFormat f : kLadder) {
+                w = rounded(saved, f, recipe);
+                RowMatrix xl = inputs[size_t(l)];
+                for (int j = l; j < c.n_layers; ++j) run_block(c, calib, blocks[size_t(j)], xl);
+                kl.push_back(mean_kl(ref, log_probs(m, out_norm, out_w, xl)));
+            }
+            w = saved;
+        }
+    }
+    return out;
+}
+
+// Without a calibration pass: the relative squared weight error.
+double weight_error(const RowMatrix& w, WeightFormat f, const QuantizeRecipe& recipe) {
+    return squared_norm(w - rounded(w, f, recipe)) / std::max(squared_norm(w), 1e-30);
 }
 
 bool is_linear(const Tensor& t) {
@@ -67,12 +185,14 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
                        const CalibSequences& calib, uint64_t target_bytes,
                        uint64_t overhead_bytes) {
     const QuantizePlan qp = plan_quantization(source, recipe);
-    const std::map<std::string, std::vector<double>> weights = input_weights(source, calib);
+    int64_t n_weights = 0;
+    for (const Tensor* t : qp.sources) n_weights += t->rows() * t->cols();
+    const std::map<std::string, std::vector<double>> errors =
+        n_weights <= kEndToEndMaxWeights ? output_kl(source, calib, recipe)
+                                         : block_errors(source, calib, recipe);
     BudgetPlan plan;
     plan.target_bytes = target_bytes;
     plan.fixed_bytes = overhead_bytes;
-    const WeightFormat ladder[] = {WeightFormat::q2, WeightFormat::q3, WeightFormat::q4,
-                                   WeightFormat::q8};
     for (size_t i = 0; i < qp.sources.size(); ++i) {
         const Tensor& t = *qp.sources[i];
         if (qp.shared && &t == &source.output) continue;
@@ -83,25 +203,16 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
         BudgetTensor bt;
         bt.name = t.name;
         bt.n_weights = t.rows() * t.cols();
-        const RowMatrix w = dense_matrix(t);
-        const auto found = weights.find(t.name);
-        for (WeightFormat f : ladder) {
+        const auto found = errors.find(t.name);
+        const RowMatrix w = found == errors.end() ? dense_matrix(t) : RowMatrix();
+        for (size_t i = 0; i < std::size(kLadder); ++i) {
+            const WeightFormat f = kLadder[i];
             const bool dq = recipe.double_quant && f != WeightFormat::q8;
-            const PackedLayout l = make_layout(f, t.rows(), t.cols(), recipe.group_size, dq);
-            const std::vector<uint8_t> blob = quantize_matrix(w.data(), l);
-            const RowMatrix d = dequantize(MatrixView{l, blob.data()});
-            double err = 0.0, energy = 0.0;
-            for (Eigen::Index r = 0; r < w.rows(); ++r) {
-                for (Eigen::Index c = 0; c < w.cols(); ++c) {
-                    const double h = found != weights.end() ? found->second[size_t(c)] : 1.0;
-                    const double e = double(w(r, c)) - d(r, c);
-                    err += h * e * e;
-                    energy += h * double(w(r, c)) * w(r, c);
-                }
-            }
             bt.formats.push_back(f);
-            bt.bytes.push_back(l.total_bytes);
-            bt.errors.push_back(energy > 0.0 ? err / energy : 0.0);
+            bt.bytes.push_back(
+                make_layout(f, t.rows(), t.cols(), recipe.group_size, dq).total_bytes);
+            bt.errors.push_back(found != errors.end() ? found->second[i]
+                                                      : weight_error(w, f, recipe));
         }
         plan.tensors.push_back(std::move(bt));
     }
