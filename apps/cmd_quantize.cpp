@@ -54,7 +54,7 @@ void add_quantize_options(cxxopts::Options& options) {
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
         ("target-size", "size budget of the output file (bytes, or with K, M, G: powers of 1000): each linear layer gets q2, q3, q4 or q8 by its calibration-weighted error; needs --calib", cxxopts::value<std::string>())
-        ("bpw", "size budget in bits per weight of the whole model (as --target-size)", cxxopts::value<double>())
+        ("bpw", "size budget in bits per weight of the linear layers (blk.*; the rest as the recipe says)", cxxopts::value<double>())
         ("q,quiet", "no progress bar and no table")
         ("h,help", "show this help");
     // clang-format on
@@ -195,20 +195,20 @@ QuantizeResult quantize_calibrated(const cxxopts::ParseResult& args, const Model
                                        quiet ? QuantizeProgress() : draw_progress);
 }
 
-// --target-size SIZE (K, M, G: powers of 1000) or --bpw B (bits per weight of
-// every tensor); 0 when neither is given.
-uint64_t budget_bytes(const cxxopts::ParseResult& args, const Model& model) {
+// --target-size SIZE (K, M, G: powers of 1000) or --bpw B; none: both 0.
+BudgetTarget budget_target(const cxxopts::ParseResult& args) {
     if (args.count("target-size") && args.count("bpw")) {
         throw UsageError("--target-size and --bpw: give one of them");
     }
+    BudgetTarget target;
     if (args.count("bpw")) {
-        const double bpw = args["bpw"].as<double>();
-        if (!(bpw >= 2.0 && bpw <= 32.0)) throw UsageError("--bpw must be in 2..32");
-        uint64_t n = 0;
-        for (const Tensor* t : model.tensors()) n += uint64_t(t->rows() * t->cols());
-        return uint64_t(bpw * double(n) / 8.0);
+        target.linear_bpw = args["bpw"].as<double>();
+        if (!(target.linear_bpw >= 2.0 && target.linear_bpw <= 32.0)) {
+            throw UsageError("--bpw must be in 2..32");
+        }
+        return target;
     }
-    if (!args.count("target-size")) return 0;
+    if (!args.count("target-size")) return target;
     const std::string s = args["target-size"].as<std::string>();
     size_t used = 0;
     double v = 0.0;
@@ -230,13 +230,15 @@ uint64_t budget_bytes(const cxxopts::ParseResult& args, const Model& model) {
     if (used == 0 || !(v > 0.0)) {
         throw UsageError("--target-size: '" + s + "' is not a size (e.g. 2.2G, 800M, 1500000)");
     }
-    return uint64_t(v * unit);
+    target.file_bytes = uint64_t(v * unit);
+    return target;
 }
 
 // The budget's formats as --keep rules, with the table printed.
 QuantizeRecipe apply_budget(const cxxopts::ParseResult& args, const Model& model,
-                            const QuantizeRecipe& recipe, uint64_t target,
-                            const std::string& tokenizer_proto, bool quiet) {
+                            const QuantizeRecipe& recipe, const BudgetTarget& target,
+                            const std::string& tokenizer_proto, bool quiet,
+                            uint64_t& target_bytes) {
     const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
     const CalibSequences calib =
         calibration_sequences(read_text_file(args["calib"].as<std::string>()), tokenizer,
@@ -245,6 +247,7 @@ QuantizeRecipe apply_budget(const cxxopts::ParseResult& args, const Model& model
     const uint64_t overhead = tokenizer_proto.size() + 4096 + 128 * model.tensors().size();
     const BudgetPlan plan = plan_budget(model, recipe, calib, target, overhead);
     if (!quiet) std::fputs(format_budget(plan).c_str(), stdout);
+    target_bytes = plan.target_bytes;
     return budget_recipe(recipe, plan);
 }
 
@@ -276,11 +279,14 @@ int quantize_command(int argc, char** argv) {
     const Model model =
         load_model_reporting(args["input"].as<std::string>(), {.defer_conversion = streamed});
     const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
-    const uint64_t target = budget_bytes(args, model);
+    const BudgetTarget target = budget_target(args);
+    const bool budget_on = target.file_bytes > 0 || target.linear_bpw > 0.0;
     QuantizeRecipe chosen = recipe;
-    if (target > 0) {
+    uint64_t target_bytes = 0;
+    if (budget_on) {
         try {
-            chosen = apply_budget(args, model, recipe, target, tokenizer_proto, quiet);
+            chosen =
+                apply_budget(args, model, recipe, target, tokenizer_proto, quiet, target_bytes);
         } catch (const std::invalid_argument& e) {
             throw UsageError(e.what());
         }
@@ -308,15 +314,15 @@ int quantize_command(int argc, char** argv) {
     }
     if (!quiet) std::fputs(format_report(result).c_str(), stdout);
     std::printf("wrote %s (%s, tokenizer %s)\n", escape_for_terminal(out_path).c_str(),
-                target > 0 ? "size budget" : format_name(recipe.format),
+                budget_on ? "size budget" : format_name(recipe.format),
                 tokenizer_proto.empty() ? "not included" : "included");
-    if (target > 0) {
+    if (budget_on) {
         std::error_code ec;
         const auto size = std::filesystem::file_size(out_path, ec);
         std::printf("size: target %llu bytes, measured %llu (%+.2f%%)\n",
-                    static_cast<unsigned long long>(target),
+                    static_cast<unsigned long long>(target_bytes),
                     static_cast<unsigned long long>(ec ? 0 : size),
-                    100.0 * (double(ec ? 0 : size) / double(target) - 1.0));
+                    100.0 * (double(ec ? 0 : size) / double(target_bytes) - 1.0));
     }
     return 0;
 }

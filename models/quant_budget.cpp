@@ -21,6 +21,20 @@ constexpr WeightFormat kLadder[] = {WeightFormat::q2, WeightFormat::q3, WeightFo
 // Models of at most this many weights get the end-to-end measure (output_kl);
 // larger ones the block-local one (block_errors), which keeps one block in FP32.
 constexpr int64_t kEndToEndMaxWeights = int64_t(1) << 26;
+// The end-to-end passes run on the first whole calibration sequences holding at
+// most this many tokens (at least one sequence).
+constexpr int64_t kEndToEndTokens = 2048;
+
+CalibSequences leading(const CalibSequences& calib, int64_t max_tokens) {
+    CalibSequences out;
+    for (int64_t i = 0; i < calib.count(); ++i) {
+        const int64_t end = calib.starts[size_t(i) + 1];
+        if (i > 0 && end > max_tokens) break;
+        out.starts.push_back(end);
+    }
+    out.tokens.assign(calib.tokens.begin(), calib.tokens.begin() + ptrdiff_t(out.starts.back()));
+    return out;
+}
 
 bool llama_style(const ModelConfig& c) {
     return !c.qkv_bias && !c.qk_norm && !c.post_norms && c.head_size == 0 &&
@@ -44,8 +58,7 @@ double squared_norm(const RowMatrix& m) {
 // sub-block's contribution to the residual stream (attention output through o,
 // FFN output through down) when that layer alone is rounded, relative to the
 // residual stream's squared norm at the block's input; full-precision pass.
-std::map<std::string, std::vector<double>> block_errors(const Model& m,
-                                                        const CalibSequences& calib,
+std::map<std::string, std::vector<double>> block_errors(const Model& m, const CalibSequences& calib,
                                                         const QuantizeRecipe& recipe) {
     std::map<std::string, std::vector<double>> out;
     if (!llama_style(m.config) || calib.size() == 0) return out;
@@ -107,8 +120,9 @@ void run_block(const ModelConfig& c, const CalibSequences& calib, const DenseBlo
                           linear(xn, b[&LayerWeights::wk]), linear(xn, b[&LayerWeights::wv])),
                 b[&LayerWeights::wo]);
     const RowMatrix xf = rmsnorm_rows(x, b[&LayerWeights::ffn_norm], c.norm_eps);
-    x += linear(swiglu_rows(linear(xf, b[&LayerWeights::w_gate]), linear(xf, b[&LayerWeights::w_up])),
-                b[&LayerWeights::w_down]);
+    x += linear(
+        swiglu_rows(linear(xf, b[&LayerWeights::w_gate]), linear(xf, b[&LayerWeights::w_up])),
+        b[&LayerWeights::w_down]);
 }
 
 // Row-wise log-softmax of the logits of the final residual stream x.
@@ -127,7 +141,9 @@ RowMatrix log_probs(const Model& m, const RowMatrix& out_norm, const RowMatrix& 
 double mean_kl(const RowMatrix& lp, const RowMatrix& lq) {
     double kl = 0.0;
     for (Eigen::Index r = 0; r < lp.rows(); ++r)
-        kl += ((lp.row(r).array() - lq.row(r).array()) * lp.row(r).array().exp()).cast<double>().sum();
+        kl += ((lp.row(r).array() - lq.row(r).array()) * lp.row(r).array().exp())
+                  .cast<double>()
+                  .sum();
     return kl / double(std::max<Eigen::Index>(1, lp.rows()));
 }
 
@@ -151,10 +167,9 @@ std::map<std::string, std::vector<double>> output_kl(const Model& m, const Calib
     const RowMatrix ref = log_probs(m, out_norm, out_w, x);
     for (int l = 0; l < c.n_layers; ++l) {
         const LayerWeights& lw = m.layers[size_t(l)];
-        for (Tensor LayerWeights::*member : {&LayerWeights::wq, &LayerWeights::wk,
-                                             &LayerWeights::wv, &LayerWeights::wo,
-                                             &LayerWeights::w_gate, &LayerWeights::w_up,
-                                             &LayerWeights::w_down}) {
+        for (Tensor LayerWeights::*member :
+             {&LayerWeights::wq, &LayerWeights::wk, &LayerWeights::wv, &LayerWeights::wo,
+              &LayerWeights::w_gate, &LayerWeights::w_up, &LayerWeights::w_down}) {
             RowMatrix& w = blocks[size_t(l)][member];
             const RowMatrix saved = w;
             std::vector<double>& kl = out[(lw.*member).name];
@@ -182,16 +197,16 @@ bool is_linear(const Tensor& t) {
 }  // namespace
 
 BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
-                       const CalibSequences& calib, uint64_t target_bytes,
+                       const CalibSequences& calib, const BudgetTarget& target,
                        uint64_t overhead_bytes) {
     const QuantizePlan qp = plan_quantization(source, recipe);
     int64_t n_weights = 0;
     for (const Tensor* t : qp.sources) n_weights += t->rows() * t->cols();
     const std::map<std::string, std::vector<double>> errors =
-        n_weights <= kEndToEndMaxWeights ? output_kl(source, calib, recipe)
-                                         : block_errors(source, calib, recipe);
+        n_weights <= kEndToEndMaxWeights
+            ? output_kl(source, leading(calib, kEndToEndTokens), recipe)
+            : block_errors(source, calib, recipe);
     BudgetPlan plan;
-    plan.target_bytes = target_bytes;
     plan.fixed_bytes = overhead_bytes;
     for (size_t i = 0; i < qp.sources.size(); ++i) {
         const Tensor& t = *qp.sources[i];
@@ -217,11 +232,21 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
         plan.tensors.push_back(std::move(bt));
     }
     uint64_t total = plan.fixed_bytes;
-    for (const BudgetTensor& bt : plan.tensors) total += bt.bytes[0];
+    for (const BudgetTensor& bt : plan.tensors) {
+        total += bt.bytes[0];
+        plan.linear_weights += bt.n_weights;
+    }
+    const uint64_t target_bytes =
+        target.linear_bpw > 0.0
+            ? plan.fixed_bytes + uint64_t(target.linear_bpw * double(plan.linear_weights) / 8.0)
+            : target.file_bytes;
+    plan.target_bytes = target_bytes;
     if (total > target_bytes) {
         throw std::invalid_argument("--target-size/--bpw: " + std::to_string(target_bytes) +
                                     " bytes is below the smallest mix (" + std::to_string(total) +
-                                    " bytes, every linear layer q2)");
+                                    " bytes, every linear layer q2; at most " +
+                                    std::to_string(plan.fixed_bytes) +
+                                    " bytes are not linear layers)");
     }
     // Greedy: the upgrade (to any larger format) with the largest error
     // reduction per added byte that still fits, until none does.
@@ -261,23 +286,31 @@ QuantizeRecipe budget_recipe(const QuantizeRecipe& recipe, const BudgetPlan& pla
 }
 
 std::string format_budget(const BudgetPlan& plan) {
-    std::string s = "size budget: tensor, format, bits per weight, weighted error / q8's\n";
+    std::string s = "size budget: tensor, format, bits per weight, error (q2 q3 q4 q8)\n";
     char line[256];
     std::map<std::string, int> counts;
     for (const BudgetTensor& bt : plan.tensors) {
         const size_t i = bt.chosen;
-        const double q8 = bt.errors.back();
-        std::snprintf(line, sizeof line, "  %-28s %-3s %6.3f %10.2f\n", bt.name.c_str(),
-                      format_name(bt.formats[i]), 8.0 * double(bt.bytes[i]) / double(bt.n_weights),
-                      q8 > 0 ? bt.errors[i] / q8 : 0.0);
+        std::snprintf(line, sizeof line, "  %-28s %-3s %6.3f ", bt.name.c_str(),
+                      format_name(bt.formats[i]), 8.0 * double(bt.bytes[i]) / double(bt.n_weights));
         s += line;
+        for (double e : bt.errors) {
+            std::snprintf(line, sizeof line, " %.3g", e);
+            s += line;
+        }
+        s += "\n";
         ++counts[format_name(bt.formats[i])];
     }
     s += "  formats:";
     for (const auto& [name, n] : counts) s += " " + name + " x" + std::to_string(n);
-    std::snprintf(line, sizeof line, "\n  predicted %llu bytes (target %llu)\n",
-                  static_cast<unsigned long long>(plan.predicted_bytes),
-                  static_cast<unsigned long long>(plan.target_bytes));
+    uint64_t linear_bytes = 0;
+    for (const BudgetTensor& bt : plan.tensors) linear_bytes += bt.bytes[bt.chosen];
+    std::snprintf(
+        line, sizeof line,
+        "\n  linear layers %.3f bits per weight; predicted %llu bytes (target %llu)\n",
+        plan.linear_weights > 0 ? 8.0 * double(linear_bytes) / double(plan.linear_weights) : 0.0,
+        static_cast<unsigned long long>(plan.predicted_bytes),
+        static_cast<unsigned long long>(plan.target_bytes));
     s += line;
     return s;
 }

@@ -1,14 +1,18 @@
 // Size budget for `nibble quantize --target-size / --bpw`: each linear layer's
 // format is chosen from a ladder (q2, q3, q4, q8 at the recipe's group size and
 // double-quantization setting) by a greedy allocation. Every layer starts in
-// the smallest format; the upgrade with the largest reduction of output error
-// per added byte is taken while it fits in the budget, until none fits.
+// the smallest format; the upgrade with the largest reduction of error per
+// added byte is taken while it fits in the budget, until none fits.
 //
-// The error of a layer in a format is the calibration-weighted squared error
-// of its round-to-nearest quantization, sum_{r,c} E[x_c^2] (w_rc - w'_rc)^2,
-// with E[x_c^2] the mean square of input channel c over the calibration tokens
-// in the full-precision model (the diagonal of the layer's Hessian): the
-// expected squared output error when the weight errors are uncorrelated.
+// The error of a layer in a format, measured on the calibration tokens with
+// that layer alone rounded (RTN) and everything else in full precision:
+//   models of at most 2^26 weights: the mean KL divergence of the next-token
+//     distribution from the full-precision one (on the first calibration
+//     sequences holding at most 2048 tokens; every block held in FP32);
+//   larger models: the squared change of the layer's sub-block output (the
+//     attention or FFN contribution to the residual stream) relative to the
+//     residual stream's squared norm at the block's input (one block at a time).
+// The errors of the layers are assumed to add up.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,16 +36,24 @@ struct BudgetPlan {
     std::vector<BudgetTensor> tensors;  // the linear layers, model order
     uint64_t fixed_bytes = 0;           // everything else: other tensors, header, tokenizer
     uint64_t predicted_bytes = 0;       // fixed_bytes + the chosen blobs
-    uint64_t target_bytes = 0;
+    uint64_t target_bytes = 0;          // the file's budget
+    int64_t linear_weights = 0;         // weights of the linear layers
 };
 
-// Chooses the formats of `recipe`'s linear layers (blk.*, 2-D) for a file of
-// at most target_bytes (overhead_bytes: header and tokenizer, estimated by the
-// caller). Throws std::invalid_argument when even the smallest formats do not
-// fit. Calibration weights from a full-precision pass over calib (LLaMA-style
-// models; others weigh every channel 1).
+// The budget: a file size, or bits per weight of the linear layers.
+struct BudgetTarget {
+    uint64_t file_bytes = 0;  // whole file (when linear_bpw is 0)
+    double linear_bpw = 0.0;  // average over the linear layers' weights (blobs included)
+};
+
+// Chooses the formats of `recipe`'s linear layers (blk.*, 2-D) for the
+// target (overhead_bytes: header and tokenizer, estimated by the caller).
+// Throws std::invalid_argument when even the smallest formats do not fit.
+// Errors from the calibration tokens (LLaMA-style models; others: relative
+// squared weight error).
 BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
-                       const CalibSequences& calib, uint64_t target_bytes, uint64_t overhead_bytes);
+                       const CalibSequences& calib, const BudgetTarget& target,
+                       uint64_t overhead_bytes);
 
 // The recipe with one --keep rule per linear layer for the plan's choices.
 QuantizeRecipe budget_recipe(const QuantizeRecipe& recipe, const BudgetPlan& plan);
