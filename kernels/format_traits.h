@@ -14,7 +14,7 @@
 
 #include "kernels/codebooks.h"
 #include "kernels/formats.h"
-#include "kernels/lowbit.h"
+#include "kernels/q2q3.h"
 #include "kernels/quantize_group.h"
 
 namespace nibble {
@@ -140,8 +140,8 @@ struct FormatTraits<WeightFormat::q6k> {
     static constexpr bool code_book = false;
     static constexpr bool fp16_grid = false;
 };
-// nibble's own low-bit formats (kernels/lowbit.h): run by kernels of their own
-// (row_kernels false: kernels/matmul_lowbit.h), never by the shared row kernels.
+// nibble's own low-bit formats (kernels/q2q3.h): run by kernels of their own
+// (row_kernels false: kernels/matmul_q2q3.h), never by the shared row kernels.
 // w = d (q - 4), q in 0..7.
 template <>
 struct FormatTraits<WeightFormat::q3> {

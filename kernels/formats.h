@@ -21,7 +21,7 @@
 //                q3/q2: per 32-column chunk a 2-bit plane of 8 bytes, byte j holding
 //                columns j, j+8, j+16, j+24 in bits 0-1, 2-3, 4-5, 6-7; q3 then
 //                4 more bytes, a little-endian uint32 whose bit c is bit 2 of column
-//                c's code (12 bytes per chunk for q3, 8 for q2; kernels/lowbit.h).
+//                c's code (12 bytes per chunk for q3, 8 for q2; kernels/q2q3.h).
 //   mins         q4a and q2 only: one per group, same encoding as scales.
 //   dq_params    double quantization only: for the scales stream (and the mins
 //                stream for q4a) one fp32 offset followed by one fp32 block scale
@@ -73,8 +73,8 @@ inline bool is_4bit(WeightFormat f) {
            f == WeightFormat::iq4nl || f == WeightFormat::q4k;
 }
 // nibble's own 3- and 2-bit group formats, run by kernels of their own
-// (kernels/lowbit.h).
-inline bool is_own_lowbit(WeightFormat f) {
+// (kernels/q2q3.h).
+inline bool is_q2q3(WeightFormat f) {
     return f == WeightFormat::q3 || f == WeightFormat::q2;
 }
 // Formats with a per-group minimum (w = d q + m).

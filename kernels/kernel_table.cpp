@@ -40,7 +40,7 @@ constexpr RowKernels kAvx2Q6kRows{avx2::matmul_rows_int8_q6k, scalar::matmul_row
                                   CodeOrder::natural};
 constexpr RowKernels kAvx512Q6kRows{avx512::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_q6k,
                                     CodeOrder::natural};
-constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_lowbit,
+constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                      CodeOrder::natural};
 
 // AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's

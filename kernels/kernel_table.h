@@ -10,7 +10,7 @@
 
 #include "kernels/activation_quant.h"
 #include "kernels/matmul_dispatch.h"
-#include "kernels/matmul_lowbit.h"
+#include "kernels/matmul_q2q3.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/vec_ops.h"
 
@@ -43,9 +43,9 @@ struct KernelEntry {
     // results; nullptr when there is none.
     const KernelEntry* faster;
     int min_tokens;  // (for an entry that is some other's `faster`)
-    // nibble's own q3 and q2 (kernels/matmul_lowbit.h); the portable ones unless given.
-    RowKernels own_lowbit = {scalar::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_lowbit,
-                             CodeOrder::natural};
+    // nibble's own q3 and q2 (kernels/matmul_q2q3.h); the portable ones unless given.
+    RowKernels q2q3 = {scalar::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                       CodeOrder::natural};
 };
 
 // An entry for every MatmulKernel but automatic, in MatmulKernel order (those

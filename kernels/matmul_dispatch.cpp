@@ -190,7 +190,7 @@ RowKernels row_kernels(const ActiveKernel& active, const PackedLayout& l, int n_
     const KernelEntry& e = active.faster != nullptr && n_tokens >= active.faster->min_tokens
                                ? *active.faster
                                : *active.entry;
-    if (is_own_lowbit(l.format)) return {e.own_lowbit, e.quantize_row};
+    if (is_q2q3(l.format)) return {e.q2q3, e.quantize_row};
     return {l.format == WeightFormat::q6k ? e.q6k : e.grouped, e.quantize_row};
 }
 

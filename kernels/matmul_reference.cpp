@@ -61,10 +61,10 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
             if constexpr (FormatTraits<F>::code_bits == 8) {
                 const int8_t* codes = reinterpret_cast<const int8_t*>(w.data + l.codes_offset);
                 q = int{codes[row * l.padded_cols + c]};            // a signed code, -127..127
-            } else if constexpr (FormatTraits<F>::code_bits < 4) {  // q3, q2 (kernels/lowbit.h)
+            } else if constexpr (FormatTraits<F>::code_bits < 4) {  // q3, q2 (kernels/q2q3.h)
                 const uint8_t* chunk = w.data + l.codes_offset + size_t(row) * l.row_code_bytes() +
                                        size_t(c / 32) * size_t(kChunkBytes<F>);
-                q = lowbit_code_at(chunk, int(c % 32), F == WeightFormat::q3);
+                q = q2q3_code_at(chunk, int(c % 32), F == WeightFormat::q3);
             } else {
                 q = nibble_at(w.data + l.codes_offset + size_t(row * l.padded_cols / 2), c);
             }

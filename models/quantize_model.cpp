@@ -85,7 +85,7 @@ void validate_recipe(const QuantizeRecipe& recipe) {
 PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
     if (is_norm(source)) return make_layout(WeightFormat::f32, source.rows(), source.cols());
     WeightFormat f = recipe.format;
-    const bool low_bits = is_4bit(recipe.format) || is_own_lowbit(recipe.format);
+    const bool low_bits = is_4bit(recipe.format) || is_q2q3(recipe.format);
     if (recipe.q8_embedding_and_output && low_bits &&
         (source.name == "token_embd.weight" || source.name == "output.weight")) {
         f = WeightFormat::q8;
@@ -99,7 +99,7 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
                       : is_grouped(f)          ? recipe.group_size
                                                : 0;
     return make_layout(f, source.rows(), source.cols(), group,
-                       recipe.double_quant && (is_4bit(f) || is_own_lowbit(f)));
+                       recipe.double_quant && (is_4bit(f) || is_q2q3(f)));
 }
 
 QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe) {

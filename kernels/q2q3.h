@@ -8,7 +8,7 @@
 // copies of the plane by 0, 2, 4, 6 at once).
 //
 // This header holds the portable arithmetic: nearest codes, the group fits
-// (kernels/quantize_lowbit.cpp), and packing; it is included by ISA code, so
+// (kernels/quantize_q2q3.cpp), and packing; it is included by ISA code, so
 // everything here is inline or only declared.
 #pragma once
 #include <cmath>
@@ -50,14 +50,14 @@ GroupFit fit_q3_group(const float* w, int n, ScaleRule rule);
 GroupFit fit_q2_group(const float* w, int n, ScaleRule rule);
 
 // Code of column j (0..31) of one chunk.
-inline int lowbit_code_at(const uint8_t* chunk, int j, bool q3) {
+inline int q2q3_code_at(const uint8_t* chunk, int j, bool q3) {
     int q = (chunk[j & 7] >> (2 * (j >> 3))) & 3;
     if (q3) q |= ((chunk[8 + (j >> 3)] >> (j & 7)) & 1) << 2;
     return q;
 }
 
 // ORs code q of padded column c into a row's zeroed code bytes.
-inline void lowbit_put_code(uint8_t* row_codes, int64_t c, int q, bool q3) {
+inline void q2q3_put_code(uint8_t* row_codes, int64_t c, int q, bool q3) {
     uint8_t* chunk = row_codes + (c / 32) * (q3 ? kQ3ChunkBytes : kQ2ChunkBytes);
     const int j = int(c % 32);
     chunk[j & 7] = uint8_t(chunk[j & 7] | ((q & 3) << (2 * (j >> 3))));

@@ -1,8 +1,8 @@
-// Portable row kernels of q3 and q2 (kernels/matmul_lowbit.h).
-#include "kernels/matmul_lowbit.h"
+// Portable row kernels of q3 and q2 (kernels/matmul_q2q3.h).
+#include "kernels/matmul_q2q3.h"
 
-#include "kernels/lowbit.h"
 #include "kernels/matmul_variants.h"
+#include "kernels/q2q3.h"
 #include "kernels/row_params.h"
 
 namespace nibble::kernels::scalar {
@@ -13,7 +13,7 @@ namespace {
 template <bool kQ3>
 inline void chunk_codes(const uint8_t* row_codes, int64_t k, int8_t* out) {
     const uint8_t* chunk = row_codes + k * (kQ3 ? kQ3ChunkBytes : kQ2ChunkBytes);
-    for (int j = 0; j < 32; ++j) out[j] = int8_t(lowbit_code_at(chunk, j, kQ3));
+    for (int j = 0; j < 32; ++j) out[j] = int8_t(q2q3_code_at(chunk, j, kQ3));
 }
 
 template <bool kQ3>
@@ -92,8 +92,8 @@ void rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_toke
 
 }  // namespace
 
-void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
-                             int64_t r1, float* y) {
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y) {
     if (w.layout.format == WeightFormat::q3) {
         rows_int8<true>(w, qa, r0, r1, y);
     } else {
@@ -101,8 +101,8 @@ void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa
     }
 }
 
-void matmul_rows_fp32_lowbit(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
-                             int64_t r0, int64_t r1, float* y) {
+void matmul_rows_fp32_q2q3(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
+                           int64_t r0, int64_t r1, float* y) {
     if (w.layout.format == WeightFormat::q3) {
         rows_fp32<true>(w, x, x_stride, n_tokens, r0, r1, y);
     } else {

@@ -1,4 +1,4 @@
-// nibble's own q3 and q2 formats (kernels/lowbit.h): packing of every code at
+// nibble's own q3 and q2 formats (kernels/q2q3.h): packing of every code at
 // every position, round-trip error bounds, and every fast kernel against the
 // reference (error bounds from the int8 activation rounding, a tight bound on
 // int8-rounded activations), GEMM == repeated GEMV and 1 == 2 threads bitwise.
@@ -13,9 +13,9 @@
 
 #include "kernel_test_settings.h"
 #include "kernels/group_params.h"
-#include "kernels/lowbit.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
+#include "kernels/q2q3.h"
 #include "kernels/quantize.h"
 #include "quant_test_util.h"
 

@@ -1,9 +1,9 @@
-// Group fits of the q3 and q2 formats (kernels/lowbit.h): the q4 and q4a
+// Group fits of the q3 and q2 formats (kernels/q2q3.h): the q4 and q4a
 // searches of kernels/quantize_group.cpp for 8 and 4 levels.
 #include <algorithm>
 
 #include "kernels/fp16.h"
-#include "kernels/lowbit.h"
+#include "kernels/q2q3.h"
 
 namespace nibble {
 

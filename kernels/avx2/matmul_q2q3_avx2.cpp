@@ -1,4 +1,4 @@
-// AVX2 int8-activation kernel of q3 and q2 (kernels/matmul_lowbit.h), run by
+// AVX2 int8-activation kernel of q3 and q2 (kernels/matmul_q2q3.h), run by
 // the AVX2, AVX-VNNI, AVX-512 and AMX entries of the kernel table. Activations
 // in natural order. Per 32-column block: the 2-bit plane (8 bytes) broadcast to
 // four 64-bit lanes shifted right by 0, 2, 4, 6 and masked gives the 32 low
@@ -9,9 +9,9 @@
 // Each (row, token) output adds the same terms in the same order whatever the
 // token blocking, so GEMM equals repeated GEMV bit for bit.
 #include "kernels/avx2/avx2_common.h"
-#include "kernels/lowbit.h"
-#include "kernels/matmul_lowbit.h"
+#include "kernels/matmul_q2q3.h"
 #include "kernels/matmul_variants.h"
+#include "kernels/q2q3.h"
 
 namespace nibble::kernels::avx2 {
 
@@ -100,8 +100,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
 
 }  // namespace
 
-void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
-                             int64_t r1, float* y) {
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y) {
     if (w.layout.format == WeightFormat::q3) {
         rows_int8<true>(w, qa, r0, r1, y);
     } else {
