@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cxxopts.hpp>
+#include <filesystem>
 #include <stdexcept>
 
 #include "apps/commands.h"
@@ -15,6 +16,7 @@
 #include "models/loader.h"
 #include "models/nibble_file.h"
 #include "models/output_file.h"
+#include "models/quant_budget.h"
 #include "models/quant_calibrated.h"
 #include "models/quantize_model.h"
 
@@ -39,9 +41,9 @@ void add_quantize_options(cxxopts::Options& options) {
     options.add_options()
         ("input", "model to read (llama2.c .bin, runq q80, GGUF, nibble)", cxxopts::value<std::string>())
         ("output", "nibble model file to write", cxxopts::value<std::string>())
-        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
+        ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8, q3, q2 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
         ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
-        ("double-quant", "quantize the 4-bit group scales to 8 bits (QLoRA)")
+        ("double-quant", "quantize the group scales (and q4a/q2 minimums) of the 4-, 3- and 2-bit formats to 8 bits (QLoRA)")
         ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
         ("rule", "scale choice: search (least squares), simple (max|w|/7, min/max, absmax), minus8 (q4: largest magnitude -> -8)", cxxopts::value<std::string>()->default_value("search"))
         ("no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")
@@ -53,6 +55,8 @@ void add_quantize_options(cxxopts::Options& options) {
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
         ("file-version", "nibble file version to write: 1 (row-major) or 2 (matrices in interleaved row blocks of 4 rows)", cxxopts::value<int>()->default_value("1"))
+        ("target-size", "size budget of the output file (bytes, or with K, M, G: powers of 1000): each linear layer gets q2, q3, q4 or q8 by its calibration-weighted error; needs --calib", cxxopts::value<std::string>())
+        ("bpw", "size budget in bits per weight of the linear layers (blk.*; the rest as the recipe says)", cxxopts::value<double>())
         ("q,quiet", "no progress bar and no table")
         ("h,help", "show this help");
     // clang-format on
@@ -67,7 +71,7 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     const auto format = parse_format(fname);
     if (!format || is_ggml_block_format(*format)) {  // those come from GGUF files only
         throw UsageError("--format: unknown format '" + fname +
-                         "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, f16, f32)");
+                         "' (q4, q4a, nf4, iq4nl, q4k, q6k, q8, q3, q2, f16, f32)");
     }
     recipe.format = *format;
     recipe.group_size = args["group-size"].as<int>();
@@ -83,8 +87,9 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     } else {
         throw UsageError("--rule: unknown rule '" + rule + "' (search, simple, minus8)");
     }
-    if (recipe.double_quant && !is_4bit(recipe.format)) {
-        throw UsageError("--double-quant: applies to the 4-bit formats only, not " + fname);
+    if (recipe.double_quant && !is_4bit(recipe.format) && !is_q2q3(recipe.format)) {
+        throw UsageError("--double-quant: applies to the 4-, 3- and 2-bit formats only, not " +
+                         fname);
     }
     try {
         validate_recipe(recipe);
@@ -122,7 +127,11 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
     if (*method != QuantMethod::rtn && !args.count("calib")) {
         throw UsageError(std::string("--method ") + method_name(*method) + " needs --calib TEXT");
     }
-    if (*method == QuantMethod::rtn && args.count("calib")) {
+    const bool budget = args.count("target-size") > 0 || args.count("bpw") > 0;
+    if (budget && !args.count("calib")) {
+        throw UsageError("--target-size/--bpw: needs --calib TEXT (the layers' input statistics)");
+    }
+    if (*method == QuantMethod::rtn && args.count("calib") && !budget) {
         throw UsageError("--calib: --method rtn uses no calibration");
     }
     if (!uses_gptq &&
@@ -140,7 +149,7 @@ MethodOptions method_options(const cxxopts::ParseResult& args, const QuantizeRec
     }
     if (*method != QuantMethod::rtn && !is_grouped(recipe.format)) {
         throw UsageError(std::string("--method ") + method_name(*method) +
-                         ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8)");
+                         ": needs a grouped --format (q4, q4a, nf4, iq4nl, q8, q3, q2)");
     }
     bool kquant = recipe.format == WeightFormat::q4k;
     for (const KeepRule& k : recipe.keep)
@@ -197,6 +206,62 @@ QuantizeResult quantize_calibrated(const cxxopts::ParseResult& args, const Model
                                        quiet ? QuantizeProgress() : draw_progress);
 }
 
+// --target-size SIZE (K, M, G: powers of 1000) or --bpw B; none: both 0.
+BudgetTarget budget_target(const cxxopts::ParseResult& args) {
+    if (args.count("target-size") && args.count("bpw")) {
+        throw UsageError("--target-size and --bpw: give one of them");
+    }
+    BudgetTarget target;
+    if (args.count("bpw")) {
+        target.linear_bpw = args["bpw"].as<double>();
+        if (!(target.linear_bpw >= 2.0 && target.linear_bpw <= 32.0)) {
+            throw UsageError("--bpw must be in 2..32");
+        }
+        return target;
+    }
+    if (!args.count("target-size")) return target;
+    const std::string s = args["target-size"].as<std::string>();
+    size_t used = 0;
+    double v = 0.0;
+    try {
+        v = std::stod(s, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    double unit = 1.0;
+    const std::string suffix = s.substr(used);
+    if (suffix == "K" || suffix == "k")
+        unit = 1e3;
+    else if (suffix == "M")
+        unit = 1e6;
+    else if (suffix == "G")
+        unit = 1e9;
+    else if (!suffix.empty())
+        used = 0;
+    if (used == 0 || !(v > 0.0)) {
+        throw UsageError("--target-size: '" + s + "' is not a size (e.g. 2.2G, 800M, 1500000)");
+    }
+    target.file_bytes = uint64_t(v * unit);
+    return target;
+}
+
+// The budget's formats as --keep rules, with the table printed.
+QuantizeRecipe apply_budget(const cxxopts::ParseResult& args, const Model& model,
+                            const QuantizeRecipe& recipe, const BudgetTarget& target,
+                            const std::string& tokenizer_proto, bool quiet,
+                            uint64_t& target_bytes) {
+    const Tokenizer tokenizer = resolve_tokenizer(model, args["tokenizer"].as<std::string>());
+    const CalibSequences calib =
+        calibration_sequences(read_text_file(args["calib"].as<std::string>()), tokenizer,
+                              args["calib-tokens"].as<int64_t>(), model.config.max_seq_len);
+    // Header, tensor table and tokenizer: a small allowance beyond the blobs.
+    const uint64_t overhead = tokenizer_proto.size() + 4096 + 128 * model.tensors().size();
+    const BudgetPlan plan = plan_budget(model, recipe, calib, target, overhead);
+    if (!quiet) std::fputs(format_budget(plan).c_str(), stdout);
+    target_bytes = plan.target_bytes;
+    return budget_recipe(recipe, plan);
+}
+
 }  // namespace
 
 int quantize_command(int argc, char** argv) {
@@ -221,19 +286,32 @@ int quantize_command(int argc, char** argv) {
     check_output_path(out_path, inputs);
     // RTN streams: each source tensor is converted when its turn comes and
     // released after (Tensor::deferred). GPTQ/AWQ run the model, so load it whole.
-    const bool streamed = method.calibrated.method == QuantMethod::rtn;
+    const bool budget = args.count("target-size") > 0 || args.count("bpw") > 0;
+    const bool streamed = method.calibrated.method == QuantMethod::rtn && !budget;
     const Model model =
         load_model_reporting(args["input"].as<std::string>(), {.defer_conversion = streamed});
     const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
+    const BudgetTarget target = budget_target(args);
+    const bool budget_on = target.file_bytes > 0 || target.linear_bpw > 0.0;
+    QuantizeRecipe chosen = recipe;
+    uint64_t target_bytes = 0;
+    if (budget_on) {
+        try {
+            chosen =
+                apply_budget(args, model, recipe, target, tokenizer_proto, quiet, target_bytes);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(e.what());
+        }
+    }
 
     // Tensor by tensor into the file: the quantized model is never all in memory.
     QuantizeResult result;
     try {
         if (method.calibrated.method == QuantMethod::rtn) {
-            result = quantize_model_to_file(model, recipe, out_path, tokenizer_proto,
+            result = quantize_model_to_file(model, chosen, out_path, tokenizer_proto,
                                             quiet ? QuantizeProgress() : draw_progress);
         } else {
-            result = quantize_calibrated(args, model, recipe, method, tokenizer_proto, quiet);
+            result = quantize_calibrated(args, model, chosen, method, tokenizer_proto, quiet);
         }
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
@@ -248,7 +326,16 @@ int quantize_command(int argc, char** argv) {
     }
     if (!quiet) std::fputs(format_report(result).c_str(), stdout);
     std::printf("wrote %s (%s, tokenizer %s)\n", escape_for_terminal(out_path).c_str(),
-                format_name(recipe.format), tokenizer_proto.empty() ? "not included" : "included");
+                budget_on ? "size budget" : format_name(recipe.format),
+                tokenizer_proto.empty() ? "not included" : "included");
+    if (budget_on) {
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(out_path, ec);
+        std::printf("size: target %llu bytes, measured %llu (%+.2f%%)\n",
+                    static_cast<unsigned long long>(target_bytes),
+                    static_cast<unsigned long long>(ec ? 0 : size),
+                    100.0 * (double(ec ? 0 : size) / double(target_bytes) - 1.0));
+    }
     return 0;
 }
 

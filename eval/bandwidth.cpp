@@ -21,9 +21,9 @@ uint64_t packed_row_bytes(const PackedLayout& l) {
         is_ggml_block_format(l.format))
         return uint64_t(l.total_bytes / uint64_t(l.rows));
     // Codes of the row, then one scale (and one minimum for q4a) per group:
-    // fp16, or an int8 code when double-quantized.
+    // fp16, or an int8 code when double-quantized (minimums: q4a, q2).
     const uint64_t per_param = l.double_quant ? 1 : 2;
-    const uint64_t streams = l.format == WeightFormat::q4a ? 2 : 1;
+    const uint64_t streams = has_mins(l.format) ? 2 : 1;
     return uint64_t(l.row_code_bytes()) + uint64_t(l.groups_per_row) * per_param * streams;
 }
 

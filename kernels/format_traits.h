@@ -14,6 +14,7 @@
 
 #include "kernels/codebooks.h"
 #include "kernels/formats.h"
+#include "kernels/q2q3.h"
 #include "kernels/quantize_group.h"
 
 namespace nibble {
@@ -23,9 +24,9 @@ struct FormatTraits;
 
 // Which row kernels of a kernel table entry run a format (kernels/kernel_table.h):
 // the shared ones (every format with row_kernels), q6k's, or the ggml block
-// formats' (kernels/lowbit.h).
-enum class RowFamily : uint8_t { grouped, q6k, lowbit };
-inline constexpr int kRowFamilies = 3;
+// formats' (kernels/lowbit.h), or nibble's q3 and q2 (kernels/q2q3.h).
+enum class RowFamily : uint8_t { grouped, q6k, lowbit, q2q3 };
+inline constexpr int kRowFamilies = 4;
 
 // Each grouped format's arithmetic, for a group of scale d (and offset m):
 //   code(w, d, m)      the stored code nearest w (kernels/quantize_group.h),
@@ -179,6 +180,42 @@ template <>
 struct FormatTraits<WeightFormat::q2k> : GgmlBlockTraits<WeightFormat::q2k, 2, true> {
     static constexpr const char* name = "q2k";
 };
+// nibble's own low-bit formats (kernels/q2q3.h): run by kernels of their own
+// (row_kernels false: kernels/matmul_q2q3.h), never by the shared row kernels.
+// w = d (q - 4), q in 0..7.
+template <>
+struct FormatTraits<WeightFormat::q3> {
+    static constexpr const char* name = "q3";
+    static constexpr WeightFormat kernel_format = WeightFormat::q3;
+    static constexpr bool row_kernels = false;
+    static constexpr int code_bits = 3;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;  // q in 0..7, w = d (q - 4)
+    static constexpr int code_offset = 4;
+    static constexpr bool has_mins = false;
+    static constexpr bool code_book = false;
+    static constexpr bool fp16_grid = true;
+    static int code(float w, float d, float /*m*/) { return q3_code(w, d); }
+    static float value(int q, float d, float /*m*/) { return d * float(q - 4); }
+    static GroupFit fit(const float* w, int n, ScaleRule rule) { return fit_q3_group(w, n, rule); }
+};
+// w = d q + m, q in 0..3.
+template <>
+struct FormatTraits<WeightFormat::q2> {
+    static constexpr const char* name = "q2";
+    static constexpr WeightFormat kernel_format = WeightFormat::q2;
+    static constexpr bool row_kernels = false;
+    static constexpr int code_bits = 2;
+    static constexpr bool grouped = true;
+    static constexpr bool signed_codes = false;  // q in 0..3, w = d q + m
+    static constexpr int code_offset = 0;
+    static constexpr bool has_mins = true;
+    static constexpr bool code_book = false;
+    static constexpr bool fp16_grid = true;
+    static int code(float w, float d, float m) { return q2_code(w, d, m); }
+    static float value(int q, float d, float m) { return d * float(q) + m; }
+    static GroupFit fit(const float* w, int n, ScaleRule rule) { return fit_q2_group(w, n, rule); }
+};
 template <>
 struct FormatTraits<WeightFormat::f16> {
     static constexpr const char* name = "f16";
@@ -216,6 +253,7 @@ inline constexpr bool kGroupArithmetic =
 constexpr RowFamily row_family(WeightFormat f) {
     return f == WeightFormat::q6k    ? RowFamily::q6k
            : is_ggml_block_format(f) ? RowFamily::lowbit
+           : is_q2q3(f)              ? RowFamily::q2q3
                                      : RowFamily::grouped;
 }
 
@@ -278,6 +316,12 @@ void visit_any_format(WeightFormat format, Fn&& fn) {
             break;
         case WeightFormat::q2k:
             fn(FormatTag<WeightFormat::q2k>{});
+            break;
+        case WeightFormat::q3:
+            fn(FormatTag<WeightFormat::q3>{});
+            break;
+        case WeightFormat::q2:
+            fn(FormatTag<WeightFormat::q2>{});
             break;
     }
 }

@@ -20,7 +20,7 @@ std::optional<WeightFormat> parse_format(const std::string& name) {
     for (auto f : {WeightFormat::f32, WeightFormat::f16, WeightFormat::q8, WeightFormat::q4,
                    WeightFormat::q4a, WeightFormat::nf4, WeightFormat::iq4nl, WeightFormat::q4k,
                    WeightFormat::q6k, WeightFormat::q5_0, WeightFormat::q5_1, WeightFormat::q5k,
-                   WeightFormat::q3k, WeightFormat::q2k}) {
+                   WeightFormat::q3k, WeightFormat::q2k, WeightFormat::q3, WeightFormat::q2}) {
         if (name == format_name(f)) return f;
     }
     return std::nullopt;
@@ -136,11 +136,15 @@ PackedLayout make_layout(WeightFormat format, int64_t rows, int64_t cols, int gr
     l.padded_cols = l.groups_per_row * group_size;
     const int64_t n_groups = rows * l.groups_per_row;
     const size_t per_group_param = double_quant ? 1 : 2;  // int8 code or fp16
-    const int n_streams = format == WeightFormat::q4a ? 2 : 1;
+    const int n_streams = has_mins(format) ? 2 : 1;
 
     size_t at = 0;
     l.codes_offset = at;
-    l.codes_bytes = size_t(rows * l.padded_cols) / (format == WeightFormat::q8 ? 1 : 2);
+    const size_t code_bits = format == WeightFormat::q8   ? 8
+                             : format == WeightFormat::q3 ? 3
+                             : format == WeightFormat::q2 ? 2
+                                                          : 4;
+    l.codes_bytes = size_t(rows * l.padded_cols) * code_bits / 8;
     at = align_up(at + l.codes_bytes, kSectionAlign);
     l.scales_offset = at;
     l.scales_bytes = size_t(n_groups) * per_group_param;

@@ -18,7 +18,11 @@
 //                q4k: 16 bytes per 256 columns (kernels/kquant_params.h).
 //                q6k: codes 192 bytes and parameters 18 bytes per 256 columns
 //                (kernels/q6k.h: llama.cpp's Q6_K block split in two sections).
-//   mins         q4a only: one per group, same encoding as scales.
+//                q3/q2: per 32-column chunk a 2-bit plane of 8 bytes, byte j holding
+//                columns j, j+8, j+16, j+24 in bits 0-1, 2-3, 4-5, 6-7; q3 then
+//                4 more bytes, a little-endian uint32 whose bit c is bit 2 of column
+//                c's code (12 bytes per chunk for q3, 8 for q2; kernels/q2q3.h).
+//   mins         q4a and q2 only: one per group, same encoding as scales.
 //   dq_params    double quantization only: for the scales stream (and the mins
 //                stream for q4a) one fp32 offset followed by one fp32 block scale
 //                per 256 groups.
@@ -49,6 +53,8 @@
 //                                    columns a multiple of it). Dequantized as
 //                                    ggml's dequantize_row_*; kernels of their
 //                                    own (kernels/lowbit.h, matmul_lowbit.cpp)
+//   q3:   w = d * (q - 4)            q in 0..7 (signed code q-4 in -4..3)
+//   q2:   w = d * q + m              q in 0..3, m near the group minimum
 //   (nf4 and iq4nl are the code-book formats: kernels/codebooks.h; the format's
 //   name names the table in nibble files)
 // Double quantization (QLoRA) of a per-group stream s (scales or mins):
@@ -56,7 +62,7 @@
 //
 // Bits per weight at group size G: q4/nf4/iq4nl 4 + 16/G, q4a 4 + 32/G, q8 8 + 16/G,
 // q4k 4.5 (Q4_K's size), q6k 6.5625 (Q6_K's size), q5_0 5.5, q5_1 6, q5k 5.5,
-// q3k 3.4375, q2k 2.625 (ggml's sizes);
+// q3k 3.4375, q2k 2.625 (ggml's sizes), q3 3 + 16/G, q2 2 + 32/G;
 // with double quantization the 16-bit stream costs 8 + 32/256 bits per group.
 #pragma once
 #include <cstddef>
@@ -66,8 +72,9 @@
 
 namespace nibble {
 
-// q5_0 .. q2k (at the end): ggml's Q5_0, Q5_1, Q5_K, Q3_K and Q2_K blocks held
-// as they are in a GGUF file (kernels/lowbit.h).
+// q5_0 .. q2k: ggml's Q5_0, Q5_1, Q5_K, Q3_K and Q2_K blocks held as they are
+// in a GGUF file (kernels/lowbit.h); q3, q2: nibble's own 3- and 2-bit group
+// formats (kernels/q2q3.h).
 enum class WeightFormat : uint8_t {
     f32,
     f16,
@@ -83,6 +90,8 @@ enum class WeightFormat : uint8_t {
     q5k,
     q3k,
     q2k,
+    q3,
+    q2,
 };
 
 const char* format_name(WeightFormat format);
@@ -99,9 +108,14 @@ inline bool is_4bit(WeightFormat f) {
     return f == WeightFormat::q4 || f == WeightFormat::q4a || f == WeightFormat::nf4 ||
            f == WeightFormat::iq4nl || f == WeightFormat::q4k;
 }
+// nibble's own 3- and 2-bit group formats, run by kernels of their own
+// (kernels/q2q3.h).
+constexpr bool is_q2q3(WeightFormat f) {
+    return f == WeightFormat::q3 || f == WeightFormat::q2;
+}
 // Formats with a per-group minimum (w = d q + m).
 inline bool has_mins(WeightFormat f) {
-    return f == WeightFormat::q4a || f == WeightFormat::q4k;
+    return f == WeightFormat::q4a || f == WeightFormat::q4k || f == WeightFormat::q2;
 }
 
 // Double quantization groups the per-group scales in blocks of this many.

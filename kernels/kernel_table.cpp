@@ -26,6 +26,8 @@ constexpr RowKernels kScalarQ6kRows{scalar::matmul_rows_int8_q6k, scalar::matmul
                                     CodeOrder::natural};
 constexpr RowKernels kScalarLowbitRows{scalar::matmul_rows_int8_lowbit,
                                        scalar::matmul_rows_fp32_lowbit, CodeOrder::natural};
+constexpr RowKernels kScalarQ2q3Rows{scalar::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                     CodeOrder::natural};
 
 #if defined(__x86_64__)
 bool has_avx2() {
@@ -46,6 +48,8 @@ constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_lowbit, scalar::matm
                                      CodeOrder::natural};
 constexpr RowKernels kAvx512LowbitRows{avx512::matmul_rows_int8_lowbit,
                                        scalar::matmul_rows_fp32_lowbit, CodeOrder::natural};
+constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                   CodeOrder::natural};
 
 // AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's
 // results (kernels/amx/); everything else as AVX-512.
@@ -56,7 +60,8 @@ constexpr KernelEntry kAmx{MatmulKernel::avx512,
                            nullptr,
                            {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
                             kAvx512Q6kRows,
-                            kAvx512LowbitRows},
+                            kAvx512LowbitRows,
+                            kAvx2Q2q3Rows},
                            avx2::quantize_activation_row,
                            vec_ops_avx2,
                            nullptr,
@@ -80,7 +85,8 @@ constexpr KernelEntry kNeonDotprod{
     nullptr,
     {{neon::matmul_rows_int8_dotprod, neon::matmul_rows_fp32, CodeOrder::natural},
      kScalarQ6kRows,
-     kScalarLowbitRows},
+     kScalarLowbitRows,
+     kScalarQ2q3Rows},
     quantize_activation_row,
     vec_ops_neon,
     nullptr,
@@ -94,7 +100,7 @@ constexpr KernelEntry absent(MatmulKernel kernel, const char* name) {
             never,
             false,
             nullptr,
-            {kScalarRows, kScalarQ6kRows, kScalarLowbitRows},
+            {kScalarRows, kScalarQ6kRows, kScalarLowbitRows, kScalarQ2q3Rows},
             quantize_activation_row,
             nullptr,
             nullptr,
@@ -108,7 +114,7 @@ constexpr KernelEntry kTable[] = {
      always,
      false,
      reference::matmul,
-     {kScalarRows, kScalarQ6kRows, kScalarLowbitRows},
+     {kScalarRows, kScalarQ6kRows, kScalarLowbitRows, kScalarQ2q3Rows},
      quantize_activation_row,
      nullptr,
      nullptr,
@@ -118,7 +124,7 @@ constexpr KernelEntry kTable[] = {
      always,
      true,
      nullptr,
-     {kScalarRows, kScalarQ6kRows, kScalarLowbitRows},
+     {kScalarRows, kScalarQ6kRows, kScalarLowbitRows, kScalarQ2q3Rows},
      quantize_activation_row,
      nullptr,
      nullptr,
@@ -131,7 +137,8 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{avx2::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::pairs},
       kAvx2Q6kRows,
-      kAvx2LowbitRows},
+      kAvx2LowbitRows,
+      kAvx2Q2q3Rows},
      avx2::quantize_activation_row,
      vec_ops_avx2,
      nullptr,
@@ -143,7 +150,8 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{avxvnni::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::pairs},
       kAvx2Q6kRows,
-      kAvx2LowbitRows},
+      kAvx2LowbitRows,
+      kAvx2Q2q3Rows},
      avx2::quantize_activation_row,
      vec_ops_avx2,
      nullptr,
@@ -155,7 +163,8 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{avx512::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
       kAvx512Q6kRows,
-      kAvx512LowbitRows},
+      kAvx512LowbitRows,
+      kAvx2Q2q3Rows},
      avx2::quantize_activation_row,
      vec_ops_avx2,
      &kAmx,
@@ -174,7 +183,8 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kScalarQ6kRows,
-      kScalarLowbitRows},
+      kScalarLowbitRows,
+      kScalarQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      &kNeonDotprod,
@@ -186,7 +196,8 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kScalarQ6kRows,
-      kScalarLowbitRows},
+      kScalarLowbitRows,
+      kScalarQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      nullptr,

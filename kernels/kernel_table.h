@@ -11,6 +11,7 @@
 #include "kernels/activation_quant.h"
 #include "kernels/format_traits.h"
 #include "kernels/matmul_dispatch.h"
+#include "kernels/matmul_q2q3.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/vec_ops.h"
 
@@ -36,7 +37,7 @@ struct KernelEntry {
     WholeMatmulFn whole_matmul;
     // Per RowFamily (kernels/format_traits.h: row_family): grouped (q8, q4,
     // q4a, q4k, nf4, iq4nl, f16, f32), q6k (kernels/q6k.h), lowbit (the ggml
-    // block formats, kernels/lowbit.h).
+    // block formats, kernels/lowbit.h), q2q3 (nibble's q3 and q2, kernels/q2q3.h).
     RowKernels rows[kRowFamilies];
     QuantizeRowFn quantize_row;
     const VecOps* (*vec_ops)();  // nullptr (or a null result): the portable ones

@@ -74,7 +74,10 @@ void dequantize_row_as(const MatrixView& w, int64_t row, float* out) {
                 FormatTraits<F>::has_mins ? group_param(w, GroupStream::mins, gi) : 0.0f;
             int q = 0;
             if constexpr (FormatTraits<F>::code_bits == 8) {
-                q = int{int8_t(codes[c])};  // a signed code, -127..127
+                q = int{int8_t(codes[c])};                          // a signed code, -127..127
+            } else if constexpr (FormatTraits<F>::code_bits < 4) {  // q3, q2 (kernels/q2q3.h)
+                const uint8_t* chunk = codes + size_t(c / 32) * size_t(kChunkBytes<F>);
+                q = q2q3_code_at(chunk, int(c % 32), F == WeightFormat::q3);
             } else {
                 q = nibble_at(codes, c);
             }

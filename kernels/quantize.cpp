@@ -12,6 +12,7 @@
 #include "kernels/fp16.h"
 #include "kernels/group_params.h"
 #include "kernels/kquant_params.h"
+#include "kernels/q2q3.h"
 #include "kernels/quantize_group.h"
 
 namespace nibble {
@@ -172,6 +173,9 @@ void write_codes(const float* src, const MatrixView& view, uint8_t* dst) {
                 if constexpr (FormatTraits<F>::code_bits == 8) {
                     int8_t* codes = reinterpret_cast<int8_t*>(dst + l.codes_offset);
                     codes[r * l.padded_cols + c] = int8_t(q);
+                } else if constexpr (FormatTraits<F>::code_bits < 4) {  // q3, q2
+                    q2q3_put_code(dst + l.codes_offset + size_t(r) * l.row_code_bytes(), c, q,
+                                  F == WeightFormat::q3);
                 } else {
                     put_nibble(dst + l.codes_offset + size_t(r * l.padded_cols / 2), c, q);
                 }

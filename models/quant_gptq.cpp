@@ -77,7 +77,7 @@ GroupTable make_table(const PackedLayout& l) {
     GroupTable t;
     t.gpr = l.groups_per_row;
     t.scales.assign(size_t(l.n_groups()), 0.0f);
-    if (l.format == WeightFormat::q4a) t.mins.assign(size_t(l.n_groups()), 0.0f);
+    if (has_mins(l.format)) t.mins.assign(size_t(l.n_groups()), 0.0f);
     return t;
 }
 

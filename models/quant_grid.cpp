@@ -29,7 +29,7 @@ QuantizedMatrix rtn_quantize(const RowMatrix& w, const PackedLayout& layout, Sca
     q.values = w;
     const int64_t gpr = layout.groups_per_row, g_size = layout.group_size;
     q.scales.assign(size_t(layout.n_groups()), 0.0f);
-    if (layout.format == WeightFormat::q4a) q.mins.assign(size_t(layout.n_groups()), 0.0f);
+    if (has_mins(layout.format)) q.mins.assign(size_t(layout.n_groups()), 0.0f);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < layout.rows; ++r) {
         for (int64_t g = 0; g < gpr; ++g) {

@@ -62,7 +62,7 @@ KeepRule parse_keep_rule(const std::string& spec) {
     const auto format = parse_format(fname);
     if (!format || is_ggml_block_format(*format)) {  // those come from GGUF files only
         throw std::invalid_argument("--keep: unknown format '" + fname + "' in '" + spec +
-                                    "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k)");
+                                    "' (f32, f16, q8, q4, q4a, nf4, iq4nl, q4k, q6k, q3, q2)");
     }
     rule.format = *format;
     const bool is_regex = rule.pattern.rfind("re:", 0) == 0;
@@ -86,7 +86,8 @@ void validate_recipe(const QuantizeRecipe& recipe) {
 PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
     if (is_norm(source)) return make_layout(WeightFormat::f32, source.rows(), source.cols());
     WeightFormat f = recipe.format;
-    if (recipe.q8_embedding_and_output && is_4bit(recipe.format) &&
+    const bool low_bits = is_4bit(recipe.format) || is_q2q3(recipe.format);
+    if (recipe.q8_embedding_and_output && low_bits &&
         (source.name == "token_embd.weight" || source.name == "output.weight")) {
         f = WeightFormat::q8;
     }
@@ -98,7 +99,8 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
                       : f == WeightFormat::q6k ? 256
                       : is_grouped(f)          ? recipe.group_size
                                                : 0;
-    return make_layout(f, source.rows(), source.cols(), group, recipe.double_quant && is_4bit(f));
+    return make_layout(f, source.rows(), source.cols(), group,
+                       recipe.double_quant && (is_4bit(f) || is_q2q3(f)));
 }
 
 QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe) {

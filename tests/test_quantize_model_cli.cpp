@@ -99,7 +99,7 @@ TEST_CASE("bad options exit with code 2 and one line naming the option") {
         {"--format q5", "--format"},
         {"--group-size 48", "--group-size"},
         {"--keep token_embd.weight", "--keep"},
-        {"--keep token_embd.weight=q3", "--keep"},
+        {"--keep token_embd.weight=q7", "--keep"},
         {"--keep 'blk.99.*=q8'", "--keep"},
         {"--rule best", "--rule"},
         {"--format q8 --double-quant", "--double-quant"},

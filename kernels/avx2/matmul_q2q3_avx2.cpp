@@ -1,0 +1,112 @@
+// AVX2 int8-activation kernel of q3 and q2 (kernels/matmul_q2q3.h), run by
+// the AVX2, AVX-VNNI, AVX-512 and AMX entries of the kernel table. Activations
+// in natural order. Per 32-column block: the 2-bit plane (8 bytes) broadcast to
+// four 64-bit lanes shifted right by 0, 2, 4, 6 and masked gives the 32 low
+// code bits in column order; q3's third bits (4 bytes) are spread to one byte
+// per column with vpshufb and a bit mask. The unsigned codes go into
+// vpmaddubsw's unsigned operand (|pair sum| <= 2 * 7 * 127), vpmaddwd sums the
+// pairs, and the 8 int32 lanes are scaled by d_w d_x and accumulated in FP32.
+// Each (row, token) output adds the same terms in the same order whatever the
+// token blocking, so GEMM equals repeated GEMV bit for bit.
+#include "kernels/avx2/avx2_common.h"
+#include "kernels/matmul_q2q3.h"
+#include "kernels/matmul_variants.h"
+#include "kernels/q2q3.h"
+
+namespace nibble::kernels::avx2 {
+
+namespace {
+
+constexpr int kTokenBlock = 4;
+
+// The 32 codes of one chunk as unsigned bytes, column order.
+template <bool kQ3>
+inline __m256i unpack_chunk(const uint8_t* chunk) {
+    int64_t plane;
+    std::memcpy(&plane, chunk, 8);
+    __m256i q = _mm256_and_si256(
+        _mm256_srlv_epi64(_mm256_set1_epi64x(plane), _mm256_setr_epi64x(0, 2, 4, 6)),
+        _mm256_set1_epi8(3));
+    if constexpr (kQ3) {
+        int32_t bits;
+        std::memcpy(&bits, chunk + 8, 4);
+        // Byte k of the bit plane to bytes 8k..8k+7 (lane 0: bytes 0, 1; lane 1: 2, 3).
+        const __m256i spread =
+            _mm256_shuffle_epi8(_mm256_set1_epi32(bits),
+                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
+                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        const __m256i mask = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+        q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+    }
+    return q;
+}
+
+inline __m256i dot_block(__m256i w, const int8_t* x) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1));
+}
+
+// One row, tokens [t0, t0 + T).
+template <bool kQ3, int T>
+void row_tokens(const uint8_t* codes, const float* scales, const float* mins,
+                const QuantizedActivations& qa, int t0, int64_t row, int64_t n_rows, float* y) {
+    constexpr int kChunk = kQ3 ? kQ3ChunkBytes : kQ2ChunkBytes;
+    const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
+    __m256 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < qa.n_blocks; ++b) {
+        const __m256i w = unpack_chunk<kQ3>(codes + kChunk * b);
+        const float d = scales[b >> group_shift];
+        for (int t = 0; t < T; ++t) {
+            const __m256 sum = _mm256_cvtepi32_ps(dot_block(w, qa.token_q(t0 + t) + 32 * b));
+            acc[t] = _mm256_fmadd_ps(sum, _mm256_set1_ps(d * qa.token_d(t0 + t)[b]), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        const float* gs = qa.token_group_sums(t0 + t);
+        float s = hsum(acc[t]);
+        if constexpr (kQ3) {
+            s -= 4.0f * dot(scales, gs, qa.groups_per_row);
+        } else {
+            s += dot(mins, gs, qa.groups_per_row);
+        }
+        y[size_t(t0 + t) * size_t(n_rows) + size_t(row)] = s;
+    }
+}
+
+template <bool kQ3>
+void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
+               float* y) {
+    const PackedLayout& l = w.layout;
+    const int64_t gpr = l.groups_per_row;
+    const size_t row_bytes = l.codes_bytes / size_t(l.rows);
+    float* scales = kernel_scratch(size_t(2 * gpr));
+    float* mins = scales + gpr;
+    for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* codes = w.data + l.codes_offset + size_t(r) * row_bytes;
+        if (r + 1 < l.rows) {  // the next row's codes, ahead of the stream prefetchers
+            for (size_t o = 0; o < row_bytes; o += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(codes + row_bytes + o), _MM_HINT_T0);
+        }
+        decode_row_params(w, GroupStream::scales, r, scales);
+        if constexpr (!kQ3) decode_row_params(w, GroupStream::mins, r, mins);
+        int t = 0;
+        for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
+            row_tokens<kQ3, kTokenBlock>(codes, scales, mins, qa, t, r, l.rows, y);
+        for (; t < qa.n_tokens; ++t) row_tokens<kQ3, 1>(codes, scales, mins, qa, t, r, l.rows, y);
+    }
+}
+
+}  // namespace
+
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y) {
+    if (w.layout.format == WeightFormat::q3) {
+        rows_int8<true>(w, qa, r0, r1, y);
+    } else {
+        rows_int8<false>(w, qa, r0, r1, y);
+    }
+}
+
+}  // namespace nibble::kernels::avx2
