@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/format_traits.h"
+
 namespace nibble {
 
 namespace {
@@ -19,20 +21,13 @@ int64_t unit_cols(const PackedLayout& l) {
 }  // namespace
 
 bool can_interleave(const PackedLayout& l) {
-    // The formats whose kernels read the layout (a new format joins once its
-    // kernels do: row_codes() is enough for a start).
-    switch (l.format) {
-        case WeightFormat::q8:
-        case WeightFormat::q4:
-        case WeightFormat::q4a:
-        case WeightFormat::nf4:
-        case WeightFormat::iq4nl:
-        case WeightFormat::q4k:
-        case WeightFormat::q6k:
-            return l.rows >= 2;
-        default:
-            return false;
-    }
+    // The formats whose kernels read the layout: the shared row kernels' (q8,
+    // q4, q4a, nf4, iq4nl, q4k) and q6k's (a new family joins once its kernels
+    // do: row_codes() is enough for a start).
+    const RowFamily family = row_family(l.format);
+    const bool kernels_read_it =
+        (family == RowFamily::grouped && is_grouped(l.format)) || family == RowFamily::q6k;
+    return kernels_read_it && l.rows >= 2;
 }
 
 PackedLayout with_interleave(PackedLayout l, int rows_per_block) {
