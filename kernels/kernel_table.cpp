@@ -22,10 +22,10 @@ bool never() {
 // Portable row kernels: the scalar fast path, q6k's own portable kernels.
 constexpr RowKernels kScalarRows{scalar::matmul_rows_int8, scalar::matmul_rows_fp32,
                                  CodeOrder::natural};
-constexpr RowKernels kScalarQ6kRows{scalar::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_q6k,
-                                    CodeOrder::natural};
+constexpr RowKernels kScalarQ6kRows{scalar::matmul_rows_int8_q6k,
+                                    scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kScalarLowbitRows{scalar::matmul_rows_int8_lowbit,
-                                       scalar::matmul_rows_fp32_lowbit, CodeOrder::natural};
+                                       scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kScalarQ2q3Rows{scalar::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                      CodeOrder::natural};
 
@@ -40,14 +40,14 @@ bool has_avx512() {
     return cpu_features().avx512;
 }
 
-constexpr RowKernels kAvx2Q6kRows{avx2::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_q6k,
+constexpr RowKernels kAvx2Q6kRows{avx2::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized,
                                   CodeOrder::natural};
-constexpr RowKernels kAvx512Q6kRows{avx512::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_q6k,
-                                    CodeOrder::natural};
-constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_lowbit,
-                                     CodeOrder::natural};
+constexpr RowKernels kAvx512Q6kRows{avx512::matmul_rows_int8_q6k,
+                                    scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
+constexpr RowKernels kAvx2LowbitRows{avx2::matmul_rows_int8_lowbit,
+                                     scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kAvx512LowbitRows{avx512::matmul_rows_int8_lowbit,
-                                       scalar::matmul_rows_fp32_lowbit, CodeOrder::natural};
+                                       scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                    CodeOrder::natural};
 

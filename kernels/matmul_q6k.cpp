@@ -49,26 +49,5 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     }
 }
 
-// Each row dequantized exactly as the reference does, then FP32 dot products
-// in chunks of 32.
-void matmul_rows_fp32_q6k(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
-                          int64_t r0, int64_t r1, float* y) {
-    const PackedLayout& l = w.layout;
-    float* wf = kernel_scratch(size_t(l.cols));
-    for (int64_t r = r0; r < r1; ++r) {
-        dequantize_row(w, r, wf);
-        for (int t = 0; t < n_tokens; ++t) {
-            const float* xt = x + size_t(t) * size_t(x_stride);
-            float acc = 0.0f;
-            for (int64_t c0 = 0; c0 < l.cols; c0 += 32) {
-                float part = 0.0f;
-                for (int64_t c = c0; c < c0 + 32; ++c) part += wf[c] * xt[c];
-                acc += part;
-            }
-            y[size_t(t) * size_t(l.rows) + size_t(r)] = acc;
-        }
-    }
-}
-
 }  // namespace scalar
 }  // namespace nibble::kernels

@@ -57,15 +57,15 @@ void q6k_row_scales(const MatrixView& w, int64_t row, float* out);
 namespace scalar {
 void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                              int64_t r1, float* y);
-void matmul_rows_fp32_lowbit(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
-                             int64_t r0, int64_t r1, float* y);
 }  // namespace scalar
 
 namespace scalar {
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y);
-void matmul_rows_fp32_q6k(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
-                          int64_t r0, int64_t r1, float* y);
+// The FP32 path of q6k and the ggml block formats: rows dequantized as the
+// reference does, FP32 dot products (kernels/matmul_scalar.cpp).
+void matmul_rows_fp32_dequantized(const MatrixView& w, const float* x, int64_t x_stride,
+                                  int n_tokens, int64_t r0, int64_t r1, float* y);
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,

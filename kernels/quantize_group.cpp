@@ -113,24 +113,11 @@ void try_q4a(const float* w, int n, const Range& r, float d, float m, Best& best
     if (sse < best.sse) best = {{d, m}, sse};
 }
 
-// Least-squares (d, m) for fixed codes q_i: the normal equations of
-// sum (w - d q - m)^2 are [Sqq Sq; Sq n] [d; m] = [Swq; Sw].
+// Least-squares (d, m) for the codes of (d, m) rounded to fp16.
 bool q4a_refit(const float* w, int n, float d, float m, float& d_out, float& m_out) {
     const float df = round_to_fp16(d), mf = round_to_fp16(m);
-    double sq = 0, sqq = 0, sw = 0, swq = 0;
-    for (int i = 0; i < n; ++i) {
-        const double q = q4a_code(w[i], df, mf);
-        sq += q;
-        sqq += q * q;
-        sw += w[i];
-        swq += double(w[i]) * q;
-    }
-    const double det = double(n) * sqq - sq * sq;
-    if (!(det > 0.0)) return false;
-    const double dd = (double(n) * swq - sq * sw) / det;
-    d_out = float(dd);
-    m_out = float((sw - dd * sq) / double(n));
-    return true;
+    return fit_scale_and_min(
+        w, n, [&](float x) { return q4a_code(x, df, mf); }, d_out, m_out);
 }
 
 // Cheap score of a candidate (d, m): codes for the fp16-rounded parameters, then

@@ -91,4 +91,25 @@ inline int iq4nl_code(float w, float d) {
     return q;
 }
 
+// Least-squares (d, m) of w_i ~ d q_i + m for fixed codes q_i = code_of(w_i):
+// the normal equations of sum (w - d q - m)^2 are [Sqq Sq; Sq n] [d; m] =
+// [Swq; Sw]. False when the codes do not determine them (all equal).
+template <class CodeOf>
+bool fit_scale_and_min(const float* w, int n, CodeOf code_of, float& d_out, float& m_out) {
+    double sq = 0, sqq = 0, sw = 0, swq = 0;
+    for (int i = 0; i < n; ++i) {
+        const double q = code_of(w[i]);
+        sq += q;
+        sqq += q * q;
+        sw += w[i];
+        swq += double(w[i]) * q;
+    }
+    const double det = double(n) * sqq - sq * sq;
+    if (!(det > 0.0)) return false;
+    const double dd = (double(n) * swq - sq * sw) / det;
+    d_out = float(dd);
+    m_out = float((sw - dd * sq) / double(n));
+    return true;
+}
+
 }  // namespace nibble

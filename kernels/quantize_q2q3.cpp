@@ -88,20 +88,8 @@ void try_q2(const float* w, int n, const Range& r, float d, float m, Best& best)
 // the codes do not determine them (all equal).
 bool q2_refit(const float* w, int n, float d, float m, float& d_out, float& m_out) {
     const float df = round_to_fp16(d), mf = round_to_fp16(m);
-    double sq = 0, sqq = 0, sw = 0, swq = 0;
-    for (int i = 0; i < n; ++i) {
-        const double q = q2_code(w[i], df, mf);
-        sq += q;
-        sqq += q * q;
-        sw += w[i];
-        swq += double(w[i]) * q;
-    }
-    const double det = double(n) * sqq - sq * sq;
-    if (!(det > 0.0)) return false;
-    const double dd = (double(n) * swq - sq * sw) / det;
-    d_out = float(dd);
-    m_out = float((sw - dd * sq) / double(n));
-    return true;
+    return fit_scale_and_min(
+        w, n, [&](float x) { return q2_code(x, df, mf); }, d_out, m_out);
 }
 
 }  // namespace
