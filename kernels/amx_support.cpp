@@ -58,7 +58,7 @@ uint8_t* scratch(int slot, size_t bytes) {
         size_t size = 0;
         uint8_t* aligned = nullptr;
     };
-    thread_local Buffer buffers[4];
+    thread_local Buffer buffers[5];
     Buffer& b = buffers[slot];
     if (b.size < bytes) {
         b.storage = std::make_unique<uint8_t[]>(bytes + 64);
@@ -71,9 +71,9 @@ uint8_t* scratch(int slot, size_t bytes) {
     return b.aligned;
 }
 
-uint64_t& packed_generation() {
-    thread_local uint64_t generation = 0;
-    return generation;
+uint64_t& packed_generation(int copy) {
+    thread_local uint64_t generation[2] = {0, 0};
+    return generation[copy];
 }
 
 }  // namespace amx

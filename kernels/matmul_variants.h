@@ -82,12 +82,14 @@ inline constexpr int kAmxMinTokens = 16;
 namespace amx {
 void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                       float* y);
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
 // Per-thread, grow-only, 64-byte aligned scratch for the AMX kernel (slot
-// 0..3), defined in generic code so that no std:: code is compiled for AMX.
+// 0..4), defined in generic code so that no std:: code is compiled for AMX.
 uint8_t* scratch(int slot, size_t bytes);
 // The activation generation (QuantizedActivations::generation) the calling
-// thread's repacked copy was made from.
-uint64_t& packed_generation();
+// thread's repacked copy number `copy` (0: grouped formats, 1: q6k) was made from.
+uint64_t& packed_generation(int copy);
 }  // namespace amx
 namespace avx512 {
 void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,

@@ -1,7 +1,8 @@
 // AMX integer matmul for prompts and batches (at least kAmxMinTokens tokens):
-// 16 weight rows x 16 tokens x one 32-column block per tile instruction.
+// 16 weight rows x 16 tokens x one 32-column block per tile instruction (one
+// 16-column sub-block for q6k, whose scales change every 16 columns).
 //
-// Tiles (palette 1):
+// Tiles (palette 1), for the grouped formats:
 //   A  16 rows x 32 bytes: one block of 16 weight rows, one byte per weight:
 //      signed (q4: code - 8, nf4/iq4nl: the int8 code book, q8: the code) for
 //      TDPBSSD, or the unsigned q4a code for TDPBUSD;
@@ -15,6 +16,13 @@
 // and the output is (a_0 + a_2) + (a_1 + a_3): the same float operations in
 // the same order as kernels/avx512/matmul_avx512_int8.cpp, so the results are
 // bitwise equal to it (checked by tests/test_kernels_matmul.cpp).
+//
+// q6k (kernels/q6k.h) runs the same pipeline with 16-column blocks: A 16 rows
+// x 16 bytes of q - 32, B 4 rows x 64 bytes of natural-order activations, D the
+// sub-block's exact dot product, and the epilogue
+//   a_k(m) = fma(float(D), (d sc_j(m)) * d_x(b), a_k(m))   with k = j mod 4
+// for sub-block j of activation block b = j / 2: the AVX-512 q6k kernel's
+// operations in its order (tests/test_kernels_q6k.cpp: GEMM == GEMV bitwise).
 //
 // Per call, the rows [r0, r1) are taken in panels of 16 (r0 is a multiple of
 // 16 because the dispatcher's tasks are 16 rows; a last partial panel is
@@ -36,9 +44,11 @@
 #define NIBBLE_ISA_NAMESPACE amx
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/avx512/kquant_params_avx512.h"
+#include "kernels/avx512/q6k_unpack_avx512.h"
 #include "kernels/format_traits.h"
 #include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
+#include "kernels/q6k.h"
 
 namespace nibble::kernels::amx {
 
@@ -46,9 +56,12 @@ namespace {
 
 constexpr int kPanelRows = 16;
 constexpr int kTileTokens = 16;
-constexpr int kBlockBytes = 32;                         // one block of one row or token
-constexpr int kATileBytes = kPanelRows * kBlockBytes;   // 512
-constexpr int kBTileBytes = kTileTokens * kBlockBytes;  // 512
+// Columns (bytes) of one block of one row or token: a tile instruction's depth.
+template <WeightFormat F>
+constexpr int kBlockBytes = F == WeightFormat::q6k ? 16 : 32;
+// An A tile (16 rows of one block) and a B tile (16 tokens) have the same size.
+template <WeightFormat F>
+constexpr int kTileBytes = kPanelRows * kBlockBytes<F>;
 
 // Tile registers. A step multiplies one block of the panel (A) by the same
 // block of a token tile (B) into a C tile. Consecutive steps use disjoint
@@ -68,28 +81,36 @@ struct alignas(64) TileConfig {
     uint8_t rows[16] = {};
 };
 
-TileConfig tile_config() {
+TileConfig tile_config(int block_bytes) {
     TileConfig c;
     for (int t = 0; t < 2; ++t) {  // C
         c.colsb[t] = kTileTokens * 4;
         c.rows[t] = kPanelRows;
     }
     for (int t = 2; t < 4; ++t) {  // A
-        c.colsb[t] = kBlockBytes;
+        c.colsb[t] = uint16_t(block_bytes);
         c.rows[t] = kPanelRows;
     }
     for (int t = 4; t < 6; ++t) {  // B
         c.colsb[t] = kTileTokens * 4;
-        c.rows[t] = kBlockBytes / 4;
+        c.rows[t] = uint8_t(block_bytes / 4);
     }
     return c;
 }
 
-// Scratch slots (amx::scratch).
-enum Slot { kSlotPanel = 0, kSlotPanelScales = 1, kSlotActivations = 2, kSlotAccumulators = 3 };
+// Scratch slots (amx::scratch): the activations of the grouped formats and of
+// q6k have their own, each with its own generation (amx::packed_generation).
+enum Slot {
+    kSlotPanel = 0,
+    kSlotPanelScales = 1,
+    kSlotActivations = 2,
+    kSlotAccumulators = 3,
+    kSlotActivationsQ6k = 4
+};
 
 // Repacked activations of all token tiles: B tiles [tile][block], then the
-// block scales [tile][block][16 tokens] (0 for padding tokens).
+// block scales [tile][block][16 tokens] (0 for padding tokens; q6k: the
+// scale of the 32-column activation block holding the 16-column block).
 struct PackedActivations {
     const int8_t* tiles;
     const float* scales;
@@ -103,14 +124,17 @@ inline int64_t quad_offset(int64_t b, int i) {
     return 128 * q + 16 * k + (i < 4 ? 4 * i : 64 + 4 * (i - 4));
 }
 
-PackedActivations pack_activations(const QuantizedActivations& qa) {
+template <WeightFormat F>
+PackedActivations pack_activations(const QuantizedActivations& qa, int64_t n_blocks) {
+    constexpr bool q6k = F == WeightFormat::q6k;
+    constexpr int block_bytes = kBlockBytes<F>;
     const int64_t n_tiles = (qa.n_tokens + kTileTokens - 1) / kTileTokens;
-    const size_t tile_bytes = size_t(n_tiles * qa.n_blocks) * kBTileBytes;
-    const size_t scale_bytes = size_t(n_tiles * qa.n_blocks) * kTileTokens * sizeof(float);
-    uint8_t* base = scratch(kSlotActivations, tile_bytes + scale_bytes);
+    const size_t tile_bytes = size_t(n_tiles * n_blocks) * kTileBytes<F>;
+    const size_t scale_bytes = size_t(n_tiles * n_blocks) * kTileTokens * sizeof(float);
+    uint8_t* base = scratch(q6k ? kSlotActivationsQ6k : kSlotActivations, tile_bytes + scale_bytes);
     PackedActivations p{reinterpret_cast<int8_t*>(base),
                         reinterpret_cast<float*>(base + tile_bytes), n_tiles};
-    uint64_t& generation = packed_generation();
+    uint64_t& generation = packed_generation(q6k ? 1 : 0);
     if (generation == qa.generation) return p;
     auto* tiles = reinterpret_cast<int8_t*>(base);
     auto* scales = reinterpret_cast<float*>(base + tile_bytes);
@@ -120,17 +144,19 @@ PackedActivations pack_activations(const QuantizedActivations& qa) {
             const bool valid = t < qa.n_tokens;
             const int8_t* xq = valid ? qa.token_q(t) : nullptr;
             const float* xd = valid ? qa.token_d(t) : nullptr;
-            for (int64_t b = 0; b < qa.n_blocks; ++b) {
-                int8_t* tile = tiles + (tt * qa.n_blocks + b) * kBTileBytes;
-                for (int i = 0; i < kBlockBytes / 4; ++i) {
+            for (int64_t b = 0; b < n_blocks; ++b) {
+                int8_t* tile = tiles + (tt * n_blocks + b) * kTileBytes<F>;
+                for (int i = 0; i < block_bytes / 4; ++i) {
                     int8_t* dst = tile + i * (4 * kTileTokens) + 4 * n;
                     if (valid) {
-                        std::memcpy(dst, xq + quad_offset(b, i), 4);
+                        std::memcpy(dst, xq + (q6k ? block_bytes * b + 4 * i : quad_offset(b, i)),
+                                    4);
                     } else {
                         std::memset(dst, 0, 4);
                     }
                 }
-                scales[(tt * qa.n_blocks + b) * kTileTokens + n] = valid ? xd[b] : 0.0f;
+                scales[(tt * n_blocks + b) * kTileTokens + n] =
+                    valid ? xd[q6k ? b / 2 : b] : 0.0f;
             }
         }
     }
@@ -151,14 +177,14 @@ template <WeightFormat F>
 constexpr int kQuadBytes = 4 * kChunkBytes<F>;
 
 // Writes blocks 4q..4q+n-1 of one row as tile bytes: block b's 32 weights go
-// to panel + b * kATileBytes + m * 32.
+// to panel + b * kTileBytes<F> + m * 32.
 template <WeightFormat F>
 inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, int m) {
     const uint8_t* p = codes + kQuadBytes<F> * q;
     if constexpr (F == WeightFormat::q8) {
         // Blocks are 32 natural-order signed bytes: copy them.
         for (int k = 0; k < n; ++k) {
-            std::memcpy(panel + (4 * q + k) * kATileBytes + m * kBlockBytes, p + 32 * k, 32);
+            std::memcpy(panel + (4 * q + k) * kTileBytes<F> + m * kBlockBytes<F>, p + 32 * k, 32);
         }
         return;
     } else {
@@ -181,18 +207,18 @@ inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, 
             _mm512_permutex2var_epi64(l, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), h);
         const __m512i b23 =
             _mm512_permutex2var_epi64(l, _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15), h);
-        uint8_t* dst = panel + 4 * q * kATileBytes + m * kBlockBytes;
+        uint8_t* dst = panel + 4 * q * kTileBytes<F> + m * kBlockBytes<F>;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_castsi512_si256(b01));
         if (n > 1) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kATileBytes),
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kTileBytes<F>),
                                 _mm512_extracti64x4_epi64(b01, 1));
         }
         if (n > 2) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * kATileBytes),
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * kTileBytes<F>),
                                 _mm512_castsi512_si256(b23));
         }
         if (n > 3) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 3 * kATileBytes),
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 3 * kTileBytes<F>),
                                 _mm512_extracti64x4_epi64(b23, 1));
         }
     }
@@ -209,7 +235,7 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
     const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
-    if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * kATileBytes);
+    if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * kTileBytes<F>);
     for (int m = 0; m < kPanelRows; ++m) {
         const int64_t row = row0 + m;
         float* row_scales = scales + m * gpr;
@@ -241,6 +267,56 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
     }
 }
 
+// One q6k panel: A tiles of every 16-column block j (the signed codes q - 32;
+// zero rows past n_valid) and each row's sub-block scales d sc_j at
+// scales[m * n_blocks + j] (0 for rows past n_valid). Half h of super-block i
+// unpacks into two registers of 64 columns, whose 128-bit lanes are the blocks
+// 16i + 8h + 0..3 and 16i + 8h + 4..7.
+void unpack_panel_q6k(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks,
+                      uint8_t* panel, float* scales) {
+    constexpr WeightFormat F = WeightFormat::q6k;
+    constexpr int tile = kTileBytes<F>;
+    const PackedLayout& l = w.layout;
+    const int64_t n_super = l.groups_per_row;
+    const size_t row_bytes = size_t(n_super * kQ6kCodeBytes);
+    if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * tile);
+    const __m512i c32 = _mm512_set1_epi8(32);
+    for (int m = 0; m < kPanelRows; ++m) {
+        const int64_t row = row0 + m;
+        float* row_scales = scales + m * n_blocks;
+        if (m >= n_valid) {
+            std::memset(row_scales, 0, size_t(n_blocks) * sizeof(float));
+            continue;
+        }
+        // (interleaved rows, kernels/interleave.h: gathered one at a time)
+        const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
+                                                : w.data + l.codes_offset + size_t(row) * row_bytes;
+        const uint8_t* params =
+            w.data + l.scales_offset + size_t(row * n_super) * size_t(kQ6kParamBytes);
+        for (int64_t i = 0; i < n_super; ++i) {
+            for (int h = 0; h < 2; ++h) {
+                __m512i lo, hi;
+                q6k_unpack_half(codes + i * kQ6kCodeBytes, h, lo, hi);
+                lo = _mm512_sub_epi8(lo, c32);
+                hi = _mm512_sub_epi8(hi, c32);
+                uint8_t* dst = panel + (16 * i + 8 * h) * tile + m * kBlockBytes<F>;
+                const auto put = [](uint8_t* p, __m128i v) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v);
+                };
+                put(dst, _mm512_castsi512_si128(lo));
+                put(dst + tile, _mm512_extracti32x4_epi32(lo, 1));
+                put(dst + 2 * tile, _mm512_extracti32x4_epi32(lo, 2));
+                put(dst + 3 * tile, _mm512_extracti32x4_epi32(lo, 3));
+                put(dst + 4 * tile, _mm512_castsi512_si128(hi));
+                put(dst + 5 * tile, _mm512_extracti32x4_epi32(hi, 1));
+                put(dst + 6 * tile, _mm512_extracti32x4_epi32(hi, 2));
+                put(dst + 7 * tile, _mm512_extracti32x4_epi32(hi, 3));
+            }
+            _mm512_storeu_ps(row_scales + 16 * i, q6k_sub_scales(params + i * kQ6kParamBytes));
+        }
+    }
+}
+
 // C tile c = A tile a x B tile b, signed or (q4a) unsigned weights.
 #define NIBBLE_TILE_PRODUCT(F, c, a, b)           \
     do {                                          \
@@ -259,8 +335,8 @@ constexpr int kAccFloats = 4 * kCInts;            // a_0..a_3 of one token tile
 // B tile bt), into C tile c.
 #define NIBBLE_TILE_MULTIPLY(F, a, bt, c, panel, b_tiles, b)           \
     do {                                                               \
-        _tile_loadd(a, (panel) + (b)*kATileBytes, kBlockBytes);        \
-        _tile_loadd(bt, (b_tiles) + (b)*kBTileBytes, 4 * kTileTokens); \
+        _tile_loadd(a, (panel) + (b)*kTileBytes<F>, kBlockBytes<F>);        \
+        _tile_loadd(bt, (b_tiles) + (b)*kTileBytes<F>, 4 * kTileTokens); \
         NIBBLE_TILE_PRODUCT(F, c, a, bt);                              \
     } while (0)
 
@@ -325,7 +401,7 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t group
     // Lines per block step that cover the next panel in one pass.
     const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
     alignas(64) int32_t c[kResultSlots][kCInts];
-    const int8_t* b_tiles = x.tiles + tt * n_blocks * kBTileBytes;
+    const int8_t* b_tiles = x.tiles + tt * n_blocks * kTileBytes<F>;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
     // The issue side of the pipeline: step `issued` multiplies block issue.block.
     BlockCursor issue{n_blocks};
@@ -436,22 +512,33 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
 template <WeightFormat F>
 void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                float* y) {
+    constexpr bool q6k = F == WeightFormat::q6k;
     const PackedLayout& l = w.layout;
-    const int64_t n_blocks = qa.n_blocks;
-    const PackedActivations x = pack_activations(qa);
-    auto* panel = scratch(kSlotPanel, size_t(n_blocks) * kATileBytes);
-    const int64_t gpr = l.groups_per_row;
-    const int group_shift = __builtin_ctzll(uint64_t(l.group_size / 32));
+    const int64_t n_blocks = q6k ? l.cols / kBlockBytes<F> : qa.n_blocks;
+    const PackedActivations x = pack_activations<F>(qa, n_blocks);
+    auto* panel = scratch(kSlotPanel, size_t(n_blocks) * kTileBytes<F>);
+    // Weight scales per row in the panel: one per group, or one per q6k block.
+    const int64_t gpr = q6k ? n_blocks : l.groups_per_row;
+    const int group_shift = q6k ? 0 : __builtin_ctzll(uint64_t(l.group_size / 32));
     auto* panel_scales = reinterpret_cast<float*>(
         scratch(kSlotPanelScales, (size_t(gpr) * kPanelRows + size_t(2 * gpr)) * 4));
     float* row_params = panel_scales + gpr * kPanelRows;
     auto* acc = reinterpret_cast<float*>(scratch(kSlotAccumulators, kAccFloats * 4));
-    const TileConfig config = tile_config();
+    const TileConfig config = tile_config(kBlockBytes<F>);
     _tile_loadconfig(&config);
-    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
+    size_t row_bytes = 0;
+    if constexpr (q6k) {
+        row_bytes = size_t(l.groups_per_row * kQ6kCodeBytes);
+    } else {
+        row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
+    }
     for (int64_t row0 = r0; row0 < r1; row0 += kPanelRows) {
         const int n_valid = r1 - row0 < kPanelRows ? int(r1 - row0) : kPanelRows;
-        unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
+        if constexpr (q6k) {
+            unpack_panel_q6k(w, row0, n_valid, n_blocks, panel, panel_scales);
+        } else {
+            unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
+        }
         // The next panel's codes (within the matrix), fetched during the first pass.
         PanelPrefetch prefetch;
         if (const int64_t next = row0 + kPanelRows; next < l.rows) {
@@ -476,6 +563,11 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
     visit_grouped_format(w.layout.format, [&](auto format) {
         rows_int8<decltype(format)::value>(w, qa, r0, r1, y);
     });
+}
+
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y) {
+    rows_int8<WeightFormat::q6k>(w, qa, r0, r1, y);
 }
 
 }  // namespace nibble::kernels::amx

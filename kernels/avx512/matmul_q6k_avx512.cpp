@@ -1,11 +1,8 @@
 // q6k (kernels/q6k.h) with int8 activations in natural order on AVX-512 VNNI.
 //
-// Per row, each half (128 columns) of a super-block is unpacked with one
-// 64-byte load of ql and one 32-byte load of qh, broadcast to both 256-bit
-// halves: ql & 15 holds columns 0..63 of the half in order, ql >> 4 columns
-// 64..127, and qh shifted right by 0 / 2 (lower / upper 256 bits) or 4 / 6
-// supplies their top two bits. The unsigned codes q (0..63) of the row go to a
-// small per-thread scratch, 64 columns (one "chunk") per 512-bit register, with
+// Per row, each half (128 columns) of a super-block is unpacked
+// (kernels/avx512/q6k_unpack_avx512.h) and the unsigned codes q (0..63) of the
+// row go to a small per-thread scratch, 64 columns (one "chunk") per 512-bit register, with
 // the chunk's four 16-column scales d * sc spread over its sixteen int32 lanes
 // (lane i: columns 4i..4i+3, sub-block i / 4).
 //
@@ -33,6 +30,7 @@
 
 #define NIBBLE_ISA_NAMESPACE avx512
 #include "kernels/avx512/avx512_common.h"
+#include "kernels/avx512/q6k_unpack_avx512.h"
 #include "kernels/interleave.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
@@ -55,11 +53,6 @@ constexpr int64_t kPrefetchBytes = 8192;
 // row), block by block along with the unpacking.
 void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_codes,
                 const uint8_t* pf_params, int64_t n_blocks, uint8_t* out, float* scales) {
-    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
-    // qh shift counts (per 16-bit lane): 0 / 2 in the lower / upper 256 bits,
-    // 4 / 6 for the columns of the high nibbles.
-    const __m512i shift_lo = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    const __m512i shift_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     // Chunk k's lanes from the 16 scales of its super-block: lane i <- 4 (k % 4) + i / 4.
     const __m512i spread[4] = {
         _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -73,26 +66,13 @@ void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_c
                          _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes), _MM_HINT_T0);
         for (int h = 0; h < 2; ++h) {
-            const __m512i ql = _mm512_loadu_si512(c + 64 * h);
-            const __m512i qh = _mm512_broadcast_i64x4(
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h)));
-            // Byte shifts through 16-bit lanes: the masks drop what crosses bytes.
-            const __m512i top_lo = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), m2);
-            const __m512i top_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), m2);
-            const __m512i q_lo =
-                _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(top_lo, 4));
-            const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                 _mm512_slli_epi16(top_hi, 4));
+            __m512i q_lo, q_hi;
+            q6k_unpack_half(c, h, q_lo, q_hi);
             uint8_t* o = out + kQ6kBlock * i + 128 * h;
             _mm512_storeu_si512(o, q_lo);
             _mm512_storeu_si512(o + 64, q_hi);
         }
-        const uint8_t* p = params + i * kQ6kParamBytes;
-        uint16_t dh;
-        std::memcpy(&dh, p + 16, 2);
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
-        const __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                               reinterpret_cast<const __m128i*>(p)))));  // d * sc_j
+        const __m512 sc = q6k_sub_scales(params + i * kQ6kParamBytes);  // d * sc_j
         for (int k = 0; k < 4; ++k)
             _mm512_storeu_ps(scales + 16 * (4 * i + k), _mm512_permutexvar_ps(spread[k], sc));
     }
