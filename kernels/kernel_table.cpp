@@ -53,20 +53,20 @@ constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_r
 
 // AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's
 // results (kernels/amx/); everything else as AVX-512.
-constexpr KernelEntry kAmx{MatmulKernel::avx512,
-                           "amx",
-                           amx_usable,
-                           false,
-                           nullptr,
-                           {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
-                            {amx::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized,
-                             CodeOrder::natural},
-                            kAvx512LowbitRows,
-                            kAvx2Q2q3Rows},
-                           avx2::quantize_activation_row,
-                           vec_ops_avx2,
-                           nullptr,
-                           kAmxMinTokens};
+constexpr KernelEntry kAmx{
+    MatmulKernel::avx512,
+    "amx",
+    amx_usable,
+    false,
+    nullptr,
+    {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
+     {amx::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
+     kAvx512LowbitRows,
+     kAvx2Q2q3Rows},
+    avx2::quantize_activation_row,
+    vec_ops_avx2,
+    nullptr,
+    kAmxMinTokens};
 #endif
 
 #if defined(__aarch64__)
