@@ -51,8 +51,9 @@ constexpr RowKernels kAvx512LowbitRows{avx512::matmul_rows_int8_lowbit,
 constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                    CodeOrder::natural};
 
-// AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's
-// results (kernels/amx/); everything else as AVX-512.
+// AMX tiles: int8 products of 16 tokens or more in the grouped formats, q6k
+// and the ggml block formats, bitwise the AVX-512 kernels' results
+// (kernels/amx/); q2/q3 and everything else as AVX-512.
 constexpr KernelEntry kAmx{
     MatmulKernel::avx512,
     "amx",
@@ -61,7 +62,7 @@ constexpr KernelEntry kAmx{
     nullptr,
     {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
      {amx::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
-     kAvx512LowbitRows,
+     {amx::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
      kAvx2Q2q3Rows},
     avx2::quantize_activation_row,
     vec_ops_avx2,

@@ -23,6 +23,12 @@
 //   a_k(m) = fma(float(D), (d sc_j(m)) * d_x(b), a_k(m))   with k = j mod 4
 // for sub-block j of activation block b = j / 2: the AVX-512 q6k kernel's
 // operations in its order (tests/test_kernels_q6k.cpp: GEMM == GEMV bitwise).
+// The ggml block formats (kernels/lowbit.h: Q5_0, Q5_1, Q5_K, Q3_K, Q2_K) run
+// it too, with A the unsigned codes u (0..31, read as signed) of 16-column
+// block j and two accumulators per row, as their AVX-512 kernel
+// (kernels/avx2/matmul_lowbit_256.inc) has two halves per 32 columns:
+//   a_h(m) = fma(s_j(m) float(D) - m_j(m) sum_x(j), d_x(b), a_h(m)),  h = j mod 2,
+// output a_0 + a_1 (tests/test_kernels_lowbit.cpp: GEMM == GEMV bitwise).
 //
 // Per call, the rows [r0, r1) are taken in panels of 16 (r0 is a multiple of
 // 16 because the dispatcher's tasks are 16 rows; a last partial panel is
@@ -42,11 +48,13 @@
 #endif
 
 #define NIBBLE_ISA_NAMESPACE amx
+#include "kernels/avx2/lowbit_decode_256.h"
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/avx512/q6k_unpack_avx512.h"
 #include "kernels/format_traits.h"
 #include "kernels/interleave.h"
+#include "kernels/lowbit.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q6k.h"
 
@@ -56,12 +64,21 @@ namespace {
 
 constexpr int kPanelRows = 16;
 constexpr int kTileTokens = 16;
+// q6k and the ggml block formats (kernels/lowbit.h): scales per 16 columns,
+// natural-order activations.
+template <WeightFormat F>
+constexpr bool kSubBlocks = F == WeightFormat::q6k || is_ggml_block_format(F);
 // Columns (bytes) of one block of one row or token: a tile instruction's depth.
 template <WeightFormat F>
-constexpr int kBlockBytes = F == WeightFormat::q6k ? 16 : 32;
+constexpr int kBlockBytes = kSubBlocks<F> ? 16 : 32;
+// Accumulators a_k per row (block b adds into k = b mod kPasses): the AVX-512
+// kernels' lanes, 4 for the grouped formats and q6k, 2 halves for the ggml
+// block formats.
+template <WeightFormat F>
+constexpr int kPasses = is_ggml_block_format(F) ? 2 : 4;
 // An A tile (16 rows of one block) and a B tile (16 tokens) have the same size.
 template <WeightFormat F>
-constexpr int kTileBytes = kPanelRows * kBlockBytes<F>;
+constexpr int kTileBytes = kPanelRows* kBlockBytes<F>;
 
 // Tile registers. A step multiplies one block of the panel (A) by the same
 // block of a token tile (B) into a C tile. Consecutive steps use disjoint
@@ -99,7 +116,8 @@ TileConfig tile_config(int block_bytes) {
 }
 
 // Scratch slots (amx::scratch): the activations of the grouped formats and of
-// q6k have their own, each with its own generation (amx::packed_generation).
+// the 16-column formats (q6k, ggml blocks) have their own, each with its own
+// generation (amx::packed_generation).
 enum Slot {
     kSlotPanel = 0,
     kSlotPanelScales = 1,
@@ -109,11 +127,14 @@ enum Slot {
 };
 
 // Repacked activations of all token tiles: B tiles [tile][block], then the
-// block scales [tile][block][16 tokens] (0 for padding tokens; q6k: the
-// scale of the 32-column activation block holding the 16-column block).
+// block scales [tile][block][16 tokens] (0 for padding tokens; 16-column
+// blocks: the scale of the 32-column activation block holding the block), then
+// (16-column blocks) the sums of each block's activation codes, as floats,
+// [tile][block][16 tokens].
 struct PackedActivations {
     const int8_t* tiles;
     const float* scales;
+    const float* code_sums;
     int64_t n_token_tiles;
 };
 
@@ -126,18 +147,19 @@ inline int64_t quad_offset(int64_t b, int i) {
 
 template <WeightFormat F>
 PackedActivations pack_activations(const QuantizedActivations& qa, int64_t n_blocks) {
-    constexpr bool q6k = F == WeightFormat::q6k;
+    constexpr bool sub = kSubBlocks<F>;
     constexpr int block_bytes = kBlockBytes<F>;
     const int64_t n_tiles = (qa.n_tokens + kTileTokens - 1) / kTileTokens;
     const size_t tile_bytes = size_t(n_tiles * n_blocks) * kTileBytes<F>;
     const size_t scale_bytes = size_t(n_tiles * n_blocks) * kTileTokens * sizeof(float);
-    uint8_t* base = scratch(q6k ? kSlotActivationsQ6k : kSlotActivations, tile_bytes + scale_bytes);
-    PackedActivations p{reinterpret_cast<int8_t*>(base),
-                        reinterpret_cast<float*>(base + tile_bytes), n_tiles};
-    uint64_t& generation = packed_generation(q6k ? 1 : 0);
-    if (generation == qa.generation) return p;
+    uint8_t* base = scratch(sub ? kSlotActivationsQ6k : kSlotActivations,
+                            tile_bytes + (sub ? 2 : 1) * scale_bytes);
     auto* tiles = reinterpret_cast<int8_t*>(base);
     auto* scales = reinterpret_cast<float*>(base + tile_bytes);
+    float* code_sums = sub ? scales + scale_bytes / sizeof(float) : nullptr;
+    const PackedActivations p{tiles, scales, code_sums, n_tiles};
+    uint64_t& generation = packed_generation(sub ? 1 : 0);
+    if (generation == qa.generation) return p;
     for (int64_t tt = 0; tt < n_tiles; ++tt) {
         for (int n = 0; n < kTileTokens; ++n) {
             const int t = int(tt * kTileTokens) + n;
@@ -149,14 +171,19 @@ PackedActivations pack_activations(const QuantizedActivations& qa, int64_t n_blo
                 for (int i = 0; i < block_bytes / 4; ++i) {
                     int8_t* dst = tile + i * (4 * kTileTokens) + 4 * n;
                     if (valid) {
-                        std::memcpy(dst, xq + (q6k ? block_bytes * b + 4 * i : quad_offset(b, i)),
+                        std::memcpy(dst, xq + (sub ? block_bytes * b + 4 * i : quad_offset(b, i)),
                                     4);
                     } else {
                         std::memset(dst, 0, 4);
                     }
                 }
-                scales[(tt * n_blocks + b) * kTileTokens + n] =
-                    valid ? xd[q6k ? b / 2 : b] : 0.0f;
+                const int64_t at = (tt * n_blocks + b) * kTileTokens + n;
+                scales[at] = valid ? xd[sub ? b / 2 : b] : 0.0f;
+                if constexpr (sub) {
+                    int32_t sum = 0;
+                    for (int c = 0; valid && c < block_bytes; ++c) sum += xq[block_bytes * b + c];
+                    code_sums[at] = float(sum);
+                }
             }
         }
     }
@@ -317,6 +344,40 @@ void unpack_panel_q6k(const MatrixView& w, int64_t row0, int n_valid, int64_t n_
     }
 }
 
+// One panel of a ggml block format: A tiles of every 16-column block j (the
+// unsigned codes u, 0..31, which TDPBSSD reads as signed; zero rows past
+// n_valid) and each row's s and m of block j at scales[m * n_blocks + j] and
+// mins[m * n_blocks + j] (0 past n_valid). row: room for one row's codes.
+template <WeightFormat F>
+void unpack_panel_lowbit(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks,
+                         uint8_t* panel, float* scales, float* mins, uint8_t* row) {
+    constexpr int tile = kTileBytes<F>;
+    constexpr int64_t block_cols = lowbit_block_cols(F);
+    constexpr int64_t block_bytes = lowbit_block_bytes(F);
+    const PackedLayout& l = w.layout;
+    const int64_t n_super = l.groups_per_row;
+    const size_t row_bytes = size_t(n_super * block_bytes);
+    if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * tile);
+    for (int m = 0; m < kPanelRows; ++m) {
+        float* row_s = scales + m * n_blocks;
+        float* row_m = mins + m * n_blocks;
+        if (m >= n_valid) {
+            std::memset(row_s, 0, size_t(n_blocks) * sizeof(float));
+            std::memset(row_m, 0, size_t(n_blocks) * sizeof(float));
+            continue;
+        }
+        const uint8_t* blocks = w.data + l.codes_offset + size_t(row0 + m) * row_bytes;
+        for (int64_t i = 0; i < n_super; ++i) {
+            decode_block<F>(blocks + i * block_bytes, row + i * block_cols,
+                            row_s + i * (block_cols / 16), row_m + i * (block_cols / 16));
+        }
+        for (int64_t j = 0; j < n_blocks; ++j) {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(panel + j * tile + m * kBlockBytes<F>),
+                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * j)));
+        }
+    }
+}
+
 // C tile c = A tile a x B tile b, signed or (q4a) unsigned weights.
 #define NIBBLE_TILE_PRODUCT(F, c, a, b)           \
     do {                                          \
@@ -333,11 +394,11 @@ constexpr int kAccFloats = 4 * kCInts;            // a_0..a_3 of one token tile
 
 // Block b of the panel (into A tile a) times block b of one token tile (into
 // B tile bt), into C tile c.
-#define NIBBLE_TILE_MULTIPLY(F, a, bt, c, panel, b_tiles, b)           \
-    do {                                                               \
-        _tile_loadd(a, (panel) + (b)*kTileBytes<F>, kBlockBytes<F>);        \
+#define NIBBLE_TILE_MULTIPLY(F, a, bt, c, panel, b_tiles, b)             \
+    do {                                                                 \
+        _tile_loadd(a, (panel) + (b)*kTileBytes<F>, kBlockBytes<F>);     \
         _tile_loadd(bt, (b_tiles) + (b)*kTileBytes<F>, 4 * kTileTokens); \
-        NIBBLE_TILE_PRODUCT(F, c, a, bt);                              \
+        NIBBLE_TILE_PRODUCT(F, c, a, bt);                                \
     } while (0)
 
 // The next panel's code bytes, fetched into L2 a few lines per block step
@@ -350,17 +411,18 @@ struct PanelPrefetch {
 };
 
 // Blocks of a panel in the order in which they are multiplied: pass k takes
-// blocks k, k + 4, k + 8, ... (those that a_k sums), so that each pass keeps
-// its 16 rows' a_k in registers and adds the blocks in increasing order, the
-// order of the AVX-512 kernel. An iterator over that order.
+// blocks k, k + P, k + 2P, ... (those that a_k sums; P = kPasses), so that
+// each pass keeps its 16 rows' a_k in registers and adds the blocks in
+// increasing order, the order of the AVX-512 kernel. An iterator over that order.
+template <int P>
 struct BlockCursor {
     int64_t n_blocks;
     int64_t block = 0;  // the block of the current step; n_blocks after the last
     void next() {
-        block += 4;
+        block += P;
         if (block >= n_blocks) {
-            const int64_t k = (block & 3) + 1;
-            block = k < 4 && k < n_blocks ? k : n_blocks;
+            const int64_t k = block % P + 1;
+            block = k < P && k < n_blocks ? k : n_blocks;
         }
     }
     bool done() const { return block >= n_blocks; }
@@ -375,14 +437,25 @@ constexpr int kLag = 3;
 constexpr int kResultSlots = 4;  // results stored and not yet scaled: at most 3
 
 // a_k(m) += float(D(m, .)) * (d_w(m, b) * d_x(b, .)) for the 16 rows m of
-// the panel and the 16 tokens of the tile (D: the stored C tile of block b).
-[[gnu::always_inline]] inline void scale_block(const int32_t* d, const float* ws,
-                                               int64_t groups_per_row, __m512 dx, __m512 (&a)[16]) {
+// the panel and the 16 tokens of the tile (D: the stored C tile of block b);
+// for the ggml block formats, as their AVX-512 kernel does,
+// a_k(m) += (s(m, b) float(D(m, .)) - m(m, b) sum_x(b, .)) * d_x(b, .).
+template <WeightFormat F>
+[[gnu::always_inline]] inline void scale_block(const int32_t* d, const float* ws, const float* wm,
+                                               int64_t groups_per_row, __m512 dx, __m512 sum_x,
+                                               __m512 (&a)[16]) {
 #pragma GCC unroll 16
     for (int m = 0; m < kPanelRows; ++m) {
-        const __m512 dw = _mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dx);
-        a[m] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(d + m * kTileTokens)), dw, a[m]);
+        const __m512 dot = _mm512_cvtepi32_ps(_mm512_load_si512(d + m * kTileTokens));
+        if constexpr (is_ggml_block_format(F)) {
+            const __m512 v =
+                _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dot),
+                              _mm512_mul_ps(_mm512_set1_ps(wm[m * groups_per_row]), sum_x));
+            a[m] = _mm512_fmadd_ps(v, dx, a[m]);
+        } else {
+            const __m512 dw = _mm512_mul_ps(_mm512_set1_ps(ws[m * groups_per_row]), dx);
+            a[m] = _mm512_fmadd_ps(dot, dw, a[m]);
+        }
     }
 }
 
@@ -395,16 +468,18 @@ constexpr int kResultSlots = 4;  // results stored and not yet scaled: at most 3
 // a_k(m) = fma(float(D(m, .)), d_w(m, b) * d_x(b, .), a_k(m)). Consecutive
 // steps use disjoint tile registers (even: C 0, A 2, B 4; odd: C 1, A 3, B 5).
 template <WeightFormat F>
-void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t groups_per_row,
-                      int group_shift, const PackedActivations& x, int64_t tt, int64_t n_blocks,
-                      PanelPrefetch prefetch, float* acc) {
+void panel_times_tile(const uint8_t* panel, const float* w_scales, const float* w_mins,
+                      int64_t groups_per_row, int group_shift, const PackedActivations& x,
+                      int64_t tt, int64_t n_blocks, PanelPrefetch prefetch, float* acc) {
+    constexpr int P = kPasses<F>;
     // Lines per block step that cover the next panel in one pass.
     const int64_t lines_per_step = (prefetch.bytes / 64 + n_blocks - 1) / n_blocks;
     alignas(64) int32_t c[kResultSlots][kCInts];
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kTileBytes<F>;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
+    const float* x_sums = x.code_sums + tt * n_blocks * kTileTokens;
     // The issue side of the pipeline: step `issued` multiplies block issue.block.
-    BlockCursor issue{n_blocks};
+    BlockCursor<P> issue{n_blocks};
     int64_t issued = 0;
     const auto multiply_next = [&] {
         if (issue.done()) return;
@@ -430,10 +505,10 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t group
         if (i > 0) store(i - 1);
     }
     int64_t s = 0;
-    for (int k = 0; k < 4 && k < n_blocks; ++k) {
+    for (int k = 0; k < P && k < n_blocks; ++k) {
         __m512 a[kPanelRows];
         for (__m512& v : a) v = _mm512_setzero_ps();
-        for (int64_t b = k; b < n_blocks; b += 4, ++s) {
+        for (int64_t b = k; b < n_blocks; b += P, ++s) {
             for (int64_t i = s * lines_per_step; i < (s + 1) * lines_per_step; ++i) {
                 if (64 * i < prefetch.bytes) {
                     _mm_prefetch(reinterpret_cast<const char*>(prefetch.next + 64 * i),
@@ -442,13 +517,17 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, int64_t group
             }
             multiply_next();
             store(s + kLag - 1);
-            scale_block(c[s & (kResultSlots - 1)], w_scales + (b >> group_shift), groups_per_row,
-                        _mm512_loadu_ps(x_scales + b * kTileTokens), a);
+            scale_block<F>(c[s & (kResultSlots - 1)], w_scales + (b >> group_shift),
+                           w_mins + (b >> group_shift), groups_per_row,
+                           _mm512_loadu_ps(x_scales + b * kTileTokens),
+                           is_ggml_block_format(F) ? _mm512_loadu_ps(x_sums + b * kTileTokens)
+                                                   : _mm512_setzero_ps(),
+                           a);
         }
         for (int m = 0; m < kPanelRows; ++m)
             _mm512_store_ps(acc + k * kCInts + m * kTileTokens, a[m]);
     }
-    for (int k = int(n_blocks); k < 4; ++k) {  // fewer than 4 blocks: empty passes
+    for (int k = int(n_blocks); k < P; ++k) {  // fewer blocks than passes: empty passes
         for (int i = 0; i < kCInts; i += 16) {
             _mm512_store_ps(acc + k * kCInts + i, _mm512_setzero_ps());
         }
@@ -471,13 +550,17 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
     alignas(64) float by_row[kPanelRows][kTileTokens];
     alignas(64) float by_token[kTileTokens][kPanelRows] = {};
     for (int m = 0; m < kPanelRows; ++m) {
-        // (a_0 + a_2) + (a_1 + a_3), as the AVX-512 kernel adds its lanes.
+        // (a_0 + a_2) + (a_1 + a_3), or a_0 + a_1, as the AVX-512 kernel adds its lanes.
         const float* a = acc + m * kTileTokens;
-        _mm512_store_ps(
-            by_row[m],
-            _mm512_add_ps(
+        __m512 sum;
+        if constexpr (kPasses<F> == 2) {
+            sum = _mm512_add_ps(_mm512_load_ps(a), _mm512_load_ps(a + kCInts));
+        } else {
+            sum = _mm512_add_ps(
                 _mm512_add_ps(_mm512_load_ps(a), _mm512_load_ps(a + 2 * kCInts)),
-                _mm512_add_ps(_mm512_load_ps(a + kCInts), _mm512_load_ps(a + 3 * kCInts))));
+                _mm512_add_ps(_mm512_load_ps(a + kCInts), _mm512_load_ps(a + 3 * kCInts)));
+        }
+        _mm512_store_ps(by_row[m], sum);
     }
     for (int m = 0; m < kPanelRows; ++m) {
         const float* mins32 = nullptr;
@@ -512,30 +595,38 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
 template <WeightFormat F>
 void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, int64_t r1,
                float* y) {
-    constexpr bool q6k = F == WeightFormat::q6k;
+    constexpr bool sub = kSubBlocks<F>;
     const PackedLayout& l = w.layout;
-    const int64_t n_blocks = q6k ? l.cols / kBlockBytes<F> : qa.n_blocks;
+    const int64_t n_blocks = sub ? l.cols / kBlockBytes<F> : qa.n_blocks;
     const PackedActivations x = pack_activations<F>(qa, n_blocks);
     auto* panel = scratch(kSlotPanel, size_t(n_blocks) * kTileBytes<F>);
-    // Weight scales per row in the panel: one per group, or one per q6k block.
-    const int64_t gpr = q6k ? n_blocks : l.groups_per_row;
-    const int group_shift = q6k ? 0 : __builtin_ctzll(uint64_t(l.group_size / 32));
+    // Weight scales (and ggml blocks' minimums) per row in the panel: one per
+    // group, or one per 16-column block.
+    const int64_t gpr = sub ? n_blocks : l.groups_per_row;
+    const int group_shift = sub ? 0 : __builtin_ctzll(uint64_t(l.group_size / 32));
     auto* panel_scales = reinterpret_cast<float*>(
-        scratch(kSlotPanelScales, (size_t(gpr) * kPanelRows + size_t(2 * gpr)) * 4));
-    float* row_params = panel_scales + gpr * kPanelRows;
+        scratch(kSlotPanelScales, (size_t(gpr) * 2 * kPanelRows + size_t(2 * gpr)) * 4));
+    float* panel_mins = panel_scales + gpr * kPanelRows;
+    float* row_params = panel_mins + gpr * kPanelRows;
     auto* acc = reinterpret_cast<float*>(scratch(kSlotAccumulators, kAccFloats * 4));
     const TileConfig config = tile_config(kBlockBytes<F>);
     _tile_loadconfig(&config);
     size_t row_bytes = 0;
-    if constexpr (q6k) {
+    if constexpr (F == WeightFormat::q6k) {
         row_bytes = size_t(l.groups_per_row * kQ6kCodeBytes);
+    } else if constexpr (is_ggml_block_format(F)) {
+        constexpr int64_t block_bytes = lowbit_block_bytes(F);
+        row_bytes = size_t(l.groups_per_row * block_bytes);
     } else {
         row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     }
     for (int64_t row0 = r0; row0 < r1; row0 += kPanelRows) {
         const int n_valid = r1 - row0 < kPanelRows ? int(r1 - row0) : kPanelRows;
-        if constexpr (q6k) {
+        if constexpr (F == WeightFormat::q6k) {
             unpack_panel_q6k(w, row0, n_valid, n_blocks, panel, panel_scales);
+        } else if constexpr (is_ggml_block_format(F)) {
+            unpack_panel_lowbit<F>(w, row0, n_valid, n_blocks, panel, panel_scales, panel_mins,
+                                   code_scratch(0, size_t(l.cols)));
         } else {
             unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
         }
@@ -547,8 +638,8 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
                         rows * int64_t(row_bytes)};
         }
         for (int64_t tt = 0; tt < x.n_token_tiles; ++tt) {
-            panel_times_tile<F>(panel, panel_scales, gpr, group_shift, x, tt, n_blocks, prefetch,
-                                acc);
+            panel_times_tile<F>(panel, panel_scales, panel_mins, gpr, group_shift, x, tt, n_blocks,
+                                prefetch, acc);
             prefetch = {};
             write_outputs<F>(w, qa, acc, row0, n_valid, int(tt * kTileTokens), row_params, y);
         }
@@ -568,6 +659,14 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y) {
     rows_int8<WeightFormat::q6k>(w, qa, r0, r1, y);
+}
+
+void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                             int64_t r1, float* y) {
+    visit_any_format(w.layout.format, [&](auto tag) {
+        constexpr WeightFormat F = decltype(tag)::value;
+        if constexpr (is_ggml_block_format(F)) rows_int8<F>(w, qa, r0, r1, y);
+    });
 }
 
 }  // namespace nibble::kernels::amx
