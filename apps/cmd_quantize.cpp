@@ -87,7 +87,7 @@ QuantizeRecipe recipe_options(const cxxopts::ParseResult& args) {
     } else {
         throw UsageError("--rule: unknown rule '" + rule + "' (search, simple, minus8)");
     }
-    if (recipe.double_quant && !is_4bit(recipe.format) && !is_q2q3(recipe.format)) {
+    if (recipe.double_quant && !supports_double_quant(recipe.format)) {
         throw UsageError("--double-quant: applies to the 4-, 3- and 2-bit formats only, not " +
                          fname);
     }

@@ -48,11 +48,13 @@ int synth_command(int argc, char** argv) {
     for (const SynthShape& s : synth_shapes()) shapes += (shapes.empty() ? "" : "|") + s.name;
     cxxopts::Options options(argv[0], "Write a random-weight model of a real architecture's shape");
     options.add_options()("shape", "architecture: " + shapes, cxxopts::value<std::string>())(
-        "format", "linear layers: q4, q4a, nf4, q8, f16, f32 (4-bit: embedding and output q8)",
+        "format",
+        "linear layers: q4, q4a, nf4, iq4nl, q4k, q3, q2, q8, f16, f32 (2- to 4-bit: "
+        "embedding and output q8)",
         cxxopts::value<std::string>()->default_value("q4"))(
         "group-size", "weights per scale: 32, 64, 128, 256",
-        cxxopts::value<int>()->default_value("32"))("double-quant",
-                                                    "double-quantize the scales (4-bit formats)")(
+        cxxopts::value<int>()->default_value("32"))(
+        "double-quant", "double-quantize the scales (2- to 4-bit formats)")(
         "rule", "scale rule: q4_minus8, simple, search (search: ~0.2 s per million weights)",
         cxxopts::value<std::string>()->default_value("q4_minus8"))(
         "seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))(

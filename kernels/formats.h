@@ -113,6 +113,10 @@ inline bool is_4bit(WeightFormat f) {
 constexpr bool is_q2q3(WeightFormat f) {
     return f == WeightFormat::q3 || f == WeightFormat::q2;
 }
+// Formats whose group scales (and minimums) may be double-quantized.
+inline bool supports_double_quant(WeightFormat f) {
+    return is_4bit(f) || is_q2q3(f);
+}
 // Formats with a per-group minimum (w = d q + m).
 inline bool has_mins(WeightFormat f) {
     return f == WeightFormat::q4a || f == WeightFormat::q4k || f == WeightFormat::q2;

@@ -100,7 +100,7 @@ PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
                       : is_grouped(f)          ? recipe.group_size
                                                : 0;
     return make_layout(f, source.rows(), source.cols(), group,
-                       recipe.double_quant && (is_4bit(f) || is_q2q3(f)));
+                       recipe.double_quant && supports_double_quant(f));
 }
 
 QuantizePlan plan_quantization(const Model& source, const QuantizeRecipe& recipe) {

@@ -149,9 +149,10 @@ void validate_synth_options(const SynthOptions& o) {
         throw std::invalid_argument("--group-size: " + std::to_string(o.group_size) +
                                     " is not one of 32, 64, 128, 256");
     }
-    if (o.double_quant && !is_4bit(o.format)) {
-        throw std::invalid_argument(std::string("--double-quant: only for 4-bit formats, not ") +
-                                    format_name(o.format));
+    if (o.double_quant && !supports_double_quant(o.format)) {
+        throw std::invalid_argument(
+            std::string("--double-quant: only for the 4-, 3- and 2-bit formats, not ") +
+            format_name(o.format));
     }
     if (o.chunk_weights <= 0) throw std::invalid_argument("chunk_weights must be positive");
     if (!(o.stddev > 0.0f) || !std::isfinite(o.stddev)) {
@@ -167,7 +168,7 @@ std::vector<NibbleTensorDecl> synth_tensor_decls(const SynthShape& shape, const 
         return make_layout(o.format, rows, cols, group, o.double_quant);
     };
     auto edge = [&](int64_t rows, int64_t cols) {  // embedding and classifier
-        if (is_4bit(o.format) && o.q8_embedding_and_output) {
+        if (supports_double_quant(o.format) && o.q8_embedding_and_output) {  // 2..4 bits
             return make_layout(WeightFormat::q8, rows, cols, o.group_size);
         }
         return linear(rows, cols);

@@ -214,6 +214,15 @@ TEST_CASE("synth: double quantization and f16") {
     CHECK(m.token_embedding.format() == WeightFormat::q8);
     CHECK(dequantized_moments(m.layers[1].w_gate).sd == doctest::Approx(0.02).epsilon(0.05));
 
+    // nibble's 2-bit format: double-quantized too, embedding and classifier q8.
+    const std::string q2 = synth_file("q2.nib", "--format q2 --group-size 64 --double-quant");
+    const Model m2 = load_model(q2);
+    CHECK(m2.layers[0].wq.format() == WeightFormat::q2);
+    CHECK(m2.layers[0].wq.view.layout.double_quant);
+    CHECK(m2.token_embedding.format() == WeightFormat::q8);
+    CHECK(m2.output.format() == WeightFormat::q8);
+    CHECK(dequantized_moments(m2.layers[1].w_gate).sd == doctest::Approx(0.02).epsilon(0.15));
+
     const std::string f16 = synth_file("f16.nib", "--format f16");
     const Model h = load_model(f16);
     CHECK(h.layers[0].wq.format() == WeightFormat::f16);
