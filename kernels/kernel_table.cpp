@@ -50,6 +50,8 @@ constexpr RowKernels kAvx512LowbitRows{avx512::matmul_rows_int8_lowbit,
                                        scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                    CodeOrder::natural};
+constexpr RowKernels kAvx512Q2q3Rows{avx512::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                     CodeOrder::quads};
 
 // AMX tiles: int8 products of 16 tokens or more, bitwise the AVX-512 kernel's
 // results (kernels/amx/); everything else as AVX-512.
@@ -61,7 +63,7 @@ constexpr KernelEntry kAmx{MatmulKernel::avx512,
                            {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
                             kAvx512Q6kRows,
                             kAvx512LowbitRows,
-                            kAvx2Q2q3Rows},
+                            kAvx512Q2q3Rows},
                            avx2::quantize_activation_row,
                            vec_ops_avx2,
                            nullptr,
@@ -164,7 +166,7 @@ constexpr KernelEntry kTable[] = {
      {{avx512::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
       kAvx512Q6kRows,
       kAvx512LowbitRows,
-      kAvx2Q2q3Rows},
+      kAvx512Q2q3Rows},
      avx2::quantize_activation_row,
      vec_ops_avx2,
      &kAmx,
