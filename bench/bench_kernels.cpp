@@ -47,7 +47,8 @@ std::vector<uint8_t> random_blob(const PackedLayout& l) {
     };
     if (is_grouped(l.format)) {
         fill_fp16(l.scales_offset, size_t(l.n_groups()));
-        if (l.format == WeightFormat::q4a) fill_fp16(l.mins_offset, size_t(l.n_groups()));
+        if (l.format == WeightFormat::q4a || l.format == WeightFormat::q2)
+            fill_fp16(l.mins_offset, size_t(l.n_groups()));
     } else {
         fill_fp16(0, l.codes_bytes / 2);  // f16 weights (f32 is not benchmarked)
     }
@@ -134,6 +135,8 @@ void register_all() {
         // 1.1 MB: stays in a 2 MB L2, so "hot" GEMV shows the kernel's compute rate.
         {WeightFormat::q4, 32, 1024, 2048},
         {WeightFormat::q8, 32, 1024, 2048},
+        {WeightFormat::q3, 64, 1024, 2048},
+        {WeightFormat::q2, 32, 1024, 2048},
         {WeightFormat::q4, 32, 4096, 4096},
         {WeightFormat::q4, 32, 11008, 4096},
         {WeightFormat::q4, 32, 4096, 11008},
@@ -148,6 +151,8 @@ void register_all() {
         // TinyLlama-1.1B's feed-forward matrices.
         {WeightFormat::q4, 32, 5632, 2048},
         {WeightFormat::q4, 32, 2048, 5632},
+        {WeightFormat::q3, 64, 5632, 2048},
+        {WeightFormat::q2, 32, 5632, 2048},
     };
     for (const Config& c : configs) {
         for (MatmulKernel k : supported_matmul_kernels()) {

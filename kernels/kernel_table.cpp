@@ -50,6 +50,8 @@ constexpr RowKernels kAvx512LowbitRows{avx512::matmul_rows_int8_lowbit,
                                        scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                    CodeOrder::natural};
+constexpr RowKernels kAvx512Q2q3Rows{avx512::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                     CodeOrder::quads};
 
 // AMX tiles: int8 products of 16 tokens or more in the grouped formats, q6k
 // and the ggml block formats, bitwise the AVX-512 kernels' results
@@ -63,7 +65,7 @@ constexpr KernelEntry kAmx{
     {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
      {amx::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
      {amx::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
-     kAvx2Q2q3Rows},
+     kAvx512Q2q3Rows},
     avx2::quantize_activation_row,
     vec_ops_avx2,
     nullptr,
@@ -166,7 +168,7 @@ constexpr KernelEntry kTable[] = {
      {{avx512::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
       kAvx512Q6kRows,
       kAvx512LowbitRows,
-      kAvx2Q2q3Rows},
+      kAvx512Q2q3Rows},
      avx2::quantize_activation_row,
      vec_ops_avx2,
      &kAmx,

@@ -1,7 +1,8 @@
 // Row kernels of q3 and q2 (kernels/q2q3.h), the kernel table's `q2q3`
 // family (kernels/kernel_table.h): a portable pair (int8 and FP32 activations)
-// and an AVX2 int8 kernel, which the AVX2, AVX-VNNI, AVX-512 and AMX entries
-// run. Activations in natural code order. NEON runs the portable kernels.
+// an AVX2 int8 kernel, which the AVX2 and AVX-VNNI entries run (activations
+// in natural code order), and an AVX-512 VNNI one, which the AVX-512 and AMX
+// entries run (quad order). NEON runs the portable kernels.
 //
 // int8 path: per 32-column block the integer dot product of the codes (0..7,
 // 0..3) with the int8 activations, times d_w d_x; the code offset of q3 (-4 d)
@@ -27,6 +28,11 @@ namespace avx2 {
 void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                            int64_t r1, float* y);
 }  // namespace avx2
+namespace avx512 {
+// Activations in quad order (kernels/activation_quant.h).
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y);
+}  // namespace avx512
 #endif
 
 }  // namespace nibble::kernels

@@ -277,7 +277,7 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                                             ok = ok && std::fabs(double(y[i]) - y_rounded[i]) <= b2;
                                         }
                                         if (!ok && ++bad <= 3) {
-                                            INFO(matmul_kernel_name(k),
+                                            INFO(std::string(matmul_kernel_name(k)),
                                                  int8_path ? " int8 " : " fp32 ", format_name(f),
                                                  " g", g, dq ? " dq " : " ", s.rows, "x", s.cols,
                                                  " tokens ", n_tokens, " token ", t, " row ", r,
@@ -292,8 +292,8 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                                     for (int t = 0; t < n_tokens; ++t) {
                                         matmul(w, x.data() + size_t(t) * size_t(s.cols), 1,
                                                y1.data());
-                                        INFO(matmul_kernel_name(k), " ", format_name(f), " g", g,
-                                             " token ", t);
+                                        INFO(std::string(matmul_kernel_name(k)), " ",
+                                             format_name(f), " g", g, " token ", t);
                                         CHECK(std::memcmp(y1.data(),
                                                           y.data() + size_t(t) * size_t(s.rows),
                                                           y1.size() * sizeof(float)) == 0);
@@ -329,7 +329,8 @@ TEST_CASE("q3 and q2: 1 and 2 threads give bitwise identical results") {
                     matmul(w, x.data(), n_tokens, y1.data());
                     omp_set_num_threads(2);
                     matmul(w, x.data(), n_tokens, y2.data());
-                    INFO(matmul_kernel_name(k), " ", format_name(f), " tokens ", n_tokens);
+                    INFO(std::string(matmul_kernel_name(k)), " ", format_name(f), " tokens ",
+                         n_tokens);
                     CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
                 }
             }
