@@ -150,8 +150,9 @@ double mean_kl(const RowMatrix& lp, const RowMatrix& lq) {
 // For every linear layer and ladder format: the mean KL divergence of the
 // model's next-token distribution over the calibration tokens when that layer
 // alone is rounded (full precision elsewhere). Holds every block in FP32.
+// With `ends`, also the embedding's and the classifier's.
 std::map<std::string, std::vector<double>> output_kl(const Model& m, const CalibSequences& calib,
-                                                     const QuantizeRecipe& recipe) {
+                                                     const QuantizeRecipe& recipe, bool ends) {
     std::map<std::string, std::vector<double>> out;
     if (!llama_style(m.config) || calib.size() == 0) return out;
     const ModelConfig& c = m.config;
@@ -182,6 +183,17 @@ std::map<std::string, std::vector<double>> output_kl(const Model& m, const Calib
             w = saved;
         }
     }
+    if (!ends) return out;
+    const RowMatrix emb = dense_matrix(m.token_embedding);
+    for (WeightFormat f : kLadder) {
+        const RowMatrix e = rounded(emb, f, recipe);
+        RowMatrix xe(calib.size(), c.dim);
+        for (int64_t i = 0; i < calib.size(); ++i) xe.row(i) = e.row(calib.tokens[size_t(i)]);
+        for (int l = 0; l < c.n_layers; ++l) run_block(c, calib, blocks[size_t(l)], xe);
+        out[m.token_embedding.name].push_back(mean_kl(ref, log_probs(m, out_norm, out_w, xe)));
+        out[m.output.name].push_back(
+            mean_kl(ref, log_probs(m, out_norm, rounded(out_w, f, recipe), x)));
+    }
     return out;
 }
 
@@ -194,6 +206,21 @@ bool is_linear(const Tensor& t) {
     return t.name.rfind("blk.", 0) == 0 && t.rows() > 1;
 }
 
+// Whether a whole-file budget also chooses the embedding's and the
+// classifier's formats: with the end-to-end measure, when they are stored
+// apart and no --keep rule names either.
+bool budget_ends(const Model& m, const QuantizeRecipe& recipe, const BudgetTarget& target,
+                 int64_t n_weights) {
+    if (target.file_bytes == 0 || target.linear_bpw > 0.0 || n_weights > kEndToEndMaxWeights ||
+        m.output.blob_id() == m.token_embedding.blob_id()) {
+        return false;
+    }
+    for (const KeepRule& k : recipe.keep) {
+        if (k.matches(m.token_embedding.name) || k.matches(m.output.name)) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
@@ -202,21 +229,24 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
     const QuantizePlan qp = plan_quantization(source, recipe);
     int64_t n_weights = 0;
     for (const Tensor* t : qp.sources) n_weights += t->rows() * t->cols();
+    const bool ends = budget_ends(source, recipe, target, n_weights);
     const std::map<std::string, std::vector<double>> errors =
         n_weights <= kEndToEndMaxWeights
-            ? output_kl(source, leading(calib, kEndToEndTokens), recipe)
+            ? output_kl(source, leading(calib, kEndToEndTokens), recipe, ends)
             : block_errors(source, calib, recipe);
     BudgetPlan plan;
     plan.fixed_bytes = overhead_bytes;
     for (size_t i = 0; i < qp.sources.size(); ++i) {
         const Tensor& t = *qp.sources[i];
         if (qp.shared && &t == &source.output) continue;
-        if (!is_linear(t)) {
+        const bool linear = is_linear(t);
+        if (!linear && !(ends && (&t == &source.token_embedding || &t == &source.output))) {
             plan.fixed_bytes += qp.layouts[i].total_bytes;
             continue;
         }
         BudgetTensor bt;
         bt.name = t.name;
+        bt.linear = linear;
         bt.n_weights = t.rows() * t.cols();
         const auto found = errors.find(t.name);
         const RowMatrix w = found == errors.end() ? dense_matrix(t) : RowMatrix();
@@ -234,7 +264,7 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
     uint64_t total = plan.fixed_bytes;
     for (const BudgetTensor& bt : plan.tensors) {
         total += bt.bytes[0];
-        plan.linear_weights += bt.n_weights;
+        if (bt.linear) plan.linear_weights += bt.n_weights;
     }
     const uint64_t target_bytes =
         target.linear_bpw > 0.0
@@ -244,9 +274,8 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
     if (total > target_bytes) {
         throw std::invalid_argument("--target-size/--bpw: " + std::to_string(target_bytes) +
                                     " bytes is below the smallest mix (" + std::to_string(total) +
-                                    " bytes, every linear layer q2; at most " +
-                                    std::to_string(plan.fixed_bytes) +
-                                    " bytes are not linear layers)");
+                                    " bytes, every budgeted tensor q2; at most " +
+                                    std::to_string(plan.fixed_bytes) + " bytes are not budgeted)");
     }
     // Greedy: the upgrade (to any larger format) with the largest error
     // reduction per added byte that still fits, until none does.
@@ -304,7 +333,9 @@ std::string format_budget(const BudgetPlan& plan) {
     s += "  formats:";
     for (const auto& [name, n] : counts) s += " " + name + " x" + std::to_string(n);
     uint64_t linear_bytes = 0;
-    for (const BudgetTensor& bt : plan.tensors) linear_bytes += bt.bytes[bt.chosen];
+    for (const BudgetTensor& bt : plan.tensors) {
+        if (bt.linear) linear_bytes += bt.bytes[bt.chosen];
+    }
     std::snprintf(
         line, sizeof line,
         "\n  linear layers %.3f bits per weight; predicted %llu bytes (target %llu)\n",

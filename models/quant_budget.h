@@ -13,6 +13,11 @@
 //     attention or FFN contribution to the residual stream) relative to the
 //     residual stream's squared norm at the block's input (one block at a time).
 // The errors of the layers are assumed to add up.
+//
+// A whole-file budget (--target-size) on a model with the end-to-end measure
+// also chooses the embedding's and the classifier's formats from the same
+// ladder (their errors measured the same way), unless they share one matrix or
+// a --keep rule names either; --bpw and larger models keep the recipe's.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,6 +30,7 @@ namespace nibble {
 
 struct BudgetTensor {
     std::string name;
+    bool linear = true;  // a blk.* matrix (else the embedding or the classifier)
     int64_t n_weights = 0;
     std::vector<WeightFormat> formats;  // the ladder
     std::vector<uint64_t> bytes;        // blob bytes in each format

@@ -59,3 +59,35 @@ TEST_CASE("quantize --target-size writes a file within 2% of the target") {
     CHECK(bad.exit_code == 2);
     CHECK(bad.err.find("--target-size/--bpw") != std::string::npos);
 }
+
+TEST_CASE("quantize --target-size also budgets the embedding and the classifier") {
+    // tiny256 stores them apart (512 x 256 each): in q8 they alone leave too
+    // little for every linear layer in q2 at llama.cpp's Q2_K size (744352
+    // bytes); the budget gives them fewer bits where that costs the least KL.
+    const std::string src = data_path("gguf-quant/tiny256-F32.gguf");
+    const std::string calib = data_path("corpus/tinystories_excerpt.txt");
+    const std::string out = temp_path("ends.nbl");
+    const CliStreams q =
+        run_nibble_streams("quantize '" + src + "' '" + out + "' --double-quant --calib '" + calib +
+                           "' --calib-tokens 512 --target-size 744352");
+    CAPTURE(q.err);
+    REQUIRE(q.exit_code == 0);
+    const double bytes = double(std::filesystem::file_size(out));
+    CAPTURE(bytes);
+    CHECK(bytes <= 744352.0);
+    CHECK(bytes >= 0.98 * 744352.0);
+    const size_t embd = q.out.find("  token_embd.weight ");
+    const size_t output = q.out.find("  output.weight ");
+    REQUIRE(embd != std::string::npos);
+    REQUIRE(output != std::string::npos);
+    // Budgeted: neither is left in the recipe's q8.
+    CHECK(q.out.substr(embd + 31, 3) != "q8 ");
+    CHECK(q.out.substr(output + 31, 3) != "q8 ");
+    // A --keep rule on either keeps both as the recipe says: then the linear
+    // layers alone cannot fit.
+    const CliStreams kept = run_nibble_streams(
+        "quantize '" + src + "' '" + temp_path("kept.nbl") + "' --double-quant --calib '" + calib +
+        "' --calib-tokens 512 --target-size 744352 --keep output.weight=q8");
+    CHECK(kept.exit_code == 2);
+    CHECK(kept.err.find("below the smallest mix") != std::string::npos);
+}
