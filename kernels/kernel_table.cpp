@@ -53,9 +53,8 @@ constexpr RowKernels kAvx2Q2q3Rows{avx2::matmul_rows_int8_q2q3, scalar::matmul_r
 constexpr RowKernels kAvx512Q2q3Rows{avx512::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
                                      CodeOrder::quads};
 
-// AMX tiles: int8 products of 16 tokens or more in the grouped formats, q6k
-// and the ggml block formats, bitwise the AVX-512 kernels' results
-// (kernels/amx/); q2/q3 and everything else as AVX-512.
+// AMX tiles: int8 products of 16 tokens or more in every quantized format,
+// bitwise the AVX-512 kernels' results (kernels/amx/); everything else as AVX-512.
 constexpr KernelEntry kAmx{
     MatmulKernel::avx512,
     "amx",
@@ -65,7 +64,7 @@ constexpr KernelEntry kAmx{
     {{amx::matmul_rows_int8, avx2::matmul_rows_fp32, CodeOrder::quads},
      {amx::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
      {amx::matmul_rows_int8_lowbit, scalar::matmul_rows_fp32_dequantized, CodeOrder::natural},
-     kAvx512Q2q3Rows},
+     {amx::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3, CodeOrder::quads}},
     avx2::quantize_activation_row,
     vec_ops_avx2,
     nullptr,

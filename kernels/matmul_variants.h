@@ -86,6 +86,8 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
                           int64_t r1, float* y);
 void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                              int64_t r1, float* y);
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y);
 // Per-thread, grow-only, 64-byte aligned scratch for the AMX kernel (slot
 // 0..4), defined in generic code so that no std:: code is compiled for AMX.
 uint8_t* scratch(int slot, size_t bytes);

@@ -29,6 +29,9 @@
 // (kernels/avx2/matmul_lowbit_256.inc) has two halves per 32 columns:
 //   a_h(m) = fma(s_j(m) float(D) - m_j(m) sum_x(j), d_x(b), a_h(m)),  h = j mod 2,
 // output a_0 + a_1 (tests/test_kernels_lowbit.cpp: GEMM == GEMV bitwise).
+// nibble's q3 and q2 (kernels/q2q3.h) are grouped formats here: A holds q3's
+// q - 4 or q2's q, and q2's minimums are added per group as q4a's are, as in
+// their AVX-512 kernel (tests/test_kernels_q2q3.cpp).
 //
 // Per call, the rows [r0, r1) are taken in panels of 16 (r0 is a multiple of
 // 16 because the dispatcher's tasks are 16 rows; a last partial panel is
@@ -49,6 +52,7 @@
 
 #define NIBBLE_ISA_NAMESPACE amx
 #include "kernels/avx2/lowbit_decode_256.h"
+#include "kernels/avx2/q2q3_unpack_256.h"
 #include "kernels/avx512/avx512_common.h"
 #include "kernels/avx512/kquant_params_avx512.h"
 #include "kernels/avx512/q6k_unpack_avx512.h"
@@ -273,9 +277,19 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         // (interleaved rows, kernels/interleave.h: gathered one at a time)
         const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
                                                 : w.data + l.codes_offset + size_t(row) * row_bytes;
-        for (int64_t q = 0; 4 * q < n_blocks; ++q) {
-            const int64_t left = n_blocks - 4 * q;
-            unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
+        if constexpr (is_q2q3(F)) {  // block b's 32 codes (q3: q - 4) in column order
+            constexpr bool q3 = F == WeightFormat::q3;
+            for (int64_t b = 0; b < n_blocks; ++b) {
+                __m256i v = unpack_chunk<q3>(codes + kChunkBytes<F> * b);
+                if constexpr (q3) v = _mm256_sub_epi8(v, _mm256_set1_epi8(4));
+                _mm256_storeu_si256(
+                    reinterpret_cast<__m256i*>(panel + b * kTileBytes<F> + m * kBlockBytes<F>), v);
+            }
+        } else {
+            for (int64_t q = 0; 4 * q < n_blocks; ++q) {
+                const int64_t left = n_blocks - 4 * q;
+                unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
+            }
         }
         if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel)
             decode_q4k_row_avx512(w.data + l.scales_offset + size_t(row * gpr / 8) * 16, gpr / 8,
@@ -565,7 +579,7 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
     for (int m = 0; m < kPanelRows; ++m) {
         const float* mins32 = nullptr;
         const uint16_t* row_mins16 = nullptr;
-        if constexpr (F == WeightFormat::q4a) {
+        if constexpr (F == WeightFormat::q4a || F == WeightFormat::q2) {
             if (m >= n_valid) continue;
             if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel), scales unused
                 const int64_t gpr = l.groups_per_row;
@@ -659,6 +673,15 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y) {
     rows_int8<WeightFormat::q6k>(w, qa, r0, r1, y);
+}
+
+void matmul_rows_int8_q2q3(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                           int64_t r1, float* y) {
+    if (w.layout.format == WeightFormat::q3) {
+        rows_int8<WeightFormat::q3>(w, qa, r0, r1, y);
+    } else {
+        rows_int8<WeightFormat::q2>(w, qa, r0, r1, y);
+    }
 }
 
 void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,

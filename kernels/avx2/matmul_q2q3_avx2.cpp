@@ -12,6 +12,7 @@
 // Each (row, token) output adds the same terms in the same order whatever the
 // token blocking, so GEMM equals repeated GEMV bit for bit.
 #include "kernels/avx2/avx2_common.h"
+#include "kernels/avx2/q2q3_unpack_256.h"
 #include "kernels/matmul_q2q3.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/q2q3.h"
@@ -21,29 +22,6 @@ namespace nibble::kernels::avx2 {
 namespace {
 
 constexpr int kTokenBlock = 4;
-
-// The 32 codes of one chunk as unsigned bytes, column order.
-template <bool kQ3>
-inline __m256i unpack_chunk(const uint8_t* chunk) {
-    int64_t plane;
-    std::memcpy(&plane, chunk, 8);
-    __m256i q = _mm256_and_si256(
-        _mm256_srlv_epi64(_mm256_set1_epi64x(plane), _mm256_setr_epi64x(0, 2, 4, 6)),
-        _mm256_set1_epi8(3));
-    if constexpr (kQ3) {
-        int32_t bits;
-        std::memcpy(&bits, chunk + 8, 4);
-        // Byte k of the bit plane to bytes 8k..8k+7 (lane 0: bytes 0, 1; lane 1: 2, 3).
-        const __m256i spread =
-            _mm256_shuffle_epi8(_mm256_set1_epi32(bits),
-                                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2,
-                                                 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-        const __m256i mask = _mm256_set1_epi64x(int64_t(0x8040201008040201));
-        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
-        q = _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(4)));
-    }
-    return q;
-}
 
 inline __m256i dot_block(__m256i w, const int8_t* x) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));

@@ -81,7 +81,7 @@ inline float finish_output(float dot, const uint16_t* mins16, const float* mins3
                            const float* group_sums, int64_t groups_per_row) {
     float s = dot;
     if constexpr (FormatTraits<F>::code_book) s *= kCodeBookInt8Scale<F>;
-    if constexpr (F == WeightFormat::q4a)
+    if constexpr (F == WeightFormat::q4a || F == WeightFormat::q2)
         s += param_dot(mins16, mins32, group_sums, groups_per_row);
     return s;
 }
