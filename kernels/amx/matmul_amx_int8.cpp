@@ -135,10 +135,13 @@ enum Slot {
 // blocks: the scale of the 32-column activation block holding the block), then
 // (16-column blocks) the sums of each block's activation codes, as floats,
 // [tile][block][16 tokens].
+// For the grouped formats, the tokens' group sums (activation_quant.h) as
+// [tile][group][16 tokens] (0 for padding tokens), for q4a's and q2's minimums.
 struct PackedActivations {
     const int8_t* tiles;
     const float* scales;
     const float* code_sums;
+    const float* group_sums;
     int64_t n_token_tiles;
 };
 
@@ -156,12 +159,15 @@ PackedActivations pack_activations(const QuantizedActivations& qa, int64_t n_blo
     const int64_t n_tiles = (qa.n_tokens + kTileTokens - 1) / kTileTokens;
     const size_t tile_bytes = size_t(n_tiles * n_blocks) * kTileBytes<F>;
     const size_t scale_bytes = size_t(n_tiles * n_blocks) * kTileTokens * sizeof(float);
+    const size_t gpr = sub ? 0 : size_t(qa.groups_per_row);
+    const size_t sums_floats = size_t(n_tiles) * gpr * kTileTokens;
     uint8_t* base = scratch(sub ? kSlotActivationsQ6k : kSlotActivations,
-                            tile_bytes + (sub ? 2 : 1) * scale_bytes);
+                            tile_bytes + (sub ? 2 : 1) * scale_bytes + sums_floats * sizeof(float));
     auto* tiles = reinterpret_cast<int8_t*>(base);
     auto* scales = reinterpret_cast<float*>(base + tile_bytes);
     float* code_sums = sub ? scales + scale_bytes / sizeof(float) : nullptr;
-    const PackedActivations p{tiles, scales, code_sums, n_tiles};
+    float* group_sums = sub ? nullptr : scales + scale_bytes / sizeof(float);
+    const PackedActivations p{tiles, scales, code_sums, group_sums, n_tiles};
     uint64_t& generation = packed_generation(sub ? 1 : 0);
     if (generation == qa.generation) return p;
     for (int64_t tt = 0; tt < n_tiles; ++tt) {
@@ -170,6 +176,12 @@ PackedActivations pack_activations(const QuantizedActivations& qa, int64_t n_blo
             const bool valid = t < qa.n_tokens;
             const int8_t* xq = valid ? qa.token_q(t) : nullptr;
             const float* xd = valid ? qa.token_d(t) : nullptr;
+            if constexpr (!sub) {
+                const float* gs = valid ? qa.token_group_sums(t) : nullptr;
+                for (size_t g = 0; g < gpr; ++g)
+                    group_sums[(size_t(tt) * gpr + g) * kTileTokens + size_t(n)] =
+                        valid ? gs[g] : 0.0f;
+            }
             for (int64_t b = 0; b < n_blocks; ++b) {
                 int8_t* tile = tiles + (tt * n_blocks + b) * kTileBytes<F>;
                 for (int i = 0; i < block_bytes / 4; ++i) {
@@ -258,10 +270,11 @@ inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, 
 // One panel: A tiles for every block (zero rows past n_valid) and the weight
 // scales of every group of every row, d_w(m, g) at scales[m * groups_per_row + g]
 // (0 for rows past n_valid); block b belongs to group b >> group_shift.
-// spare: room for groups_per_row floats (q4k's minimums, decoded with the scales).
+// q4a (q4k) and q2: the minimums too, m(m, g) at mins[m * groups_per_row + g].
 template <WeightFormat F>
 void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_blocks, uint8_t* panel,
-                  float* scales, float* spare) {
+                  float* scales, float* mins) {
+    constexpr bool has_mins = F == WeightFormat::q4a || F == WeightFormat::q2;
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
@@ -270,13 +283,32 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
     for (int m = 0; m < kPanelRows; ++m) {
         const int64_t row = row0 + m;
         float* row_scales = scales + m * gpr;
+        float* row_mins = mins + m * gpr;
         if (m >= n_valid) {
             std::memset(row_scales, 0, size_t(gpr) * sizeof(float));
+            if (has_mins) std::memset(row_mins, 0, size_t(gpr) * sizeof(float));
             continue;
         }
         // (interleaved rows, kernels/interleave.h: gathered one at a time)
         const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
                                                 : w.data + l.codes_offset + size_t(row) * row_bytes;
+        if constexpr (has_mins) {
+            if (l.format == WeightFormat::q4k) {
+                // (decoded with the scales below)
+            } else if (l.double_quant) {
+                decode_dq_rows(w, GroupStream::mins, row, 1, row_mins);
+            } else {
+                const auto* m16 =
+                    reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + row * gpr;
+                for (int64_t g = 0; g < gpr; g += 16) {
+                    const int64_t left = gpr - g;
+                    const __mmask16 k =
+                        left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+                    _mm512_mask_storeu_ps(row_mins + g, k,
+                                          _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, m16 + g)));
+                }
+            }
+        }
         if constexpr (is_q2q3(F)) {  // block b's 32 codes (q3: q - 4) in column order
             constexpr bool q3 = F == WeightFormat::q3;
             for (int64_t b = 0; b < n_blocks; ++b) {
@@ -293,7 +325,7 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         }
         if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel)
             decode_q4k_row_avx512(w.data + l.scales_offset + size_t(row * gpr / 8) * 16, gpr / 8,
-                                  row_scales, spare);
+                                  row_scales, row_mins);
         } else if (l.double_quant) {
             decode_dq_rows(w, GroupStream::scales, row, 1, row_scales);
         } else {
@@ -551,15 +583,39 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, const float* 
 #undef NIBBLE_TILE_MULTIPLY
 #undef NIBBLE_TILE_PRODUCT
 
-// Writes one panel's outputs for the token tile at t0 (a_k in acc[k][m][16]);
-// row_params has room for 2 * groups_per_row floats.
-// the sums are transposed so that each token's 16 rows, 64 contiguous bytes
-// of y, are one store.
+// sum_g m(g) * group_sums(g, .) of one row for the 16 tokens of a tile
+// (gs: [group][16 tokens]), in param_dot's order (avx512_common.h): sixteen
+// partial sums, partial j over the groups j, j + 16, ... (a short last step
+// adds 0 * 0), then _mm512_reduce_add_ps's tree (lanes j + 8 and j, then
+// j + 4 and j, then j + 2 and j, then 1 and 0), token by token in the lanes.
+[[gnu::always_inline]] inline __m512 minimums_dot(const float* mins, const float* gs, int64_t n) {
+    __m512 p[16];
+    for (__m512& v : p) v = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < n; g0 += 16) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) {
+            const int64_t g = g0 + j;
+            p[j] = g < n
+                       ? _mm512_fmadd_ps(_mm512_set1_ps(mins[g]), _mm512_load_ps(gs + 16 * g), p[j])
+                       : _mm512_fmadd_ps(_mm512_setzero_ps(), _mm512_setzero_ps(), p[j]);
+        }
+    }
+    for (int j = 0; j < 8; ++j) p[j] = _mm512_add_ps(p[j + 8], p[j]);
+    for (int j = 0; j < 4; ++j) p[j] = _mm512_add_ps(p[j + 4], p[j]);
+    for (int j = 0; j < 2; ++j) p[j] = _mm512_add_ps(p[j], p[j + 2]);
+    return _mm512_add_ps(p[0], p[1]);
+}
+
+// Writes one panel's outputs for token tile tt (a_k in acc[k][m][16]); q4a
+// and q2 add their minimums' terms (mins: the panel's, as unpack_panel wrote
+// them). The sums are transposed so that each token's 16 rows, 64 contiguous
+// bytes of y, are one store.
 template <WeightFormat F>
-void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const float* acc,
-                   int64_t row0, int n_valid, int t0, float* row_params, float* y) {
+void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const PackedActivations& x,
+                   int64_t tt, const float* acc, int64_t row0, int n_valid, const float* mins,
+                   float* y) {
     const PackedLayout& l = w.layout;
-    const auto* mins16 = reinterpret_cast<const uint16_t*>(w.data + l.mins_offset);
+    const int t0 = int(tt * kTileTokens);
     const int n_tokens = qa.n_tokens - t0 < kTileTokens ? qa.n_tokens - t0 : kTileTokens;
     alignas(64) float by_row[kPanelRows][kTileTokens];
     alignas(64) float by_token[kTileTokens][kPanelRows] = {};
@@ -574,28 +630,19 @@ void write_outputs(const MatrixView& w, const QuantizedActivations& qa, const fl
                 _mm512_add_ps(_mm512_load_ps(a), _mm512_load_ps(a + 2 * kCInts)),
                 _mm512_add_ps(_mm512_load_ps(a + kCInts), _mm512_load_ps(a + 3 * kCInts)));
         }
+        if constexpr (F == WeightFormat::q4a || F == WeightFormat::q2) {
+            // finish_output's s = dot + param_dot(...), 16 tokens at once
+            const int64_t gpr = qa.groups_per_row;
+            sum = _mm512_add_ps(sum, minimums_dot(mins + m * l.groups_per_row,
+                                                  x.group_sums + tt * gpr * kTileTokens, gpr));
+        }
         _mm512_store_ps(by_row[m], sum);
     }
     for (int m = 0; m < kPanelRows; ++m) {
-        const float* mins32 = nullptr;
-        const uint16_t* row_mins16 = nullptr;
-        if constexpr (F == WeightFormat::q4a || F == WeightFormat::q2) {
-            if (m >= n_valid) continue;
-            if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel), scales unused
-                const int64_t gpr = l.groups_per_row;
-                decode_q4k_row_avx512(w.data + l.scales_offset + size_t((row0 + m) * gpr / 8) * 16,
-                                      gpr / 8, row_params + gpr, row_params);
-                mins32 = row_params;
-            } else if (l.double_quant) {
-                decode_dq_rows(w, GroupStream::mins, row0 + m, 1, row_params);
-                mins32 = row_params;
-            } else {
-                row_mins16 = mins16 + (row0 + m) * l.groups_per_row;
-            }
-        }
         for (int n = 0; n < n_tokens; ++n) {
-            by_token[n][m] = finish_output<F>(by_row[m][n], row_mins16, mins32,
-                                              qa.token_group_sums(t0 + n), qa.groups_per_row);
+            by_token[n][m] = F == WeightFormat::q4a || F == WeightFormat::q2
+                                 ? by_row[m][n]
+                                 : finish_output<F>(by_row[m][n], nullptr, nullptr, nullptr, 0);
         }
     }
     const __mmask16 rows =
@@ -621,7 +668,6 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     auto* panel_scales = reinterpret_cast<float*>(
         scratch(kSlotPanelScales, (size_t(gpr) * 2 * kPanelRows + size_t(2 * gpr)) * 4));
     float* panel_mins = panel_scales + gpr * kPanelRows;
-    float* row_params = panel_mins + gpr * kPanelRows;
     auto* acc = reinterpret_cast<float*>(scratch(kSlotAccumulators, kAccFloats * 4));
     const TileConfig config = tile_config(kBlockBytes<F>);
     _tile_loadconfig(&config);
@@ -642,7 +688,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             unpack_panel_lowbit<F>(w, row0, n_valid, n_blocks, panel, panel_scales, panel_mins,
                                    code_scratch(0, size_t(l.cols)));
         } else {
-            unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, row_params);
+            unpack_panel<F>(w, row0, n_valid, n_blocks, panel, panel_scales, panel_mins);
         }
         // The next panel's codes (within the matrix), fetched during the first pass.
         PanelPrefetch prefetch;
@@ -655,7 +701,7 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             panel_times_tile<F>(panel, panel_scales, panel_mins, gpr, group_shift, x, tt, n_blocks,
                                 prefetch, acc);
             prefetch = {};
-            write_outputs<F>(w, qa, acc, row0, n_valid, int(tt * kTileTokens), row_params, y);
+            write_outputs<F>(w, qa, x, tt, acc, row0, n_valid, panel_mins, y);
         }
     }
     _tile_release();
