@@ -523,7 +523,9 @@ void panel_times_tile(const uint8_t* panel, const float* w_scales, const float* 
     alignas(64) int32_t c[kResultSlots][kCInts];
     const int8_t* b_tiles = x.tiles + tt * n_blocks * kTileBytes<F>;
     const float* x_scales = x.scales + tt * n_blocks * kTileTokens;
-    const float* x_sums = x.code_sums + tt * n_blocks * kTileTokens;
+    // (the activation code sums exist for the 16-column formats only)
+    const float* x_sums =
+        x.code_sums != nullptr ? x.code_sums + tt * n_blocks * kTileTokens : nullptr;
     // The issue side of the pipeline: step `issued` multiplies block issue.block.
     BlockCursor<P> issue{n_blocks};
     int64_t issued = 0;
