@@ -267,6 +267,24 @@ inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, 
     }
 }
 
+// One row's group scales or minimums (stream) as floats: decoded from the
+// double-quantized codes, or converted from fp16. Not for q4k.
+void decode_group_params(const MatrixView& w, GroupStream stream, int64_t row, float* out) {
+    const PackedLayout& l = w.layout;
+    if (l.double_quant) {
+        decode_dq_rows(w, stream, row, 1, out);
+        return;
+    }
+    const int64_t gpr = l.groups_per_row;
+    const size_t offset = stream == GroupStream::scales ? l.scales_offset : l.mins_offset;
+    const auto* p16 = reinterpret_cast<const uint16_t*>(w.data + offset) + row * gpr;
+    for (int64_t g = 0; g < gpr; g += 16) {
+        const int64_t left = gpr - g;
+        const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+        _mm512_mask_storeu_ps(out + g, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p16 + g)));
+    }
+}
+
 // One panel: A tiles for every block (zero rows past n_valid) and the weight
 // scales of every group of every row, d_w(m, g) at scales[m * groups_per_row + g]
 // (0 for rows past n_valid); block b belongs to group b >> group_shift.
@@ -278,7 +296,6 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
     const PackedLayout& l = w.layout;
     const int64_t gpr = l.groups_per_row;
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
-    const auto* scales16 = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
     if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * kTileBytes<F>);
     for (int m = 0; m < kPanelRows; ++m) {
         const int64_t row = row0 + m;
@@ -292,23 +309,6 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         // (interleaved rows, kernels/interleave.h: gathered one at a time)
         const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
                                                 : w.data + l.codes_offset + size_t(row) * row_bytes;
-        if constexpr (has_mins) {
-            if (l.format == WeightFormat::q4k) {
-                // (decoded with the scales below)
-            } else if (l.double_quant) {
-                decode_dq_rows(w, GroupStream::mins, row, 1, row_mins);
-            } else {
-                const auto* m16 =
-                    reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + row * gpr;
-                for (int64_t g = 0; g < gpr; g += 16) {
-                    const int64_t left = gpr - g;
-                    const __mmask16 k =
-                        left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
-                    _mm512_mask_storeu_ps(row_mins + g, k,
-                                          _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, m16 + g)));
-                }
-            }
-        }
         if constexpr (is_q2q3(F)) {  // block b's 32 codes (q3: q - 4) in column order
             constexpr bool q3 = F == WeightFormat::q3;
             for (int64_t b = 0; b < n_blocks; ++b) {
@@ -326,16 +326,9 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
         if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel)
             decode_q4k_row_avx512(w.data + l.scales_offset + size_t(row * gpr / 8) * 16, gpr / 8,
                                   row_scales, row_mins);
-        } else if (l.double_quant) {
-            decode_dq_rows(w, GroupStream::scales, row, 1, row_scales);
         } else {
-            const uint16_t* s = scales16 + row * gpr;
-            for (int64_t g = 0; g < gpr; g += 16) {
-                const int64_t left = gpr - g;
-                const __mmask16 k = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
-                _mm512_mask_storeu_ps(row_scales + g, k,
-                                      _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, s + g)));
-            }
+            decode_group_params(w, GroupStream::scales, row, row_scales);
+            if constexpr (has_mins) decode_group_params(w, GroupStream::mins, row, row_mins);
         }
     }
 }

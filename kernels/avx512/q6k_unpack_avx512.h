@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #ifndef NIBBLE_ISA_NAMESPACE
 #error "define NIBBLE_ISA_NAMESPACE before including q6k_unpack_avx512.h"
@@ -39,7 +40,7 @@ namespace nibble::kernels::NIBBLE_ISA_NAMESPACE {
 // 18 parameter bytes (int8 sc[16], fp16 d), as q6k_scales computes them.
 [[gnu::always_inline]] inline __m512 q6k_sub_scales(const uint8_t* params) {
     uint16_t dh;
-    __builtin_memcpy(&dh, params + 16, 2);
+    std::memcpy(&dh, params + 16, 2);
     const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
     return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(params)))));
