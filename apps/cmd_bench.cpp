@@ -127,6 +127,7 @@ std::string model_label(const Model& m) {
 
 struct BenchOptions {
     std::string model_path;
+    LoadOptions load;  // --repack / --no-repack
     std::vector<int> prompts, gens, threads;
     int repetitions = 3;
     int batch_size = 512;
@@ -168,6 +169,7 @@ std::optional<BenchOptions> parse_bench_options(int argc, char** argv) {
     const ModelOptions mo = model_options(args, kBenchModelOptions);
     BenchOptions o;
     o.model_path = mo.model_path;
+    o.load = load_options(mo);
     o.prompts = parse_int_list("--n-prompt", args["n-prompt"].as<std::string>(), 1);
     o.gens = parse_int_list("--n-gen", args["n-gen"].as<std::string>(), 1);
     o.threads = parse_int_list("--threads", args["threads"].as<std::string>(), 0);
@@ -219,7 +221,7 @@ class BenchRun {
   public:
     explicit BenchRun(const BenchOptions& o)
         : options_(o),
-          model_(load_model_reporting(o.model_path)),
+          model_(load_model_reporting(o.model_path, o.load)),
           state_(model_, runtime_options(o, model_)) {
         batch_.resize(size_t(state_.options().max_batch));
         // Random token ids (llama-bench does the same): the speed does not depend on them.
@@ -386,7 +388,7 @@ void run_parallel(const BenchOptions& o) {
     p.kv = o.kv;
     p.json = o.output == "json";
     p.seed = o.seed;
-    run_parallel_bench(load_model_reporting(o.model_path), o.model_path, p);
+    run_parallel_bench(load_model_reporting(o.model_path, o.load), o.model_path, p);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // nibble info: architecture, hyperparameters and every tensor of a model file.
 #include <cstdio>
 #include <cxxopts.hpp>
+#include <set>
 
 #include "apps/commands.h"
 #include "apps/validate.h"
+#include "kernels/interleave.h"
 #include "models/loader.h"
 
 namespace nibble::app {
@@ -37,6 +39,20 @@ int info_command(int argc, char** argv) {
                 model.tokenizer_proto.empty() ? "not in the file" : "carried by the file");
     for (const std::string& note : model.import_notes)
         std::printf("imported:      %s\n", note.c_str());
+    if (model.source_format == "gguf") {  // what a load for running does with the matrices
+        std::set<const void*> seen;
+        int n = 0;
+        for (const Tensor* t : model.tensors()) {
+            if (seen.insert(t->blob_id()).second && can_interleave(t->view.layout)) ++n;
+        }
+        if (n > 0) {
+            std::printf(
+                "repack:        %d matri%s can be repacked at load into interleaved row "
+                "blocks (--repack); by default on this CPU they %s\n",
+                n, n == 1 ? "x" : "ces",
+                cpu_prefers_interleaved() ? "are" : "are not (kept row-major)");
+        }
+    }
     std::printf("\n%-28s %-6s %6s %14s %12s %7s\n", "tensor", "format", "group", "shape", "bytes",
                 "bpw");
     const void* shared_with = model.token_embedding.blob_id();

@@ -288,8 +288,8 @@ int quantize_command(int argc, char** argv) {
     // released after (Tensor::deferred). GPTQ/AWQ run the model, so load it whole.
     const bool budget = args.count("target-size") > 0 || args.count("bpw") > 0;
     const bool streamed = method.calibrated.method == QuantMethod::rtn && !budget;
-    const Model model =
-        load_model_reporting(args["input"].as<std::string>(), {.defer_conversion = streamed});
+    const Model model = load_model_reporting(args["input"].as<std::string>(),
+                                             {.defer_conversion = streamed, .repack = false});
     const std::string tokenizer_proto = embedded_tokenizer(model, tokenizer_path);
     const BudgetTarget target = budget_target(args);
     const bool budget_on = target.file_bytes > 0 || target.linear_bpw > 0.0;

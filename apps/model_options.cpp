@@ -20,6 +20,7 @@
 
 #include "apps/commands.h"
 #include "apps/validate.h"
+#include "kernels/interleave.h"
 
 namespace nibble::app {
 
@@ -39,7 +40,9 @@ void add_model_options(cxxopts::Options& options, const ModelOptionSpec& spec) {
             ("t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"));
     }
     options.add_options()
-        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"));
+        ("kv", "KV cache type: f32, f16, int8", cxxopts::value<std::string>()->default_value("f16"))
+        ("repack", "GGUF: repack the matrices at load into interleaved row blocks (default: when this CPU's kernels prefer them)")
+        ("no-repack", "GGUF: keep the matrices row-major");
     // clang-format on
 }
 
@@ -73,6 +76,42 @@ int batch_size_option(const cxxopts::ParseResult& args) {
     return batch;
 }
 
+std::optional<bool> repack_option(const cxxopts::ParseResult& args) {
+    // A flag given as --repack=false counts too: its value says which.
+    const bool on = args.count("repack") > 0, off = args.count("no-repack") > 0;
+    if (on && off) throw UsageError("--repack and --no-repack exclude each other");
+    if (on) return args["repack"].as<bool>();
+    if (off) return !args["no-repack"].as<bool>();
+    return std::nullopt;
+}
+
+LoadOptions load_options(const ModelOptions& o) {
+    LoadOptions l;
+    l.repack = o.repack;
+    return l;
+}
+
+std::string repack_note(const Model& model) {
+    if (model.source_format != "gguf") return "";
+    std::set<const void*> seen;
+    int repacked = 0, row_major = 0;
+    for (const Tensor* t : model.tensors()) {
+        if (!seen.insert(t->blob_id()).second) continue;
+        if (t->view.layout.interleave > 1) {
+            ++repacked;
+        } else if (can_interleave(t->view.layout)) {
+            ++row_major;
+        }
+    }
+    auto matrices = [](int n) { return std::to_string(n) + (n == 1 ? " matrix" : " matrices"); };
+    if (repacked > 0) {
+        return matrices(repacked) + " repacked into interleaved row blocks of " +
+               std::to_string(kInterleaveRows) + " rows (--repack)";
+    }
+    if (row_major > 0) return matrices(row_major) + " kept row-major (--repack interleaves them)";
+    return "";
+}
+
 ModelOptions model_options(const cxxopts::ParseResult& args, const ModelOptionSpec& spec) {
     if (!args.count("model")) throw UsageError("missing --model (-m)");
     ModelOptions o;
@@ -85,6 +124,7 @@ ModelOptions model_options(const cxxopts::ParseResult& args, const ModelOptionSp
     o.batch = batch_size_option(args);
     o.kv = kv_option(args);
     if (spec.threads) o.threads = args["threads"].as<int>();
+    o.repack = repack_option(args);
     // count() is 0 for an option the command did not declare.
     if (args.count("template")) {
         const std::string name = args["template"].as<std::string>();
@@ -156,11 +196,14 @@ Model load_model_reporting(const std::string& path, const LoadOptions& options) 
     for (const std::string& note : model.import_notes) {
         std::fprintf(stderr, "%s: %s\n", path.c_str(), note.c_str());
     }
+    if (const std::string note = repack_note(model); !note.empty()) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), note.c_str());
+    }
     return model;
 }
 
 LoadedModel::LoadedModel(const ModelOptions& o)
-    : model(load_model_reporting(o.model_path)),
+    : model(load_model_reporting(o.model_path, load_options(o))),
       tokenizer(resolve_tokenizer(model, o.tokenizer_path)),
       runtime(runtime_options(o, model)) {}
 

@@ -30,7 +30,7 @@ struct ModelOptionSpec {
 };
 
 // Declares -m/--model, --tokenizer, -c/--ctx-size, -b/--batch-size,
-// -t/--threads and --kv (as `spec` says) in the default group.
+// -t/--threads, --kv and --repack/--no-repack (as `spec` says) in the default group.
 void add_model_options(cxxopts::Options& options, const ModelOptionSpec& spec = {});
 
 // Declares --template (a chat template name; empty: the model's) in `group`.
@@ -49,16 +49,26 @@ struct ModelOptions {
     int batch = 0;
     KvType kv = KvType::f16;
     int threads = 0;                            // 0: physical cores
+    std::optional<bool> repack;                 // --repack/--no-repack; nullopt: the CPU's choice
     std::optional<ChatTemplate> chat_template;  // --template; nullopt: the model's
 };
 // Reads and validates the options `spec` declared, and --template when it was
 // declared; a missing --model or a bad value throws UsageError naming the option.
 ModelOptions model_options(const cxxopts::ParseResult& args, const ModelOptionSpec& spec = {});
 
-// The single values behind the shared options: --kv (f32, f16, int8) and
-// --batch-size (1..4096).
+// The single values behind the shared options: --kv (f32, f16, int8),
+// --batch-size (1..4096) and --repack / --no-repack (at most one of them;
+// nullopt: neither, LoadOptions::repack decides).
 KvType kv_option(const cxxopts::ParseResult& args);
 int batch_size_option(const cxxopts::ParseResult& args);
+std::optional<bool> repack_option(const cxxopts::ParseResult& args);
+
+// The load options the shared options give (--repack / --no-repack).
+LoadOptions load_options(const ModelOptions& o);
+// One line on how a GGUF model's matrices were laid out at load ("16 matrices
+// repacked into interleaved row blocks of 4 rows", or kept row-major), or ""
+// for another file format or a model without a matrix that can be interleaved.
+std::string repack_note(const Model& model);
 
 // The runtime options the shared options give for `model` (its context length
 // unless -c).
@@ -74,7 +84,7 @@ ChatTemplate chat_template_for(const ModelOptions& o, const Model& model);
 Tokenizer resolve_tokenizer(const Model& model, const std::string& tokenizer_path);
 
 // load_model, then one line per import note on stderr ("PATH: 13 tensors Q4_K
-// -> q4a g32, ..."): what the loader converted.
+// -> q4a g32, ...") and the repack note: what the loader converted.
 Model load_model_reporting(const std::string& path, const LoadOptions& options = {});
 
 // A model loaded as the shared options say: the weights (import notes on

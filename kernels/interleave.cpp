@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu_features.h"
 #include "kernels/format_traits.h"
 
 namespace nibble {
@@ -41,6 +42,24 @@ PackedLayout with_interleave(PackedLayout l, int rows_per_block) {
     }
     l.interleave = rows_per_block;
     return l;
+}
+
+// AVX2 without AVX-512: not measured with nibble's kernels yet. Peers'
+// repacked layouts decode 1.2-1.9x faster than their row-major ones on an AMD
+// EPYC (Zen 4) without AVX-512. To set this to true, measure `nibble bench` tg
+// and pp at 1 and 2 threads on such a CPU, a GGUF Q4_0 and a Q4_K_M file with
+// --repack against --no-repack, and require the interleaved layout to be
+// faster in every row.
+constexpr bool kAvx2OnlyPrefersInterleaved = false;
+
+bool cpu_prefers_interleaved() {
+    const CpuFeatures& cpu = cpu_features();
+    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX): the AVX-512,
+    // AVX-VNNI and AVX2 kernels decode 2-12% slower on interleaved matrices
+    // than on row-major ones, so never there. NEON and the portable kernels
+    // gather each interleaved row into a buffer (kernels::row_codes) first,
+    // which can only be slower.
+    return cpu.avx2 && !cpu.avx512 && kAvx2OnlyPrefersInterleaved;
 }
 
 size_t interleave_unit_bytes(const PackedLayout& l) {

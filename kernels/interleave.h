@@ -34,6 +34,11 @@ bool can_interleave(const PackedLayout& l);
 // l with interleave = rows_per_block (1 or kInterleaveRows); throws
 // std::invalid_argument for another value or a format that cannot be interleaved.
 PackedLayout with_interleave(PackedLayout l, int rows_per_block);
+// Whether this CPU's kernels are expected to run the interleaved layout faster
+// than row-major: the default of repacking a GGUF file's matrices at load
+// (LoadOptions::repack, `--repack` / `--no-repack`). The one place that rule
+// lives; false on every CPU measured so far (kernels/interleave.cpp says why).
+bool cpu_prefers_interleaved();
 // Bytes of one full unit of one row (U above).
 size_t interleave_unit_bytes(const PackedLayout& l);
 // Byte offset, in the codes section, of unit u of row r (any interleave).

@@ -4,7 +4,9 @@
 // GGUF lists tensor dims innermost first, so a weight with dims [cols, rows] is
 // our row-major [rows][cols] matrix: F32 and F16 matrices are zero-copy views
 // into the mapping; quantized types are converted into owned nibble blobs
-// (models/gguf_import.h). Norm vectors must be f32 for the forward pass.
+// (models/gguf_import.h), row-major or, repacked, in interleaved row blocks,
+// each tensor's source pages released once converted. Norm vectors must be
+// f32 for the forward pass.
 // llama.cpp's converter stores llama's Q/K in the adjacent-pair RoPE layout (it
 // permutes Hugging Face weights), which is also llama2.c's; the other
 // architectures keep Hugging Face's rows and rotate halves (llama.cpp's NEOX).
@@ -57,7 +59,8 @@ std::pair<int64_t, int64_t> matrix_shape(const GgufFile& g, const GgufTensorInfo
 
 class TensorLoader {
   public:
-    TensorLoader(const GgufFile& g, Model& m, bool defer) : g_(g), m_(m), defer_(defer) {}
+    TensorLoader(const GgufFile& g, Model& m, bool defer, bool repack)
+        : g_(g), m_(m), defer_(defer), repack_(repack) {}
 
     const GgufTensorInfo& info(const std::string& name) const {
         const GgufTensorInfo* t = g_.find_tensor(name);
@@ -110,7 +113,7 @@ class TensorLoader {
                 ++counts_[t.type];
                 return out;
             }
-            Tensor out = convert_tensor(m_, source, need_f32);
+            Tensor out = convert_tensor(m_, source, need_f32, repack_);
             ++counts_[t.type];
             // A converted tensor no longer needs its source pages resident.
             if (!g_.file()->contains(out.view.data, 1)) g_.file()->release(data, n_bytes);
@@ -122,7 +125,7 @@ class TensorLoader {
 
     const GgufFile& g_;
     Model& m_;
-    bool defer_;
+    bool defer_, repack_;
     std::map<uint32_t, int> counts_;
 };
 
@@ -187,7 +190,7 @@ constexpr const char* kArchitectures[] = {"llama", "qwen2", "qwen3", "gemma2", "
 
 }  // namespace
 
-Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer) {
+Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer, bool repack) {
     const GgufFile g = GgufFile::parse(file);
     const std::string arch = g.get_string("general.architecture").value_or("");
     if (std::find(std::begin(kArchitectures), std::end(kArchitectures), arch) ==
@@ -218,7 +221,7 @@ Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer) {
         fail(g, "rope.freq_base and layer_norm_rms_epsilon must be positive");
     }
 
-    TensorLoader load(g, m, defer);
+    TensorLoader load(g, m, defer, repack);
     const auto [vocab_rows, embd_cols] = matrix_shape(g, load.info("token_embd.weight"));
     if (vocab_rows <= 0 || vocab_rows > std::numeric_limits<int>::max()) {
         fail(g, "token_embd.weight has " + std::to_string(vocab_rows) + " rows");

@@ -9,7 +9,9 @@ namespace nibble {
 
 // Builds a Model from a GGUF file; F32/F16 tensors are used in place from the
 // mapping, quantized ones converted (models/gguf_import.h); with `defer`, the
-// matrices are converted only when fetched (Tensor::deferred).
-Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer = false);
+// matrices are converted only when fetched (Tensor::deferred); with `repack`
+// (and not `defer`) those that can be interleaved are converted into
+// interleaved row blocks (models/gguf_import.h).
+Model load_gguf(const std::shared_ptr<MappedFile>& file, bool defer = false, bool repack = false);
 
 }  // namespace nibble

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "kernels/fp16.h"
+#include "kernels/interleave.h"
 #include "kernels/kquant_params.h"
 #include "kernels/lowbit.h"
 #include "kernels/q6k.h"
@@ -101,17 +102,16 @@ B block_at(const uint8_t* row, int64_t i) {
 }
 
 // Writes codes and per-group parameters into a nibble blob (group size 32, so
-// group g of a row is code chunk g).
+// group g of a row is code chunk g). The codes go where the layout's
+// interleave puts them: a chunk never straddles one of its 128-column units.
 class Target {
   public:
-    Target(const PackedLayout& l, uint8_t* blob) : l_(l), blob_(blob) {}
+    Target(const PackedLayout& l, uint8_t* blob)
+        : l_(l), blob_(blob), row_bytes_(l.row_code_bytes()), unit_(interleave_unit_bytes(l)) {}
 
-    uint8_t* nibbles(int64_t r, int64_t g) const {
-        return blob_ + l_.codes_offset + size_t(r) * size_t(l_.padded_cols / 2) + 16 * size_t(g);
-    }
+    uint8_t* nibbles(int64_t r, int64_t g) const { return code(r, 16 * size_t(g)); }
     int8_t* bytes(int64_t r, int64_t g) const {
-        return reinterpret_cast<int8_t*>(blob_ + l_.codes_offset) +
-               size_t(r) * size_t(l_.padded_cols) + 32 * size_t(g);
+        return reinterpret_cast<int8_t*>(code(r, 32 * size_t(g)));
     }
     // q4k: the 16 parameter bytes of super-block i of row r.
     uint8_t* kparams(int64_t r, int64_t i) const {
@@ -120,7 +120,7 @@ class Target {
     }
     // q6k: the code bytes and the parameter bytes of super-block i of row r.
     uint8_t* q6k_code_bytes(int64_t r, int64_t i) const {
-        return blob_ + l_.codes_offset + size_t(r * (l_.cols / kQKK) + i) * size_t(kQ6kCodeBytes);
+        return code(r, size_t(i) * size_t(kQ6kCodeBytes));
     }
     uint8_t* q6k_param_bytes(int64_t r, int64_t i) const {
         return blob_ + l_.scales_offset + size_t(r * (l_.cols / kQKK) + i) * size_t(kQ6kParamBytes);
@@ -136,11 +136,18 @@ class Target {
     bool overflowed() const { return overflow_; }
 
   private:
+    // Byte `byte` of row r's codes (in row-major order).
+    uint8_t* code(int64_t r, size_t byte) const {
+        if (l_.interleave <= 1) return blob_ + l_.codes_offset + size_t(r) * row_bytes_ + byte;
+        return blob_ + l_.codes_offset + interleaved_unit_offset(l_, r, int64_t(byte / unit_)) +
+               byte % unit_;
+    }
     void put(size_t offset, int64_t r, int64_t g, uint16_t h) const {
         std::memcpy(blob_ + offset + 2 * size_t(r * l_.groups_per_row + g), &h, 2);
     }
     const PackedLayout& l_;
     uint8_t* blob_;
+    size_t row_bytes_, unit_;
     mutable std::atomic<bool> overflow_{false};
 };
 
@@ -264,9 +271,10 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t type, int64_t 
 }
 
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, int64_t rows,
-                          int64_t cols, const uint8_t* data) {
+                          int64_t cols, const uint8_t* data, bool repack) {
     const Conversion& c = checked_conversion(name, type, cols);
-    const PackedLayout layout = make_layout(c.format, rows, cols, group_size(c.format));
+    PackedLayout layout = make_layout(c.format, rows, cols, group_size(c.format));
+    if (repack && can_interleave(layout)) layout = with_interleave(layout, kInterleaveRows);
     if (is_ggml_block_format(c.format)) {  // the file's blocks are the blob: used in place
         Tensor out;
         out.name = name;

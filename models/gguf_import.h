@@ -37,7 +37,11 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t ggml_type, int
 
 // Converts rows x cols of a GGML quantized type at `data` (rows * cols /
 // block_size blocks) into a nibble tensor owned by `model` (checked as above).
+// With `repack`, a matrix that can be interleaved (kernels/interleave.h:
+// can_interleave) has its codes written straight into interleaved row blocks
+// of kInterleaveRows rows; the other sections and every other matrix are as
+// without it.
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
-                          int64_t cols, const uint8_t* data);
+                          int64_t cols, const uint8_t* data, bool repack = false);
 
 }  // namespace nibble

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "kernels/interleave.h"
 #include "models/gguf.h"
 #include "models/hf.h"
 #include "models/llama2c.h"
@@ -24,7 +25,8 @@ Model load_model(const std::string& path, const LoadOptions& options) {
     const uint8_t* p = file->data();
     Model model;
     if (std::memcmp(p, "GGUF", 4) == 0) {
-        model = load_gguf(file, options.defer_conversion);
+        model = load_gguf(file, options.defer_conversion,
+                          options.repack.value_or(cpu_prefers_interleaved()));
     } else if (std::memcmp(p, "24ka", 4) == 0) {  // uint32 0x616b3432 little-endian
         model = load_llama2c_q80(file);
     } else if (is_nibble_file(*file)) {

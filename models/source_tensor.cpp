@@ -85,7 +85,7 @@ Tensor import_packed(Model& model, const SourceTensor& s) {
 
 }  // namespace
 
-Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32) {
+Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, bool repack) {
     Tensor out;
     switch (source.encoding) {
         case SourceEncoding::f32:
@@ -97,7 +97,7 @@ Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32) {
             break;
         case SourceEncoding::ggml_blocks:
             out = import_ggml_blocks(model, source.name, source.ggml_type, source.rows, source.cols,
-                                     source.data);
+                                     source.data, repack && !need_f32);
             break;
         case SourceEncoding::packed_4bit:
             out = import_packed(model, source);
