@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -159,13 +160,12 @@ namespace {
 
 // This process's page table entry for each page of [begin, end): present or not
 // (/proc/self/pagemap bit 63; readable without privileges).
-std::vector<bool> present_pages(const uint8_t* begin, const uint8_t* end) {
+std::vector<bool> present_pages(uintptr_t begin, uintptr_t end) {
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     const int fd = ::open("/proc/self/pagemap", O_RDONLY);
     REQUIRE(fd >= 0);
     std::vector<bool> out;
-    for (auto a = reinterpret_cast<uintptr_t>(begin); a < reinterpret_cast<uintptr_t>(end);
-         a += page) {
+    for (uintptr_t a = begin; a < end; a += page) {
         uint64_t entry = 0;
         const bool read = pread(fd, &entry, 8, off_t(a / page * 8)) == 8;
         CHECK(read);
@@ -175,18 +175,18 @@ std::vector<bool> present_pages(const uint8_t* begin, const uint8_t* end) {
     return out;
 }
 
-// The start of the one mapping of `path` in this process (/proc/self/maps).
-const uint8_t* mapping_of(const std::string& path) {
+// The start address of the one mapping of `path` in this process (/proc/self/maps).
+uintptr_t mapping_of(const std::string& path) {
     const std::string canonical = std::filesystem::canonical(path).string();
     std::ifstream maps("/proc/self/maps");
-    const uint8_t* found = nullptr;
+    uintptr_t found = 0;
     int count = 0;
     for (std::string line; std::getline(maps, line);) {
         if (line.size() < canonical.size() ||
             line.compare(line.size() - canonical.size(), canonical.size(), canonical) != 0) {
             continue;
         }
-        found = reinterpret_cast<const uint8_t*>(std::stoull(line, nullptr, 16));
+        found = uintptr_t(std::stoull(line, nullptr, 16));
         ++count;
     }
     REQUIRE(count == 1);
@@ -216,7 +216,7 @@ TEST_CASE("each converted tensor's source pages are no longer resident after the
     for (bool repack : {true, false}) {
         CAPTURE(repack);
         const Model m = load(path, repack);
-        const uint8_t* base = mapping_of(path);
+        const uintptr_t base = mapping_of(path);
         size_t checked = 0, resident = 0;
         for (const auto& [offset, n] : ranges) {
             REQUIRE(n > 2 * margin);
@@ -244,14 +244,15 @@ TEST_CASE("a format that cannot be interleaved stays in place in the mapping") {
         }
     }
     const Model m = load(path, true);
-    const uint8_t* base = mapping_of(path);
+    const uintptr_t base = mapping_of(path);
     int in_place = 0, repacked = 0;
     for (const Tensor* t : m.tensors()) {
         CAPTURE(t->name);
         const PackedLayout& l = t->view.layout;
         if (is_ggml_block_format(l.format)) {
             CHECK(l.interleave == 1);
-            CHECK(t->view.data == base + offsets.at(t->name));  // a view of the mapping
+            // A view of the mapping.
+            CHECK(reinterpret_cast<uintptr_t>(t->view.data) == base + offsets.at(t->name));
             ++in_place;
         } else if (l.interleave == kInterleaveRows) {
             ++repacked;
