@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -113,7 +114,15 @@ class TensorLoader {
                 ++counts_[t.type];
                 return out;
             }
-            Tensor out = convert_tensor(m_, source, need_f32, repack_);
+            Tensor out = convert_tensor(m_, source, need_f32, repack_, g_.file().get());
+            if (need_f32 && g_.file()->contains(out.view.data, 1)) {
+                // A norm vector used in place would keep its page-cache folio
+                // mapped, 2 MiB with read-only file THP (MappedFile), for each
+                // of them: a copy of a few KiB instead.
+                Tensor copy = make_owned_tensor(m_, out.name, out.view.layout);
+                std::memcpy(writable(copy), out.view.data, out.view.layout.total_bytes);
+                out = copy;
+            }
             ++counts_[t.type];
             // A converted tensor no longer needs its source pages resident.
             if (!g_.file()->contains(out.view.data, 1)) g_.file()->release(data, n_bytes);

@@ -231,7 +231,7 @@ void convert_row(uint32_t type, const uint8_t* src, int64_t r, int64_t cols, con
 std::string ggml_conversion_note(uint32_t type) {
     switch (type) {
         case F32:
-            return "F32 -> f32 (used in place)";
+            return "F32 -> f32 (used in place; norm vectors copied)";
         case F16:
             return "F16 -> f16 (used in place)";
         case BF16:
@@ -271,7 +271,8 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t type, int64_t 
 }
 
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, int64_t rows,
-                          int64_t cols, const uint8_t* data, bool repack) {
+                          int64_t cols, const uint8_t* data, bool repack,
+                          const MappedFile* source) {
     const Conversion& c = checked_conversion(name, type, cols);
     PackedLayout layout = make_layout(c.format, rows, cols, group_size(c.format));
     if (repack && can_interleave(layout)) layout = with_interleave(layout, kInterleaveRows);
@@ -285,9 +286,19 @@ Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t type, 
     Tensor out = make_owned_tensor(model, name, layout);
     const Target target(out.view.layout, writable(out));
     const size_t row_bytes = size_t(cols / c.block) * c.block_bytes;
-#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 18))
-    for (int64_t r = 0; r < rows; ++r) {
-        convert_row(type, data + size_t(r) * row_bytes, r, cols, target);
+    // Slices of about 8 MiB of source rows, each one's pages released once
+    // converted when `source` is given: a large tensor's source and its copy
+    // are not both resident.
+    const int64_t slice = std::max<int64_t>(1, int64_t((size_t(8) << 20) / row_bytes));
+    for (int64_t first = 0; first < rows; first += slice) {
+        const int64_t end = std::min(rows, first + slice);
+#pragma omp parallel for schedule(static) if ((end - first) * cols >= (int64_t(1) << 18))
+        for (int64_t r = first; r < end; ++r) {
+            convert_row(type, data + size_t(r) * row_bytes, r, cols, target);
+        }
+        if (source != nullptr) {
+            source->release(data + size_t(first) * row_bytes, size_t(end - first) * row_bytes);
+        }
     }
     if (target.overflowed()) {
         throw std::runtime_error("tensor " + name + ": a " + type_name(type) +

@@ -40,8 +40,11 @@ PackedLayout ggml_blocks_layout(const std::string& name, uint32_t ggml_type, int
 // With `repack`, a matrix that can be interleaved (kernels/interleave.h:
 // can_interleave) has its codes written straight into interleaved row blocks
 // of kInterleaveRows rows; the other sections and every other matrix are as
-// without it.
+// without it. With `source` (the mapping `data` lies in), the source rows'
+// pages are released (MappedFile::release) slice by slice as they are
+// converted.
 Tensor import_ggml_blocks(Model& model, const std::string& name, uint32_t ggml_type, int64_t rows,
-                          int64_t cols, const uint8_t* data, bool repack = false);
+                          int64_t cols, const uint8_t* data, bool repack = false,
+                          const MappedFile* source = nullptr);
 
 }  // namespace nibble

@@ -85,7 +85,8 @@ Tensor import_packed(Model& model, const SourceTensor& s) {
 
 }  // namespace
 
-Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, bool repack) {
+Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, bool repack,
+                      const MappedFile* file) {
     Tensor out;
     switch (source.encoding) {
         case SourceEncoding::f32:
@@ -97,7 +98,7 @@ Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, b
             break;
         case SourceEncoding::ggml_blocks:
             out = import_ggml_blocks(model, source.name, source.ggml_type, source.rows, source.cols,
-                                     source.data, repack && !need_f32);
+                                     source.data, repack && !need_f32, file);
             break;
         case SourceEncoding::packed_4bit:
             out = import_packed(model, source);

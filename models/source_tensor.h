@@ -47,9 +47,11 @@ struct SourceTensor {
 // Converts `source` into a nibble tensor owned by `model` (dense f32/f16 data
 // suitably aligned is viewed in place). With need_f32 the result is always f32
 // (norms). With `repack`, GGML blocks of a matrix that can be interleaved are
-// written in interleaved row blocks (models/gguf_import.h). Throws
-// std::runtime_error naming the tensor for one nibble cannot hold.
-Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, bool repack = false);
+// written in interleaved row blocks (models/gguf_import.h); with `file` (the
+// mapping the source lies in), GGML blocks' pages are released as they are
+// converted. Throws std::runtime_error naming the tensor for one nibble cannot hold.
+Tensor convert_tensor(Model& model, const SourceTensor& source, bool need_f32, bool repack = false,
+                      const MappedFile* file = nullptr);
 
 // The same tensor, deferred (Tensor::deferred): the checks and the layout now
 // (bf16's f16 test reads the data, then releases its pages), the conversion
