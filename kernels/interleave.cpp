@@ -54,12 +54,11 @@ constexpr bool kAvx2OnlyPrefersInterleaved = false;
 
 bool cpu_prefers_interleaved() {
     const CpuFeatures& cpu = cpu_features();
-    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX): the AVX-512,
-    // AVX-VNNI and AVX2 kernels decode nibble's q4 files 2-12% slower
-    // interleaved than row-major, so not there. (Repacked GGUF Q4_0 and Q4_K_M
-    // files decoded 2-20% faster at 1 thread on that CPU, measured under load
-    // from other processes, docs/BENCHMARKS.md: a quiet run at 1 and 2 threads
-    // must settle it before this changes.) NEON and the portable kernels
+    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX,
+    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 3-13%
+    // faster, but their prompts (AMX) run 10-14% slower, and nibble's q4 files
+    // decoded 2-12% slower interleaved; not the default there until a quiet
+    // run shows prompts no slower. NEON and the portable kernels
     // gather each interleaved row into a buffer (kernels::row_codes) first,
     // which can only be slower.
     return cpu.avx2 && !cpu.avx512 && kAvx2OnlyPrefersInterleaved;
