@@ -79,6 +79,12 @@ bool has_dotprod() {
     return cpu_features().neon && cpu_features().dotprod;
 }
 
+constexpr RowKernels kNeonLowbitRows{neon::matmul_rows_int8_lowbit,
+                                     scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
+constexpr RowKernels kNeonDotprodLowbitRows{neon::matmul_rows_int8_lowbit_dotprod,
+                                            scalar::matmul_rows_fp32_dequantized,
+                                            CodeOrder::natural};
+
 // NEON with SDOT (FEAT_DotProd), for any number of tokens.
 constexpr KernelEntry kNeonDotprod{
     MatmulKernel::neon,
@@ -88,7 +94,7 @@ constexpr KernelEntry kNeonDotprod{
     nullptr,
     {{neon::matmul_rows_int8_dotprod, neon::matmul_rows_fp32, CodeOrder::natural},
      kScalarQ6kRows,
-     kScalarLowbitRows,
+     kNeonDotprodLowbitRows,
      kScalarQ2q3Rows},
     quantize_activation_row,
     vec_ops_neon,
@@ -186,7 +192,7 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kScalarQ6kRows,
-      kScalarLowbitRows,
+      kNeonLowbitRows,
       kScalarQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
@@ -199,7 +205,7 @@ constexpr KernelEntry kTable[] = {
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kScalarQ6kRows,
-      kScalarLowbitRows,
+      kNeonLowbitRows,
       kScalarQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
