@@ -79,6 +79,10 @@ bool has_dotprod() {
     return cpu_features().neon && cpu_features().dotprod;
 }
 
+constexpr RowKernels kNeonQ6kRows{neon::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized,
+                                  CodeOrder::natural};
+constexpr RowKernels kNeonDotprodQ6kRows{neon::matmul_rows_int8_q6k_dotprod,
+                                         scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kNeonLowbitRows{neon::matmul_rows_int8_lowbit,
                                      scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
 constexpr RowKernels kNeonDotprodLowbitRows{neon::matmul_rows_int8_lowbit_dotprod,
@@ -93,7 +97,7 @@ constexpr KernelEntry kNeonDotprod{
     false,
     nullptr,
     {{neon::matmul_rows_int8_dotprod, neon::matmul_rows_fp32, CodeOrder::natural},
-     kScalarQ6kRows,
+     kNeonDotprodQ6kRows,
      kNeonDotprodLowbitRows,
      kScalarQ2q3Rows},
     quantize_activation_row,
@@ -191,7 +195,7 @@ constexpr KernelEntry kTable[] = {
      true,
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
-      kScalarQ6kRows,
+      kNeonQ6kRows,
       kNeonLowbitRows,
       kScalarQ2q3Rows},
      quantize_activation_row,
@@ -204,7 +208,7 @@ constexpr KernelEntry kTable[] = {
      false,
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
-      kScalarQ6kRows,
+      kNeonQ6kRows,
       kNeonLowbitRows,
       kScalarQ2q3Rows},
      quantize_activation_row,

@@ -132,6 +132,11 @@ void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa
                              int64_t r1, float* y);
 void matmul_rows_int8_lowbit_dotprod(const MatrixView& w, const QuantizedActivations& qa,
                                      int64_t r0, int64_t r1, float* y);
+// q6k, without and with SDOT (kernels/neon/matmul_q6k_neon*.cpp).
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
+void matmul_rows_int8_q6k_dotprod(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                                  int64_t r1, float* y);
 }  // namespace neon
 #endif
 
