@@ -79,6 +79,10 @@ bool has_dotprod() {
     return cpu_features().neon && cpu_features().dotprod;
 }
 
+constexpr RowKernels kNeonQ2q3Rows{neon::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                   CodeOrder::natural};
+constexpr RowKernels kNeonDotprodQ2q3Rows{neon::matmul_rows_int8_q2q3_dotprod,
+                                          scalar::matmul_rows_fp32_q2q3, CodeOrder::natural};
 constexpr RowKernels kNeonQ6kRows{neon::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized,
                                   CodeOrder::natural};
 constexpr RowKernels kNeonDotprodQ6kRows{neon::matmul_rows_int8_q6k_dotprod,
@@ -99,7 +103,7 @@ constexpr KernelEntry kNeonDotprod{
     {{neon::matmul_rows_int8_dotprod, neon::matmul_rows_fp32, CodeOrder::natural},
      kNeonDotprodQ6kRows,
      kNeonDotprodLowbitRows,
-     kScalarQ2q3Rows},
+     kNeonDotprodQ2q3Rows},
     quantize_activation_row,
     vec_ops_neon,
     nullptr,
@@ -197,7 +201,7 @@ constexpr KernelEntry kTable[] = {
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kNeonQ6kRows,
       kNeonLowbitRows,
-      kScalarQ2q3Rows},
+      kNeonQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      &kNeonDotprod,
@@ -210,7 +214,7 @@ constexpr KernelEntry kTable[] = {
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
       kNeonQ6kRows,
       kNeonLowbitRows,
-      kScalarQ2q3Rows},
+      kNeonQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      nullptr,

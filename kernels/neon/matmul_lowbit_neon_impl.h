@@ -23,12 +23,6 @@
 namespace nibble::kernels::neon {
 namespace {
 
-// Byte k: 0xff if bit k % 8 of byte k / 8 of the 2 bytes at p is set, else 0.
-inline uint8x16_t bits_of_2_bytes(const uint8_t* p) {
-    const uint8x16_t sel = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ULL));
-    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), sel);
-}
-
 // Four floats v[k] * d of four bytes (widened from lane 0..3 of a uint32x4).
 inline float32x4_t scaled(uint32x4_t v, float d) {
     return vmulq_n_f32(vcvtq_f32_u32(v), d);

@@ -52,6 +52,31 @@ constexpr int kTokens4 = 4;  // tokens per step
     return vpaddq_s32(vpaddq_s32(d[0], d[1]), vpaddq_s32(d[2], d[3]));
 }
 
+// Byte k: 0xff if bit k % 8 of byte k / 8 of the 2 bytes at p is set, else 0.
+inline uint8x16_t bits_of_2_bytes(const uint8_t* p) {
+    const uint8x16_t sel = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ULL));
+    return vtstq_u8(vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1])), sel);
+}
+
+// Lane r: sum over 32 columns of w[r][k] * x[k] (columns 0..15 in w0 / x0,
+// 16..31 in w1 / x1), for four rows.
+[[gnu::always_inline]] inline int32x4_t dot32_rows4(const int8x16_t* w0, const int8x16_t* w1,
+                                                    int8x16_t x0, int8x16_t x1) {
+    int32x4_t d[kRows4];
+    for (int r = 0; r < kRows4; ++r) {
+#if NIBBLE_NEON_DOTPROD
+        d[r] = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], x0), w1[r], x1);
+#else
+        const int16x8_t p0 =
+            vmlal_high_s8(vmull_s8(vget_low_s8(w0[r]), vget_low_s8(x0)), w0[r], x0);
+        const int16x8_t p1 =
+            vmlal_high_s8(vmull_s8(vget_low_s8(w1[r]), vget_low_s8(x1)), w1[r], x1);
+        d[r] = vpadalq_s16(vpaddlq_s16(p0), p1);
+#endif
+    }
+    return vpaddq_s32(vpaddq_s32(d[0], d[1]), vpaddq_s32(d[2], d[3]));
+}
+
 // out[t * 2 * n_blocks + k]: float sum of token t's 16 activation codes of
 // sub-block k (exact: at most 16 * 127).
 inline void sub_sums_of_x(const QuantizedActivations& qa, float* out) {
