@@ -9,7 +9,9 @@
 //   acc += xd * ((s0 * dot0 - m0 * sum0) + (s1 * dot1 - m1 * sum1))  (kMin)
 //   acc += xd * (s0 * dot0 + s1 * dot1)                              (!kMin)
 // so a row's result depends on nothing but the row and the token (GEMM equals
-// GEMV bitwise; 1 thread equals 2) and equals the portable kernel's.
+// GEMV bitwise; 1 thread equals 2). It is the portable kernel's result bit for
+// bit where that is compiled without FP contraction (GCC for aarch64 contracts
+// the portable files into FMAs by default; this folder is -ffp-contract=off).
 //
 // Included by the kernel files of both variants (SDOT or not: the includer
 // defines NIBBLE_NEON_DOTPROD to 1 or 0 first); everything has internal linkage.
