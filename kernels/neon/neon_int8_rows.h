@@ -1,11 +1,11 @@
 // The int8 row kernels of q6k, the ggml block formats and q3 / q2 on NEON
-// share this: four rows multiplied at once, each decoded beforehand into
-// int8 codes in column order (one byte per column) and, per 16 columns, a
-// scale s (and a minimum m). Per block of 32 activations, token and row the
-// two 16-column integer dot products are exact (SDOT, or widening multiplies
-// whose pairs fit int16: |w x| <= 32 * 127), gathered with pairwise adds into
-// one int32x4 per half whose lane r is row r. The float epilogue then runs
-// with rows in lanes, in the portable kernels' order:
+// share this. Four rows are multiplied at once: per block of 32 activations,
+// token and row the integer dot products (of 16 or 32 columns) are exact
+// (SDOT, or widening multiplies whose pairs fit int16: |w x| <= 32 * 127),
+// gathered with pairwise adds into one int32x4 whose lane r is row r, and the
+// float epilogue runs with rows in lanes. rows4_tokens is the whole product for
+// rows decoded beforehand into int8 codes in column order (one byte per column)
+// and, per 16 columns, a scale s (and a minimum m), in the portable kernels' order:
 //   acc += xd * ((s0 * dot0 - m0 * sum0) + (s1 * dot1 - m1 * sum1))  (kMin)
 //   acc += xd * (s0 * dot0 + s1 * dot1)                              (!kMin)
 // so a row's result depends on nothing but the row and the token (GEMM equals
