@@ -79,6 +79,20 @@ bool has_dotprod() {
     return cpu_features().neon && cpu_features().dotprod;
 }
 
+constexpr RowKernels kNeonQ2q3Rows{neon::matmul_rows_int8_q2q3, scalar::matmul_rows_fp32_q2q3,
+                                   CodeOrder::natural};
+constexpr RowKernels kNeonDotprodQ2q3Rows{neon::matmul_rows_int8_q2q3_dotprod,
+                                          scalar::matmul_rows_fp32_q2q3, CodeOrder::natural};
+constexpr RowKernels kNeonQ6kRows{neon::matmul_rows_int8_q6k, scalar::matmul_rows_fp32_dequantized,
+                                  CodeOrder::natural};
+constexpr RowKernels kNeonDotprodQ6kRows{neon::matmul_rows_int8_q6k_dotprod,
+                                         scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
+constexpr RowKernels kNeonLowbitRows{neon::matmul_rows_int8_lowbit,
+                                     scalar::matmul_rows_fp32_dequantized, CodeOrder::natural};
+constexpr RowKernels kNeonDotprodLowbitRows{neon::matmul_rows_int8_lowbit_dotprod,
+                                            scalar::matmul_rows_fp32_dequantized,
+                                            CodeOrder::natural};
+
 // NEON with SDOT (FEAT_DotProd), for any number of tokens.
 constexpr KernelEntry kNeonDotprod{
     MatmulKernel::neon,
@@ -87,9 +101,9 @@ constexpr KernelEntry kNeonDotprod{
     false,
     nullptr,
     {{neon::matmul_rows_int8_dotprod, neon::matmul_rows_fp32, CodeOrder::natural},
-     kScalarQ6kRows,
-     kScalarLowbitRows,
-     kScalarQ2q3Rows},
+     kNeonDotprodQ6kRows,
+     kNeonDotprodLowbitRows,
+     kNeonDotprodQ2q3Rows},
     quantize_activation_row,
     vec_ops_neon,
     nullptr,
@@ -185,9 +199,9 @@ constexpr KernelEntry kTable[] = {
      true,
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
-      kScalarQ6kRows,
-      kScalarLowbitRows,
-      kScalarQ2q3Rows},
+      kNeonQ6kRows,
+      kNeonLowbitRows,
+      kNeonQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      &kNeonDotprod,
@@ -198,9 +212,9 @@ constexpr KernelEntry kTable[] = {
      false,
      nullptr,
      {{neon::matmul_rows_int8, neon::matmul_rows_fp32, CodeOrder::natural},
-      kScalarQ6kRows,
-      kScalarLowbitRows,
-      kScalarQ2q3Rows},
+      kNeonQ6kRows,
+      kNeonLowbitRows,
+      kNeonQ2q3Rows},
      quantize_activation_row,
      vec_ops_neon,
      nullptr,

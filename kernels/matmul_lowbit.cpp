@@ -1,5 +1,5 @@
 // Kernels of the ggml block formats in portable code (kernels/lowbit.h): the
-// int8-activation path for CPUs without AVX2 (and NEON), and the
+// int8-activation path for CPUs without AVX2 or NEON, and the
 // FP32-activation path for every CPU.
 #include "kernels/lowbit.h"
 #include "kernels/matmul.h"

@@ -1,5 +1,5 @@
 // q6k kernels in portable code (kernels/q6k.h): the int8-activation path for
-// CPUs without AVX2 (and NEON), and the FP32-activation path for every CPU.
+// CPUs without AVX2 or NEON, and the FP32-activation path for every CPU.
 #include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_variants.h"

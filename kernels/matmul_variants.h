@@ -53,7 +53,7 @@ void q6k_row_scales(const MatrixView& w, int64_t row, float* out);
 // The ggml block formats (kernels/lowbit.h) have kernels of their own too, for
 // every one of them (the format is read from the layout): the int8 path reads
 // activations in natural order, the fp32 path (portable) dequantizes each row
-// as the reference does. NEON runs the portable ones.
+// as the reference does.
 namespace scalar {
 void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                              int64_t r1, float* y);
@@ -127,6 +127,16 @@ void matmul_rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64
                       float* y);
 void matmul_rows_fp32(const MatrixView& w, const float* x, int64_t x_stride, int n_tokens,
                       int64_t r0, int64_t r1, float* y);
+// The ggml block formats, without and with SDOT (kernels/neon/matmul_lowbit_neon*.cpp).
+void matmul_rows_int8_lowbit(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                             int64_t r1, float* y);
+void matmul_rows_int8_lowbit_dotprod(const MatrixView& w, const QuantizedActivations& qa,
+                                     int64_t r0, int64_t r1, float* y);
+// q6k, without and with SDOT (kernels/neon/matmul_q6k_neon*.cpp).
+void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                          int64_t r1, float* y);
+void matmul_rows_int8_q6k_dotprod(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
+                                  int64_t r1, float* y);
 }  // namespace neon
 #endif
 

@@ -21,6 +21,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 #include "kernels/quantize.h"
+#include "test_skip.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -451,6 +452,33 @@ TEST_CASE("ggml block formats: every fast kernel matches the reference") {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+// NEON's kernels with SDOT and without it (the entries neon and neon_nodot on
+// a CPU with FEAT_DotProd) differ only in how the exact integer dot products
+// are formed: their results are the same, bit for bit.
+TEST_CASE("ggml block formats: NEON with and without SDOT give bitwise identical results" *
+          nibble::test::skip_unless(matmul_kernel_supported(MatmulKernel::neon),
+                                    "this CPU has no NEON")) {
+    SettingsGuard guard;
+    std::mt19937 rng(77);
+    set_matmul_activation_mode(ActivationMode::int8);
+    for (WeightFormat f : kFormats) {
+        for (Pattern p : {Pattern::random, Pattern::codes_max, Pattern::huge_d}) {
+            const TestMatrix m = make_matrix(f, 13, 512, p, rng);
+            for (int n_tokens : {1, 6}) {
+                const std::vector<float> x = random_activations(n_tokens, 512, rng);
+                std::vector<float> dot(size_t(13 * n_tokens)), nodot(dot.size());
+                set_matmul_kernel(MatmulKernel::neon);
+                matmul(m.view(), x.data(), n_tokens, dot.data());
+                set_matmul_kernel(MatmulKernel::neon_nodot);
+                matmul(m.view(), x.data(), n_tokens, nodot.data());
+                INFO(std::string(format_name(f)), " ", std::string(pattern_name(p)), " tokens ",
+                     n_tokens);
+                CHECK(std::memcmp(dot.data(), nodot.data(), dot.size() * sizeof(float)) == 0);
             }
         }
     }

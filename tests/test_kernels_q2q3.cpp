@@ -18,6 +18,7 @@
 #include "kernels/q2q3.h"
 #include "kernels/quantize.h"
 #include "quant_test_util.h"
+#include "test_skip.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -278,10 +279,11 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                                         }
                                         if (!ok && ++bad <= 3) {
                                             INFO(std::string(matmul_kernel_name(k)),
-                                                 int8_path ? " int8 " : " fp32 ", format_name(f),
-                                                 " g", g, dq ? " dq " : " ", s.rows, "x", s.cols,
-                                                 " tokens ", n_tokens, " token ", t, " row ", r,
-                                                 " got ", y[i], " want ", y_ref[i]);
+                                                 int8_path ? " int8 " : " fp32 ",
+                                                 std::string(format_name(f)), " g", g,
+                                                 dq ? " dq " : " ", s.rows, "x", s.cols, " tokens ",
+                                                 n_tokens, " token ", t, " row ", r, " got ", y[i],
+                                                 " want ", y_ref[i]);
                                             CHECK(ok);
                                         }
                                     }
@@ -293,7 +295,7 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                                         matmul(w, x.data() + size_t(t) * size_t(s.cols), 1,
                                                y1.data());
                                         INFO(std::string(matmul_kernel_name(k)), " ",
-                                             format_name(f), " g", g, " token ", t);
+                                             std::string(format_name(f)), " g", g, " token ", t);
                                         CHECK(std::memcmp(y1.data(),
                                                           y.data() + size_t(t) * size_t(s.rows),
                                                           y1.size() * sizeof(float)) == 0);
@@ -303,6 +305,35 @@ TEST_CASE("q3 and q2: every fast kernel matches the reference; GEMM equals GEMV 
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+// NEON's kernels with SDOT and without it (the entries neon and neon_nodot on
+// a CPU with FEAT_DotProd) differ only in how the exact integer dot products
+// are formed: their results are the same, bit for bit.
+TEST_CASE("q3 and q2: NEON with and without SDOT give bitwise identical results" *
+          nibble::test::skip_unless(matmul_kernel_supported(MatmulKernel::neon),
+                                    "this CPU has no NEON")) {
+    SettingsGuard guard;
+    std::mt19937 rng(79);
+    set_matmul_activation_mode(ActivationMode::int8);
+    for (WeightFormat f : kFormats) {
+        for (bool dq : {false, true}) {
+            const std::vector<float> wf = gaussian(13, 320, rng());
+            const PackedLayout l = make_layout(f, 13, 320, 64, dq);
+            const std::vector<uint8_t> blob = quantize_matrix(wf.data(), l);
+            const MatrixView w{l, blob.data()};
+            for (int n_tokens : {1, 6}) {
+                const std::vector<float> x = random_activations(n_tokens, 320, rng);
+                std::vector<float> dot(size_t(13 * n_tokens)), nodot(dot.size());
+                set_matmul_kernel(MatmulKernel::neon);
+                matmul(w, x.data(), n_tokens, dot.data());
+                set_matmul_kernel(MatmulKernel::neon_nodot);
+                matmul(w, x.data(), n_tokens, nodot.data());
+                INFO(std::string(format_name(f)), dq ? " dq" : "", " tokens ", n_tokens);
+                CHECK(std::memcmp(dot.data(), nodot.data(), dot.size() * sizeof(float)) == 0);
             }
         }
     }
@@ -329,8 +360,8 @@ TEST_CASE("q3 and q2: 1 and 2 threads give bitwise identical results") {
                     matmul(w, x.data(), n_tokens, y1.data());
                     omp_set_num_threads(2);
                     matmul(w, x.data(), n_tokens, y2.data());
-                    INFO(std::string(matmul_kernel_name(k)), " ", format_name(f), " tokens ",
-                         n_tokens);
+                    INFO(std::string(matmul_kernel_name(k)), " ", std::string(format_name(f)),
+                         " tokens ", n_tokens);
                     CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
                 }
             }

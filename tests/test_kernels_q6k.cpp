@@ -19,6 +19,7 @@
 #include "kernels/matmul_dispatch.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/quantize.h"
+#include "test_skip.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -189,9 +190,10 @@ void check_against_reference(const TestMatrix& m, MatmulKernel k, ActivationMode
             const double err = std::fabs(double(y[i]) - double(y_ref[i]));
             if (!(err <= bound)) {
                 ++bad;
-                INFO(matmul_kernel_name(k), mode == ActivationMode::int8 ? " int8 " : " fp32 ",
-                     l.rows, "x", l.cols, " ", pattern_name(p), " tokens ", n_tokens, " token ", t,
-                     " row ", r, " got ", y[i], " want ", y_ref[i], " bound ", bound);
+                INFO(std::string(matmul_kernel_name(k)),
+                     mode == ActivationMode::int8 ? " int8 " : " fp32 ", l.rows, "x", l.cols, " ",
+                     std::string(pattern_name(p)), " tokens ", n_tokens, " token ", t, " row ", r,
+                     " got ", y[i], " want ", y_ref[i], " bound ", bound);
                 CHECK(err <= bound);
             }
         }
@@ -200,7 +202,7 @@ void check_against_reference(const TestMatrix& m, MatmulKernel k, ActivationMode
         std::vector<float> y1(size_t(l.rows));
         for (int t = 0; t < n_tokens; ++t) {
             matmul(m.view(), x.data() + size_t(t) * size_t(l.cols), 1, y1.data());
-            INFO(matmul_kernel_name(k), " token ", t, " of ", n_tokens);
+            INFO(std::string(matmul_kernel_name(k)), " token ", t, " of ", n_tokens);
             CHECK(std::memcmp(y1.data(), y.data() + size_t(t) * size_t(l.rows),
                               y1.size() * sizeof(float)) == 0);
         }
@@ -266,6 +268,30 @@ TEST_CASE("q6k: every fast kernel matches the reference") {
     }
 }
 
+// NEON's kernels with SDOT and without it (the entries neon and neon_nodot on
+// a CPU with FEAT_DotProd) differ only in how the exact integer dot products
+// are formed: their results are the same, bit for bit.
+TEST_CASE("q6k: NEON with and without SDOT give bitwise identical results" *
+          nibble::test::skip_unless(matmul_kernel_supported(MatmulKernel::neon),
+                                    "this CPU has no NEON")) {
+    SettingsGuard guard;
+    std::mt19937 rng(78);
+    set_matmul_activation_mode(ActivationMode::int8);
+    for (Pattern p : {Pattern::random, Pattern::codes_min, Pattern::codes_max, Pattern::huge_d}) {
+        const TestMatrix m = make_matrix(13, 512, p, rng);
+        for (int n_tokens : {1, 6}) {
+            const std::vector<float> x = random_activations(n_tokens, 512, rng);
+            std::vector<float> dot(size_t(13 * n_tokens)), nodot(dot.size());
+            set_matmul_kernel(MatmulKernel::neon);
+            matmul(m.view(), x.data(), n_tokens, dot.data());
+            set_matmul_kernel(MatmulKernel::neon_nodot);
+            matmul(m.view(), x.data(), n_tokens, nodot.data());
+            INFO(std::string(pattern_name(p)), " tokens ", n_tokens);
+            CHECK(std::memcmp(dot.data(), nodot.data(), dot.size() * sizeof(float)) == 0);
+        }
+    }
+}
+
 #ifdef _OPENMP
 TEST_CASE("q6k: 1 and 2 threads give bitwise identical results") {
     SettingsGuard guard;
@@ -283,7 +309,7 @@ TEST_CASE("q6k: 1 and 2 threads give bitwise identical results") {
                 matmul(m.view(), x.data(), n_tokens, y1.data());
                 omp_set_num_threads(2);
                 matmul(m.view(), x.data(), n_tokens, y2.data());
-                INFO(matmul_kernel_name(k), " tokens ", n_tokens);
+                INFO(std::string(matmul_kernel_name(k)), " tokens ", n_tokens);
                 CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0);
             }
         }
