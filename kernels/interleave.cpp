@@ -54,11 +54,11 @@ constexpr bool kAvx2OnlyPrefersInterleaved = false;
 
 bool cpu_prefers_interleaved() {
     const CpuFeatures& cpu = cpu_features();
-    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX,
-    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 3-13%
-    // faster, but their prompts (AMX) run 10-14% slower, and nibble's q4 files
-    // decoded 2-12% slower interleaved; not the default there until a quiet
-    // run shows prompts no slower. NEON and the portable kernels
+    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX, quiet,
+    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 2-12%
+    // faster, but their prompts run 7-12% slower (the AMX kernel gathers the
+    // rows), and nibble's q4 files decoded 2-12% slower interleaved; not the
+    // default there until AMX reads the layout in place. NEON and the portable kernels
     // gather each interleaved row into a buffer (kernels::row_codes) first,
     // which can only be slower.
     return cpu.avx2 && !cpu.avx512 && kAvx2OnlyPrefersInterleaved;
