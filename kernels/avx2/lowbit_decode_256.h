@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "kernels/formats.h"
+#include "kernels/kquant_scale_bytes.h"
 
 #ifndef NIBBLE_ISA_NAMESPACE
 #error "define NIBBLE_ISA_NAMESPACE before including lowbit_decode_256.h"
@@ -79,17 +80,10 @@ template <WeightFormat F>
         const float d = half_to_float(b), dmin = half_to_float(b + 2);
         const __m256i qh = load32(b + 16);
         const __m256i m4 = _mm256_set1_epi8(15), m1 = _mm256_set1_epi8(1);
-        // The eight 6-bit scales then the eight mins as bytes (ggml's
-        // unpacking of Q4_K / Q5_K scales), each twice: one per 16 columns.
-        uint32_t aux[4];
-        std::memcpy(aux, b + 4, 12);
-        const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-        aux[3] = ((aux[2] >> 4) & k2) | (((aux[1] >> 6) & k3) << 4);
-        const uint32_t mins_low = aux[1] & k1;
-        aux[1] = (aux[2] & k2) | (((aux[0] >> 6) & k3) << 4);
-        aux[2] = mins_low;
-        aux[0] &= k1;
-        const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(aux));
+        // The eight scales then the eight mins, each twice: one per 16 columns.
+        uint8_t bytes[16];
+        q5k_scale_min_bytes(b + 4, bytes);
+        const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
         scale16<false>(_mm_unpacklo_epi8(sm, sm), 0, d, s);
         scale16<false>(_mm_unpackhi_epi8(sm, sm), 0, dmin, m);
         for (int i = 0; i < 8; ++i) {
@@ -98,16 +92,9 @@ template <WeightFormat F>
             store32(u + 32 * i, _mm256_or_si256(bits(ql, 4 * (i % 2), m4), hb));
         }
     } else if constexpr (F == WeightFormat::q3k) {
-        // The 16 6-bit scales as bytes (low 4 bits in scales[0..7], high 2
-        // bits in scales[8..11]), as ggml unpacks them.
-        uint32_t aux[4];
-        std::memcpy(aux, b + 96, 12);
-        const uint32_t tmp = aux[2], k1 = 0x03030303, k2 = 0x0f0f0f0f;
-        aux[2] = ((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4);
-        aux[3] = ((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
-        aux[0] = (aux[0] & k2) | ((tmp & k1) << 4);
-        aux[1] = (aux[1] & k2) | (((tmp >> 2) & k1) << 4);
-        const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(aux));
+        uint8_t bytes[16];
+        q3k_scale_bytes(b + 96, bytes);
+        const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
         scale16<false>(sc, 32, half_to_float(b + 108), s);
         const __m256 four = _mm256_set1_ps(4.0f);
         _mm256_storeu_ps(m, _mm256_mul_ps(four, _mm256_loadu_ps(s)));

@@ -12,13 +12,15 @@
 #include <arm_neon.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/format_traits.h"
 #include "kernels/formats.h"
 #include "kernels/lowbit.h"
 #include "kernels/matmul_variants.h"
 #include "kernels/neon/neon_int8_rows.h"
+
+#define NIBBLE_ISA_NAMESPACE neon
+#include "kernels/kquant_scale_bytes.h"
 
 namespace nibble::kernels::neon {
 namespace {
@@ -61,18 +63,9 @@ inline void decode_block(const uint8_t* b, uint8_t* u, float* s, float* m) {
         m[0] = m[1] = mm;
     } else if constexpr (F == WeightFormat::q5k) {
         const float d = half_at(b), dmin = half_at(b + 2);
-        // The eight 6-bit scales then the eight mins as bytes (ggml's
-        // unpacking of Q4_K / Q5_K scales).
-        uint32_t aux[4];
-        std::memcpy(aux, b + 4, 12);
-        const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-        aux[3] = ((aux[2] >> 4) & k2) | (((aux[1] >> 6) & k3) << 4);
-        const uint32_t mins_low = aux[1] & k1;
-        aux[1] = (aux[2] & k2) | (((aux[0] >> 6) & k3) << 4);
-        aux[2] = mins_low;
-        aux[0] &= k1;
+        // The eight 6-bit scales then the eight mins as bytes.
         uint8_t sm[16];
-        std::memcpy(sm, aux, 16);
+        q5k_scale_min_bytes(b + 4, sm);
         const uint8x16_t v = vld1q_u8(sm);
         const uint16x8_t sc = vmovl_u8(vget_low_u8(v)), mc = vmovl_high_u8(v);
         // Each value twice: one per 16 columns.
@@ -103,17 +96,8 @@ inline void decode_block(const uint8_t* b, uint8_t* u, float* s, float* m) {
             }
         }
     } else if constexpr (F == WeightFormat::q3k) {
-        // The 16 6-bit scales as bytes (low 4 bits in scales[0..7], high 2
-        // bits in scales[8..11]), as ggml unpacks them.
-        uint32_t aux[4];
-        std::memcpy(aux, b + 96, 12);
-        const uint32_t tmp = aux[2], k1 = 0x03030303, k2 = 0x0f0f0f0f;
-        aux[2] = ((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4);
-        aux[3] = ((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
-        aux[0] = (aux[0] & k2) | ((tmp & k1) << 4);
-        aux[1] = (aux[1] & k2) | (((tmp >> 2) & k1) << 4);
         uint8_t sc[16];
-        std::memcpy(sc, aux, 16);
+        q3k_scale_bytes(b + 96, sc);
         scale16(vld1q_u8(sc), 32, half_at(b + 108), s);
         for (int k = 0; k < 4; ++k) vst1q_f32(m + 4 * k, vmulq_n_f32(vld1q_f32(s + 4 * k), 4.0f));
         const uint8x16_t hm0 = vld1q_u8(b), hm1 = vld1q_u8(b + 16);
