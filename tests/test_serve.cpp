@@ -113,7 +113,8 @@ TEST_CASE("a disconnect frees its slot for the queued request; a full queue give
         return http(server.port, "POST", "/v1/completions",
                     R"({"prompt":"Tom had a dog","max_tokens":5,"temperature":0})");
     });
-    for (int i = 0; i < 200 && metric(server.port, "nibble_queue_length") < 1; ++i) {
+    // (up to 30 s: on a loaded machine the request may take long to reach the queue)
+    for (int i = 0; i < 1200 && metric(server.port, "nibble_queue_length") < 1; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
     REQUIRE(metric(server.port, "nibble_queue_length") == 1);
