@@ -222,8 +222,7 @@ constexpr int kQuadBytes = 4 * kChunkBytes<F>;
 // Writes blocks 4q..4q+n-1 of one row as tile bytes: block b's 32 weights go
 // to panel + b * kTileBytes<F> + m * 32.
 template <WeightFormat F>
-inline void unpack_quad(const uint8_t* codes, int64_t q, int n, uint8_t* panel, int m) {
-    const uint8_t* p = codes + kQuadBytes<F> * q;
+inline void unpack_quad(const uint8_t* p, int64_t q, int n, uint8_t* panel, int m) {
     if constexpr (F == WeightFormat::q8) {
         // Blocks are 32 natural-order signed bytes: copy them.
         for (int k = 0; k < n; ++k) {
@@ -306,10 +305,8 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
             if (has_mins) std::memset(row_mins, 0, size_t(gpr) * sizeof(float));
             continue;
         }
-        // (interleaved rows, kernels/interleave.h: gathered one at a time)
-        const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
-                                                : w.data + l.codes_offset + size_t(row) * row_bytes;
         if constexpr (is_q2q3(F)) {  // block b's 32 codes (q3: q - 4) in column order
+            const uint8_t* codes = w.data + l.codes_offset + size_t(row) * row_bytes;
             constexpr bool q3 = F == WeightFormat::q3;
             for (int64_t b = 0; b < n_blocks; ++b) {
                 __m256i v = unpack_chunk<q3>(codes + kChunkBytes<F> * b);
@@ -318,9 +315,32 @@ void unpack_panel(const MatrixView& w, int64_t row0, int n_valid, int64_t n_bloc
                     reinterpret_cast<__m256i*>(panel + b * kTileBytes<F> + m * kBlockBytes<F>), v);
             }
         } else {
-            for (int64_t q = 0; 4 * q < n_blocks; ++q) {
+            // Quad q of the row in place. Row-major: at q * Q from the row's
+            // start (Q = kQuadBytes). Interleaved (kernels/interleave.h), a
+            // unit is one quad: row i of a block of n rows has its quad q at
+            // q n Q + i Q from the block's start, the row's last (short) quad
+            // at (n_quads - 1) n Q + i L, L the short quad's bytes.
+            constexpr size_t Q = kQuadBytes<F>;
+            const int64_t n_quads = (n_blocks + 3) / 4;
+            const uint8_t* first = w.data + l.codes_offset + size_t(row) * row_bytes;
+            size_t stride = Q;
+            const uint8_t* last = first + size_t(n_quads - 1) * Q;
+            if (l.interleave > 1) {
+                const int64_t block = row / l.interleave, i = row % l.interleave;
+                const int64_t n = l.rows - block * l.interleave < l.interleave
+                                      ? l.rows - block * l.interleave
+                                      : l.interleave;
+                const uint8_t* start =
+                    w.data + l.codes_offset + size_t(block * l.interleave) * row_bytes;
+                first = start + size_t(i) * Q;
+                stride = size_t(n) * Q;
+                last = start + size_t(n_quads - 1) * stride +
+                       size_t(i) * (row_bytes - size_t(n_quads - 1) * Q);
+            }
+            for (int64_t q = 0; q < n_quads; ++q) {
                 const int64_t left = n_blocks - 4 * q;
-                unpack_quad<F>(codes, q, left < 4 ? int(left) : 4, panel, m);
+                unpack_quad<F>(q + 1 < n_quads ? first + size_t(q) * stride : last, q,
+                               left < 4 ? int(left) : 4, panel, m);
             }
         }
         if (l.format == WeightFormat::q4k) {  // K-coded (q4a's kernel)
