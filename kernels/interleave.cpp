@@ -55,13 +55,13 @@ constexpr bool kAvx2OnlyPrefersInterleaved = false;
 bool cpu_prefers_interleaved() {
     const CpuFeatures& cpu = cpu_features();
     // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX, quiet,
-    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 2-12%
-    // faster, but their prompts run 7-12% slower (the AMX kernel gathers the
-    // rows), and nibble's q4 files decoded 2-12% slower interleaved; not the
-    // default there until AMX reads the layout in place. NEON and the portable kernels
+    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 2-16%
+    // faster at 1 and 2 threads, and their prompts run as fast (AMX reads the
+    // layout in place; -6% to +4% between runs). NEON and the portable kernels
     // gather each interleaved row into a buffer (kernels::row_codes) first,
     // which can only be slower.
-    return cpu.avx2 && !cpu.avx512 && kAvx2OnlyPrefersInterleaved;
+    if (cpu.avx512) return true;
+    return cpu.avx2 && kAvx2OnlyPrefersInterleaved;
 }
 
 size_t interleave_unit_bytes(const PackedLayout& l) {

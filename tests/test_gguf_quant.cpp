@@ -31,6 +31,14 @@ namespace {
 const char* const kFiles[] = {"BF16",   "F32",  "IQ4_NL", "IQ4_XS", "Q4_0", "Q4_1",
                               "Q4_K_M", "Q5_0", "Q5_K_M", "Q6_K",   "Q8_0"};
 
+// The model with every matrix row-major (not repacked, whatever the CPU's
+// default): the checks below compare its bytes with the file's blocks.
+Model load_row_major(const std::string& path) {
+    LoadOptions options;
+    options.repack = false;
+    return load_model(path, options);
+}
+
 std::string gguf_name(const std::string& kind) {
     return "tiny256-" + kind + ".gguf";
 }
@@ -102,7 +110,7 @@ TEST_CASE("every tensor of every llama.cpp file dequantizes like gguf-py, within
     for (const char* kind : kFiles) {
         const std::string file = gguf_name(kind);
         CAPTURE(file);
-        const Model model = load_model(data_path("gguf-quant/" + file));
+        const Model model = load_row_major(data_path("gguf-quant/" + file));
         const auto& ref = dequant_ref()[file];
         std::set<std::string> seen;
         for (const Tensor* t : model.tensors()) {
@@ -157,7 +165,7 @@ TEST_CASE("the exact path's logits match the FP64 reference; int8 is about as cl
     for (const char* kind : kFiles) {
         const std::string file = gguf_name(kind);
         CAPTURE(file);
-        const Model model = load_model(data_path("gguf-quant/" + file));
+        const Model model = load_row_major(data_path("gguf-quant/" + file));
         const double exact =
             rms_difference(all_logits(model, ActivationMode::fp32), exact_ref[file]);
         const double int8 =
@@ -190,7 +198,7 @@ namespace {
 int check_same_nibbles(const std::string& file, uint32_t type, WeightFormat format) {
     const std::string path = data_path("gguf-quant/" + file);
     const GgufFile g = GgufFile::parse(MappedFile::open(path));
-    const Model model = load_model(path);
+    const Model model = load_row_major(path);
     static_assert(sizeof(ggml::BlockQ4_0) == sizeof(ggml::BlockIQ4_NL));
     int checked = 0;
     for (const Tensor* t : model.tensors()) {
@@ -231,7 +239,7 @@ TEST_CASE("IQ4_NL is imported as iq4nl g32 (the same code book) bit for bit") {
 TEST_CASE("Q4_K is imported as q4k with the same d, dmin, 6-bit scales and codes, bit for bit") {
     const std::string path = data_path("gguf-quant/tiny256-Q4_K_M.gguf");
     const GgufFile g = GgufFile::parse(MappedFile::open(path));
-    const Model model = load_model(path);
+    const Model model = load_row_major(path);
     int checked = 0;
     for (const Tensor* t : model.tensors()) {
         const GgufTensorInfo* info = g.find_tensor(t->name);
@@ -273,7 +281,7 @@ TEST_CASE("Q6_K is imported as q6k with the same bytes (ql, qh | scales, d), bit
         const std::string path = data_path("gguf-quant/" + gguf_name(kind));
         CAPTURE(path);
         const GgufFile g = GgufFile::parse(MappedFile::open(path));
-        const Model model = load_model(path);
+        const Model model = load_row_major(path);
         int checked = 0;
         for (const Tensor* t : model.tensors()) {
             const GgufTensorInfo* info = g.find_tensor(t->name);
@@ -308,7 +316,7 @@ TEST_CASE("Q5_0 and Q5_K are imported as q5_0 and q5k with the same blocks, bit 
         const std::string path = data_path("gguf-quant/" + gguf_name(kind));
         CAPTURE(path);
         const GgufFile g = GgufFile::parse(MappedFile::open(path));
-        const Model model = load_model(path);
+        const Model model = load_row_major(path);
         int checked = 0;
         for (const Tensor* t : model.tensors()) {
             const GgufTensorInfo* info = g.find_tensor(t->name);
@@ -328,7 +336,7 @@ TEST_CASE("Q5_0 and Q5_K are imported as q5_0 and q5k with the same blocks, bit 
 }
 
 TEST_CASE("one line per tensor type says what the import did") {
-    const Model model = load_model(data_path("gguf-quant/tiny256-Q4_K_M.gguf"));
+    const Model model = load_row_major(data_path("gguf-quant/tiny256-Q4_K_M.gguf"));
     std::map<std::string, std::string> lines;
     for (const std::string& n : model.import_notes) {
         for (const char* type : {"F32", "Q4_K", "Q6_K"}) {
@@ -345,7 +353,7 @@ TEST_CASE("a deferred load announces each tensor's layout and fetches the same b
     for (const char* kind : kFiles) {
         const std::string path = data_path("gguf-quant/" + gguf_name(kind));
         CAPTURE(path);
-        const Model whole = load_model(path);
+        const Model whole = load_row_major(path);
         const Model deferred = load_model(path, {.defer_conversion = true});
         CHECK(deferred.import_notes == whole.import_notes);
         CHECK(deferred.weight_bytes() == whole.weight_bytes());
