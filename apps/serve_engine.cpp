@@ -108,6 +108,7 @@ void ServeEngine::loop() {
         }
         const bool busy = scheduler_.step();
         slots_in_use_.store(scheduler_.n_active());
+        waiting_.store(scheduler_.n_waiting());
         if (busy) continue;
         std::unique_lock lock(mutex_);
         if (stopping_) break;

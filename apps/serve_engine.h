@@ -70,6 +70,8 @@ class ServeEngine {
     int n_slots() const { return n_slots_; }
     // Requests running in a KV slot (as last seen by the scheduler thread).
     int slots_in_use() const { return slots_in_use_.load(); }
+    // Requests waiting for a slot (as last seen by the scheduler thread).
+    int waiting() const { return waiting_.load(); }
     // Stops the scheduler thread after the requests in flight finish.
     void stop();
 
@@ -83,6 +85,7 @@ class ServeEngine {
     const int threads_;
     std::atomic<int> in_flight_{0};
     std::atomic<int> slots_in_use_{0};
+    std::atomic<int> waiting_{0};
     std::mutex mutex_;
     std::condition_variable wake_;
     int64_t wake_count_ = 0;  // submissions and cancels the scheduler thread has not seen

@@ -321,8 +321,10 @@ void HttpServer::Impl::setup() {
             const ServeEngine& engine = *backend.engine;
             g.in_flight = engine.in_flight();
             g.slots = engine.n_slots();
-            g.slots_in_use = std::min(engine.slots_in_use(), g.in_flight);
-            g.queue_length = std::max(0, g.in_flight - g.slots_in_use);
+            // Both as the scheduler thread last saw them: in_flight counts a
+            // submission at once, before the scheduler has taken it in.
+            g.slots_in_use = engine.slots_in_use();
+            g.queue_length = engine.waiting();
         }
         res.set_content(metrics->render(g), "text/plain; version=0.0.4");
     });

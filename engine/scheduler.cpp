@@ -110,6 +110,11 @@ int Scheduler::n_active() const {
     return int(order_.size());
 }
 
+int Scheduler::n_waiting() const {
+    std::lock_guard lock(mutex_);
+    return int(incoming_.size() + waiting_.size());
+}
+
 void Scheduler::run() {
     while (step()) {
     }

@@ -124,6 +124,9 @@ class Scheduler {
 
     int n_slots() const { return int(slots_.size()); }
     int n_active() const;
+    // Requests submitted and not yet in a slot (submissions not yet taken in
+    // included). Call it from the thread that runs step().
+    int n_waiting() const;
     const SchedulerStats& stats() const { return stats_; }
     const InferenceState& state() const { return *state_; }
 

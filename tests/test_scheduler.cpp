@@ -192,7 +192,12 @@ TEST_CASE("cancelling a request that is still waiting") {
         const RequestId id = s.submit(std::move(r));
         if (i == 2) s.cancel(id);
     }
+    CHECK(s.n_waiting() == 3);  // submitted, not yet taken in
+    REQUIRE(s.step());
+    CHECK(s.n_active() == 1);
+    CHECK(s.n_waiting() == 1);  // one cancelled, one in the only slot
     s.run();
+    CHECK(s.n_waiting() == 0);
     REQUIRE(reasons.size() == 3);
     CHECK(reasons[0] == FinishReason::cancelled);  // taken in before the first step
     CHECK(generated[0] == 0);

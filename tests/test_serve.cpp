@@ -106,17 +106,28 @@ TEST_CASE("a disconnect frees its slot for the queued request; a full queue give
     ServeProcess server(with(model_args(), {"--parallel", "1", "--queue", "1", "-c", "32768"}));
     // A streams for seconds; B waits for the only slot; C finds the queue full.
     std::string first;
-    const int a =
-        nibble::test::http_until(server.port, "/v1/completions", kLongStream, "data: ", &first);
+    struct Socket {  // closed on every path, so that a failed REQUIRE does not wait on B
+        int fd;
+        ~Socket() {
+            if (fd >= 0) close(fd);
+        }
+    } a{nibble::test::http_until(server.port, "/v1/completions", kLongStream, "data: ", &first)};
     REQUIRE(first.find("200 OK") != std::string::npos);
     auto b = std::async(std::launch::async, [&] {
         return http(server.port, "POST", "/v1/completions",
                     R"({"prompt":"Tom had a dog","max_tokens":5,"temperature":0})");
     });
     // (up to 30 s: on a loaded machine the request may take long to reach the queue)
-    for (int i = 0; i < 1200 && metric(server.port, "nibble_queue_length") < 1; ++i) {
+    for (int i = 0; i < 1200 && metric(server.port, "nibble_queue_length") < 1 &&
+                    b.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout;
+         ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
+    // What the server saw, should B not be counted as queued.
+    const std::string seen = http(server.port, "GET", "/metrics").body + "\nserver log:\n" +
+                             nibble::test::read_text(server.log_path);
+    CAPTURE(seen);
+    REQUIRE(b.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
     REQUIRE(metric(server.port, "nibble_queue_length") == 1);
     const HttpReply c = http(server.port, "POST", "/v1/completions", R"({"prompt":"x"})");
     CHECK(c.status == 503);
@@ -124,7 +135,8 @@ TEST_CASE("a disconnect frees its slot for the queued request; a full queue give
     CHECK(Json::parse(c.body)["error"]["type"] == "server_error");
     CHECK(b.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
 
-    close(a);  // A's client goes away: A is cancelled, B gets the slot.
+    close(a.fd);  // A's client goes away: A is cancelled, B gets the slot.
+    a.fd = -1;
     REQUIRE(b.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
     const HttpReply reply = b.get();
     CHECK(reply.status == 200);
