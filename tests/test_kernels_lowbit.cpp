@@ -446,7 +446,7 @@ TEST_CASE("ggml block formats: every fast kernel matches the reference") {
                 for (auto [rows, cols] :
                      {std::pair<int64_t, int64_t>{7, 256}, {33, 512}, {16, 1024}}) {
                     const TestMatrix m = make_matrix(f, rows, cols, p, rng);
-                    for (int n_tokens : {1, 2, 5, 21}) {
+                    for (int n_tokens : {1, 2, 4, 5, 21}) {
                         for (ActivationMode mode : {ActivationMode::int8, ActivationMode::fp32}) {
                             check_against_reference(m, k, mode, n_tokens, p, rng);
                         }
