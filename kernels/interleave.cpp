@@ -79,6 +79,13 @@ size_t interleaved_unit_offset(const PackedLayout& l, int64_t r, int64_t u) {
     return size_t(block * l.interleave) * row_bytes + size_t(u) * n * unit + size_t(i) * len;
 }
 
+size_t interleaved_unit_stride(const PackedLayout& l, int64_t r) {
+    const size_t unit = interleave_unit_bytes(l);
+    if (l.interleave <= 1) return unit;
+    const int64_t block = r / l.interleave;
+    return size_t(std::min<int64_t>(l.interleave, l.rows - block * l.interleave)) * unit;
+}
+
 void convert_interleave(const PackedLayout& from, const uint8_t* src, const PackedLayout& to,
                         uint8_t* dst) {
     if (from.format != to.format || from.rows != to.rows || from.cols != to.cols ||
@@ -118,6 +125,11 @@ const uint8_t* row_codes(const MatrixView& w, int64_t r, uint8_t* buf) {
         std::memcpy(buf + full * unit, base + full * n * unit + size_t(i) * len, len);
     }
     return buf;
+}
+
+RowUnits row_units(const MatrixView& w, int64_t r) {
+    return {w.data + w.layout.codes_offset + interleaved_unit_offset(w.layout, r, 0),
+            interleaved_unit_stride(w.layout, r)};
 }
 
 uint8_t* code_scratch(int slot, size_t bytes) {

@@ -43,6 +43,10 @@ bool cpu_prefers_interleaved();
 size_t interleave_unit_bytes(const PackedLayout& l);
 // Byte offset, in the codes section, of unit u of row r (any interleave).
 size_t interleaved_unit_offset(const PackedLayout& l, int64_t r, int64_t u);
+// Bytes from one full unit of row r to the next (U row-major, n U in an
+// n-row block): a kernel reads a row's full units in place from
+// interleaved_unit_offset(l, r, 0) on with this stride.
+size_t interleaved_unit_stride(const PackedLayout& l, int64_t r);
 
 // Rewrites the codes section of a blob from layout `from` to layout `to`
 // (same shape and format, interleave 1 or 4 each); the other sections are
@@ -55,6 +59,13 @@ namespace kernels {
 // row-major, else gathered into buf (row_code_bytes() bytes). Generic code,
 // callable from every instruction set's kernels.
 const uint8_t* row_codes(const MatrixView& w, int64_t r, uint8_t* buf);
+// Row r's full units read in place, in either layout: unit u at first + u *
+// stride (interleaved_unit_offset and interleaved_unit_stride).
+struct RowUnits {
+    const uint8_t* first;
+    size_t stride;
+};
+RowUnits row_units(const MatrixView& w, int64_t r);
 // Per-thread, grow-only, 64-byte aligned scratch for gathered codes (slot 0..1).
 uint8_t* code_scratch(int slot, size_t bytes);
 }  // namespace kernels

@@ -138,6 +138,10 @@ TEST_CASE("the interleaved layout puts each unit where docs/FORMAT.md says") {
     CHECK(interleaved_unit_offset(l, 4, 0) == 320);  // the short block of 3 rows
     CHECK(interleaved_unit_offset(l, 6, 0) == 320 + 2 * 64);
     CHECK(interleaved_unit_offset(l, 5, 1) == 320 + 3 * 64 + 16);
+    // From one full unit of a row to the next: the block's rows times U.
+    CHECK(interleaved_unit_stride(l, 2) == 4 * 64);
+    CHECK(interleaved_unit_stride(l, 5) == 3 * 64);
+    CHECK(interleaved_unit_stride(make_layout(WeightFormat::q4, 7, 160, 32), 5) == 64);
     // q8 units are 128 bytes, q6k's one Q6_K block's codes (192 bytes).
     CHECK(interleave_unit_bytes(make_layout(WeightFormat::q8, 4, 256, 32)) == 128);
     CHECK(interleave_unit_bytes(make_layout(WeightFormat::q6k, 4, 512, 256)) == 192);

@@ -14,6 +14,12 @@
 // the block's activation scale and accumulated with FMA. A row's output is
 // its lane r plus lane 4 + r: nothing depends on which rows or tokens are
 // processed together.
+//
+// Up to four tokens (decoding), the four rows are unpacked one super-block at
+// a time into an L1 scratch and multiplied at once; more tokens unpack whole
+// rows first and reuse them for every token (the same float operations per
+// token in the same order). Codes are read in place in either layout
+// (kernels/interleave.h: a q6k unit is one whole super-block).
 #include <immintrin.h>
 
 #include <cstring>
@@ -89,36 +95,69 @@ inline __m256i half_sums(const __m256i* p) {
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
 }
 
-// Four unpacked rows times T tokens from token t0; rows from n_valid on
-// repeat a valid one and are not written.
-template <int T>
-void rows_tokens(const uint8_t* const* wq, const float* block_scales,
-                 const QuantizedActivations& qa, const int32_t* offsets, int t0, int n_valid,
-                 float* y, int64_t n_rows) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[T];  // lane 4h + r: row r, half h of every block
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < qa.n_blocks; ++b) {
-        __m256i w[kRowBlock];
-        for (int r = 0; r < kRowBlock; ++r)
-            w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + 32 * b));
-        const __m256 ws = _mm256_loadu_ps(block_scales + 8 * b);
-        for (int t = 0; t < T; ++t) {
-            const size_t o = (size_t(t0 + t) * size_t(qa.n_blocks) + size_t(b)) * 8;
-            const __m256i x =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa.token_q(t0 + t) + 32 * b));
-            __m256i p[kRowBlock];
-            for (int r = 0; r < kRowBlock; ++r)
-                p[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(w[r], x), ones);
-            const __m256i sums = _mm256_sub_epi32(
-                half_sums(p), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + o)));
-            acc[t] =
-                _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
-                                _mm256_mul_ps(ws, _mm256_set1_ps(qa.token_d(t0 + t)[b])), acc[t]);
-        }
+// d * sc_j of the 16 int8 scales of one super-block's parameters (q6k_scales'
+// products).
+inline void block_scales_of(const uint8_t* p, float* out) {
+    uint16_t dh;
+    std::memcpy(&dh, p + 16, 2);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    _mm256_storeu_ps(out, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+    _mm256_storeu_ps(
+        out + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+}
+
+// out[8b + 4h + i] = row i's scale of half h of block b, i.e. sub-block s = 2b
+// + h: the four rows' scales transposed, eight sub-blocks per step (4 x 8 -> 8
+// x 4 in two 4 x 4 transposes).
+void transpose_scales(const float* const* rs, int64_t n_scales, float* out) {
+    for (int64_t s = 0; s < n_scales; s += 8) {
+        const __m256 r0 = _mm256_loadu_ps(rs[0] + s), r1 = _mm256_loadu_ps(rs[1] + s);
+        const __m256 r2 = _mm256_loadu_ps(rs[2] + s), r3 = _mm256_loadu_ps(rs[3] + s);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        // u_k: sub-blocks s + k (lower 128 bits) and s + 4 + k (upper), rows 0..3.
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+        float* o = out + 4 * s;
+        _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u1, 0x20));
+        _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+        _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+        _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
     }
+}
+
+// Block b of 32 columns of four unpacked rows (wq[r]: the block's codes; ws:
+// its transposed scales) times T tokens from t0, added into acc[t]: the float
+// order per token does not depend on the caller.
+template <int T>
+[[gnu::always_inline]] inline void block_tokens(const uint8_t* const* wq, const float* ws_ptr,
+                                                int64_t b, const QuantizedActivations& qa,
+                                                const int32_t* offsets, int t0, __m256* acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i w[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r)
+        w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r]));
+    const __m256 ws = _mm256_loadu_ps(ws_ptr);
     for (int t = 0; t < T; ++t) {
-        // Row r: lane r plus lane 4 + r.
+        const size_t o = (size_t(t0 + t) * size_t(qa.n_blocks) + size_t(b)) * 8;
+        const __m256i x =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa.token_q(t0 + t) + 32 * b));
+        __m256i p[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r)
+            p[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(w[r], x), ones);
+        const __m256i sums = _mm256_sub_epi32(
+            half_sums(p), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + o)));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
+                                 _mm256_mul_ps(ws, _mm256_set1_ps(qa.token_d(t0 + t)[b])), acc[t]);
+    }
+}
+
+// Row r's output: lane r plus lane 4 + r of acc[t]; rows from n_valid on are
+// not written.
+template <int T>
+void store_rows(const __m256* acc, int t0, int n_valid, float* y, int64_t n_rows) {
+    for (int t = 0; t < T; ++t) {
         const __m128 row_sums =
             _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
         float* out = y + size_t(t0 + t) * size_t(n_rows);
@@ -132,17 +171,86 @@ void rows_tokens(const uint8_t* const* wq, const float* block_scales,
     }
 }
 
+// Four unpacked whole rows times T tokens from token t0; rows from n_valid on
+// repeat a valid one and are not written.
+template <int T>
+void rows_tokens(const uint8_t* const* wq, const float* block_scales,
+                 const QuantizedActivations& qa, const int32_t* offsets, int t0, int n_valid,
+                 float* y, int64_t n_rows) {
+    __m256 acc[T];  // lane 4h + r: row r, half h of every block
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < qa.n_blocks; ++b) {
+        const uint8_t* w[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r) w[r] = wq[r] + 32 * b;
+        block_tokens<T>(w, block_scales + 8 * b, b, qa, offsets, t0, acc);
+    }
+    store_rows<T>(acc, t0, n_valid, y, n_rows);
+}
+
+// Where one row's codes and parameters are, and those of the row to prefetch
+// (kernels/interleave.h: every unit of a q6k row is one whole super-block,
+// read in place in either layout).
+struct RowSource {
+    RowUnits codes, pf_codes;
+    const uint8_t* params;
+    const uint8_t* pf_params;
+};
+
+// Super-block g of a row: its codes unpacked to out (256 bytes) and its 16
+// scales to scales, the same block of the prefetched row requested.
+inline void unpack_block(const RowSource& r, int64_t g, uint8_t* out, float* scales) {
+    const uint8_t* pf = r.pf_codes.first + size_t(g) * r.pf_codes.stride;
+    for (int64_t k = 0; k < kQ6kCodeBytes; k += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(r.pf_params + g * kQ6kParamBytes), _MM_HINT_T0);
+    unpack_q6k(r.codes.first + size_t(g) * r.codes.stride, out);
+    block_scales_of(r.params + g * kQ6kParamBytes, scales);
+}
+
+// Up to four tokens (decoding): the n rows are unpacked one super-block at a
+// time into a scratch that stays in L1 and multiplied at once. The same float
+// operations per token in the same order as rows_tokens: equal bit for bit.
+template <int T>
+void rows_streamed(const RowSource* src, int n, int64_t n_super, const QuantizedActivations& qa,
+                   const int32_t* offsets, uint8_t* codes, float* scales, float* block_scales,
+                   float* y, int64_t n_rows) {
+    constexpr int64_t kScales = kQ6kBlock / kQ6kSubBlock;  // 16 per super-block
+    const uint8_t* wq[kRowBlock];
+    const float* rs[kRowBlock];
+    for (int i = 0; i < kRowBlock; ++i) {
+        const int from = i < n ? i : n - 1;  // rows past the range repeat the last one
+        wq[i] = codes + from * kQ6kBlock;
+        rs[i] = scales + from * kScales;
+    }
+    __m256 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < n_super; ++g) {
+        for (int i = 0; i < n; ++i)
+            unpack_block(src[i], g, codes + i * kQ6kBlock, scales + i * kScales);
+        transpose_scales(rs, kScales, block_scales);
+        for (int64_t j = 0; j < kQ6kBlock / 32; ++j) {
+            const uint8_t* w[kRowBlock];
+            for (int r = 0; r < kRowBlock; ++r) w[r] = wq[r] + 32 * j;
+            block_tokens<T>(w, block_scales + 8 * j, g * (kQ6kBlock / 32) + j, qa, offsets, 0, acc);
+        }
+    }
+    store_rows<T>(acc, 0, n, y, n_rows);
+}
+
 }  // namespace
 
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
                           int64_t r1, float* y) {
     const PackedLayout& l = w.layout;
-    const int64_t n_scales = l.cols / kQ6kSubBlock;  // one per 16 columns
+    const bool streamed = qa.n_tokens <= kTokenBlock;
+    // Unpacked at a time: whole rows, or one super-block of each when streamed.
+    const int64_t cols = streamed ? kQ6kBlock : l.cols;
+    const int64_t n_scales = cols / kQ6kSubBlock;  // one per 16 columns
     const size_t offset_words = size_t(qa.n_tokens) * size_t(qa.n_blocks) * 8;
     // Scratch: the offsets of every token, the four rows' scales, their
-    // interleaved copy (8 per block of 32: as many), then the four rows' codes.
+    // transposed copy (8 per block of 32: as many), then the four rows' codes.
     float* scratch = kernel_scratch(offset_words + 2 * kRowBlock * size_t(n_scales) +
-                                    kRowBlock * size_t(l.cols) / 4);
+                                    kRowBlock * size_t(cols) / 4);
     auto* offsets = reinterpret_cast<int32_t*>(scratch);
     float* scales = scratch + offset_words;
     float* block_scales = scales + kRowBlock * n_scales;
@@ -152,76 +260,55 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
     const int64_t rows_ahead = (kPrefetchBytes + row_code_bytes - 1) / row_code_bytes;
     const int64_t ahead = (rows_ahead + kRowBlock - 1) / kRowBlock * kRowBlock;
+    const uint8_t* params = w.data + l.scales_offset;
+    const size_t row_params = size_t(l.groups_per_row) * size_t(kQ6kParamBytes);
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        RowSource src[kRowBlock];
         for (int i = 0; i < n; ++i) {
-            const int64_t row = r + i;
-            const size_t first = size_t(row * l.groups_per_row);
             // The same blocks `ahead` rows on (the last rows prefetch
             // themselves: no pointer past the blob).
-            const size_t pf_first =
-                row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
-            // (interleaved, kernels/interleave.h: the row gathered first; the
-            // prefetches below cover the same bytes of the codes section)
-            const uint8_t* row_codes =
-                w.layout.interleave > 1
-                    ? kernels::row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
-                    : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes);
-            const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
-            const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
+            const int64_t row = r + i, pf_row = row + ahead < l.rows ? row + ahead : row;
+            src[i] = {row_units(w, row), row_units(w, pf_row), params + size_t(row) * row_params,
+                      params + size_t(pf_row) * row_params};
+        }
+        float* out = y + r;
+        if (streamed) {
+            switch (qa.n_tokens) {
+                case 1:
+                    rows_streamed<1>(src, n, l.groups_per_row, qa, offsets, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                case 2:
+                    rows_streamed<2>(src, n, l.groups_per_row, qa, offsets, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                case 3:
+                    rows_streamed<3>(src, n, l.groups_per_row, qa, offsets, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                default:
+                    rows_streamed<4>(src, n, l.groups_per_row, qa, offsets, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+            }
+            continue;
+        }
+        for (int i = 0; i < n; ++i) {
             uint8_t* wq = codes + size_t(i) * size_t(l.cols);
-            for (int64_t b = 0; b < l.groups_per_row; ++b) {
-                for (int64_t k = 0; k < kQ6kCodeBytes; k += 64) {
-                    _mm_prefetch(reinterpret_cast<const char*>(pf_codes + b * kQ6kCodeBytes + k),
-                                 _MM_HINT_T0);
-                }
-                _mm_prefetch(reinterpret_cast<const char*>(pf_params + b * kQ6kParamBytes),
-                             _MM_HINT_T0);
-                unpack_q6k(row_codes + size_t(b) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * b);
-            }
-            const uint8_t* params = w.data + l.scales_offset + first * size_t(kQ6kParamBytes);
             float* row_scales = scales + size_t(i) * size_t(n_scales);
-            for (int64_t b = 0; b < l.groups_per_row; ++b) {
-                // d * sc_j for the 16 int8 scales of super-block b (q6k_scales' products)
-                const uint8_t* p = params + size_t(b) * size_t(kQ6kParamBytes);
-                uint16_t dh;
-                std::memcpy(&dh, p + 16, 2);
-                const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
-                const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-                _mm256_storeu_ps(row_scales + 16 * b,
-                                 _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-                _mm256_storeu_ps(
-                    row_scales + 16 * b + 8,
-                    _mm256_mul_ps(d,
-                                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-            }
+            for (int64_t b = 0; b < l.groups_per_row; ++b)
+                unpack_block(src[i], b, wq + kQ6kBlock * b, row_scales + 16 * b);
         }
         // Rows past the range repeat the last one (computed, not written).
         const uint8_t* wq[kRowBlock];
         const float* rs[kRowBlock];
         for (int i = 0; i < kRowBlock; ++i) {
-            const int src = i < n ? i : n - 1;
-            wq[i] = codes + size_t(src) * size_t(l.cols);
-            rs[i] = scales + size_t(src) * size_t(n_scales);
+            const int from = i < n ? i : n - 1;
+            wq[i] = codes + size_t(from) * size_t(l.cols);
+            rs[i] = scales + size_t(from) * size_t(n_scales);
         }
-        // block_scales[8b + 4h + i] = row i's scale of half h of block b, i.e.
-        // sub-block s = 2b + h: the four rows' scales transposed, eight
-        // sub-blocks per step (4 x 8 -> 8 x 4 in two 4 x 4 transposes).
-        for (int64_t s = 0; s < n_scales; s += 8) {
-            const __m256 r0 = _mm256_loadu_ps(rs[0] + s), r1 = _mm256_loadu_ps(rs[1] + s);
-            const __m256 r2 = _mm256_loadu_ps(rs[2] + s), r3 = _mm256_loadu_ps(rs[3] + s);
-            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            // u_k: sub-blocks s + k (lower 128 bits) and s + 4 + k (upper), rows 0..3.
-            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-            float* o = block_scales + 4 * s;
-            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u1, 0x20));
-            _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
-            _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
-            _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
-        }
-        float* out = y + r;
+        transpose_scales(rs, n_scales, block_scales);
         int t = 0;
         for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
             rows_tokens<kTokenBlock>(wq, block_scales, qa, offsets, t, n, out, l.rows);

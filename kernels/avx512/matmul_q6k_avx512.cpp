@@ -17,6 +17,12 @@
 // nothing depends on which rows or tokens are processed together. The 32 * sum
 // x terms and the per-lane activation scales depend on the activations alone
 // and are computed once per call.
+//
+// Up to four tokens (decoding), the four rows are unpacked one super-block at
+// a time into an L1 scratch and multiplied at once; more tokens unpack whole
+// rows first and reuse them for every token (the same float operations per
+// token in the same order). Codes are read in place in either layout
+// (kernels/interleave.h: a q6k unit is one whole super-block).
 #include <immintrin.h>
 
 #include <cstring>
@@ -49,10 +55,13 @@ constexpr int64_t kPrefetchBytes = 8192;
 
 // Unsigned codes q of one row (out[c]: column c) and the per-lane weight scales
 // of each chunk (scales[16k + i]: d * sc of columns 64k + 4i..64k + 4i + 3).
-// pf_codes and pf_params: the same positions in the row to prefetch (a later
-// row), block by block along with the unpacking.
-void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_codes,
-                const uint8_t* pf_params, int64_t n_blocks, uint8_t* out, float* scales) {
+// Super-block i's codes are at codes + i * stride (kQ6kCodeBytes row-major, more
+// in the interleaved layout: kernels/interleave.h), its parameters at params + i
+// * kQ6kParamBytes. pf_codes (with pf_stride) and pf_params: the same blocks of a
+// later row to prefetch, block by block along with the unpacking.
+void unpack_row(const uint8_t* codes, int64_t stride, const uint8_t* params,
+                const uint8_t* pf_codes, int64_t pf_stride, const uint8_t* pf_params,
+                int64_t n_blocks, uint8_t* out, float* scales) {
     // Chunk k's lanes from the 16 scales of its super-block: lane i <- 4 (k % 4) + i / 4.
     const __m512i spread[4] = {
         _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -60,10 +69,9 @@ void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_c
         _mm512_setr_epi32(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
         _mm512_setr_epi32(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
     for (int64_t i = 0; i < n_blocks; ++i) {
-        const uint8_t* c = codes + i * kQ6kCodeBytes;
+        const uint8_t* c = codes + i * stride;
         for (int64_t b = 0; b < kQ6kCodeBytes; b += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * kQ6kCodeBytes + b),
-                         _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * pf_stride + b), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes), _MM_HINT_T0);
         for (int h = 0; h < 2; ++h) {
             __m512i q_lo, q_hi;
@@ -76,6 +84,22 @@ void unpack_row(const uint8_t* codes, const uint8_t* params, const uint8_t* pf_c
         for (int k = 0; k < 4; ++k)
             _mm512_storeu_ps(scales + 16 * (4 * i + k), _mm512_permutexvar_ps(spread[k], sc));
     }
+}
+
+// Where one row's codes and parameters are, and those of the row to prefetch
+// (kernels/interleave.h: every unit of a q6k row is one whole super-block,
+// read in place in either layout).
+struct RowSource {
+    RowUnits codes, pf_codes;
+    const uint8_t* params;
+    const uint8_t* pf_params;
+};
+
+RowSource row_source(const MatrixView& w, int64_t row, int64_t pf_row) {
+    const uint8_t* params = w.data + w.layout.scales_offset;
+    const size_t row_params = size_t(w.layout.groups_per_row) * size_t(kQ6kParamBytes);
+    return {row_units(w, row), row_units(w, pf_row), params + size_t(row) * row_params,
+            params + size_t(pf_row) * row_params};
 }
 
 // For every token and chunk: 32 times the sum of the activation codes of each
@@ -114,34 +138,34 @@ void interleave_scales(const float* const* row_scales, int64_t n_chunks, float* 
     }
 }
 
-// Four unpacked rows times T tokens from token t0; rows from n_valid on
-// repeat a valid one and are not written.
+// Chunk k of four unpacked rows (q[r]: the chunk's 64 codes; ws: its
+// interleaved scales) times T tokens from t0, added into acc[t]: the float
+// order per token does not depend on the caller.
 template <int T>
-void rows_tokens(const uint8_t* const* q, const float* scales, int64_t n_chunks,
-                 const QuantizedActivations& qa, const int32_t* offsets, const float* dx, int t0,
-                 int n_valid, float* y, int64_t n_rows) {
-    __m512 acc[T];  // lane 4j + r: row r, sub-block j of every chunk
-    const int8_t* xq[T];
+[[gnu::always_inline]] inline void chunk_tokens(const uint8_t* const* q, const float* ws_ptr,
+                                                int64_t k, int64_t n_chunks,
+                                                const QuantizedActivations& qa,
+                                                const int32_t* offsets, const float* dx, int t0,
+                                                __m512* acc) {
+    __m512i w[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) w[r] = _mm512_loadu_si512(q[r]);
+    const __m512 ws = _mm512_loadu_ps(ws_ptr);
     for (int t = 0; t < T; ++t) {
-        acc[t] = _mm512_setzero_ps();
-        xq[t] = qa.token_q(t0 + t);
+        const size_t o = (size_t(t0 + t) * size_t(n_chunks) + size_t(k)) * 16;
+        const __m512i x = _mm512_loadu_si512(qa.token_q(t0 + t) + kChunk * k);
+        __m512i dot[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r)
+            dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r], x);
+        const __m512i sums = _mm512_sub_epi32(four_row_sums(dot), _mm512_loadu_si512(offsets + o));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
+                                 _mm512_mul_ps(ws, _mm512_loadu_ps(dx + o)), acc[t]);
     }
-    for (int64_t k = 0; k < n_chunks; ++k) {
-        __m512i w[kRowBlock];
-        for (int r = 0; r < kRowBlock; ++r) w[r] = _mm512_loadu_si512(q[r] + kChunk * k);
-        const __m512 ws = _mm512_loadu_ps(scales + 16 * k);
-        for (int t = 0; t < T; ++t) {
-            const size_t o = (size_t(t0 + t) * size_t(n_chunks) + size_t(k)) * 16;
-            const __m512i x = _mm512_loadu_si512(xq[t] + kChunk * k);
-            __m512i dot[kRowBlock];
-            for (int r = 0; r < kRowBlock; ++r)
-                dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r], x);
-            const __m512i sums =
-                _mm512_sub_epi32(four_row_sums(dot), _mm512_loadu_si512(offsets + o));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums),
-                                     _mm512_mul_ps(ws, _mm512_loadu_ps(dx + o)), acc[t]);
-        }
-    }
+}
+
+// Row r's output: the sum of its four lanes of acc[t]; rows from n_valid on
+// are not written.
+template <int T>
+void store_rows(const __m512* acc, int t0, int n_valid, float* y, int64_t n_rows) {
     for (int t = 0; t < T; ++t) {
         // (lane r + lane 8 + r) + (lane 4 + r + lane 12 + r): row r at lane r.
         const __m512 folded =
@@ -160,6 +184,58 @@ void rows_tokens(const uint8_t* const* q, const float* scales, int64_t n_chunks,
     }
 }
 
+// Four unpacked whole rows times T tokens from token t0; rows from n_valid on
+// repeat a valid one and are not written.
+template <int T>
+void rows_tokens(const uint8_t* const* q, const float* scales, int64_t n_chunks,
+                 const QuantizedActivations& qa, const int32_t* offsets, const float* dx, int t0,
+                 int n_valid, float* y, int64_t n_rows) {
+    __m512 acc[T];  // lane 4j + r: row r, sub-block j of every chunk
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n_chunks; ++k) {
+        const uint8_t* qk[kRowBlock];
+        for (int r = 0; r < kRowBlock; ++r) qk[r] = q[r] + kChunk * k;
+        chunk_tokens<T>(qk, scales + 16 * k, k, n_chunks, qa, offsets, dx, t0, acc);
+    }
+    store_rows<T>(acc, t0, n_valid, y, n_rows);
+}
+
+// Up to four tokens (decoding): the n rows are unpacked one super-block at a
+// time into a scratch that stays in L1 (codes: 4 x 256 bytes; scales: 4 x 64
+// and 64 interleaved) and multiplied at once. The same float operations per
+// token in the same order as rows_tokens: the results are equal bit for bit.
+template <int T>
+void rows_streamed(const RowSource* src, int n, int64_t n_blocks, const QuantizedActivations& qa,
+                   const int32_t* offsets, const float* dx, uint8_t* codes, float* scales,
+                   float* block_scales, float* y, int64_t n_rows) {
+    const int64_t n_chunks = n_blocks * (kQ6kBlock / kChunk);
+    const uint8_t* q[kRowBlock];
+    const float* s[kRowBlock];
+    for (int i = 0; i < kRowBlock; ++i) {
+        const int from = i < n ? i : n - 1;  // rows past the range repeat the last one
+        q[i] = codes + from * kQ6kBlock;
+        s[i] = scales + from * 64;
+    }
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < n_blocks; ++g) {
+        for (int i = 0; i < n; ++i) {
+            const RowSource& r = src[i];
+            unpack_row(r.codes.first + size_t(g) * r.codes.stride, 0, r.params + g * kQ6kParamBytes,
+                       r.pf_codes.first + size_t(g) * r.pf_codes.stride, 0,
+                       r.pf_params + g * kQ6kParamBytes, 1, codes + i * kQ6kBlock, scales + i * 64);
+        }
+        interleave_scales(s, kQ6kBlock / kChunk, block_scales);
+        for (int64_t c = 0; c < kQ6kBlock / kChunk; ++c) {
+            const uint8_t* qc[kRowBlock];
+            for (int r = 0; r < kRowBlock; ++r) qc[r] = q[r] + kChunk * c;
+            chunk_tokens<T>(qc, block_scales + 16 * c, g * (kQ6kBlock / kChunk) + c, n_chunks, qa,
+                            offsets, dx, 0, acc);
+        }
+    }
+    store_rows<T>(acc, 0, n, y, n_rows);
+}
+
 }  // namespace
 
 void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, int64_t r0,
@@ -168,15 +244,19 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const int64_t n_chunks = l.cols / kChunk;
     const size_t act = size_t(qa.n_tokens) * size_t(n_chunks) * 16;
     const size_t row_scales = size_t(n_chunks) * 16;
+    const bool streamed = qa.n_tokens <= kTokenBlock;
     // Scratch: offsets and dx of every token, the four rows' chunk scales, their
-    // interleaved copy, then the four rows' codes.
+    // interleaved copy, then the four rows' codes (whole rows, or one
+    // super-block of each when streamed).
+    const size_t unpacked_cols = streamed ? size_t(kQ6kBlock) : size_t(l.cols);
+    const size_t unpacked_scales = streamed ? size_t(64) : row_scales;
     float* scratch =
-        kernel_scratch(2 * act + (kRowBlock + 1) * row_scales + kRowBlock * size_t(l.cols) / 4);
+        kernel_scratch(2 * act + (kRowBlock + 1) * unpacked_scales + kRowBlock * unpacked_cols / 4);
     auto* offsets = reinterpret_cast<int32_t*>(scratch);
     float* dx = scratch + act;
     float* scales = dx + act;
-    float* block_scales = scales + kRowBlock * row_scales;
-    auto* codes = reinterpret_cast<uint8_t*>(block_scales + row_scales);
+    float* block_scales = scales + kRowBlock * unpacked_scales;
+    auto* codes = reinterpret_cast<uint8_t*>(block_scales + unpacked_scales);
     prepare_activations(qa, n_chunks, offsets, dx);
     // Prefetch distance: at least kPrefetchBytes of codes, in whole row blocks.
     const int64_t row_code_bytes = l.groups_per_row * kQ6kCodeBytes;
@@ -184,33 +264,48 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const int64_t ahead = (rows_ahead + kRowBlock - 1) / kRowBlock * kRowBlock;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
+        RowSource src[kRowBlock];
+        for (int i = 0; i < n; ++i) {
+            // The last rows prefetch themselves (no pointer past the blob).
+            const int64_t row = r + i;
+            src[i] = row_source(w, row, row + ahead < l.rows ? row + ahead : row);
+        }
+        float* out = y + r;
+        if (streamed) {
+            switch (qa.n_tokens) {
+                case 1:
+                    rows_streamed<1>(src, n, l.groups_per_row, qa, offsets, dx, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                case 2:
+                    rows_streamed<2>(src, n, l.groups_per_row, qa, offsets, dx, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                case 3:
+                    rows_streamed<3>(src, n, l.groups_per_row, qa, offsets, dx, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+                default:
+                    rows_streamed<4>(src, n, l.groups_per_row, qa, offsets, dx, codes, scales,
+                                     block_scales, out, l.rows);
+                    break;
+            }
+            continue;
+        }
         const uint8_t* q[kRowBlock];
         const float* s[kRowBlock];
         for (int i = 0; i < kRowBlock; ++i) {
-            const int src = i < n ? i : n - 1;  // rows past the range repeat the last one
-            q[i] = codes + size_t(src) * size_t(l.cols);
-            s[i] = scales + size_t(src) * row_scales;
+            const int from = i < n ? i : n - 1;  // rows past the range repeat the last one
+            q[i] = codes + size_t(from) * size_t(l.cols);
+            s[i] = scales + size_t(from) * row_scales;
         }
         for (int i = 0; i < n; ++i) {
-            const int64_t row = r + i;
-            // (q6k_codes/q6k_params written out: no portable inline helper is
-            // emitted in this translation unit, tests/check_isa_symbols.sh)
-            const size_t first = size_t(row * l.groups_per_row);
-            // The last rows prefetch themselves (no pointer past the blob).
-            const size_t pf_first =
-                row + ahead < l.rows ? size_t((row + ahead) * l.groups_per_row) : first;
-            // (interleaved, kernels/interleave.h: the row gathered first; the
-            // prefetches cover the same bytes of the codes section)
-            unpack_row(l.interleave > 1 ? row_codes(w, row, code_scratch(0, size_t(row_code_bytes)))
-                                        : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes),
-                       w.data + l.scales_offset + first * size_t(kQ6kParamBytes),
-                       w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes),
-                       w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes),
-                       l.groups_per_row, codes + size_t(i) * size_t(l.cols),
-                       scales + size_t(i) * row_scales);
+            const RowSource& rs = src[i];
+            unpack_row(rs.codes.first, int64_t(rs.codes.stride), rs.params, rs.pf_codes.first,
+                       int64_t(rs.pf_codes.stride), rs.pf_params, l.groups_per_row,
+                       codes + size_t(i) * size_t(l.cols), scales + size_t(i) * row_scales);
         }
         interleave_scales(s, n_chunks, block_scales);
-        float* out = y + r;
         int t = 0;
         for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
             rows_tokens<kTokenBlock>(q, block_scales, n_chunks, qa, offsets, dx, t, n, out, l.rows);
