@@ -57,9 +57,9 @@ bool cpu_prefers_interleaved() {
     // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX, quiet,
     // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 2-16%
     // faster at 1 and 2 threads, and their prompts run as fast (AMX reads the
-    // layout in place; -6% to +4% between runs). NEON and the portable kernels
-    // gather each interleaved row into a buffer (kernels::row_codes) first,
-    // which can only be slower.
+    // layout in place; -6% to +4% between runs). The NEON kernels read it in
+    // place too but were never measured on ARM hardware; the portable kernels
+    // gather each interleaved row into a buffer (kernels::row_codes) first.
     if (cpu.avx512) return true;
     return cpu.avx2 && kAvx2OnlyPrefersInterleaved;
 }

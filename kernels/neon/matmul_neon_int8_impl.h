@@ -59,12 +59,23 @@ inline int32x4_t dot_block(const BlockWeights& w, int8x16_t x0, int8x16_t x1) {
 #endif
 }
 
+// A row's codes: 128-column units (four blocks) `stride` bytes apart, their
+// own size row-major, the row block's in the interleaved layout
+// (kernels/interleave.h), so one loop reads both in place.
 struct RowData {
     const uint8_t* codes;
-    const uint8_t* prefetch;  // same offset kRowBlock rows further on
-    const float* scales;      // per group (times 1/127 for nf4)
-    const float* mins;        // per group (q4a)
+    const uint8_t* prefetch;  // the row kRowBlock rows further on
+    size_t stride, prefetch_stride;
+    const float* scales;  // per group (times 1/127 for nf4)
+    const float* mins;    // per group (q4a)
 };
+
+// Byte offset of block b in a row whose 128-column units are `stride` apart.
+template <WeightFormat F>
+inline size_t block_offset(int64_t b, size_t stride) {
+    constexpr size_t kBlockBytes = F == WeightFormat::q8 ? 32 : 16;
+    return size_t(b >> 2) * stride + size_t(b & 3) * kBlockBytes;
+}
 
 template <WeightFormat F, int R, int T>
 void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, int64_t row0,
@@ -84,9 +95,8 @@ void micro_kernel(const RowData* rows, const QuantizedActivations& qa, int t0, i
         BlockWeights w[R];
         for (int r = 0; r < R; ++r) {
             // Rows are only a few KB: pull in the next row block meanwhile.
-            constexpr int kBlockBytes = F == WeightFormat::q8 ? 32 : 16;
-            __builtin_prefetch(rows[r].prefetch + kBlockBytes * b);
-            w[r] = load_block<F>(rows[r].codes, b);
+            __builtin_prefetch(rows[r].prefetch + block_offset<F>(b, rows[r].prefetch_stride));
+            w[r] = load_block<F>(rows[r].codes + block_offset<F>(b, rows[r].stride), 0);
         }
         for (int t = 0; t < T; ++t) {
             const int8x16_t x0 = vld1q_s8(xq[t] + 32 * b);
@@ -127,9 +137,11 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     const size_t per_row = size_t(2 * gpr);
     float* scratch = kernel_scratch(per_row * kRowBlock);
-    // Interleaved rows (kernels/interleave.h) are gathered one at a time.
-    const bool interleaved = l.interleave > 1;
-    uint8_t* gathered = interleaved ? code_scratch(0, kRowBlock * row_bytes) : nullptr;
+    // Interleaved rows (kernels/interleave.h) are read in place when every unit
+    // of a row is whole (128 columns), else gathered one at a time.
+    const size_t unit = 4 * size_t(kChunkBytes<F>);
+    const bool gather = l.interleave > 1 && l.padded_cols % 128 != 0;
+    uint8_t* gathered = gather ? code_scratch(0, kRowBlock * row_bytes) : nullptr;
     for (int64_t r = r0; r < r1; r += kRowBlock) {
         const int n = r1 - r < kRowBlock ? int(r1 - r) : kRowBlock;
         RowData rows[kRowBlock];
@@ -141,13 +153,15 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
             if constexpr (FormatTraits<F>::code_book && kCodeBookInt8Scale<F> != 1.0f) {
                 for (int64_t g = 0; g < gpr; ++g) scales[g] *= kCodeBookInt8Scale<F>;
             }
-            const uint8_t* codes = interleaved
-                                       ? row_codes(w, r + i, gathered + size_t(i) * row_bytes)
-                                       : w.data + l.codes_offset + size_t(r + i) * row_bytes;
-            // (no pointer past the blob: the last row block prefetches itself)
-            const bool has_next = r + i + kRowBlock < l.rows && !interleaved;
-            rows[i] =
-                RowData{codes, has_next ? codes + kRowBlock * row_bytes : codes, scales, mins};
+            if (gather) {
+                const uint8_t* codes = row_codes(w, r + i, gathered + size_t(i) * row_bytes);
+                rows[i] = RowData{codes, codes, unit, unit, scales, mins};
+            } else {
+                // (no pointer past the blob: the last row block prefetches itself)
+                const int64_t next = r + i + kRowBlock < l.rows ? r + i + kRowBlock : r + i;
+                const RowUnits u = row_units(w, r + i), pf = row_units(w, next);
+                rows[i] = RowData{u.first, pf.first, u.stride, pf.stride, scales, mins};
+            }
         }
         if (n == kRowBlock) {
             all_tokens<F, kRowBlock>(rows, qa, r, l.rows, y);

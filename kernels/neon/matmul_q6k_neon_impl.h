@@ -63,28 +63,28 @@ void q6k_rows(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, i
     float* scales = scratch;
     float* ws = scales + kRows4 * n_sub;
     auto* codes = reinterpret_cast<int8_t*>(ws + kRows4 * n_sub);
-    const size_t row_code_bytes = size_t(gpr * kQ6kCodeBytes);
-    const bool interleaved = l.interleave > 1;
-    uint8_t* gathered = interleaved ? code_scratch(0, row_code_bytes) : nullptr;
     for (int64_t r = r0; r < r1; r += kRows4) {
         const int n = r1 - r < kRows4 ? int(r1 - r) : kRows4;
         for (int i = 0; i < n; ++i) {
             const int64_t row = r + i;
             const size_t first = size_t(row * gpr);
             // The same bytes kRows4 rows on (the last rows prefetch themselves).
-            const size_t pf_first = row + kRows4 < l.rows ? size_t((row + kRows4) * gpr) : first;
-            const uint8_t* pf_codes = w.data + l.codes_offset + pf_first * size_t(kQ6kCodeBytes);
-            const uint8_t* pf_params = w.data + l.scales_offset + pf_first * size_t(kQ6kParamBytes);
-            for (size_t k = 0; k < row_code_bytes; k += 64) __builtin_prefetch(pf_codes + k);
+            const int64_t pf_row = row + kRows4 < l.rows ? row + kRows4 : row;
+            const RowUnits pf_codes = row_units(w, pf_row);
+            const uint8_t* pf_params =
+                w.data + l.scales_offset + size_t(pf_row * gpr) * size_t(kQ6kParamBytes);
+            for (int64_t b = 0; b < gpr; ++b) {
+                const uint8_t* pf = pf_codes.first + size_t(b) * pf_codes.stride;
+                for (int64_t k = 0; k < kQ6kCodeBytes; k += 64) __builtin_prefetch(pf + k);
+            }
             for (size_t k = 0; k < size_t(gpr * kQ6kParamBytes); k += 64)
                 __builtin_prefetch(pf_params + k);
-            // (interleaved, kernels/interleave.h: the row gathered first)
-            const uint8_t* rc = interleaved
-                                    ? row_codes(w, row, gathered)
-                                    : w.data + l.codes_offset + first * size_t(kQ6kCodeBytes);
+            // Super-block b's codes, in place in either layout (kernels/interleave.h:
+            // a q6k unit is one whole super-block).
+            const RowUnits rc = row_units(w, row);
             int8_t* wq = codes + size_t(i) * size_t(cols);
             for (int64_t b = 0; b < gpr; ++b)
-                unpack_q6k(rc + size_t(b) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * b);
+                unpack_q6k(rc.first + size_t(b) * rc.stride, wq + kQ6kBlock * b);
             const uint8_t* params = w.data + l.scales_offset + first * size_t(kQ6kParamBytes);
             float* rs = scales + size_t(i) * size_t(n_sub);
             for (int64_t b = 0; b < gpr; ++b)
