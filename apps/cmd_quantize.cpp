@@ -44,7 +44,7 @@ void add_quantize_options(cxxopts::Options& options) {
         ("format", "format of the linear layers: q4, q4a, nf4, iq4nl, q4k, q6k, q8, q3, q2 (also f16, f32)", cxxopts::value<std::string>()->default_value("q4"))
         ("group-size", "weights per group: 32, 64, 128, 256", cxxopts::value<int>()->default_value("32"))
         ("double-quant", "quantize the group scales (and q4a/q2 minimums) of the 4-, 3- and 2-bit formats to 8 bits (QLoRA)")
-        ("keep", "TENSOR_PATTERN=FORMAT override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
+        ("keep", "TENSOR_PATTERN=FORMAT[:GROUP] override (glob, or re:REGEX); repeatable; last match wins", cxxopts::value<std::vector<std::string>>())
         ("rule", "scale choice: search (least squares), simple (max|w|/7, min/max, absmax), minus8 (q4: largest magnitude -> -8)", cxxopts::value<std::string>()->default_value("search"))
         ("no-default-keep", "do not give token_embd/output q8 when the format is 4-bit")
         ("tokenizer", "tokenizer to embed when the input carries none", cxxopts::value<std::string>()->default_value(""))

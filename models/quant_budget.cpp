@@ -15,8 +15,20 @@ namespace nibble {
 
 namespace {
 
-constexpr WeightFormat kLadder[] = {WeightFormat::q2, WeightFormat::q3, WeightFormat::q4,
-                                    WeightFormat::q8};
+// What a tensor may get: q2 and q3 also with groups of 128 and 64 columns when
+// the recipe's are smaller (fewer parameters per weight: what the smallest
+// budgets need), then q2, q3, q4 and q8 with the recipe's group size.
+std::vector<BudgetRung> ladder(const QuantizeRecipe& recipe) {
+    std::vector<BudgetRung> out;
+    for (WeightFormat f : {WeightFormat::q2, WeightFormat::q3}) {
+        for (int g : {128, 64}) {
+            if (g > recipe.group_size) out.push_back({f, g});
+        }
+    }
+    for (WeightFormat f : {WeightFormat::q2, WeightFormat::q3, WeightFormat::q4, WeightFormat::q8})
+        out.push_back({f, recipe.group_size});
+    return out;
+}
 
 // Models of at most this many weights get the end-to-end measure (output_kl);
 // larger ones the block-local one (block_errors), which keeps one block in FP32.
@@ -42,10 +54,15 @@ bool llama_style(const ModelConfig& c) {
            c.rope_factors == RopeFactors::none;
 }
 
-// w rounded to format f (RTN, as the recipe would store it) and decoded.
-RowMatrix rounded(const RowMatrix& w, WeightFormat f, const QuantizeRecipe& recipe) {
-    const bool dq = recipe.double_quant && f != WeightFormat::q8;
-    const PackedLayout l = make_layout(f, w.rows(), w.cols(), recipe.group_size, dq);
+PackedLayout rung_layout(const BudgetRung& r, int64_t rows, int64_t cols,
+                         const QuantizeRecipe& recipe) {
+    const bool dq = recipe.double_quant && r.format != WeightFormat::q8;
+    return make_layout(r.format, rows, cols, r.group_size, dq);
+}
+
+// w rounded to rung r (RTN, as the recipe would store it) and decoded.
+RowMatrix rounded(const RowMatrix& w, const BudgetRung& r, const QuantizeRecipe& recipe) {
+    const PackedLayout l = rung_layout(r, w.rows(), w.cols(), recipe);
     const std::vector<uint8_t> blob = quantize_matrix(w.data(), l);
     return dequantize(MatrixView{l, blob.data()});
 }
@@ -76,7 +93,7 @@ std::map<std::string, std::vector<double>> block_errors(const Model& m, const Ca
         const RowMatrix q = linear(xn, wq), k = linear(xn, wk), v = linear(xn, wv);
         const RowMatrix att = attention(c, calib, q, k, v);
         const RowMatrix ref = linear(att, wo);
-        for (WeightFormat f : kLadder) {
+        for (const BudgetRung& f : ladder(recipe)) {
             const auto err = [&](const RowMatrix& a, const RowMatrix& o) {
                 return squared_norm(linear(a, o) - ref) / scale;
             };
@@ -97,7 +114,7 @@ std::map<std::string, std::vector<double>> block_errors(const Model& m, const Ca
         const RowMatrix g = linear(xf, wg), u = linear(xf, wu);
         const RowMatrix hidden = swiglu_rows(g, u);
         const RowMatrix ref_f = linear(hidden, wd);
-        for (WeightFormat f : kLadder) {
+        for (const BudgetRung& f : ladder(recipe)) {
             const auto err = [&](const RowMatrix& h, const RowMatrix& d) {
                 return squared_norm(linear(h, d) - ref_f) / scale_f;
             };
@@ -174,7 +191,7 @@ std::map<std::string, std::vector<double>> output_kl(const Model& m, const Calib
             RowMatrix& w = blocks[size_t(l)][member];
             const RowMatrix saved = w;
             std::vector<double>& kl = out[(lw.*member).name];
-            for (WeightFormat f : kLadder) {
+            for (const BudgetRung& f : ladder(recipe)) {
                 w = rounded(saved, f, recipe);
                 RowMatrix xl = inputs[size_t(l)];
                 for (int j = l; j < c.n_layers; ++j) run_block(c, calib, blocks[size_t(j)], xl);
@@ -185,7 +202,7 @@ std::map<std::string, std::vector<double>> output_kl(const Model& m, const Calib
     }
     if (!ends) return out;
     const RowMatrix emb = dense_matrix(m.token_embedding);
-    for (WeightFormat f : kLadder) {
+    for (const BudgetRung& f : ladder(recipe)) {
         const RowMatrix e = rounded(emb, f, recipe);
         RowMatrix xe(calib.size(), c.dim);
         for (int64_t i = 0; i < calib.size(); ++i) xe.row(i) = e.row(calib.tokens[size_t(i)]);
@@ -198,7 +215,7 @@ std::map<std::string, std::vector<double>> output_kl(const Model& m, const Calib
 }
 
 // Without a calibration pass: the relative squared weight error.
-double weight_error(const RowMatrix& w, WeightFormat f, const QuantizeRecipe& recipe) {
+double weight_error(const RowMatrix& w, const BudgetRung& f, const QuantizeRecipe& recipe) {
     return squared_norm(w - rounded(w, f, recipe)) / std::max(squared_norm(w), 1e-30);
 }
 
@@ -250,14 +267,20 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
         bt.n_weights = t.rows() * t.cols();
         const auto found = errors.find(t.name);
         const RowMatrix w = found == errors.end() ? dense_matrix(t) : RowMatrix();
-        for (size_t i = 0; i < std::size(kLadder); ++i) {
-            const WeightFormat f = kLadder[i];
-            const bool dq = recipe.double_quant && f != WeightFormat::q8;
-            bt.formats.push_back(f);
-            bt.bytes.push_back(
-                make_layout(f, t.rows(), t.cols(), recipe.group_size, dq).total_bytes);
+        const std::vector<BudgetRung> rungs = ladder(recipe);
+        // The ladder by size, smallest first (the greedy below only moves up).
+        std::vector<size_t> order(rungs.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        const auto bytes_of = [&](size_t i) {
+            return rung_layout(rungs[i], t.rows(), t.cols(), recipe).total_bytes;
+        };
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t a, size_t b) { return bytes_of(a) < bytes_of(b); });
+        for (size_t i : order) {
+            bt.rungs.push_back(rungs[i]);
+            bt.bytes.push_back(bytes_of(i));
             bt.errors.push_back(found != errors.end() ? found->second[i]
-                                                      : weight_error(w, f, recipe));
+                                                      : weight_error(w, rungs[i], recipe));
         }
         plan.tensors.push_back(std::move(bt));
     }
@@ -284,7 +307,7 @@ BudgetPlan plan_budget(const Model& source, const QuantizeRecipe& recipe,
         BudgetTensor* best = nullptr;
         size_t best_to = 0;
         for (BudgetTensor& bt : plan.tensors) {
-            for (size_t to = bt.chosen + 1; to < bt.formats.size(); ++to) {
+            for (size_t to = bt.chosen + 1; to < bt.rungs.size(); ++to) {
                 const uint64_t extra = bt.bytes[to] - bt.bytes[bt.chosen];
                 const double gain = bt.errors[bt.chosen] - bt.errors[to];
                 if (total + extra > target_bytes || !(gain > 0.0)) continue;
@@ -308,27 +331,39 @@ QuantizeRecipe budget_recipe(const QuantizeRecipe& recipe, const BudgetPlan& pla
             if (ch == '.') escaped += '\\';
             escaped += ch;
         }
-        out.keep.push_back(
-            parse_keep_rule("re:" + escaped + "=" + format_name(bt.formats[bt.chosen])));
+        out.keep.push_back(parse_keep_rule("re:" + escaped + "=" + rung_name(bt.rungs[bt.chosen])));
     }
     return out;
 }
 
+std::string rung_name(const BudgetRung& r) {
+    return std::string(format_name(r.format)) + ":" + std::to_string(r.group_size);
+}
+
 std::string format_budget(const BudgetPlan& plan) {
-    std::string s = "size budget: tensor, format, bits per weight, error (q2 q3 q4 q8)\n";
+    std::string s = "size budget: tensor, format:group, bits per weight, error (from the smallest";
+    if (!plan.tensors.empty()) {
+        s += ":";
+        for (const BudgetRung& r : plan.tensors.front().rungs) {
+            s += ' ';
+            s += rung_name(r);
+        }
+    }
+    s += ")\n";
     char line[256];
     std::map<std::string, int> counts;
     for (const BudgetTensor& bt : plan.tensors) {
         const size_t i = bt.chosen;
-        std::snprintf(line, sizeof line, "  %-28s %-3s %6.3f ", bt.name.c_str(),
-                      format_name(bt.formats[i]), 8.0 * double(bt.bytes[i]) / double(bt.n_weights));
+        std::snprintf(line, sizeof line, "  %-28s %-6s %6.3f ", bt.name.c_str(),
+                      rung_name(bt.rungs[i]).c_str(),
+                      8.0 * double(bt.bytes[i]) / double(bt.n_weights));
         s += line;
         for (double e : bt.errors) {
             std::snprintf(line, sizeof line, " %.3g", e);
             s += line;
         }
         s += "\n";
-        ++counts[format_name(bt.formats[i])];
+        ++counts[rung_name(bt.rungs[i])];
     }
     s += "  formats:";
     for (const auto& [name, n] : counts) s += " " + name + " x" + std::to_string(n);

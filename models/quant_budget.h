@@ -1,6 +1,7 @@
 // Size budget for `nibble quantize --target-size / --bpw`: each linear layer's
-// format is chosen from a ladder (q2, q3, q4, q8 at the recipe's group size and
-// double-quantization setting) by a greedy allocation. Every layer starts in
+// format is chosen from a ladder (q2, q3, q4, q8 at the recipe's group size,
+// q2 and q3 also at groups of 64 and 128 columns when those are larger; the
+// recipe's double-quantization setting) by a greedy allocation. Every layer starts in
 // the smallest format; the upgrade with the largest reduction of error per
 // added byte is taken while it fits in the budget, until none fits.
 //
@@ -28,14 +29,23 @@
 
 namespace nibble {
 
+// One step of the ladder: a format and its group size.
+struct BudgetRung {
+    WeightFormat format = WeightFormat::q2;
+    int group_size = 32;
+};
+
+// "q2:128": the --keep spelling of a rung.
+std::string rung_name(const BudgetRung& r);
+
 struct BudgetTensor {
     std::string name;
     bool linear = true;  // a blk.* matrix (else the embedding or the classifier)
     int64_t n_weights = 0;
-    std::vector<WeightFormat> formats;  // the ladder
-    std::vector<uint64_t> bytes;        // blob bytes in each format
-    std::vector<double> errors;         // weighted squared error in each format
-    size_t chosen = 0;                  // index into formats
+    std::vector<BudgetRung> rungs;  // the ladder, by size (smallest first)
+    std::vector<uint64_t> bytes;    // blob bytes in each rung
+    std::vector<double> errors;     // weighted squared error in each rung
+    size_t chosen = 0;              // index into rungs
 };
 
 struct BudgetPlan {

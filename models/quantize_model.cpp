@@ -58,7 +58,23 @@ KeepRule parse_keep_rule(const std::string& spec) {
     }
     KeepRule rule;
     rule.pattern = spec.substr(0, eq);
-    const std::string fname = spec.substr(eq + 1);
+    std::string fname = spec.substr(eq + 1);
+    if (const size_t colon = fname.find(':'); colon != std::string::npos) {
+        const std::string group = fname.substr(colon + 1);
+        fname.resize(colon);
+        const auto f = parse_format(fname);
+        const bool fixed =
+            f && (!is_grouped(*f) || *f == WeightFormat::q4k || *f == WeightFormat::q6k);
+        if (group != "32" && group != "64" && group != "128" && group != "256") {
+            throw std::invalid_argument("--keep: group size '" + group + "' in '" + spec +
+                                        "' is not one of 32, 64, 128, 256");
+        }
+        if (fixed) {
+            throw std::invalid_argument("--keep: " + fname + " in '" + spec +
+                                        "' has no group size to choose");
+        }
+        rule.group_size = std::stoi(group);
+    }
     const auto format = parse_format(fname);
     if (!format || is_ggml_block_format(*format)) {  // those come from GGUF files only
         throw std::invalid_argument("--keep: unknown format '" + fname + "' in '" + spec +
@@ -86,18 +102,22 @@ void validate_recipe(const QuantizeRecipe& recipe) {
 PackedLayout target_layout(const QuantizeRecipe& recipe, const Tensor& source) {
     if (is_norm(source)) return make_layout(WeightFormat::f32, source.rows(), source.cols());
     WeightFormat f = recipe.format;
+    int group_size = recipe.group_size;
     const bool low_bits = is_4bit(recipe.format) || is_q2q3(recipe.format);
     if (recipe.q8_embedding_and_output && low_bits &&
         (source.name == "token_embd.weight" || source.name == "output.weight")) {
         f = WeightFormat::q8;
     }
     for (const KeepRule& k : recipe.keep) {
-        if (k.matches(source.name)) f = k.format;
+        if (k.matches(source.name)) {
+            f = k.format;
+            group_size = k.group_size > 0 ? k.group_size : recipe.group_size;
+        }
     }
     // q4k and q6k have group sizes of their own (32, 256).
     const int group = f == WeightFormat::q4k   ? 32
                       : f == WeightFormat::q6k ? 256
-                      : is_grouped(f)          ? recipe.group_size
+                      : is_grouped(f)          ? group_size
                                                : 0;
     return make_layout(f, source.rows(), source.cols(), group,
                        recipe.double_quant && supports_double_quant(f));

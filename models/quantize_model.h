@@ -19,18 +19,20 @@
 
 namespace nibble {
 
-// "--keep PATTERN=FORMAT": tensors whose name matches PATTERN get FORMAT.
-// PATTERN is a glob over the whole name ('*' any run of characters, '?' one
-// character, everything else literal), or an ECMAScript regex (whole-name match)
-// when written "re:REGEX".
+// "--keep PATTERN=FORMAT[:GROUP]": tensors whose name matches PATTERN get
+// FORMAT (with groups of GROUP columns, else the recipe's group size). PATTERN
+// is a glob over the whole name ('*' any run of characters, '?' one character,
+// everything else literal), or an ECMAScript regex (whole-name match) when
+// written "re:REGEX".
 struct KeepRule {
     std::string pattern;
     WeightFormat format = WeightFormat::q8;
+    int group_size = 0;  // 0: the recipe's
     std::regex regex;
     bool matches(const std::string& name) const { return std::regex_match(name, regex); }
 };
 
-// Parses "PATTERN=FORMAT"; throws std::invalid_argument("--keep: ...").
+// Parses "PATTERN=FORMAT[:GROUP]"; throws std::invalid_argument("--keep: ...").
 KeepRule parse_keep_rule(const std::string& spec);
 
 struct QuantizeRecipe {

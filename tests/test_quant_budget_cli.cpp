@@ -81,13 +81,36 @@ TEST_CASE("quantize --target-size also budgets the embedding and the classifier"
     REQUIRE(embd != std::string::npos);
     REQUIRE(output != std::string::npos);
     // Budgeted: neither is left in the recipe's q8.
-    CHECK(q.out.substr(embd + 31, 3) != "q8 ");
-    CHECK(q.out.substr(output + 31, 3) != "q8 ");
-    // A --keep rule on either keeps both as the recipe says: then the linear
-    // layers alone cannot fit.
+    CHECK(q.out.substr(embd + 31, 3) != "q8:");
+    CHECK(q.out.substr(output + 31, 3) != "q8:");
+    // A --keep rule on either keeps both as the recipe says: then at 0.8x that
+    // size the linear layers alone cannot fit.
     const CliStreams kept = run_nibble_streams(
         "quantize '" + src + "' '" + temp_path("kept.nbl") + "' --double-quant --calib '" + calib +
-        "' --calib-tokens 512 --target-size 744352 --keep output.weight=q8");
+        "' --calib-tokens 512 --target-size 596794 --keep output.weight=q8");
     CHECK(kept.exit_code == 2);
     CHECK(kept.err.find("below the smallest mix") != std::string::npos);
+}
+
+TEST_CASE("quantize --target-size chooses larger groups where the budget is smallest") {
+    // At 2.6 bits per parameter of tiny256 every tensor in q2 with groups of 32
+    // only just fits; groups of 64 and 128 (fewer parameters) leave bytes for
+    // the tensors that matter most.
+    const std::string src = data_path("gguf-quant/tiny256-F32.gguf");
+    const std::string calib = data_path("corpus/tinystories_excerpt.txt");
+    const std::string out = temp_path("small.nbl");
+    const CliStreams q =
+        run_nibble_streams("quantize '" + src + "' '" + out + "' --double-quant --calib '" + calib +
+                           "' --calib-tokens 512 --target-size 596794");
+    CAPTURE(q.err);
+    REQUIRE(q.exit_code == 0);
+    CAPTURE(q.out);
+    const double bytes = double(std::filesystem::file_size(out));
+    CHECK(bytes <= 596794.0);
+    CHECK(bytes >= 0.98 * 596794.0);
+    CHECK(q.out.find(" q2:128 ") != std::string::npos);  // in the chosen table
+    CHECK(q.out.find(" q4:32 ") != std::string::npos);   // and bits kept elsewhere
+    const CliStreams info = run_nibble_streams("info '" + out + "'");
+    REQUIRE(info.exit_code == 0);
+    CHECK(info.out.find("128+dq") != std::string::npos);
 }

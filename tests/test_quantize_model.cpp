@@ -130,6 +130,17 @@ TEST_CASE("--keep overrides: globs, regexes, last match wins, norms stay f32") {
     CHECK(last.layers[0].wq.format() == WeightFormat::q8);
     CHECK(last.layers[0].wv.format() == WeightFormat::nf4);
     CHECK(last.layers[1].wq.format() == WeightFormat::q4);
+    // FORMAT:GROUP sets the group size of the matching tensors alone.
+    const Model grouped =
+        quantize_model(stories260k(),
+                       recipe(WeightFormat::q4, 32, true,
+                              {"blk.0.ffn_down.weight=q2:64", "output.weight=q3:64"}))
+            .model;
+    CHECK(grouped.layers[0].w_down.format() == WeightFormat::q2);
+    CHECK(grouped.layers[0].w_down.view.layout.group_size == 64);
+    CHECK(grouped.output.format() == WeightFormat::q3);
+    CHECK(grouped.output.view.layout.group_size == 64);
+    CHECK(grouped.layers[1].w_down.view.layout.group_size == 32);
     // The saved file carries the mixed formats.
     const std::string path = temp_path("mixed.nbl");
     save_nibble_file(m, path);
@@ -144,6 +155,10 @@ TEST_CASE("recipe errors name the option") {
     check_invalid([] { parse_keep_rule("output.weight="); }, "--keep: expected");
     check_invalid([] { parse_keep_rule("output.weight=q5"); }, "--keep: unknown format 'q5'");
     check_invalid([] { parse_keep_rule("re:blk.(=q8"); }, "--keep: bad pattern");
+    check_invalid([] { parse_keep_rule("output.weight=q2:48"); }, "--keep: group size '48'");
+    check_invalid([] { parse_keep_rule("output.weight=q2:"); }, "--keep: group size ''");
+    check_invalid([] { parse_keep_rule("output.weight=q6k:64"); }, "--keep: q6k in");
+    check_invalid([] { parse_keep_rule("output.weight=f16:64"); }, "--keep: f16 in");
     check_invalid([] { quantize_model(stories260k(), recipe(WeightFormat::q4, 48, false)); },
                   "--group-size: 48");
     check_invalid(
