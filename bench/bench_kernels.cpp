@@ -4,6 +4,8 @@
 // one matrix (it may stay in the L3 cache); "cold" GEMV runs cycle through
 // 512 MB of copies in 2 MiB pages so the weights come from DRAM. The 1024x2048
 // matrices fit in L2: their hot GEMV is the kernel's compute rate, not memory's.
+// Runs named ".../il4" store the matrix in interleaved row blocks of 4 rows
+// (kernels/interleave.h), as version-2 files and repacked GGUF files do.
 //
 //   bench_kernels --benchmark_filter='q4_g32/4096x4096/tok1/avx2/int8/threads:1/cold'
 #include <benchmark/benchmark.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "kernels/fp16.h"
+#include "kernels/interleave.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_dispatch.h"
 
@@ -90,11 +93,13 @@ struct Run {
     int n_tokens;
     int threads;
     bool cold;
+    bool interleaved;
 };
 
 void run(benchmark::State& state, Run r) {
     const Config& c = r.config;
-    const PackedLayout l = make_layout(c.format, c.rows, c.cols, c.group, false);
+    const PackedLayout l = with_interleave(make_layout(c.format, c.rows, c.cols, c.group, false),
+                                           r.interleaved ? kInterleaveRows : 1);
     const size_t copies = r.cold ? (kColdBytes + l.total_bytes - 1) / l.total_bytes : 1;
     const Copies blobs(random_blob(l), copies);
     std::vector<float> x(size_t(r.n_tokens) * size_t(c.cols));
@@ -127,7 +132,8 @@ std::string run_name(const Run& r) {
            std::to_string(c.rows) + "x" + std::to_string(c.cols) + "/tok" +
            std::to_string(r.n_tokens) + "/" + matmul_kernel_name(r.kernel) + "/" +
            (r.mode == ActivationMode::int8 && is_grouped(c.format) ? "int8" : "fp32") +
-           "/threads:" + std::to_string(r.threads) + (r.cold ? "/cold" : "/hot");
+           "/threads:" + std::to_string(r.threads) + (r.cold ? "/cold" : "/hot") +
+           (r.interleaved ? "/il4" : "");
 }
 
 void register_all() {
@@ -163,10 +169,15 @@ void register_all() {
                     for (int threads : {1, 2}) {
                         for (bool cold : {false, true}) {
                             if (cold && n_tokens != 1) continue;  // GEMM is compute bound
-                            const Run r{c, k, mode, n_tokens, threads, cold};
-                            benchmark::RegisterBenchmark(run_name(r).c_str(), run, r)
-                                ->Unit(benchmark::kMillisecond)
-                                ->UseRealTime();
+                            for (bool il : {false, true}) {
+                                const PackedLayout l =
+                                    make_layout(c.format, c.rows, c.cols, c.group, false);
+                                if (il && !can_interleave(l)) continue;
+                                const Run r{c, k, mode, n_tokens, threads, cold, il};
+                                benchmark::RegisterBenchmark(run_name(r).c_str(), run, r)
+                                    ->Unit(benchmark::kMillisecond)
+                                    ->UseRealTime();
+                            }
                         }
                     }
                 }
