@@ -200,8 +200,14 @@ struct RowSource {
 // scales to scales, the same block of the prefetched row requested.
 inline void unpack_block(const RowSource& r, int64_t g, uint8_t* out, float* scales) {
     const uint8_t* pf = r.pf_codes.first + size_t(g) * r.pf_codes.stride;
-    for (int64_t k = 0; k < kQ6kCodeBytes; k += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);
+    // (interleaved: one stream per row block, into L2 only, as the int8 kernels)
+    if (r.pf_codes.stride == size_t(kQ6kCodeBytes)) {
+        for (int64_t k = 0; k < kQ6kCodeBytes; k += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);
+    } else {
+        for (int64_t k = 0; k < kQ6kCodeBytes; k += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T2);
+    }
     _mm_prefetch(reinterpret_cast<const char*>(r.pf_params + g * kQ6kParamBytes), _MM_HINT_T0);
     unpack_q6k(r.codes.first + size_t(g) * r.codes.stride, out);
     block_scales_of(r.params + g * kQ6kParamBytes, scales);

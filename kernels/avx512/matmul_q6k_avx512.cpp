@@ -70,8 +70,16 @@ void unpack_row(const uint8_t* codes, int64_t stride, const uint8_t* params,
         _mm512_setr_epi32(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
     for (int64_t i = 0; i < n_blocks; ++i) {
         const uint8_t* c = codes + i * stride;
-        for (int64_t b = 0; b < kQ6kCodeBytes; b += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * pf_stride + b), _MM_HINT_T0);
+        // (interleaved: one stream per row block, into L2 only, as the int8 kernel)
+        if (pf_stride == kQ6kCodeBytes) {
+            for (int64_t b = 0; b < kQ6kCodeBytes; b += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * pf_stride + b),
+                             _MM_HINT_T0);
+        } else {
+            for (int64_t b = 0; b < kQ6kCodeBytes; b += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(pf_codes + i * pf_stride + b),
+                             _MM_HINT_T2);
+        }
         _mm_prefetch(reinterpret_cast<const char*>(pf_params + i * kQ6kParamBytes), _MM_HINT_T0);
         for (int h = 0; h < 2; ++h) {
             __m512i q_lo, q_hi;
