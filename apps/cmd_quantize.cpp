@@ -54,7 +54,7 @@ void add_quantize_options(cxxopts::Options& options) {
         ("act-order", "gptq: quantize columns in order of decreasing Hessian diagonal")
         ("static-groups", "gptq with --act-order: fit groups on the original columns first")
         ("damp", "gptq: dampening, as a fraction of the mean Hessian diagonal", cxxopts::value<float>()->default_value("0.01"))
-        ("file-version", "nibble file version to write: 1 (row-major) or 2 (matrices in interleaved row blocks of 4 rows)", cxxopts::value<int>()->default_value("1"))
+        ("file-version", "nibble file version to write: 1 (row-major) or 2 (matrices in interleaved row blocks of 4 rows)", cxxopts::value<int>()->default_value("2"))
         ("target-size", "size budget of the output file (bytes, or with K, M, G: powers of 1000): each linear layer (and on small models the embedding and classifier) gets q2, q3, q4 or q8 by its calibration-weighted error; needs --calib", cxxopts::value<std::string>())
         ("bpw", "size budget in bits per weight of the linear layers (blk.*; the rest as the recipe says)", cxxopts::value<double>())
         ("q,quiet", "no progress bar and no table")

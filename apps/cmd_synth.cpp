@@ -63,7 +63,7 @@ int synth_command(int argc, char** argv) {
         cxxopts::value<std::string>()->default_value(""))(
         "t,threads", "threads (0: physical cores)", cxxopts::value<int>()->default_value("0"))(
         "file-version", "nibble file version: 1 (row-major) or 2 (interleaved row blocks)",
-        cxxopts::value<int>()->default_value("1"))("o,output", "output nibble file",
+        cxxopts::value<int>()->default_value("2"))("o,output", "output nibble file",
                                                    cxxopts::value<std::string>())("h,help",
                                                                                   "show this help");
     const auto parsed = parse_command_line(options, argc, argv);

@@ -44,24 +44,22 @@ PackedLayout with_interleave(PackedLayout l, int rows_per_block) {
     return l;
 }
 
-// AVX2 without AVX-512: not measured with nibble's kernels yet. Peers'
-// repacked layouts decode 1.2-1.9x faster than their row-major ones on an AMD
-// EPYC (Zen 4) without AVX-512. To set this to true, measure `nibble bench` tg
-// and pp at 1 and 2 threads on such a CPU, a GGUF Q4_0 and a Q4_K_M file with
-// --repack against --no-repack, and require the interleaved layout to be
-// faster in every row.
-constexpr bool kAvx2OnlyPrefersInterleaved = false;
-
 bool cpu_prefers_interleaved() {
     const CpuFeatures& cpu = cpu_features();
-    // AVX-512 (measured on an Intel Xeon with AVX-512 and AMX, quiet,
-    // docs/BENCHMARKS.md): repacked GGUF Q4_0 and Q4_K_M files decode 2-16%
-    // faster at 1 and 2 threads, and their prompts run as fast (AMX reads the
-    // layout in place; -6% to +4% between runs). The NEON kernels read it in
-    // place too but were never measured on ARM hardware; the portable kernels
-    // gather each interleaved row into a buffer (kernels::row_codes) first.
-    if (cpu.avx512) return true;
-    return cpu.avx2 && kAvx2OnlyPrefersInterleaved;
+    // Measured on an Intel Xeon with AVX-512 and AMX (docs/BENCHMARKS.md),
+    // repacked against row-major GGUF files, 1 and 2 threads:
+    // - AVX-512 kernels: Q4_0 and Q4_K_M decode 2-16% faster, prompts as fast
+    //   (AMX reads the layout in place).
+    // - The AVX2 kernels (NIBBLE_KERNEL=avx2, the code an AVX2-only CPU runs):
+    //   TinyLlama Q4_0 decodes 16-19% (1 thread) and 5-10% (2) faster, Q4_K_M
+    //   7-20%, Llama-3.2-1B Q4_K_M 5-12%; prompts within +-2%. Peers' repacked
+    //   layouts decode 1.2-1.9x faster than their row-major ones on an AMD EPYC
+    //   (Zen 4) without AVX-512, so that family is expected to gain as much;
+    //   not yet measured there with nibble.
+    // The NEON kernels read the layout in place too but were never measured on
+    // ARM hardware; the portable kernels gather each interleaved row into a
+    // buffer (kernels::row_codes) first: both keep row-major.
+    return cpu.avx2;  // (every AVX-512 CPU has it too)
 }
 
 size_t interleave_unit_bytes(const PackedLayout& l) {

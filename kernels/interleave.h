@@ -37,7 +37,8 @@ PackedLayout with_interleave(PackedLayout l, int rows_per_block);
 // Whether this CPU's kernels are expected to run the interleaved layout faster
 // than row-major: the default of repacking a GGUF file's matrices at load
 // (LoadOptions::repack, `--repack` / `--no-repack`). The one place that rule
-// lives: true with AVX-512, false elsewhere for now (kernels/interleave.cpp says why).
+// lives: true with AVX2 (and so AVX-512), false elsewhere for now
+// (kernels/interleave.cpp says why).
 bool cpu_prefers_interleaved();
 // Bytes of one full unit of one row (U above).
 size_t interleave_unit_bytes(const PackedLayout& l);

@@ -513,7 +513,7 @@ Model load_nibble_file(const std::shared_ptr<MappedFile>& file) {
 // ---- writing ----
 
 namespace {
-std::atomic<int> g_write_version{1};
+std::atomic<int> g_write_version{2};
 }  // namespace
 
 void set_nibble_write_version(int version) {

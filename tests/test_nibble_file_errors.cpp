@@ -34,9 +34,7 @@ const std::string& good_file() {
         Model m = load_model(data_path("stories260K.bin"));
         m.tokenizer_proto = Tokenizer::from_file(data_path("tok512.model")).serialized_proto();
         const std::string path = temp_path("good.nbl");
-        set_nibble_write_version(2);
-        save_nibble_file(quantize_model(m, QuantizeRecipe{}).model, path);
-        set_nibble_write_version(1);
+        save_nibble_file(quantize_model(m, QuantizeRecipe{}).model, path);  // (version 2)
         return nibble::test::read_text(path);
     }();
     return bytes;
