@@ -90,4 +90,28 @@ inline void decode_row_params(const MatrixView& w, GroupStream stream, int64_t r
     }
 }
 
+// out[4 k + i] = rows[i][k] for k < n: four rows' values (group or sub-block
+// scales) interleaved, so that one load gives a step's scale of every row;
+// eight at a time in two 4 x 4 transposes, then one by one. Callers with fewer
+// than 4 rows repeat one (its lanes are never used).
+inline void interleave4(const float* const* rows, int64_t n, float* out) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
+        const __m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+        float* o = out + 4 * k;
+        _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u1, 0x20));
+        _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+        _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+        _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
+    }
+    for (; k < n; ++k) {
+        for (int i = 0; i < 4; ++i) out[4 * k + i] = rows[i][k];
+    }
+}
+
 }  // namespace nibble::kernels::NIBBLE_ISA_NAMESPACE

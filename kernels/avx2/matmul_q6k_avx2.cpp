@@ -107,26 +107,6 @@ inline void block_scales_of(const uint8_t* p, float* out) {
         out + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
 }
 
-// out[8b + 4h + i] = row i's scale of half h of block b, i.e. sub-block s = 2b
-// + h: the four rows' scales transposed, eight sub-blocks per step (4 x 8 -> 8
-// x 4 in two 4 x 4 transposes).
-void transpose_scales(const float* const* rs, int64_t n_scales, float* out) {
-    for (int64_t s = 0; s < n_scales; s += 8) {
-        const __m256 r0 = _mm256_loadu_ps(rs[0] + s), r1 = _mm256_loadu_ps(rs[1] + s);
-        const __m256 r2 = _mm256_loadu_ps(rs[2] + s), r3 = _mm256_loadu_ps(rs[3] + s);
-        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        // u_k: sub-blocks s + k (lower 128 bits) and s + 4 + k (upper), rows 0..3.
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-        float* o = out + 4 * s;
-        _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u1, 0x20));
-        _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
-        _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
-        _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
-    }
-}
-
 // Block b of 32 columns of four unpacked rows (wq[r]: the block's codes; ws:
 // its transposed scales) times T tokens from t0, added into acc[t]: the float
 // order per token does not depend on the caller.
@@ -233,7 +213,7 @@ void rows_streamed(const RowSource* src, int n, int64_t n_super, const Quantized
     for (int64_t g = 0; g < n_super; ++g) {
         for (int i = 0; i < n; ++i)
             unpack_block(src[i], g, codes + i * kQ6kBlock, scales + i * kScales);
-        transpose_scales(rs, kScales, block_scales);
+        interleave4(rs, kScales, block_scales);  // [8b + 4h + i]: half h of block b
         for (int64_t j = 0; j < kQ6kBlock / 32; ++j) {
             const uint8_t* w[kRowBlock];
             for (int r = 0; r < kRowBlock; ++r) w[r] = wq[r] + 32 * j;
@@ -314,7 +294,7 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
             wq[i] = codes + size_t(from) * size_t(l.cols);
             rs[i] = scales + size_t(from) * size_t(n_scales);
         }
-        transpose_scales(rs, n_scales, block_scales);
+        interleave4(rs, n_scales, block_scales);
         int t = 0;
         for (; t + kTokenBlock <= qa.n_tokens; t += kTokenBlock)
             rows_tokens<kTokenBlock>(wq, block_scales, qa, offsets, t, n, out, l.rows);
