@@ -56,9 +56,8 @@ bool cpu_prefers_interleaved() {
     //   layouts decode 1.2-1.9x faster than their row-major ones on an AMD EPYC
     //   (Zen 4) without AVX-512, so that family is expected to gain as much;
     //   not yet measured there with nibble.
-    // The NEON kernels read the layout in place too but were never measured on
-    // ARM hardware; the portable kernels gather each interleaved row into a
-    // buffer (kernels::row_codes) first: both keep row-major.
+    // The NEON and portable kernels read the layout in place too, but NEON was
+    // never measured on ARM hardware: both keep row-major for GGUF files.
     return cpu.avx2;  // (every AVX-512 CPU has it too)
 }
 
@@ -128,6 +127,10 @@ const uint8_t* row_codes(const MatrixView& w, int64_t r, uint8_t* buf) {
 RowUnits row_units(const MatrixView& w, int64_t r) {
     return {w.data + w.layout.codes_offset + interleaved_unit_offset(w.layout, r, 0),
             interleaved_unit_stride(w.layout, r)};
+}
+
+const uint8_t* unit_codes(const MatrixView& w, int64_t r, int64_t u) {
+    return w.data + w.layout.codes_offset + interleaved_unit_offset(w.layout, r, u);
 }
 
 uint8_t* code_scratch(int slot, size_t bytes) {

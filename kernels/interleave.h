@@ -67,6 +67,9 @@ struct RowUnits {
     size_t stride;
 };
 RowUnits row_units(const MatrixView& w, int64_t r);
+// Row r's unit u read in place, in either layout, the short last unit of a
+// row included (interleaved_unit_offset): the portable kernels' way in.
+const uint8_t* unit_codes(const MatrixView& w, int64_t r, int64_t u);
 // Per-thread, grow-only, 64-byte aligned scratch for gathered codes (slot 0..1).
 uint8_t* code_scratch(int slot, size_t bytes);
 }  // namespace kernels

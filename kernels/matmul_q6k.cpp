@@ -26,11 +26,10 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     const int64_t n_scales = l.cols / kQ6kSubBlock;
     float* scales = kernel_scratch(size_t(n_scales + l.cols / 4));
     int8_t* wq = reinterpret_cast<int8_t*>(scales + n_scales);
-    uint8_t* gathered = code_scratch(0, l.row_code_bytes());
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = row_codes(w, r, gathered);
+        // (each super-block is one unit of the interleaved layout, read in place)
         for (int64_t i = 0; i < l.groups_per_row; ++i)
-            q6k_unpack(codes + size_t(i) * size_t(kQ6kCodeBytes), wq + kQ6kBlock * i);
+            q6k_unpack(unit_codes(w, r, i), wq + kQ6kBlock * i);
         q6k_row_scales(w, r, scales);
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);

@@ -20,6 +20,9 @@ namespace scalar {
 
 namespace {
 
+// 32-column chunks per 128-column unit of the interleaved layout (kernels/interleave.h).
+constexpr int64_t kChunksPerUnit = 4;
+
 // Integer weight values of 32-column chunk k of a row, in column order:
 // q4/q4a the raw code 0..15 (offsets handled via group sums), nf4/iq4nl the
 // int8 code book entry, q8 the int8 code.
@@ -50,17 +53,19 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
     const int64_t gpr = l.groups_per_row;
     // Blocks per group is a power of two: block b is in group b >> group_shift.
     const int group_shift = __builtin_ctzll(uint64_t(qa.blocks_per_group));
-    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     // Scratch: group scales, group mins, then the row's weights as int8.
     float* scales = kernel_scratch(size_t(2 * gpr + qa.padded_cols / 4));
     float* mins = scales + gpr;
     int8_t* wq = reinterpret_cast<int8_t*>(mins + gpr);
-    uint8_t* gathered = code_scratch(0, row_bytes);
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = row_codes(w, r, gathered);
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
-        for (int64_t b = 0; b < qa.n_blocks; ++b) chunk_ints<F>(codes, b, wq + 32 * b);
+        // The row's 128-column units (4 chunks) in place, interleaved or not.
+        for (int64_t b = 0; b < qa.n_blocks; b += kChunksPerUnit) {
+            const uint8_t* unit = unit_codes(w, r, b / kChunksPerUnit);
+            for (int64_t k = 0; k < kChunksPerUnit && b + k < qa.n_blocks; ++k)
+                chunk_ints<F>(unit, k, wq + 32 * (b + k));
+        }
         const float kscale = FormatTraits<F>::code_book ? kCodeBookInt8Scale<F> : 1.0f;
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);
@@ -115,21 +120,21 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
     // 32-column chunks per group is a power of two: chunk k is in group k >> group_shift.
     const int group_shift = __builtin_ctz(unsigned(l.group_size / 32));
     const int64_t n_chunks = l.padded_cols / 32;
-    const size_t row_bytes = size_t(kChunkBytes<F> * (l.padded_cols / 32));
     float* scales = kernel_scratch(size_t(2 * l.groups_per_row));
     float* mins = scales + l.groups_per_row;
     float wf[32];
-    uint8_t* gathered = code_scratch(0, row_bytes);
     for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* codes = row_codes(w, r, gathered);
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         for (int t = 0; t < n_tokens; ++t) {
             const float* xt = x + size_t(t) * size_t(x_stride);
             float acc = 0.0f;
+            const uint8_t* unit = nullptr;  // (the chunk's 128-column unit, in place)
             for (int64_t k = 0; k < n_chunks; ++k) {
+                if (k % kChunksPerUnit == 0) unit = unit_codes(w, r, k / kChunksPerUnit);
                 const size_t g = size_t(k >> group_shift);
-                chunk_floats<F>(codes, k, scales[g], F == WeightFormat::q4a ? mins[g] : 0.0f, wf);
+                chunk_floats<F>(unit, k % kChunksPerUnit, scales[g],
+                                F == WeightFormat::q4a ? mins[g] : 0.0f, wf);
                 float part = 0.0f;
                 for (int j = 0; j < 32; ++j) part += wf[j] * xt[32 * k + j];
                 acc += part;

@@ -364,7 +364,6 @@ void unpack_panel_q6k(const MatrixView& w, int64_t row0, int n_valid, int64_t n_
     constexpr int tile = kTileBytes<F>;
     const PackedLayout& l = w.layout;
     const int64_t n_super = l.groups_per_row;
-    const size_t row_bytes = size_t(n_super * kQ6kCodeBytes);
     if (n_valid < kPanelRows) std::memset(panel, 0, size_t(n_blocks) * tile);
     const __m512i c32 = _mm512_set1_epi8(32);
     for (int m = 0; m < kPanelRows; ++m) {
@@ -374,15 +373,14 @@ void unpack_panel_q6k(const MatrixView& w, int64_t row0, int n_valid, int64_t n_
             std::memset(row_scales, 0, size_t(n_blocks) * sizeof(float));
             continue;
         }
-        // (interleaved rows, kernels/interleave.h: gathered one at a time)
-        const uint8_t* codes = l.interleave > 1 ? row_codes(w, row, code_scratch(0, row_bytes))
-                                                : w.data + l.codes_offset + size_t(row) * row_bytes;
+        // (super-block i is unit i of either layout: read in place, kernels/interleave.h)
+        const RowUnits codes = row_units(w, row);
         const uint8_t* params =
             w.data + l.scales_offset + size_t(row * n_super) * size_t(kQ6kParamBytes);
         for (int64_t i = 0; i < n_super; ++i) {
             for (int h = 0; h < 2; ++h) {
                 __m512i lo, hi;
-                q6k_unpack_half(codes + i * kQ6kCodeBytes, h, lo, hi);
+                q6k_unpack_half(codes.first + size_t(i) * codes.stride, h, lo, hi);
                 lo = _mm512_sub_epi8(lo, c32);
                 hi = _mm512_sub_epi8(hi, c32);
                 uint8_t* dst = panel + (16 * i + 8 * h) * tile + m * kBlockBytes<F>;
