@@ -23,6 +23,7 @@
 #include "cli_expect.h"
 #include "engine/forward.h"
 #include "kernel_test_settings.h"
+#include "kernels/cpu_features.h"
 #include "kernels/interleave.h"
 #include "kernels/kernel_table.h"
 #include "kernels/matmul.h"
@@ -327,4 +328,11 @@ TEST_CASE("the load line says whether the matrices were repacked; bad values are
                                  "--repack and --no-repack exclude each other");
     nibble::test::expect_refusal("run " + model + " --repack=maybe", 2, "maybe");
     nibble::test::expect_refusal("bench -m '" + gguf("Q4_0") + "' --no-repack=2", 2, "2");
+}
+
+TEST_CASE("without --repack or --no-repack, GGUF matrices are repacked on every CPU with AVX2") {
+    // (measured faster with the AVX2 and the AVX-512 kernels, kernels/interleave.cpp)
+    CHECK(cpu_prefers_interleaved() == cpu_features().avx2);
+    const Model m = load_model(gguf("Q4_0"));
+    CHECK(m.layers[0].wq.view.layout.interleave == (cpu_features().avx2 ? kInterleaveRows : 1));
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "eval/perplexity.h"
+#include "kernels/interleave.h"
 #include "models/loader.h"
 #include "test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -79,11 +80,23 @@ TEST_CASE("nibble quantize writes a 4-bit stories260K that info, run and perplex
     // Perplexity within 25% of FP32 (on 30 documents of the excerpt).
     const Tokenizer tok = Tokenizer::from_file(data_path("tok512.model"));
     const double fp32 = perplexity_of(load_model(data_path("stories260K.bin")), tok);
-    const double q4 = perplexity_of(load_model(out), tok);
+    const Model q4_model = load_model(out);
+    const double q4 = perplexity_of(q4_model, tok);
     CAPTURE(fp32);
     CAPTURE(q4);
     CHECK(q4 > fp32 * 0.98);
     CHECK(q4 < fp32 * 1.25);
+
+    // Version 2 by default (matrices in interleaved row blocks); --file-version 1
+    // writes the row-major version 1.
+    CHECK(read_text(out).find(R"("nibble_version":"2")") != std::string::npos);
+    CHECK(q4_model.layers[0].wq.view.layout.interleave == kInterleaveRows);
+    const std::string v1 = temp_path("out_v1.nbl");
+    REQUIRE(run_nibble_streams("quantize '" + data_path("stories260K.bin") + "' '" + v1 +
+                               "' --format q4 --group-size 32 --file-version 1")
+                .exit_code == 0);
+    CHECK(read_text(v1).find(R"("nibble_version":"1")") != std::string::npos);
+    CHECK(load_model(v1).layers[0].wq.view.layout.interleave == 1);
 
     const CliStreams ppl = run_nibble_streams(
         "perplexity -m '" + out + "' -f '" + data_path("corpus/tinystories_sample.txt") + "' -t 1");
