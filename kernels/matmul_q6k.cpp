@@ -27,9 +27,10 @@ void matmul_rows_int8_q6k(const MatrixView& w, const QuantizedActivations& qa, i
     float* scales = kernel_scratch(size_t(n_scales + l.cols / 4));
     int8_t* wq = reinterpret_cast<int8_t*>(scales + n_scales);
     for (int64_t r = r0; r < r1; ++r) {
-        // (each super-block is one unit of the interleaved layout, read in place)
+        // (each super-block is one whole unit of the interleaved layout, read in place)
+        const RowUnits units = row_units(w, r);
         for (int64_t i = 0; i < l.groups_per_row; ++i)
-            q6k_unpack(unit_codes(w, r, i), wq + kQ6kBlock * i);
+            q6k_unpack(units.first + size_t(i) * units.stride, wq + kQ6kBlock * i);
         q6k_row_scales(w, r, scales);
         for (int t = 0; t < qa.n_tokens; ++t) {
             const int8_t* xq = qa.token_q(t);

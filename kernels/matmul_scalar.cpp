@@ -23,6 +23,23 @@ namespace {
 // 32-column chunks per 128-column unit of the interleaved layout (kernels/interleave.h).
 constexpr int64_t kChunksPerUnit = 4;
 
+// Where row r's 128-column units are, in either layout: the full ones a stride
+// apart, a short last one (rows not a multiple of 128 columns) on its own.
+class RowUnitsInPlace {
+  public:
+    RowUnitsInPlace(const MatrixView& w, int64_t r)
+        : w_(w), r_(r), units_(row_units(w, r)), n_full_(w.layout.padded_cols / 128) {}
+    const uint8_t* operator[](int64_t u) const {
+        return u < n_full_ ? units_.first + size_t(u) * units_.stride : unit_codes(w_, r_, u);
+    }
+
+  private:
+    const MatrixView& w_;
+    int64_t r_;
+    RowUnits units_;
+    int64_t n_full_;
+};
+
 // Integer weight values of 32-column chunk k of a row, in column order:
 // q4/q4a the raw code 0..15 (offsets handled via group sums), nf4/iq4nl the
 // int8 code book entry, q8 the int8 code.
@@ -61,10 +78,16 @@ void rows_int8(const MatrixView& w, const QuantizedActivations& qa, int64_t r0, 
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
         // The row's 128-column units (4 chunks) in place, interleaved or not.
+        const RowUnitsInPlace units(w, r);
         for (int64_t b = 0; b < qa.n_blocks; b += kChunksPerUnit) {
-            const uint8_t* unit = unit_codes(w, r, b / kChunksPerUnit);
-            for (int64_t k = 0; k < kChunksPerUnit && b + k < qa.n_blocks; ++k)
-                chunk_ints<F>(unit, k, wq + 32 * (b + k));
+            const uint8_t* unit = units[b / kChunksPerUnit];
+            if (b + kChunksPerUnit <= qa.n_blocks) {
+                for (int64_t k = 0; k < kChunksPerUnit; ++k)
+                    chunk_ints<F>(unit, k, wq + 32 * (b + k));
+            } else {
+                for (int64_t k = 0; b + k < qa.n_blocks; ++k)
+                    chunk_ints<F>(unit, k, wq + 32 * (b + k));
+            }
         }
         const float kscale = FormatTraits<F>::code_book ? kCodeBookInt8Scale<F> : 1.0f;
         for (int t = 0; t < qa.n_tokens; ++t) {
@@ -126,12 +149,13 @@ void rows_fp32_grouped(const MatrixView& w, const float* x, int64_t x_stride, in
     for (int64_t r = r0; r < r1; ++r) {
         decode_row_params(w, GroupStream::scales, r, scales);
         if constexpr (F == WeightFormat::q4a) decode_row_params(w, GroupStream::mins, r, mins);
+        const RowUnitsInPlace units(w, r);
         for (int t = 0; t < n_tokens; ++t) {
             const float* xt = x + size_t(t) * size_t(x_stride);
             float acc = 0.0f;
             const uint8_t* unit = nullptr;  // (the chunk's 128-column unit, in place)
             for (int64_t k = 0; k < n_chunks; ++k) {
-                if (k % kChunksPerUnit == 0) unit = unit_codes(w, r, k / kChunksPerUnit);
+                if (k % kChunksPerUnit == 0) unit = units[k / kChunksPerUnit];
                 const size_t g = size_t(k >> group_shift);
                 chunk_floats<F>(unit, k % kChunksPerUnit, scales[g],
                                 F == WeightFormat::q4a ? mins[g] : 0.0f, wf);
